@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backend contract.
+ *
+ * The server core owns the protocol: fids, open state, msize, flush,
+ * read-only gating, name checks.  A backend sees only nodes (its own opaque
+ * objects), open handles, users, and typed arguments.  Every op returns 0
+ * (or a byte count) on success and a negative errno on failure.  An op left
+ * NULL answers -ENOSYS (the core checks).  Ops may block: they run on a
+ * worker thread, one request start to finish on one thread.
+ *
+ * Names handed to a backend are NUL-terminated, non-empty, contain no '/',
+ * and are not "." (the core refuses those).  ".." can reach walk1 only;
+ * a backend must keep ".." at its root at the root.
+ *
+ * References: every function that fills a `**out` node or handle returns a
+ * new reference the caller owns; node_put() / close() release them.
+ *
+ * Credentials: before running any op on behalf of a fid, the core calls
+ * user_enter(be, user) on the worker thread with the user that attached
+ * that fid.  A backend that switches identities (fsuid/fsgid/groups) does
+ * it there, per thread.  Ops that create files receive the gid the client
+ * asked for.
+ */
+#ifndef VIRTFS_BACKEND_H
+#define VIRTFS_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "virtfs/p9.h"
+
+struct backend;
+struct be_node;   /* a file system object (opaque) */
+struct be_handle; /* an open file or directory (opaque) */
+struct be_user;   /* an attached user (opaque) */
+
+/*
+ * Readdir callback: called once per entry in order.  'off' is the offset
+ * that resumes *after* this entry.  Return 0 to continue, 1 to stop (the
+ * entry did NOT fit and was not consumed).
+ */
+typedef int be_dirent_fn(void *ctx, const struct p9_qid *qid, uint64_t off,
+                         uint8_t type, const char *name, size_t namelen);
+
+struct be_ops {
+    /* -- users ------------------------------------------------------------- */
+    /* Resolve the attaching user (uname and/or n_uname, n_uname may be
+     * P9_NONUNAME).  New reference in *out. */
+    int (*user_get)(struct backend *be, const char *uname, uint32_t n_uname,
+                    struct be_user **out);
+    void (*user_put)(struct backend *be, struct be_user *u);
+    /* Act as 'u' on the calling thread until the next user_enter. */
+    int (*user_enter)(struct backend *be, struct be_user *u);
+
+    /* -- nodes ------------------------------------------------------------- */
+    int (*root)(struct backend *be, struct be_node **out, struct p9_qid *qid);
+    int (*walk1)(struct backend *be, struct be_node *dir, const char *name,
+                 struct be_node **out, struct p9_qid *qid);
+    void (*node_get)(struct backend *be, struct be_node *n);
+    void (*node_put)(struct backend *be, struct be_node *n);
+    int (*qid)(struct backend *be, struct be_node *n, struct p9_qid *qid);
+
+    /* -- attributes --------------------------------------------------------- */
+    /* 'h' may be NULL; when given, the op uses the open file (e.g. fstat). */
+    int (*getattr)(struct backend *be, struct be_node *n, struct be_handle *h,
+                   uint64_t request_mask, struct p9_rgetattr *out);
+    int (*setattr)(struct backend *be, struct be_node *n, struct be_handle *h,
+                   const struct p9_tsetattr *in);
+    int (*statfs)(struct backend *be, struct be_node *n,
+                  struct p9_rstatfs *out);
+    /* Returns the length of the target (not NUL-terminated in buf). */
+    ssize_t (*readlink)(struct backend *be, struct be_node *n, char *buf,
+                        size_t size);
+
+    /* -- open files ---------------------------------------------------------- */
+    /* 'flags' are P9_DOTL_* open flags from the wire. */
+    int (*open)(struct backend *be, struct be_node *n, uint32_t flags,
+                struct be_handle **out, struct p9_qid *qid,
+                uint32_t *iounit);
+    /* Create and open 'name' in 'dir'; the new node and handle are returned. */
+    int (*create)(struct backend *be, struct be_node *dir, const char *name,
+                  uint32_t flags, uint32_t mode, uint32_t gid,
+                  struct be_node **node_out, struct be_handle **out,
+                  struct p9_qid *qid, uint32_t *iounit);
+    void (*close)(struct backend *be, struct be_handle *h);
+    ssize_t (*read)(struct backend *be, struct be_handle *h,
+                    const struct iovec *iov, int iovcnt, uint64_t off);
+    ssize_t (*write)(struct backend *be, struct be_handle *h,
+                     const struct iovec *iov, int iovcnt, uint64_t off);
+    int (*fsync)(struct backend *be, struct be_handle *h, bool datasync);
+    /*
+     * Emit entries of the open directory 'h' starting at 'offset' (0 = the
+     * beginning, otherwise a value an earlier entry's 'off' returned) until
+     * 'fn' returns 1 or the directory ends.  Returns 0 or -errno.
+     */
+    int (*readdir)(struct backend *be, struct be_handle *h, uint64_t offset,
+                   be_dirent_fn *fn, void *ctx);
+
+    /* -- namespace ------------------------------------------------------------- */
+    int (*mkdir)(struct backend *be, struct be_node *dir, const char *name,
+                 uint32_t mode, uint32_t gid, struct p9_qid *qid);
+    int (*mknod)(struct backend *be, struct be_node *dir, const char *name,
+                 uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
+                 struct p9_qid *qid);
+    int (*symlink)(struct backend *be, struct be_node *dir, const char *name,
+                   const char *target, uint32_t gid, struct p9_qid *qid);
+    int (*link)(struct backend *be, struct be_node *dir, const char *name,
+                struct be_node *target);
+    int (*renameat)(struct backend *be, struct be_node *olddir,
+                    const char *oldname, struct be_node *newdir,
+                    const char *newname);
+    /* 'flags' is 0 or P9_DOTL_AT_REMOVEDIR. */
+    int (*unlinkat)(struct backend *be, struct be_node *dir, const char *name,
+                    uint32_t flags);
+    /* Trename / Tremove: the object itself, wherever it is now. */
+    int (*rename)(struct backend *be, struct be_node *n,
+                  struct be_node *newdir, const char *newname);
+    int (*remove)(struct backend *be, struct be_node *n);
+
+    /* -- xattrs (value is raw bytes; an empty list name lists) ------------------ */
+    ssize_t (*getxattr)(struct backend *be, struct be_node *n,
+                        const char *name, void *buf, size_t size);
+    ssize_t (*listxattr)(struct backend *be, struct be_node *n, char *buf,
+                         size_t size);
+    /* flags: 0, P9_XATTR_CREATE, P9_XATTR_REPLACE */
+    int (*setxattr)(struct backend *be, struct be_node *n, const char *name,
+                    const void *value, size_t size, uint32_t flags);
+    int (*removexattr)(struct backend *be, struct be_node *n,
+                       const char *name);
+
+    /* -- locks (on an open handle) ----------------------------------------------- */
+    /* Sets *status to P9_LOCK_SUCCESS / BLOCKED / ERROR; never blocks. */
+    int (*lock)(struct backend *be, struct be_handle *h,
+                const struct p9_tlock *in, uint8_t *status);
+    /* In: the lock asked about; out: a conflicting lock, or type UNLCK.
+     * out->client_id may point into backend-owned storage valid until the
+     * next call on this thread. */
+    int (*getlock)(struct backend *be, struct be_handle *h,
+                   const struct p9_tgetlock *in, struct p9_rgetlock *out);
+
+    /* -- lifetime ------------------------------------------------------------- */
+    void (*destroy)(struct backend *be);
+};
+
+struct backend {
+    const struct be_ops *ops;
+    void *priv;
+};
+
+/* ---- the passthrough backend (src/backend/passthrough) --------------------- */
+
+struct pt_options {
+    const char *root;   /* host directory to export */
+    bool readonly;      /* refuse every mutation with EROFS (also enforced by core) */
+    bool multiuser;     /* act as the attaching user (default when running as root) */
+    bool remap_devs;    /* qid.path unique across host mounts (default true) */
+};
+
+/* Open the export; returns 0 and a new backend, or -errno. */
+int pt_backend_new(const struct pt_options *opt, struct backend **out);
+
+#endif /* VIRTFS_BACKEND_H */

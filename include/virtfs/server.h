@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Embedding the 9P server, and the contract between the server core and a
+ * transport (byte streams, vhost-user virtqueues, ...).
+ *
+ * A transport owns connections and message buffers.  For every framed
+ * T-message it calls p9s_conn_submit() with the message's scatter-gather
+ * list and an opaque cookie.  Later, on a worker thread, the core asks the
+ * transport for reply space (reply_buf), encodes the R-message straight
+ * into it, and hands it back with send() -- or calls drop() when the
+ * request was flushed and must not be answered.  Exactly one of send() or
+ * drop() is called per submitted cookie; after it, the core never touches
+ * the T-message buffers again.
+ *
+ * Threads: submit/close are called by the transport (any one thread per
+ * connection at a time); reply_buf/send/drop are called from worker
+ * threads, concurrently, so they must be thread-safe.  release() is called
+ * once, after close() and after the last send/drop: the transport may then
+ * free its side.
+ */
+#ifndef VIRTFS_SERVER_H
+#define VIRTFS_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct backend;
+struct p9s_server;
+struct p9s_conn;
+
+struct p9s_conn_ops {
+    /*
+     * Reply space for the request 'cookie', wanted: 'need' bytes (the
+     * largest reply the request can produce).  Set *iov / *iovcnt to
+     * writable segments; their total may be smaller than 'need' (the
+     * core then shortens Rread/Rreaddir).  Returns 0 or -errno (the
+     * request is then dropped).
+     */
+    int (*reply_buf)(struct p9s_conn *c, void *cookie, size_t need,
+                     const struct iovec **iov, int *iovcnt);
+    /* The reply is complete: 'len' bytes at the start of the reply space. */
+    void (*send)(struct p9s_conn *c, void *cookie, size_t len);
+    /* No reply for this request (flushed or connection closing). */
+    void (*drop)(struct p9s_conn *c, void *cookie);
+    /* The connection is gone from the core's side (see above). */
+    void (*release)(struct p9s_conn *c, void *tp);
+};
+
+struct p9s_export {
+    const char *name;     /* aname that selects it (may be NULL) */
+    const char *path;     /* host directory (also accepted as aname) */
+    bool readonly;
+    struct backend *be;   /* owned by the caller */
+};
+
+struct p9s_config {
+    uint32_t msize;       /* server cap; 0 = P9_DEFAULT_MSIZE */
+    int threads;          /* worker pool size; 0 = from CPU count */
+    bool trace;           /* one decoded line per T and R message */
+};
+
+struct p9s_server *p9s_server_new(const struct p9s_config *cfg,
+                                  const struct p9s_export *exports,
+                                  int nexports);
+/* Wait for in-flight requests of all connections, stop the workers. */
+void p9s_server_free(struct p9s_server *srv);
+/* Print per-message counts and latency to the log. */
+void p9s_server_dump_stats(struct p9s_server *srv);
+/* Maximum msize of this server. */
+uint32_t p9s_server_msize(const struct p9s_server *srv);
+
+/* A new session.  'tp' is the transport's private pointer, given back in
+ * release(); 'peer' is a name for log lines (copied). */
+struct p9s_conn *p9s_conn_new(struct p9s_server *srv,
+                              const struct p9s_conn_ops *ops, void *tp,
+                              const char *peer);
+/*
+ * Submit one T-message of 'len' bytes held in 'iov'.  The buffers stay
+ * valid until send()/drop() for 'cookie'.  Returns 0, or -EPROTO when the
+ * message cannot be answered at all (undecodable header, size mismatch,
+ * duplicate in-flight tag): the transport must then close the connection
+ * (drop() has been called for the cookie).
+ */
+int p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
+                    size_t len, void *cookie);
+/* The negotiated msize (the server's cap until Tversion). */
+uint32_t p9s_conn_msize(struct p9s_conn *c);
+/* The transport has gone: cancel what can be cancelled, clunk all fids
+ * once in-flight requests finish, then call ops->release. */
+void p9s_conn_close(struct p9s_conn *c);
+
+/* For transports that frame byte streams: validated frame length from the
+ * 4-byte size prefix, or -EPROTO (< 7 or > msize). */
+long p9s_frame_len(struct p9s_conn *c, const uint8_t hdr[4]);
+
+#endif /* VIRTFS_SERVER_H */

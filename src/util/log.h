@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Logging: levels, stderr or syslog, and a rate limit for messages a peer
+ * (guest, client) can trigger, so a hostile guest cannot flood the host log.
+ */
+#ifndef VIRTFS_UTIL_LOG_H
+#define VIRTFS_UTIL_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+    LOG_LVL_ERROR = 0,
+    LOG_LVL_WARN = 1,
+    LOG_LVL_INFO = 2,
+    LOG_LVL_DEBUG = 3,
+};
+
+/* Parse "error|warn|info|debug"; returns -1 if unknown. */
+int log_parse_level(const char *s);
+void log_set_level(enum log_level lvl);
+enum log_level log_get_level(void);
+/* Send messages to syslog (ident) instead of stderr. */
+void log_use_syslog(const char *ident);
+
+__attribute__((format(printf, 2, 3))) void log_msg(enum log_level lvl,
+                                                    const char *fmt, ...);
+
+/*
+ * Peer-triggerable message: at most 'burst' lines per 10 s per call site
+ * (the site's static state is passed in); the number suppressed is
+ * reported with the next line that passes.
+ */
+struct log_rl {
+    long window;     /* start of the current window (s, monotonic) */
+    unsigned count;  /* lines in this window */
+    unsigned dropped;
+};
+__attribute__((format(printf, 3, 4))) void
+log_ratelimited(struct log_rl *rl, enum log_level lvl, const char *fmt, ...);
+
+#define log_err(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                        \
+    do {                                                                      \
+        if (log_get_level() >= LOG_LVL_DEBUG) {                               \
+            log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                              \
+        }                                                                     \
+    } while (0)
+
+/* One rate-limited warning per call site. */
+#define log_peer(...)                                                         \
+    do {                                                                      \
+        static struct log_rl rl_;                                             \
+        log_ratelimited(&rl_, LOG_LVL_WARN, __VA_ARGS__);                     \
+    } while (0)
+
+#endif

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A tiny TAP producer for the project's C tests.
+ *
+ *   tap_ok(cond, "fmt", ...)  -> "ok N - ..." or "not ok N - ..."
+ *   tap_done()                -> prints the plan and "# N passed, N failed",
+ *                                returns the process exit status.
+ */
+#ifndef VIRTFS_TESTS_TAP_H
+#define VIRTFS_TESTS_TAP_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+static int tap_n, tap_failed;
+
+__attribute__((format(printf, 2, 3), unused)) static bool
+tap_ok(bool cond, const char *fmt, ...)
+{
+    va_list ap;
+
+    tap_n++;
+    if (!cond) {
+        tap_failed++;
+    }
+    printf("%sok %d - ", cond ? "" : "not ", tap_n);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+    return cond;
+}
+
+__attribute__((format(printf, 1, 2), unused)) static void
+tap_diag(const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+__attribute__((unused)) static int
+tap_done(void)
+{
+    printf("1..%d\n# %d passed, %d failed\n", tap_n, tap_n - tap_failed,
+           tap_failed);
+    return tap_failed ? 1 : 0;
+}
+
+#endif
