@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fid table.
+ *
+ * The table holds one reference to each fid; every request that uses a fid
+ * holds another.  Tclunk unlinks the fid at once, so the client may reuse
+ * its number immediately, while requests still running on the old fid
+ * finish on their own references.  The object (its node, open handle and
+ * user) is released on the last put.  The table lock is a leaf lock.
+ */
+#include "server/srv_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned
+fid_hash(uint32_t num)
+{
+    return (num * 2654435761u) >> 24 & (FID_BUCKETS - 1);
+}
+
+void
+fid_table_init(struct fid_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_init(&t->lock, NULL);
+}
+
+void
+fid_table_fini(struct fid_table *t)
+{
+    fid_clunk_all(t);
+    pthread_mutex_destroy(&t->lock);
+}
+
+struct suser *
+suser_new(struct backend *be, struct be_user *bu)
+{
+    struct suser *u = calloc(1, sizeof(*u));
+
+    if (u == NULL) {
+        return NULL;
+    }
+    atomic_init(&u->refs, 1);
+    u->be = be;
+    u->bu = bu;
+    return u;
+}
+
+void
+suser_ref(struct suser *u)
+{
+    atomic_fetch_add_explicit(&u->refs, 1, memory_order_relaxed);
+}
+
+void
+suser_put(struct suser *u)
+{
+    if (u == NULL ||
+        atomic_fetch_sub_explicit(&u->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    if (u->bu != NULL && u->be->ops->user_put != NULL) {
+        u->be->ops->user_put(u->be, u->bu);
+    }
+    free(u);
+}
+
+/*
+ * Takes over the caller's references to 'user' and 'node' on success
+ * (on failure the caller keeps them).
+ */
+struct fid *
+fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
+        struct suser *user, struct be_node *node, int *err)
+{
+    struct fid *f;
+    struct fid *e;
+    unsigned b = fid_hash(num);
+
+    if (num == P9_NOFID) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    atomic_init(&f->refs, 2);
+    f->num = num;
+    f->ex = ex;
+    f->be = ex->be;
+    f->user = user;
+    f->node = node;
+    f->kind = FID_NONE;
+    pthread_mutex_init(&f->lock, NULL);
+
+    pthread_mutex_lock(&t->lock);
+    for (e = t->bucket[b]; e != NULL; e = e->next) {
+        if (e->num == num) {
+            pthread_mutex_unlock(&t->lock);
+            pthread_mutex_destroy(&f->lock);
+            free(f);
+            *err = -EEXIST;
+            return NULL;
+        }
+    }
+    f->next = t->bucket[b];
+    t->bucket[b] = f;
+    t->count++;
+    pthread_mutex_unlock(&t->lock);
+    return f;
+}
+
+struct fid *
+fid_get(struct fid_table *t, uint32_t num)
+{
+    struct fid *e;
+
+    pthread_mutex_lock(&t->lock);
+    for (e = t->bucket[fid_hash(num)]; e != NULL; e = e->next) {
+        if (e->num == num) {
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return e;
+}
+
+void
+fid_ref(struct fid *f)
+{
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void
+fid_put(struct fid *f)
+{
+    const struct be_ops *ops;
+
+    if (f == NULL ||
+        atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    ops = f->be->ops;
+    if (f->h != NULL) {
+        ops->close(f->be, f->h);
+    }
+    if (f->node != NULL) {
+        ops->node_put(f->be, f->node);
+    }
+    suser_put(f->user);
+    free(f->xname);
+    free(f->xbuf);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+struct fid *
+fid_unlink(struct fid_table *t, uint32_t num)
+{
+    struct fid **pp;
+    struct fid *e = NULL;
+
+    pthread_mutex_lock(&t->lock);
+    for (pp = &t->bucket[fid_hash(num)]; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->num == num) {
+            e = *pp;
+            *pp = e->next;
+            e->next = NULL;
+            t->count--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return e;
+}
+
+void
+fid_clunk_all(struct fid_table *t)
+{
+    struct fid *list = NULL;
+    struct fid *f;
+
+    pthread_mutex_lock(&t->lock);
+    for (unsigned i = 0; i < FID_BUCKETS; i++) {
+        while ((f = t->bucket[i]) != NULL) {
+            t->bucket[i] = f->next;
+            f->next = list;
+            list = f;
+        }
+    }
+    t->count = 0;
+    pthread_mutex_unlock(&t->lock);
+    while ((f = list) != NULL) {
+        list = f->next;
+        f->next = NULL;
+        if (f->kind == FID_XATTR_WRITE) {
+            (void)fid_xattr_commit(f);
+        }
+        fid_put(f);
+    }
+}
+
+int
+fid_xattr_commit(struct fid *f)
+{
+    const struct be_ops *ops = f->be->ops;
+    int err;
+
+    pthread_mutex_lock(&f->lock);
+    if (f->kind != FID_XATTR_WRITE) {
+        pthread_mutex_unlock(&f->lock);
+        return 0;
+    }
+    f->kind = FID_NONE; /* commit once */
+    pthread_mutex_unlock(&f->lock);
+    if (f->xfill != f->xsize) {
+        return -EINVAL;
+    }
+    if (ops->user_enter != NULL) {
+        ops->user_enter(f->be, f->user->bu);
+    }
+    if (f->xsize == 0 && (f->xflags & P9_XATTR_CREATE) == 0) {
+        /* Linux removexattr: Txattrcreate with size 0, then Tclunk */
+        if (ops->removexattr == NULL) {
+            return -ENOSYS;
+        }
+        err = ops->removexattr(f->be, f->node, f->xname);
+        if (err == -ENODATA && (f->xflags & P9_XATTR_REPLACE) == 0) {
+            err = 0;
+        }
+        return err;
+    }
+    if (ops->setxattr == NULL) {
+        return -ENOSYS;
+    }
+    return ops->setxattr(f->be, f->node, f->xname, f->xbuf, f->xsize,
+                         f->xflags);
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Open files: Tlopen, Tlcreate, Tread, Twrite, Tfsync, Treaddir, and the
+ * reads and writes of xattr fids.
+ *
+ * Tread and Treaddir data go straight into the transport's reply buffer
+ * (guest memory on virtio): the handler asks for the reply space, reads
+ * into the segments after the 11-byte header, and leaves data.ptr NULL so
+ * p9s_respond only writes the header.
+ */
+#include "server/srv_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RREAD_HDR 11 /* size[4] type[1] tag[2] count[4] */
+#define MAX_IOV 1024
+
+static bool
+open_wants_write(uint32_t flags)
+{
+    return (flags & 3) != P9_DOTL_RDONLY ||
+           (flags & (P9_DOTL_TRUNC | P9_DOTL_CREATE)) != 0;
+}
+
+/* Take an open handle for I/O; returns the kind it had or -errno. */
+static int
+fid_open_kind(struct fid *f)
+{
+    int kind;
+
+    pthread_mutex_lock(&f->lock);
+    kind = (int)f->kind;
+    pthread_mutex_unlock(&f->lock);
+    return kind;
+}
+
+int
+op_lopen(struct p9s_req *r)
+{
+    struct p9_tlopen *t = &r->t.u.tlopen;
+    struct p9_rlopen *o = &r->r.u.rlopen;
+    struct be_handle *h;
+    struct be_node *n;
+    struct fid *f;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (f->ex->readonly && open_wants_write(t->flags)) {
+        err = -EROFS;
+        goto out_put;
+    }
+    if (fid_open_kind(f) != FID_NONE) {
+        err = -EBUSY;
+        goto out_put;
+    }
+    n = fid_node(f);
+    err = BE_CALL(f, open, n, t->flags, &h, &o->qid, &o->iounit);
+    f->be->ops->node_put(f->be, n);
+    if (err < 0) {
+        goto out_put;
+    }
+    pthread_mutex_lock(&f->lock);
+    if (f->kind != FID_NONE) {
+        pthread_mutex_unlock(&f->lock);
+        f->be->ops->close(f->be, h);
+        err = -EBUSY; /* a concurrent Tlopen won */
+        goto out_put;
+    }
+    f->h = h;
+    f->open_flags = t->flags;
+    f->kind = (o->qid.type & P9_QTDIR) ? FID_DIR : FID_FILE;
+    pthread_mutex_unlock(&f->lock);
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+int
+op_lcreate(struct p9s_req *r)
+{
+    struct p9_tlcreate *t = &r->t.u.tlcreate;
+    struct p9_rlcreate *o = &r->r.u.rlcreate;
+    char name[NAME_MAX + 1];
+    struct be_handle *h;
+    struct be_node *dir;
+    struct be_node *n;
+    struct be_node *old;
+    struct fid *f;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    err = name_check(&t->name, name, sizeof(name), false);
+    if (err < 0) {
+        goto out_put;
+    }
+    if (fid_open_kind(f) != FID_NONE) {
+        err = -EBUSY;
+        goto out_put;
+    }
+    dir = fid_node(f);
+    err = BE_CALL(f, create, dir, name, t->flags, t->mode, t->gid, &n, &h,
+                  &o->qid, &o->iounit);
+    f->be->ops->node_put(f->be, dir);
+    if (err < 0) {
+        goto out_put;
+    }
+    /* the fid now stands for the new, open file */
+    pthread_mutex_lock(&f->lock);
+    if (f->kind != FID_NONE) {
+        pthread_mutex_unlock(&f->lock);
+        f->be->ops->close(f->be, h);
+        f->be->ops->node_put(f->be, n);
+        err = -EBUSY;
+        goto out_put;
+    }
+    old = f->node;
+    f->node = n;
+    f->h = h;
+    f->open_flags = t->flags;
+    f->kind = FID_FILE;
+    pthread_mutex_unlock(&f->lock);
+    f->be->ops->node_put(f->be, old);
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+/* Reply space for Rread/Rreaddir and the data segments after the header. */
+static int
+data_out(struct p9s_req *r, uint32_t count, struct iovec *iov, int *iovcnt,
+         uint32_t *room)
+{
+    uint32_t msize = p9s_conn_msize(r->conn);
+    size_t avail;
+    int n;
+    int err;
+
+    if (count > msize - RREAD_HDR) {
+        count = msize - RREAD_HDR;
+    }
+    err = req_out(r, RREAD_HDR + (size_t)count);
+    if (err < 0) {
+        return err;
+    }
+    avail = p9_wbuf_room(&r->w);
+    if (avail < RREAD_HDR) {
+        return -ENOBUFS;
+    }
+    if (count > avail - RREAD_HDR) {
+        count = (uint32_t)(avail - RREAD_HDR);
+    }
+    n = p9_wbuf_iov(&r->w, RREAD_HDR, count, iov, MAX_IOV);
+    if (n < 0) {
+        return n;
+    }
+    *iovcnt = n;
+    *room = count;
+    return 0;
+}
+
+static int
+xattr_read(struct p9s_req *r, struct fid *f, uint64_t off, uint32_t count)
+{
+    struct iovec iov[MAX_IOV];
+    int iovcnt;
+    uint32_t room;
+    size_t done = 0;
+    int err;
+
+    err = data_out(r, count, iov, &iovcnt, &room);
+    if (err < 0) {
+        return err;
+    }
+    if (off < f->xsize) {
+        size_t want = f->xsize - off < room ? (size_t)(f->xsize - off) : room;
+
+        for (int i = 0; i < iovcnt && done < want; i++) {
+            size_t n = iov[i].iov_len < want - done ? iov[i].iov_len
+                                                    : want - done;
+            memcpy(iov[i].iov_base, f->xbuf + off + done, n);
+            done += n;
+        }
+    }
+    r->r.u.rread.data.len = (uint32_t)done;
+    r->r.u.rread.data.ptr = NULL;
+    return 0;
+}
+
+int
+op_read(struct p9s_req *r)
+{
+    struct p9_tread *t = &r->t.u.tread;
+    struct iovec iov[MAX_IOV];
+    int iovcnt;
+    uint32_t room;
+    struct fid *f;
+    ssize_t n;
+    int kind;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    kind = fid_open_kind(f);
+    if (kind == FID_XATTR_READ) {
+        err = xattr_read(r, f, t->offset, t->count);
+        goto out_put;
+    }
+    if (kind != FID_FILE) {
+        err = kind == FID_DIR ? -EISDIR : -EBADF;
+        goto out_put;
+    }
+    err = data_out(r, t->count, iov, &iovcnt, &room);
+    if (err < 0) {
+        goto out_put;
+    }
+    n = room == 0 ? 0 : BE_CALL(f, read, f->h, iov, iovcnt, t->offset);
+    if (n < 0) {
+        err = (int)n;
+        goto out_put;
+    }
+    r->r.u.rread.data.len = (uint32_t)n;
+    r->r.u.rread.data.ptr = NULL;
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+static int
+xattr_write(struct fid *f, const struct p9_twrite *t, uint32_t *count)
+{
+    uint64_t off = t->offset;
+    uint32_t len = t->data.len;
+    int err = 0;
+
+    pthread_mutex_lock(&f->lock);
+    if (off > f->xsize || len > f->xsize - off) {
+        err = -ENOSPC; /* beyond the size announced in Txattrcreate */
+    } else {
+        p9_data_copy(&t->data, f->xbuf + off);
+        if (off + len > f->xfill) {
+            f->xfill = off + len;
+        }
+        *count = len;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return err;
+}
+
+int
+op_write(struct p9s_req *r)
+{
+    struct p9_twrite *t = &r->t.u.twrite;
+    struct iovec iov[MAX_IOV];
+    struct fid *f;
+    ssize_t n;
+    int iovcnt;
+    int kind;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    kind = fid_open_kind(f);
+    if (kind == FID_XATTR_WRITE) {
+        err = xattr_write(f, t, &r->r.u.rwrite.count);
+        goto out_put;
+    }
+    if (kind != FID_FILE) {
+        err = kind == FID_DIR ? -EISDIR : -EBADF;
+        goto out_put;
+    }
+    iovcnt = p9_data_iov(&t->data, iov, MAX_IOV);
+    if (iovcnt < 0) {
+        err = -EINVAL;
+        goto out_put;
+    }
+    n = t->data.len == 0 ? 0
+                         : BE_CALL(f, write, f->h, iov, iovcnt, t->offset);
+    if (n < 0) {
+        err = (int)n;
+        goto out_put;
+    }
+    r->r.u.rwrite.count = (uint32_t)n;
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+int
+op_fsync(struct p9s_req *r)
+{
+    struct p9_tfsync *t = &r->t.u.tfsync;
+    struct fid *f;
+    int kind;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    kind = fid_open_kind(f);
+    if (kind != FID_FILE && kind != FID_DIR) {
+        err = -EBADF;
+    } else {
+        err = BE_CALL(f, fsync, f->h, t->datasync != 0);
+    }
+    fid_put(f);
+    return err;
+}
+
+struct readdir_ctx {
+    struct p9_wbuf w;
+    size_t used;
+};
+
+static int
+readdir_emit(void *arg, const struct p9_qid *qid, uint64_t off, uint8_t type,
+             const char *name, size_t namelen)
+{
+    struct readdir_ctx *ctx = arg;
+    struct p9_dirent d;
+
+    if (namelen > UINT16_MAX ||
+        p9_dirent_size(namelen) > p9_wbuf_room(&ctx->w)) {
+        return 1;
+    }
+    d.qid = *qid;
+    d.offset = off;
+    d.type = type;
+    d.name.s = name;
+    d.name.len = (uint16_t)namelen;
+    p9_put_dirent(&ctx->w, &d);
+    ctx->used += p9_dirent_size(namelen);
+    return 0;
+}
+
+int
+op_readdir(struct p9s_req *r)
+{
+    struct p9_treaddir *t = &r->t.u.treaddir;
+    struct iovec iov[MAX_IOV];
+    struct readdir_ctx ctx;
+    uint32_t room;
+    int iovcnt;
+    struct fid *f;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (fid_open_kind(f) != FID_DIR) {
+        err = fid_open_kind(f) == FID_FILE ? -ENOTDIR : -EBADF;
+        goto out_put;
+    }
+    err = data_out(r, t->count, iov, &iovcnt, &room);
+    if (err < 0) {
+        goto out_put;
+    }
+    p9_wbuf_init(&ctx.w, iov, iovcnt);
+    ctx.used = 0;
+    err = BE_CALL(f, readdir, f->h, t->offset, readdir_emit, &ctx);
+    if (err < 0) {
+        goto out_put;
+    }
+    r->r.u.rreaddir.data.len = (uint32_t)ctx.used;
+    r->r.u.rreaddir.data.ptr = NULL;
+
+out_put:
+    fid_put(f);
+    return err;
+}

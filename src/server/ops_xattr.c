@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Extended attributes and locks.
+ *
+ * Txattrwalk makes a new fid holding a snapshot of the value (or of the
+ * name list when the name is empty); the client reads it with Tread.
+ * Txattrcreate turns the fid into a write-xattr fid: the client writes the
+ * value with Twrite and the attribute is set at Tclunk (fid.c).  Values are
+ * bounded by XATTR_SIZE_MAX before anything is allocated.
+ */
+#include "server/srv_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef XATTR_SIZE_MAX
+#define XATTR_SIZE_MAX 65536
+#endif
+#ifndef XATTR_NAME_MAX
+#define XATTR_NAME_MAX 255
+#endif
+
+static int
+xattr_name(const struct p9_str *s, char *buf, size_t size)
+{
+    if (s->len >= size) {
+        return -ERANGE;
+    }
+    memcpy(buf, s->s, s->len);
+    buf[s->len] = '\0';
+    return 0;
+}
+
+/* Read a value or list into a new buffer; the size may change between
+ * the probe and the read, so retry a few times. */
+static ssize_t
+xattr_fetch(struct fid *f, struct be_node *n, const char *name, uint8_t **out)
+{
+    const struct be_ops *ops = f->be->ops;
+
+    for (int tries = 0; tries < 4; tries++) {
+        ssize_t size;
+        ssize_t got;
+        uint8_t *buf;
+
+        size = name[0] ? (ops->getxattr ? ops->getxattr(f->be, n, name,
+                                                        NULL, 0)
+                                        : -ENOSYS)
+                       : (ops->listxattr ? ops->listxattr(f->be, n, NULL, 0)
+                                         : -ENOSYS);
+        if (size < 0) {
+            return size;
+        }
+        if (size > XATTR_SIZE_MAX) {
+            return -E2BIG;
+        }
+        buf = malloc(size ? (size_t)size : 1);
+        if (buf == NULL) {
+            return -ENOMEM;
+        }
+        got = name[0] ? ops->getxattr(f->be, n, name, buf, (size_t)size)
+                      : ops->listxattr(f->be, n, (char *)buf, (size_t)size);
+        if (got == -ERANGE) {
+            free(buf);
+            continue;
+        }
+        if (got < 0) {
+            free(buf);
+            return got;
+        }
+        *out = buf;
+        return got;
+    }
+    return -ERANGE;
+}
+
+int
+op_xattrwalk(struct p9s_req *r)
+{
+    struct p9_txattrwalk *t = &r->t.u.txattrwalk;
+    char name[XATTR_NAME_MAX + 1];
+    struct be_node *n;
+    struct fid *f;
+    struct fid *nf;
+    uint8_t *buf = NULL;
+    ssize_t size;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (f->kind == FID_XATTR_READ || f->kind == FID_XATTR_WRITE) {
+        err = -EINVAL;
+        goto out_put;
+    }
+    err = xattr_name(&t->name, name, sizeof(name));
+    if (err < 0) {
+        goto out_put;
+    }
+    n = fid_node(f);
+    size = xattr_fetch(f, n, name, &buf);
+    if (size < 0) {
+        f->be->ops->node_put(f->be, n);
+        err = (int)size;
+        goto out_put;
+    }
+    suser_ref(f->user);
+    nf = fid_new(&r->conn->fids, t->newfid, f->ex, f->user, n, &err);
+    if (nf == NULL) {
+        suser_put(f->user);
+        f->be->ops->node_put(f->be, n);
+        free(buf);
+        goto out_put;
+    }
+    pthread_mutex_lock(&nf->lock);
+    nf->kind = FID_XATTR_READ;
+    nf->xbuf = buf;
+    nf->xsize = (uint64_t)size;
+    nf->xfill = (uint64_t)size;
+    pthread_mutex_unlock(&nf->lock);
+    fid_put(nf);
+    r->r.u.rxattrwalk.size = (uint64_t)size;
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+int
+op_xattrcreate(struct p9s_req *r)
+{
+    struct p9_txattrcreate *t = &r->t.u.txattrcreate;
+    char name[XATTR_NAME_MAX + 1];
+    struct fid *f;
+    uint8_t *buf;
+    char *xname;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (t->flags & ~(uint32_t)(P9_XATTR_CREATE | P9_XATTR_REPLACE)) {
+        err = -EINVAL;
+        goto out_put;
+    }
+    if (t->attr_size > XATTR_SIZE_MAX) {
+        err = -E2BIG;
+        goto out_put;
+    }
+    err = xattr_name(&t->name, name, sizeof(name));
+    if (err == 0 && name[0] == '\0') {
+        err = -EINVAL;
+    }
+    if (err < 0) {
+        goto out_put;
+    }
+    buf = calloc(1, t->attr_size ? (size_t)t->attr_size : 1);
+    xname = strdup(name);
+    if (buf == NULL || xname == NULL) {
+        free(buf);
+        free(xname);
+        err = -ENOMEM;
+        goto out_put;
+    }
+    pthread_mutex_lock(&f->lock);
+    if (f->kind != FID_NONE) {
+        pthread_mutex_unlock(&f->lock);
+        free(buf);
+        free(xname);
+        err = -EBUSY;
+        goto out_put;
+    }
+    f->kind = FID_XATTR_WRITE;
+    f->xname = xname;
+    f->xbuf = buf;
+    f->xsize = t->attr_size;
+    f->xfill = 0;
+    f->xflags = t->flags;
+    pthread_mutex_unlock(&f->lock);
+
+out_put:
+    fid_put(f);
+    return err;
+}
+
+int
+op_lock(struct p9s_req *r)
+{
+    struct p9_tlock *t = &r->t.u.tlock;
+    struct fid *f;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (f->kind != FID_FILE && f->kind != FID_DIR) {
+        err = -EBADF;
+    } else if (t->type > P9_LOCK_TYPE_UNLCK) {
+        err = -EINVAL;
+    } else {
+        err = BE_CALL(f, lock, f->h, t, &r->r.u.rlock.status);
+    }
+    fid_put(f);
+    return err;
+}
+
+int
+op_getlock(struct p9s_req *r)
+{
+    struct p9_tgetlock *t = &r->t.u.tgetlock;
+    struct fid *f;
+    int err;
+
+    f = req_fid(r, t->fid, &err);
+    if (f == NULL) {
+        return err;
+    }
+    if (f->kind != FID_FILE && f->kind != FID_DIR) {
+        err = -EBADF;
+    } else if (t->type > P9_LOCK_TYPE_UNLCK) {
+        err = -EINVAL;
+    } else {
+        err = BE_CALL(f, getlock, f->h, t, &r->r.u.rgetlock);
+    }
+    fid_put(f);
+    return err;
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Server core internals: server, connection (session), request, fid.
+ *
+ * Lock order (see docs/architecture.md):
+ *   conn->lock  ->  fid_table.lock (leaf)     fid->lock (leaf, never with
+ *   workq.lock is a leaf too.                  the table lock held)
+ * No lock is held across a backend call.
+ */
+#ifndef VIRTFS_SERVER_SRV_INT_H
+#define VIRTFS_SERVER_SRV_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "proto/p9_codec.h"
+#include "virtfs/backend.h"
+#include "virtfs/server.h"
+
+/* ---- users: a core refcount around the backend's user object ---------- */
+
+struct suser {
+    atomic_int refs;
+    struct backend *be;
+    struct be_user *bu;
+};
+
+struct suser *suser_new(struct backend *be, struct be_user *bu);
+void suser_ref(struct suser *u);
+void suser_put(struct suser *u);
+
+/* ---- fids ----------------------------------------------------------------- */
+
+enum fid_kind {
+    FID_NONE,        /* walked or attached, not open */
+    FID_FILE,        /* opened non-directory */
+    FID_DIR,         /* opened directory */
+    FID_XATTR_READ,  /* Txattrwalk result: a snapshot of a value or list */
+    FID_XATTR_WRITE, /* Txattrcreate: collects the value until Tclunk */
+};
+
+struct fid {
+    atomic_int refs;            /* table's ref + one per request using it */
+    uint32_t num;
+    const struct p9s_export *ex; /* export this fid belongs to */
+    struct backend *be;
+    struct suser *user;         /* attaching user (ref) */
+    pthread_mutex_t lock;       /* protects everything below */
+    struct be_node *node;       /* ref; replaced by walk-in-place/lcreate */
+    enum fid_kind kind;
+    struct be_handle *h;        /* open file/dir (FID_FILE, FID_DIR) */
+    uint32_t open_flags;
+    /* xattr fids */
+    char *xname;
+    uint8_t *xbuf;
+    uint64_t xsize;
+    uint64_t xfill;
+    uint32_t xflags;
+    struct fid *next;           /* hash chain (table lock) */
+};
+
+#define FID_BUCKETS 256
+
+struct fid_table {
+    pthread_mutex_t lock;
+    struct fid *bucket[FID_BUCKETS];
+    unsigned count;
+};
+
+void fid_table_init(struct fid_table *t);
+void fid_table_fini(struct fid_table *t);
+/* New fid (refs = 2: table + caller) or NULL with *err = -EEXIST/-ENOMEM. */
+struct fid *fid_new(struct fid_table *t, uint32_t num,
+                    const struct p9s_export *ex, struct suser *user,
+                    struct be_node *node, int *err);
+struct fid *fid_get(struct fid_table *t, uint32_t num);
+void fid_ref(struct fid *f);
+void fid_put(struct fid *f);
+/* Unlink from the table; returns the table's reference (caller puts). */
+struct fid *fid_unlink(struct fid_table *t, uint32_t num);
+/* Unlink every fid (Tversion reset, connection close). */
+void fid_clunk_all(struct fid_table *t);
+/* Finish a write-xattr fid at clunk: setxattr/removexattr. */
+int fid_xattr_commit(struct fid *f);
+
+/* ---- requests --------------------------------------------------------- */
+
+/* Where a request is, as seen by Tflush (protected by conn->lock). */
+enum req_state {
+    REQ_QUEUED,   /* waiting for a worker */
+    REQ_RUNNING,  /* a worker runs the op */
+    REQ_DONE,     /* reply sent or dropped */
+};
+
+struct p9s_req {
+    struct p9s_conn *conn;
+    void *cookie;
+    /* the T-message */
+    const struct iovec *in;
+    int incnt;
+    size_t inlen;
+    char *scratch;               /* for strings split across segments */
+    struct p9_fcall t;           /* decoded T (views into 'in') */
+    int decode_err;
+    /* the reply */
+    struct p9_fcall r;
+    const struct iovec *out;
+    int outcnt;
+    bool have_out;
+    struct p9_wbuf w;
+    /* flush */
+    enum req_state state;        /* conn->lock */
+    bool flushed;                /* conn->lock */
+    struct p9s_req *flushers;    /* Tflush requests waiting (conn->lock) */
+    struct p9s_req *flush_next;
+    pthread_t worker;            /* valid while RUNNING */
+    bool responded;
+    struct timespec start;
+    /* links */
+    struct p9s_req *tag_next;    /* conn's in-flight hash (conn->lock) */
+    struct p9s_req *q_next;      /* work queue (workq lock) */
+};
+
+/* ---- connection ------------------------------------------------------- */
+
+#define TAG_BUCKETS 128
+
+struct p9s_conn {
+    struct p9s_server *srv;
+    const struct p9s_conn_ops *ops;
+    void *tp;
+    char peer[64];
+    pthread_mutex_t lock;
+    struct p9s_req *tags[TAG_BUCKETS]; /* in-flight by tag */
+    unsigned inflight;
+    bool closing;
+    bool released;
+    _Atomic uint32_t msize;
+    struct fid_table fids;
+};
+
+/* ---- server ------------------------------------------------------------- */
+
+struct p9s_stat {
+    _Atomic uint64_t count;
+    _Atomic uint64_t errors;
+    _Atomic uint64_t total_ns;
+    _Atomic uint64_t max_ns;
+    _Atomic uint64_t hist[32]; /* log2 buckets of microseconds */
+};
+
+struct workq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct p9s_req *head, *tail;
+    int nthreads;
+    int idle;
+    int min_threads;
+    int max_threads;
+    bool stop;
+    pthread_cond_t done_cond;
+    int running;
+};
+
+struct p9s_server {
+    uint32_t msize;
+    bool trace;
+    struct p9s_export *exports;
+    int nexports;
+    struct workq wq;
+    _Atomic long nconns;
+    struct p9s_stat stats[256];
+};
+
+/* workq.c */
+int workq_init(struct p9s_server *srv, int threads);
+void workq_push(struct p9s_server *srv, struct p9s_req *r);
+void workq_fini(struct p9s_server *srv);
+
+/* dispatch.c */
+void p9s_dispatch(struct p9s_req *r);
+void p9s_respond(struct p9s_req *r, int err);
+/* Reply space of at least 'need' bytes (may be shorter); sets r->w. */
+int req_out(struct p9s_req *r, size_t need);
+
+/* conn.c */
+void conn_req_done(struct p9s_req *r, bool sent);
+bool conn_start(struct p9s_req *r);
+void conn_reset_session(struct p9s_conn *c);
+
+/* ops_util.c: helpers shared by the handlers */
+/* Look up fid 'num' (+1 ref) and act as its user; NULL with -EBADF. */
+struct fid *req_fid(struct p9s_req *r, uint32_t num, int *err);
+/* Copy a wire name into buf (NUL-terminated) after checking it: empty ->
+ * -ENOENT; contains '/' -> -EINVAL; "." or ".." -> -EINVAL unless
+ * allow_dotdot and it is ".."; too long -> -ENAMETOOLONG. */
+int name_check(const struct p9_str *s, char *buf, size_t size,
+               bool allow_dotdot);
+/* The fid's node, with a new ref, read under the fid lock. */
+struct be_node *fid_node(struct fid *f);
+/* The backend op, or -ENOSYS if the backend lacks it. */
+#define BE_CALL(f, op, ...)                                                   \
+    ((f)->be->ops->op == NULL ? -ENOSYS                                       \
+                              : (f)->be->ops->op((f)->be, __VA_ARGS__))
+
+const struct p9s_export *srv_find_export(struct p9s_server *srv,
+                                         const char *aname);
+
+#define P9_MSG(NAME, name, ID, FLAGS) int op_##name(struct p9s_req *r);
+#include "proto/p9_msgs.def"
+#undef P9_MSG
+
+/* stats.c */
+void stats_record(struct p9s_server *srv, uint8_t type, uint64_t ns, bool err);
+
+#endif

@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Byte-stream transports (see stream.h).
+ *
+ * Framing: size[4] is validated against the session's msize by the core
+ * (p9s_frame_len) before a buffer is allocated for the message.  A frame
+ * error or a duplicate tag closes only that connection.
+ *
+ * Lifetime: the loop thread owns reading.  When the peer goes away the
+ * loop removes the fd from epoll, shuts the socket down and calls
+ * p9s_conn_close(); the fd is closed and the struct freed in release(),
+ * after the last worker has sent or dropped its reply, so a worker never
+ * writes to a recycled fd number.
+ */
+#include "transport/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "virtfs/p9.h"
+#include "virtfs/server.h"
+
+#define STAGE_SIZE (64 * 1024)
+#define PAUSE_AT 256   /* stop reading with this many requests pending */
+#define RESUME_AT 128
+#define SEND_TIMEOUT_MS 60000
+
+enum ent_kind { ENT_LISTENER, ENT_CONN };
+
+struct ent {
+    enum ent_kind kind;
+};
+
+struct listener {
+    struct ent e;
+    int fd;
+    char name[128];
+    struct listener *next;
+};
+
+struct xconn {
+    struct ent e;
+    struct xp_loop *loop;
+    int rfd;
+    int wfd;
+    bool sock;              /* rfd is a socket (send/shutdown usable) */
+    bool last;
+    char peer[160];
+    struct p9s_conn *sc;
+    pthread_mutex_t wlock;  /* one writer at a time; guards the flags below */
+    bool dead;              /* the write side failed */
+    bool closing;           /* p9s_conn_close called */
+    bool paused;
+    unsigned pending;       /* submitted, not yet sent/dropped */
+    /* read state (loop thread only) */
+    uint8_t *stage;
+    size_t stage_len;       /* bytes in stage */
+    uint8_t *big;           /* a frame larger than what is staged */
+    size_t big_len;
+    size_t big_got;
+};
+
+struct xmsg {
+    struct xconn *xc;
+    struct iovec in;
+    struct iovec out;
+    uint8_t *outbuf;
+};
+
+struct xp_loop {
+    struct p9s_server *srv;
+    int epfd;
+    struct listener *listeners;
+    atomic_int nconns;
+    atomic_bool last_gone;
+    bool have_last;
+};
+
+static const struct p9s_conn_ops xconn_ops;
+
+/* ---- listening -------------------------------------------------------- */
+
+static int
+listen_unix(const char *path, char *msg, size_t msgsize)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd;
+    int err;
+
+    if (strlen(path) >= sizeof(sa.sun_path) || path[0] == '\0') {
+        snprintf(msg, msgsize, "unix socket path too long or empty: %s",
+                 path);
+        return -ENAMETOOLONG;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path));
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(msg, msgsize, "%s exists and is not a socket", path);
+            return -EEXIST;
+        }
+        unlink(path); /* a stale socket from an earlier run */
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = -errno;
+        snprintf(msg, msgsize, "socket: %s", strerror(-err));
+        return err;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 128) < 0) {
+        err = -errno;
+        snprintf(msg, msgsize, "bind/listen %s: %s", path, strerror(-err));
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int
+listen_tcp(const char *hostport, char *msg, size_t msgsize)
+{
+    struct addrinfo hints;
+    struct addrinfo *res;
+    struct addrinfo *ai;
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    const char *port;
+    int one = 1;
+    int fd = -1;
+    int err = -EADDRNOTAVAIL;
+    size_t hl;
+
+    if (colon == NULL || colon[1] == '\0') {
+        snprintf(msg, msgsize, "tcp address must be HOST:PORT: %s", hostport);
+        return -EINVAL;
+    }
+    hl = (size_t)(colon - hostport);
+    if (hl >= sizeof(host)) {
+        snprintf(msg, msgsize, "host name too long");
+        return -EINVAL;
+    }
+    memcpy(host, hostport, hl);
+    host[hl] = '\0';
+    /* [::1]:564 */
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    port = colon + 1;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    err = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (err != 0) {
+        snprintf(msg, msgsize, "%s: %s", hostport, gai_strerror(err));
+        return -EINVAL;
+    }
+    err = -EADDRNOTAVAIL;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, 128) == 0) {
+            break;
+        }
+        err = -errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(msg, msgsize, "bind/listen %s: %s", hostport,
+                 strerror(-err));
+        return err;
+    }
+    return fd;
+}
+
+int
+xp_listen(const char *spec, char *msg, size_t msgsize)
+{
+    if (strncmp(spec, "unix:", 5) == 0) {
+        return listen_unix(spec + 5, msg, msgsize);
+    }
+    if (strncmp(spec, "tcp:", 4) == 0) {
+        return listen_tcp(spec + 4, msg, msgsize);
+    }
+    if (strncmp(spec, "fd:", 3) == 0) {
+        char *end;
+        long n = strtol(spec + 3, &end, 10);
+        int acc = 0;
+        socklen_t len = sizeof(acc);
+
+        if (*end != '\0' || n < 0 || n > 65535 ||
+            getsockopt((int)n, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 ||
+            !acc) {
+            snprintf(msg, msgsize, "%s is not a listening socket", spec);
+            return -EINVAL;
+        }
+        return (int)n;
+    }
+    snprintf(msg, msgsize,
+             "unknown listen address '%s' (use unix:PATH, tcp:HOST:PORT or "
+             "fd:N)",
+             spec);
+    return -EINVAL;
+}
+
+/* ---- loop --------------------------------------------------------------- */
+
+struct xp_loop *
+xp_loop_new(struct p9s_server *srv)
+{
+    struct xp_loop *loop = calloc(1, sizeof(*loop));
+
+    if (loop == NULL) {
+        return NULL;
+    }
+    loop->srv = srv;
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0) {
+        free(loop);
+        return NULL;
+    }
+    return loop;
+}
+
+void
+xp_loop_free(struct xp_loop *loop)
+{
+    struct listener *l;
+
+    if (loop == NULL) {
+        return;
+    }
+    while ((l = loop->listeners) != NULL) {
+        loop->listeners = l->next;
+        close(l->fd);
+        free(l);
+    }
+    close(loop->epfd);
+    free(loop);
+}
+
+int
+xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name)
+{
+    struct epoll_event ev;
+    struct listener *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        return -ENOMEM;
+    }
+    l->e.kind = ENT_LISTENER;
+    l->fd = fd;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.ptr = l;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int err = -errno;
+
+        free(l);
+        return err;
+    }
+    l->next = loop->listeners;
+    loop->listeners = l;
+    return 0;
+}
+
+int
+xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
+                 bool last)
+{
+    struct epoll_event ev;
+    struct xconn *xc = calloc(1, sizeof(*xc));
+    int type;
+    socklen_t len = sizeof(type);
+
+    if (xc == NULL) {
+        return -ENOMEM;
+    }
+    xc->e.kind = ENT_CONN;
+    xc->loop = loop;
+    xc->rfd = rfd;
+    xc->wfd = wfd;
+    xc->sock = getsockopt(rfd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    xc->last = last;
+    snprintf(xc->peer, sizeof(xc->peer), "%s", peer);
+    pthread_mutex_init(&xc->wlock, NULL);
+    xc->stage = malloc(STAGE_SIZE);
+    if (xc->stage == NULL) {
+        free(xc);
+        return -ENOMEM;
+    }
+    xc->sc = p9s_conn_new(loop->srv, &xconn_ops, xc, peer);
+    if (xc->sc == NULL) {
+        free(xc->stage);
+        free(xc);
+        return -ENOMEM;
+    }
+    fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+    if (last) {
+        loop->have_last = true;
+    }
+    atomic_fetch_add(&loop->nconns, 1);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = xc;
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0) {
+        int err = -errno;
+
+        log_err("epoll: %s", strerror(errno));
+        xc->closing = true;
+        p9s_conn_close(xc->sc); /* releases xc */
+        return err;
+    }
+    log_info("%s: connected", peer);
+    return 0;
+}
+
+/* The loop is done with this connection (EOF, error, protocol error). */
+static void
+xconn_close(struct xconn *xc)
+{
+    epoll_ctl(xc->loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
+    pthread_mutex_lock(&xc->wlock);
+    xc->closing = true;
+    pthread_mutex_unlock(&xc->wlock);
+    if (xc->sock) {
+        shutdown(xc->rfd, SHUT_RDWR);
+    }
+    free(xc->big);
+    xc->big = NULL;
+    p9s_conn_close(xc->sc); /* may call release (and free xc) at once */
+}
+
+static void
+xconn_release(struct p9s_conn *c, void *tp)
+{
+    struct xconn *xc = tp;
+    struct xp_loop *loop = xc->loop;
+
+    (void)c;
+    log_info("%s: disconnected", xc->peer);
+    if (xc->last) {
+        atomic_store(&loop->last_gone, true);
+    }
+    close(xc->rfd);
+    if (xc->wfd != xc->rfd) {
+        close(xc->wfd);
+    }
+    pthread_mutex_destroy(&xc->wlock);
+    free(xc->stage);
+    free(xc);
+    atomic_fetch_sub(&loop->nconns, 1);
+}
+
+static void
+xconn_set_reading(struct xconn *xc, bool on)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = on ? (EPOLLIN | EPOLLRDHUP) : 0;
+    ev.data.ptr = xc;
+    epoll_ctl(xc->loop->epfd, EPOLL_CTL_MOD, xc->rfd, &ev);
+}
+
+/* Hand one complete frame (owned buffer) to the core. */
+static int
+xconn_submit(struct xconn *xc, uint8_t *buf, size_t len)
+{
+    struct xmsg *m = calloc(1, sizeof(*m));
+    bool pause;
+
+    if (m == NULL) {
+        free(buf);
+        return -ENOMEM;
+    }
+    m->xc = xc;
+    m->in.iov_base = buf;
+    m->in.iov_len = len;
+    pthread_mutex_lock(&xc->wlock);
+    xc->pending++;
+    pause = xc->pending >= PAUSE_AT && !xc->paused;
+    if (pause) {
+        xc->paused = true;
+    }
+    pthread_mutex_unlock(&xc->wlock);
+    if (pause) {
+        xconn_set_reading(xc, false);
+    }
+    return p9s_conn_submit(xc->sc, &m->in, 1, len, m);
+}
+
+/* Parse complete frames out of the staging buffer. */
+static int
+xconn_parse(struct xconn *xc)
+{
+    size_t pos = 0;
+    int err = 0;
+
+    while (xc->stage_len - pos >= 4) {
+        long flen = p9s_frame_len(xc->sc, xc->stage + pos);
+        uint8_t *buf;
+
+        if (flen < 0) {
+            err = -EPROTO;
+            break;
+        }
+        if ((size_t)flen > xc->stage_len - pos) {
+            if ((size_t)flen > STAGE_SIZE) {
+                /* a large frame: read the rest straight into its buffer */
+                xc->big = malloc((size_t)flen);
+                if (xc->big == NULL) {
+                    err = -ENOMEM;
+                    break;
+                }
+                xc->big_len = (size_t)flen;
+                xc->big_got = xc->stage_len - pos;
+                memcpy(xc->big, xc->stage + pos, xc->big_got);
+                pos = xc->stage_len;
+            }
+            break;
+        }
+        buf = malloc((size_t)flen);
+        if (buf == NULL) {
+            err = -ENOMEM;
+            break;
+        }
+        memcpy(buf, xc->stage + pos, (size_t)flen);
+        pos += (size_t)flen;
+        err = xconn_submit(xc, buf, (size_t)flen);
+        if (err < 0) {
+            break;
+        }
+    }
+    memmove(xc->stage, xc->stage + pos, xc->stage_len - pos);
+    xc->stage_len -= pos;
+    return err;
+}
+
+/* Readable: returns false when the connection was closed. */
+static bool
+xconn_readable(struct xconn *xc)
+{
+    for (int rounds = 0; rounds < 64; rounds++) {
+        ssize_t n;
+
+        if (xc->big != NULL) {
+            n = read(xc->rfd, xc->big + xc->big_got, xc->big_len - xc->big_got);
+        } else {
+            n = read(xc->rfd, xc->stage + xc->stage_len,
+                     STAGE_SIZE - xc->stage_len);
+        }
+        if (n == 0) {
+            xconn_close(xc);
+            return false;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return true;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            xconn_close(xc);
+            return false;
+        }
+        if (xc->big != NULL) {
+            xc->big_got += (size_t)n;
+            if (xc->big_got == xc->big_len) {
+                uint8_t *buf = xc->big;
+
+                xc->big = NULL;
+                if (xconn_submit(xc, buf, xc->big_len) < 0) {
+                    xconn_close(xc);
+                    return false;
+                }
+            }
+            continue;
+        }
+        xc->stage_len += (size_t)n;
+        if (xconn_parse(xc) < 0) {
+            log_peer("%s: protocol error, closing connection", xc->peer);
+            xconn_close(xc);
+            return false;
+        }
+        if (xc->paused) {
+            return true;
+        }
+    }
+    return true;
+}
+
+static void
+loop_accept(struct xp_loop *loop, struct listener *l)
+{
+    for (int i = 0; i < 64; i++) {
+        char peer[160];
+        int one = 1;
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                log_peer("accept on %s: %s", l->name, strerror(errno));
+            }
+            return;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        snprintf(peer, sizeof(peer), "%s#%d", l->name, fd);
+        xp_loop_add_conn(loop, fd, fd, peer, false);
+    }
+}
+
+int
+xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
+            volatile sig_atomic_t *stats)
+{
+    struct epoll_event evs[64];
+
+    while (!*stop) {
+        int n;
+
+        if (loop->have_last && atomic_load(&loop->last_gone)) {
+            break;
+        }
+        if (stats != NULL && *stats) {
+            *stats = 0;
+            p9s_server_dump_stats(loop->srv);
+        }
+        n = epoll_wait(loop->epfd, evs, 64, 200);
+        for (int i = 0; i < n; i++) {
+            struct ent *e = evs[i].data.ptr;
+
+            if (e->kind == ENT_LISTENER) {
+                loop_accept(loop, (struct listener *)e);
+            } else {
+                xconn_readable((struct xconn *)e);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- the transport side of the core contract ------------------------------ */
+
+static int
+xconn_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
+                const struct iovec **iov, int *iovcnt)
+{
+    struct xmsg *m = cookie;
+
+    (void)c;
+    if (m->outbuf == NULL || m->out.iov_len < need) {
+        free(m->outbuf);
+        m->outbuf = malloc(need);
+        if (m->outbuf == NULL) {
+            return -ENOMEM;
+        }
+        m->out.iov_base = m->outbuf;
+        m->out.iov_len = need;
+    }
+    *iov = &m->out;
+    *iovcnt = 1;
+    return 0;
+}
+
+static void
+xmsg_done(struct xmsg *m)
+{
+    struct xconn *xc = m->xc;
+    bool resume;
+
+    pthread_mutex_lock(&xc->wlock);
+    xc->pending--;
+    resume = xc->paused && xc->pending <= RESUME_AT && !xc->closing;
+    if (resume) {
+        xc->paused = false;
+    }
+    pthread_mutex_unlock(&xc->wlock);
+    if (resume) {
+        xconn_set_reading(xc, true);
+    }
+    free(m->in.iov_base);
+    free(m->outbuf);
+    free(m);
+}
+
+static void
+xconn_send(struct p9s_conn *c, void *cookie, size_t len)
+{
+    struct xmsg *m = cookie;
+    struct xconn *xc = m->xc;
+    const uint8_t *p = m->outbuf;
+    size_t left = len;
+
+    (void)c;
+    pthread_mutex_lock(&xc->wlock);
+    while (left > 0 && !xc->dead) {
+        ssize_t n = xc->sock ? send(xc->wfd, p, left, MSG_NOSIGNAL)
+                             : write(xc->wfd, p, left);
+
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = xc->wfd, .events = POLLOUT};
+
+            if (poll(&pfd, 1, SEND_TIMEOUT_MS) > 0) {
+                continue;
+            }
+            log_peer("%s: peer does not read its replies, giving up",
+                     xc->peer);
+        }
+        xc->dead = true;
+        if (xc->sock) {
+            shutdown(xc->wfd, SHUT_RDWR); /* the loop sees EOF and closes */
+        }
+    }
+    pthread_mutex_unlock(&xc->wlock);
+    xmsg_done(m);
+}
+
+static void
+xconn_drop(struct p9s_conn *c, void *cookie)
+{
+    (void)c;
+    xmsg_done(cookie);
+}
+
+static const struct p9s_conn_ops xconn_ops = {
+    .reply_buf = xconn_reply_buf,
+    .send = xconn_send,
+    .drop = xconn_drop,
+    .release = xconn_release,
+};

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtfsd: export host directories to VM guests over 9P2000.L.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "transport/stream.h"
+#include "util/log.h"
+#include "virtfs/backend.h"
+#include "virtfs/p9.h"
+#include "virtfs/server.h"
+
+#define MAX_EXPORTS 64
+#define MAX_LISTEN 16
+
+static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stats_flag;
+
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void
+on_stats(int sig)
+{
+    (void)sig;
+    stats_flag = 1;
+}
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+"Usage: virtfsd --export [NAME=]DIR[,ro] [--export ...] (--listen ADDR ... | --stdio) [OPTIONS]\n"
+"\n"
+"Export host directories to virtual machines over 9P2000.L.\n"
+"\n"
+"Exports:\n"
+"  -e, --export [NAME=]DIR[,ro]  export DIR (repeatable). A client selects an\n"
+"                                export with aname=NAME or aname=DIR; with one\n"
+"                                export an empty aname selects it. ',ro' makes\n"
+"                                every mutating request fail with EROFS.\n"
+"Transports:\n"
+"  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
+"                                  unix:PATH       Unix socket (stale socket replaced)\n"
+"                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640)\n"
+"                                  fd:N            inherited listening socket N\n"
+"      --stdio                   serve one connection on stdin/stdout, exit at EOF\n"
+"Protocol and server:\n"
+"  -m, --msize N                 largest message size (default %u, min %u, max %u)\n"
+"  -t, --threads N               worker threads (default: 2 x CPUs, at least 4);\n"
+"                                the pool grows while all workers are blocked\n"
+"      --no-multiuser            never switch to the attaching user's uid/gid\n"
+"                                (default when running as root: act as the user\n"
+"                                named in Tattach for every request)\n"
+"      --no-remap                qid.path = inode number only (default: remap\n"
+"                                (dev, ino) so files on different host mounts\n"
+"                                under one export never share a qid)\n"
+"Operation:\n"
+"      --log-level LEVEL         error, warn, info (default) or debug\n"
+"      --syslog                  log to syslog instead of stderr\n"
+"      --trace                   log one decoded line per T and R message\n"
+"      --stats SECONDS           log per-message counts and latency every\n"
+"                                SECONDS (also on SIGUSR1)\n"
+"      --pid-file PATH           write the process id to PATH\n"
+"  -h, --help                    show this help\n"
+"  -V, --version                 show the version\n"
+"\n"
+"Signals: SIGTERM/SIGINT finish in-flight requests and exit; SIGUSR1 logs stats.\n"
+"Linux guest: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
+"See virtfsd(8).\n",
+            P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE);
+}
+
+static int
+parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v > max || s[0] == '-') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+struct export_arg {
+    char *name;
+    char *path;
+    bool ro;
+};
+
+/* "[NAME=]DIR[,ro]" */
+static int
+parse_export(const char *arg, struct export_arg *ex)
+{
+    char *s = strdup(arg);
+    char *eq;
+    char *comma;
+    char *real;
+
+    if (s == NULL) {
+        return -1;
+    }
+    ex->ro = false;
+    comma = strrchr(s, ',');
+    if (comma != NULL) {
+        if (strcmp(comma, ",ro") == 0) {
+            ex->ro = true;
+            *comma = '\0';
+        } else if (strcmp(comma, ",rw") == 0) {
+            *comma = '\0';
+        } else {
+            fprintf(stderr, "virtfsd: --export %s: unknown option '%s' "
+                    "(only ,ro or ,rw)\n", arg, comma + 1);
+            free(s);
+            return -1;
+        }
+    }
+    eq = strchr(s, '=');
+    ex->name = NULL;
+    if (eq != NULL && s[0] != '/') {
+        *eq = '\0';
+        if (s[0] == '\0') {
+            fprintf(stderr, "virtfsd: --export %s: empty name\n", arg);
+            free(s);
+            return -1;
+        }
+        ex->name = strdup(s);
+        real = realpath(eq + 1, NULL);
+    } else {
+        real = realpath(s, NULL);
+    }
+    if (real == NULL) {
+        fprintf(stderr, "virtfsd: --export %s: %s\n", arg, strerror(errno));
+        free(ex->name);
+        free(s);
+        return -1;
+    }
+    ex->path = real;
+    free(s);
+    return 0;
+}
+
+static void
+raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warn("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+        }
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"export", required_argument, NULL, 'e'},
+        {"listen", required_argument, NULL, 'l'},
+        {"stdio", no_argument, NULL, 'S'},
+        {"msize", required_argument, NULL, 'm'},
+        {"threads", required_argument, NULL, 't'},
+        {"no-multiuser", no_argument, NULL, 'U'},
+        {"no-remap", no_argument, NULL, 'R'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"syslog", no_argument, NULL, 'Y'},
+        {"trace", no_argument, NULL, 'T'},
+        {"stats", required_argument, NULL, 's'},
+        {"pid-file", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct export_arg exargs[MAX_EXPORTS];
+    struct p9s_export exports[MAX_EXPORTS];
+    const char *listens[MAX_LISTEN];
+    int nexports = 0;
+    int nlisten = 0;
+    bool use_stdio = false;
+    bool multiuser = geteuid() == 0;
+    bool remap = true;
+    const char *pidfile = NULL;
+    unsigned long stats_every = 0;
+    struct p9s_config cfg = {0};
+    struct p9s_server *srv;
+    struct xp_loop *loop;
+    struct sigaction sa;
+    unsigned long v;
+    int c;
+    int rc = 1;
+
+    while ((c = getopt_long(argc, argv, "e:l:m:t:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            if (nexports == MAX_EXPORTS) {
+                fprintf(stderr, "virtfsd: too many exports (max %d)\n",
+                        MAX_EXPORTS);
+                return 2;
+            }
+            if (parse_export(optarg, &exargs[nexports]) < 0) {
+                return 2;
+            }
+            nexports++;
+            break;
+        case 'l':
+            if (nlisten == MAX_LISTEN) {
+                fprintf(stderr, "virtfsd: too many --listen (max %d)\n",
+                        MAX_LISTEN);
+                return 2;
+            }
+            listens[nlisten++] = optarg;
+            break;
+        case 'S':
+            use_stdio = true;
+            break;
+        case 'm':
+            if (parse_uint(optarg, P9_MAX_MSIZE, &v) < 0 ||
+                v < P9_MIN_MSIZE) {
+                fprintf(stderr, "virtfsd: --msize must be %u..%u\n",
+                        P9_MIN_MSIZE, P9_MAX_MSIZE);
+                return 2;
+            }
+            cfg.msize = (uint32_t)v;
+            break;
+        case 't':
+            if (parse_uint(optarg, 1024, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --threads must be 1..1024\n");
+                return 2;
+            }
+            cfg.threads = (int)v;
+            break;
+        case 'U':
+            multiuser = false;
+            break;
+        case 'R':
+            remap = false;
+            break;
+        case 'L': {
+            int lvl = log_parse_level(optarg);
+
+            if (lvl < 0) {
+                fprintf(stderr, "virtfsd: --log-level: error, warn, info or "
+                        "debug\n");
+                return 2;
+            }
+            log_set_level((enum log_level)lvl);
+            break;
+        }
+        case 'Y':
+            log_use_syslog("virtfsd");
+            break;
+        case 'T':
+            cfg.trace = true;
+            break;
+        case 's':
+            if (parse_uint(optarg, 86400, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --stats must be 1..86400 s\n");
+                return 2;
+            }
+            stats_every = v;
+            break;
+        case 'P':
+            pidfile = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("virtfsd 0.1.0 (9P2000.L)\n");
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "virtfsd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (nexports == 0) {
+        fprintf(stderr, "virtfsd: no --export given\n");
+        usage(stderr);
+        return 2;
+    }
+    if (nlisten == 0 && !use_stdio) {
+        fprintf(stderr, "virtfsd: give --listen ADDR or --stdio\n");
+        return 2;
+    }
+    for (int i = 0; i < nexports; i++) {
+        struct pt_options po = {
+            .root = exargs[i].path,
+            .readonly = exargs[i].ro,
+            .multiuser = multiuser,
+            .remap_devs = remap,
+        };
+        struct backend *be;
+        int err;
+
+        for (int j = 0; j < i; j++) {
+            if (exargs[i].name && exargs[j].name &&
+                strcmp(exargs[i].name, exargs[j].name) == 0) {
+                fprintf(stderr, "virtfsd: export name '%s' given twice\n",
+                        exargs[i].name);
+                return 2;
+            }
+        }
+        err = pt_backend_new(&po, &be);
+        if (err < 0) {
+            fprintf(stderr, "virtfsd: export %s: %s\n", exargs[i].path,
+                    strerror(-err));
+            return 1;
+        }
+        exports[i].name = exargs[i].name;
+        exports[i].path = exargs[i].path;
+        exports[i].readonly = exargs[i].ro;
+        exports[i].be = be;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_stats;
+    sigaction(SIGUSR1, &sa, NULL);
+    raise_nofile();
+
+    srv = p9s_server_new(&cfg, exports, nexports);
+    if (srv == NULL) {
+        fprintf(stderr, "virtfsd: cannot start the server\n");
+        return 1;
+    }
+    loop = xp_loop_new(srv);
+    if (loop == NULL) {
+        fprintf(stderr, "virtfsd: cannot create the event loop\n");
+        goto out_srv;
+    }
+    for (int i = 0; i < nlisten; i++) {
+        char msg[256];
+        int fd = xp_listen(listens[i], msg, sizeof(msg));
+
+        if (fd < 0) {
+            fprintf(stderr, "virtfsd: --listen %s\n", msg);
+            goto out_loop;
+        }
+        if (xp_loop_add_listener(loop, fd, listens[i]) < 0) {
+            fprintf(stderr, "virtfsd: cannot watch %s\n", listens[i]);
+            goto out_loop;
+        }
+        log_info("listening on %s", listens[i]);
+    }
+    if (use_stdio && xp_loop_add_conn(loop, 0, 1, "stdio", true) < 0) {
+        fprintf(stderr, "virtfsd: cannot serve stdin/stdout\n");
+        goto out_loop;
+    }
+    if (pidfile != NULL) {
+        FILE *pf = fopen(pidfile, "w");
+
+        if (pf == NULL) {
+            fprintf(stderr, "virtfsd: --pid-file %s: %s\n", pidfile,
+                    strerror(errno));
+            goto out_loop;
+        }
+        fprintf(pf, "%ld\n", (long)getpid());
+        fclose(pf);
+    }
+    for (int i = 0; i < nexports; i++) {
+        log_info("exporting %s%s%s%s", exports[i].path,
+                 exports[i].name ? " as " : "",
+                 exports[i].name ? exports[i].name : "",
+                 exports[i].readonly ? " (read-only)" : "");
+    }
+    if (stats_every > 0) {
+        /* SIGALRM-free: the loop checks the flag; a timer sets it */
+        struct sigevent sev;
+        struct itimerspec its;
+        timer_t tid;
+
+        memset(&sev, 0, sizeof(sev));
+        sev.sigev_notify = SIGEV_SIGNAL;
+        sev.sigev_signo = SIGUSR1;
+        memset(&its, 0, sizeof(its));
+        its.it_value.tv_sec = (time_t)stats_every;
+        its.it_interval.tv_sec = (time_t)stats_every;
+        if (timer_create(CLOCK_MONOTONIC, &sev, &tid) == 0) {
+            timer_settime(tid, 0, &its, NULL);
+        }
+    }
+    xp_loop_run(loop, &stop_flag, &stats_flag);
+    log_info("shutting down");
+    rc = 0;
+
+out_loop:
+    for (int i = 0; i < nlisten; i++) {
+        if (strncmp(listens[i], "unix:", 5) == 0 && rc == 0) {
+            unlink(listens[i] + 5);
+        }
+    }
+    xp_loop_free(loop);
+out_srv:
+    p9s_server_free(srv); /* waits for in-flight requests */
+    if (pidfile != NULL && rc == 0) {
+        unlink(pidfile);
+    }
+    return rc;
+}
