@@ -156,8 +156,10 @@ int p9c_error(const struct p9c_conn *c);
 /**
  * p9c_close() - close the fd, fail every pending request with -ECONNRESET
  * and free the connection.  No other thread may use @c any more, and every
- * started request must have been waited for or abandoned.  Fid handles that
- * were not clunked are freed too (without Tclunk).  NULL is allowed.
+ * started request must have been waited for or abandoned.  Every fid
+ * handle must have been clunked, removed or forgotten first (they point at
+ * the connection).  The server drops its fids when the connection ends.
+ * NULL is allowed.
  */
 void p9c_close(struct p9c_conn *c);
 
@@ -266,6 +268,12 @@ ssize_t p9c_pread(struct p9c_fid *f, void *buf, size_t count,
  */
 ssize_t p9c_pwrite(struct p9c_fid *f, const void *buf, size_t count,
                    uint64_t offset);
+
+/**
+ * p9c_iosize() - the largest payload one Tread/Twrite on @f carries:
+ * iounit if the server gave one, capped at msize - P9_IOHDRSZ.
+ */
+uint32_t p9c_iosize(const struct p9c_fid *f);
 
 /** p9c_fsync() - Tfsync; @datasync non-zero for fdatasync semantics. */
 int p9c_fsync(struct p9c_fid *f, bool datasync);

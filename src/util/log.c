@@ -49,7 +49,7 @@ log_use_syslog(const char *ident)
     use_syslog = true;
 }
 
-static void
+__attribute__((format(printf, 2, 0))) static void
 log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
     static const char *const tags[] = {"error", "warn", "info", "debug"};

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs every test tier and prints one summary line "N passed, N failed".
+#
+#   scripts/check.sh            all tiers
+#   CHECK_GUEST=0 scripts/check.sh   everything but the QEMU guest suite
+#                                    (reported as not run, never as passed)
+#
+# Counts are individual checks: TAP assertions of every test program and
+# "ok"/"not ok" lines of the shell suites.
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+# Install what the tests need (idempotent; apt-get only when missing).
+bash scripts/setup-deps.sh || { echo "setup-deps failed"; echo "0 passed, 1 failed"; exit 1; }
+passed=0
+failed=0
+notes=()
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# Sum the TAP results of one meson build dir's last test run.
+count_meson() {
+    local dir=$1 p f
+    read -r p f < <(python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+p = f = 0
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    print(0, 1); sys.exit()
+for line in lines:
+    t = json.loads(line)
+    out = t.get("stdout") or ""
+    ok = len(re.findall(r"^ok \d+", out, re.M))
+    nok = len(re.findall(r"^not ok \d+", out, re.M))
+    if t.get("result") not in ("OK", "EXPECTEDFAIL") and nok == 0:
+        nok = 1   # crashed, timed out or failed without a TAP line
+    p += ok; f += nok
+print(p, f)
+PY
+)
+    passed=$((passed + p)); failed=$((failed + f))
+    echo "--- $dir: $p passed, $f failed"
+}
+
+run_build() {
+    local dir=$1; shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || {
+            cat "$dir.setup.log"; failed=$((failed + 1)); notes+=("$dir: configure failed"); return 1; }
+    fi
+    ninja -C "$dir" || { failed=$((failed + 1)); notes+=("$dir: build failed"); return 1; }
+}
+
+log "gcc build (-Werror) and all suites"
+if run_build build; then
+    meson test -C build --print-errorlogs --num-processes 2 || true
+    count_meson build
+fi
+
+log "clang build (-Werror) and unit suites"
+if command -v clang >/dev/null; then
+    if CC=clang run_build build-clang; then
+        meson test -C build-clang --print-errorlogs --suite unit --suite fuzz || true
+        count_meson build-clang
+    fi
+else
+    failed=$((failed + 1)); notes+=("clang missing")
+fi
+
+log "ASan+UBSan build and all suites"
+if run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        meson test -C build-asan --print-errorlogs --num-processes 2 -t 3 || true
+    count_meson build-asan
+fi
+
+if [ "${CHECK_GUEST:-1}" = 1 ]; then
+    log "QEMU guest suite (real Linux 9p client)"
+    if [ "$(id -u)" = 0 ] && [ -x tests/guest/run.sh ]; then
+        out=$(mktemp)
+        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh 2>&1 | tee "$out"
+        p=$(grep -c '^ok ' "$out" || true); f=$(grep -c '^not ok ' "$out" || true)
+        if [ "$p" = 0 ] && [ "$f" = 0 ]; then f=1; notes+=("guest suite produced no results"); fi
+        passed=$((passed + p)); failed=$((failed + f))
+        rm -f "$out"
+    else
+        failed=$((failed + 1)); notes+=("guest suite needs root and tests/guest/run.sh")
+    fi
+else
+    notes+=("guest suite not run (CHECK_GUEST=0)")
+fi
+
+echo
+for n in "${notes[@]}"; do echo "note: $n"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
