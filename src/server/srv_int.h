@@ -162,7 +162,9 @@ struct workq {
     int max_threads;
     bool stop;
     pthread_cond_t done_cond;
-    int running;
+    int running;             /* threads alive (workers + manager) */
+    pthread_cond_t mgr_cond; /* wakes the manager (see workq.c) */
+    uint64_t pickups;        /* requests taken by workers so far */
 };
 
 struct p9s_server {

@@ -4,9 +4,12 @@
  * with all its backend calls, encodes the reply and gives it to the
  * transport (one thread hop per request).
  *
- * The pool has a fixed core of threads and grows when every worker is busy
- * and work is waiting (a blocking operation, e.g. open of a FIFO, must not
- * hold up other requests); extra threads exit after being idle for a while.
+ * The pool has a fixed core of threads.  A manager thread watches for work
+ * that waits while every worker is busy and no worker has picked anything
+ * up for WORKQ_STALL_MS: then the workers are blocked (e.g. in the open of a
+ * FIFO, which must not hold up other requests) and the pool grows by one.
+ * Short bursts of load do not grow it.  Extra threads exit after being
+ * idle for a while.
  */
 #include "server/srv_int.h"
 
@@ -18,8 +21,10 @@
 #include "util/log.h"
 
 #define WORKQ_IDLE_EXIT_S 10
+#define WORKQ_STALL_MS 20
 
 static void *worker_main(void *arg);
+static void *manager_main(void *arg);
 
 /* Flush interrupts a running op with this signal (no SA_RESTART). */
 static void
@@ -65,11 +70,24 @@ workq_init(struct p9s_server *srv, int threads)
     pthread_mutex_init(&wq->lock, NULL);
     pthread_cond_init(&wq->cond, NULL);
     pthread_cond_init(&wq->done_cond, NULL);
+    pthread_cond_init(&wq->mgr_cond, NULL);
     wq->min_threads = threads;
     wq->max_threads = threads * 4 + 64;
     pthread_mutex_lock(&wq->lock);
     for (int i = 0; i < threads && err == 0; i++) {
         err = workq_spawn(srv);
+    }
+    if (err == 0) {
+        pthread_attr_t attr;
+        pthread_t th;
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        err = -pthread_create(&th, &attr, manager_main, srv);
+        pthread_attr_destroy(&attr);
+        if (err == 0) {
+            wq->running++;
+        }
     }
     pthread_mutex_unlock(&wq->lock);
     return err;
@@ -88,10 +106,8 @@ workq_push(struct p9s_server *srv, struct p9s_req *r)
         wq->head = r;
     }
     wq->tail = r;
-    if (wq->idle == 0 && wq->nthreads < wq->max_threads) {
-        if (workq_spawn(srv) < 0) {
-            log_peer("cannot grow the worker pool");
-        }
+    if (wq->idle == 0) {
+        pthread_cond_signal(&wq->mgr_cond);
     }
     pthread_cond_signal(&wq->cond);
     pthread_mutex_unlock(&wq->lock);
@@ -129,6 +145,7 @@ worker_main(void *arg)
             goto out;
         }
         r = wq->head;
+        wq->pickups++;
         wq->head = r->q_next;
         if (wq->head == NULL) {
             wq->tail = NULL;
@@ -145,6 +162,46 @@ out:
     return NULL;
 }
 
+/* Grows the pool when queued work makes no progress (see the top). */
+static void *
+manager_main(void *arg)
+{
+    struct p9s_server *srv = arg;
+    struct workq *wq = &srv->wq;
+
+    pthread_mutex_lock(&wq->lock);
+    while (!wq->stop) {
+        struct timespec ts;
+        uint64_t seen;
+
+        if (wq->head == NULL || wq->idle > 0) {
+            pthread_cond_wait(&wq->mgr_cond, &wq->lock);
+            continue;
+        }
+        seen = wq->pickups;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WORKQ_STALL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&wq->mgr_cond, &wq->lock, &ts);
+        if (!wq->stop && wq->head != NULL && wq->idle == 0 &&
+            wq->pickups == seen && wq->nthreads < wq->max_threads) {
+            if (workq_spawn(srv) < 0) {
+                log_peer("cannot grow the worker pool");
+            } else {
+                log_debug("worker pool grown to %d threads (workers blocked)",
+                          wq->nthreads);
+            }
+        }
+    }
+    wq->running--;
+    pthread_cond_broadcast(&wq->done_cond);
+    pthread_mutex_unlock(&wq->lock);
+    return NULL;
+}
+
 void
 workq_fini(struct p9s_server *srv)
 {
@@ -153,6 +210,7 @@ workq_fini(struct p9s_server *srv)
     pthread_mutex_lock(&wq->lock);
     wq->stop = true;
     pthread_cond_broadcast(&wq->cond);
+    pthread_cond_broadcast(&wq->mgr_cond);
     while (wq->running > 0) {
         pthread_cond_wait(&wq->done_cond, &wq->lock);
     }

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -62,6 +63,7 @@ struct xconn {
     bool last;
     char peer[160];
     struct p9s_conn *sc;
+    struct xconn *open_prev, *open_next; /* loop's open list (loop thread) */
     pthread_mutex_t wlock;  /* one writer at a time; guards the flags below */
     bool dead;              /* the write side failed */
     bool closing;           /* p9s_conn_close called */
@@ -89,6 +91,7 @@ struct xp_loop {
     atomic_int nconns;
     atomic_bool last_gone;
     bool have_last;
+    struct xconn *open;     /* connections still read by the loop */
 };
 
 static const struct p9s_conn_ops xconn_ops;
@@ -329,6 +332,11 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
         loop->have_last = true;
     }
     atomic_fetch_add(&loop->nconns, 1);
+    xc->open_next = loop->open;
+    if (loop->open != NULL) {
+        loop->open->open_prev = xc;
+    }
+    loop->open = xc;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = xc;
@@ -348,7 +356,17 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
 static void
 xconn_close(struct xconn *xc)
 {
-    epoll_ctl(xc->loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
+    struct xp_loop *loop = xc->loop;
+
+    if (xc->open_prev != NULL) {
+        xc->open_prev->open_next = xc->open_next;
+    } else {
+        loop->open = xc->open_next;
+    }
+    if (xc->open_next != NULL) {
+        xc->open_next->open_prev = xc->open_prev;
+    }
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
     pthread_mutex_lock(&xc->wlock);
     xc->closing = true;
     pthread_mutex_unlock(&xc->wlock);
@@ -567,6 +585,46 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
         }
     }
     return 0;
+}
+
+void
+xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
+{
+    struct timespec t0;
+    struct timespec now;
+    long waited = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
+    }
+    /* let what is in flight finish and its replies go out */
+    while (waited < (long)timeout_ms) {
+        unsigned pending = 0;
+
+        for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
+            pthread_mutex_lock(&xc->wlock);
+            pending += xc->pending;
+            pthread_mutex_unlock(&xc->wlock);
+        }
+        if (pending == 0) {
+            break;
+        }
+        usleep(10000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        waited = (now.tv_sec - t0.tv_sec) * 1000 +
+                 (now.tv_nsec - t0.tv_nsec) / 1000000;
+    }
+    while (loop->open != NULL) {
+        xconn_close(loop->open);
+    }
+    /* sessions are released once their last request is done */
+    while (atomic_load(&loop->nconns) > 0 && waited < 2L * timeout_ms) {
+        usleep(10000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        waited = (now.tv_sec - t0.tv_sec) * 1000 +
+                 (now.tv_nsec - t0.tv_nsec) / 1000000;
+    }
 }
 
 /* ---- the transport side of the core contract ------------------------------ */

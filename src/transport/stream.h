@@ -38,4 +38,12 @@ int xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd,
 int xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
                 volatile sig_atomic_t *stats);
 
+/*
+ * Orderly stop: stop reading every connection, wait (up to timeout_ms) for
+ * their in-flight requests to be answered, then close them and wait for
+ * their sessions to be released.  Call from the loop's thread after
+ * xp_loop_run() returned, before p9s_server_free().
+ */
+void xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms);
+
 #endif

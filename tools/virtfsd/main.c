@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "transport/stream.h"
+#include "vhost/vhost.h"
 #include "util/log.h"
 #include "virtfs/backend.h"
 #include "virtfs/p9.h"
@@ -22,6 +23,8 @@
 
 #define MAX_EXPORTS 64
 #define MAX_LISTEN 16
+#define MAX_VHOST 16
+#define DEFAULT_TAG "virtfs"
 
 static volatile sig_atomic_t stop_flag;
 static volatile sig_atomic_t stats_flag;
@@ -44,7 +47,8 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-"Usage: virtfsd --export [NAME=]DIR[,ro] [--export ...] (--listen ADDR ... | --stdio) [OPTIONS]\n"
+"Usage: virtfsd --export [NAME=]DIR[,ro] [--export ...]\n"
+"               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
 "\n"
 "Export host directories to virtual machines over 9P2000.L.\n"
 "\n"
@@ -59,6 +63,12 @@ usage(FILE *out)
 "                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640)\n"
 "                                  fd:N            inherited listening socket N\n"
 "      --stdio                   serve one connection on stdin/stdout, exit at EOF\n"
+"      --vhost-user PATH[,tag=T] be the vhost-user back-end of a virtio-9p device\n"
+"                                on socket PATH (repeatable: one socket per VM;\n"
+"                                a VM reconnecting after a reboot is served again)\n"
+"      --fd N                    like --vhost-user on an inherited listening socket\n"
+"      --tag TAG                 default virtio-9p mount tag (default \"virtfs\")\n"
+"      --print-capabilities      print the vhost-user back-end JSON and exit\n"
 "Protocol and server:\n"
 "  -m, --msize N                 largest message size (default %u, min %u, max %u)\n"
 "  -t, --threads N               worker threads (default: 2 x CPUs, at least 4);\n"
@@ -80,7 +90,8 @@ usage(FILE *out)
 "  -V, --version                 show the version\n"
 "\n"
 "Signals: SIGTERM/SIGINT finish in-flight requests and exit; SIGUSR1 logs stats.\n"
-"Linux guest: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
+"Linux: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
+"Guest over vhost-user: mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt\n"
 "See virtfsd(8).\n",
             P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE);
 }
@@ -187,6 +198,10 @@ main(int argc, char **argv)
         {"trace", no_argument, NULL, 'T'},
         {"stats", required_argument, NULL, 's'},
         {"pid-file", required_argument, NULL, 'P'},
+        {"vhost-user", required_argument, NULL, 'H'},
+        {"fd", required_argument, NULL, 'F'},
+        {"tag", required_argument, NULL, 'G'},
+        {"print-capabilities", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -194,6 +209,11 @@ main(int argc, char **argv)
     struct export_arg exargs[MAX_EXPORTS];
     struct p9s_export exports[MAX_EXPORTS];
     const char *listens[MAX_LISTEN];
+    struct vhu_opts vopts[MAX_VHOST];
+    char *vtags[MAX_VHOST];
+    struct vhu_server *vhosts[MAX_VHOST] = {0};
+    const char *default_tag = DEFAULT_TAG;
+    int nvhost = 0;
     int nexports = 0;
     int nlisten = 0;
     bool use_stdio = false;
@@ -233,6 +253,43 @@ main(int argc, char **argv)
         case 'S':
             use_stdio = true;
             break;
+        case 'H':
+        case 'F': {
+            char *arg;
+            char *t;
+
+            if (nvhost == MAX_VHOST) {
+                fprintf(stderr, "virtfsd: too many vhost-user sockets (max "
+                        "%d)\n", MAX_VHOST);
+                return 2;
+            }
+            arg = strdup(optarg);
+            t = arg ? strstr(arg, ",tag=") : NULL;
+            vtags[nvhost] = NULL;
+            if (t != NULL) {
+                *t = '\0';
+                vtags[nvhost] = t + 5;
+            }
+            memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
+            vopts[nvhost].listen_fd = -1;
+            vopts[nvhost].conn_fd = -1;
+            if (c == 'H') {
+                vopts[nvhost].socket_path = arg;
+            } else if (parse_uint(arg, 65535, &v) < 0) {
+                fprintf(stderr, "virtfsd: --fd needs a descriptor number\n");
+                return 2;
+            } else {
+                vopts[nvhost].listen_fd = (int)v;
+            }
+            nvhost++;
+            break;
+        }
+        case 'G':
+            default_tag = optarg;
+            break;
+        case 'C':
+            vhu_print_capabilities(stdout);
+            return 0;
         case 'm':
             if (parse_uint(optarg, P9_MAX_MSIZE, &v) < 0 ||
                 v < P9_MIN_MSIZE) {
@@ -303,9 +360,20 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (nlisten == 0 && !use_stdio) {
-        fprintf(stderr, "virtfsd: give --listen ADDR or --stdio\n");
+    if (nlisten == 0 && !use_stdio && nvhost == 0) {
+        fprintf(stderr, "virtfsd: give --listen ADDR, --stdio, --vhost-user "
+                "PATH or --fd N\n");
         return 2;
+    }
+    for (int i = 0; i < nvhost; i++) {
+        const char *tag = vtags[i] ? vtags[i] : default_tag;
+
+        if (tag[0] == '\0' || strlen(tag) > VHU_MAX_TAG) {
+            fprintf(stderr, "virtfsd: mount tag must be 1..%d bytes\n",
+                    VHU_MAX_TAG);
+            return 2;
+        }
+        vopts[i].tag = tag;
     }
     for (int i = 0; i < nexports; i++) {
         struct pt_options po = {
@@ -371,9 +439,25 @@ main(int argc, char **argv)
         }
         log_info("listening on %s", listens[i]);
     }
+    for (int i = 0; i < nvhost; i++) {
+        int err = vhu_server_new(srv, &vopts[i], &vhosts[i]);
+
+        if (err == 0) {
+            err = vhu_server_start(vhosts[i]);
+        }
+        if (err < 0) {
+            fprintf(stderr, "virtfsd: vhost-user %s: %s\n",
+                    vopts[i].socket_path ? vopts[i].socket_path : "fd",
+                    strerror(-err));
+            goto out_vhost;
+        }
+        log_info("vhost-user virtio-9p device on %s%s, tag '%s'",
+                 vopts[i].socket_path ? vopts[i].socket_path : "fd ",
+                 vopts[i].socket_path ? "" : "(inherited)", vopts[i].tag);
+    }
     if (use_stdio && xp_loop_add_conn(loop, 0, 1, "stdio", true) < 0) {
         fprintf(stderr, "virtfsd: cannot serve stdin/stdout\n");
-        goto out_loop;
+        goto out_vhost;
     }
     if (pidfile != NULL) {
         FILE *pf = fopen(pidfile, "w");
@@ -381,7 +465,7 @@ main(int argc, char **argv)
         if (pf == NULL) {
             fprintf(stderr, "virtfsd: --pid-file %s: %s\n", pidfile,
                     strerror(errno));
-            goto out_loop;
+            goto out_vhost;
         }
         fprintf(pf, "%ld\n", (long)getpid());
         fclose(pf);
@@ -412,15 +496,25 @@ main(int argc, char **argv)
     log_info("shutting down");
     rc = 0;
 
+out_vhost:
+    xp_loop_shutdown(loop, 10000); /* in-flight requests are answered */
+    for (int i = 0; i < nvhost; i++) {
+        vhu_server_free(vhosts[i]); /* NULL is a no-op */
+    }
 out_loop:
     for (int i = 0; i < nlisten; i++) {
         if (strncmp(listens[i], "unix:", 5) == 0 && rc == 0) {
             unlink(listens[i] + 5);
         }
     }
-    xp_loop_free(loop);
 out_srv:
     p9s_server_free(srv); /* waits for in-flight requests */
+    xp_loop_free(loop);   /* after the last session was released */
+    for (int i = 0; i < nexports; i++) {
+        if (exports[i].be->ops->destroy != NULL) {
+            exports[i].be->ops->destroy(exports[i].be);
+        }
+    }
     if (pidfile != NULL && rc == 0) {
         unlink(pidfile);
     }
