@@ -1,0 +1,1300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost-user back-end for virtio-9p: message I/O, the per-message check
+ * table, the handlers, the device thread, and the listening server.
+ *
+ * Threads: one server thread accepts connections and runs the device of
+ * each, one at a time (poll on the socket, the kick eventfds and the stop
+ * eventfd).  9P workers call the p9s_conn_ops below concurrently; they only
+ * touch the element (cookie) they were given and its virtqueue (vq->lock).
+ *
+ * Lifetime: a device is refcounted.  The device thread holds one
+ * reference until vhu_dev_close(); each 9P session holds one until its
+ * release().  Elements in flight keep their memory table alive, so guest
+ * memory a worker writes into is never unmapped under it.
+ */
+#include "vhost/vhost_user.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "vhost/vhost.h"
+#include "virtfs/server.h"
+
+/* How long GET_VRING_BASE waits for requests in flight to complete. */
+#define VHU_DRAIN_MS 3000
+/* A message must arrive whole within this (a stalled front-end is cut). */
+#define VHU_RECV_TIMEOUT_S 10
+/* Chains popped per kick before the socket gets a look again. */
+#define VHU_POP_BATCH 256
+
+/* ---- message I/O ------------------------------------------------------ */
+
+void
+vhu_msg_close_fds(struct vhu_msg *m)
+{
+    for (int i = 0; i < m->nfds; i++) {
+        if (m->fds[i] >= 0) {
+            close(m->fds[i]);
+        }
+    }
+    m->nfds = 0;
+}
+
+/* Read exactly 'len' bytes (after a header started to arrive). */
+static int
+read_full(int sock, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        ssize_t n = recv(sock, p, len, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        }
+        if (n == 0) {
+            return -EPROTO; /* EOF inside a message */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int
+vhu_msg_read(int sock, struct vhu_msg *m)
+{
+    union {
+        char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    uint8_t hdr[VHU_HDR_SIZE];
+    struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
+    struct msghdr mh = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.buf,
+        .msg_controllen = sizeof(ctl.buf),
+    };
+    ssize_t n;
+    int err;
+
+    m->nfds = 0;
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    }
+    if (n == 0) {
+        return -ECONNRESET;
+    }
+    /* Take every fd first, so that each error path below closes them. */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
+         c = CMSG_NXTHDR(&mh, c)) {
+        size_t cnt;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0)) {
+            continue;
+        }
+        cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < cnt; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (m->nfds < VHU_MAX_FDS) {
+                m->fds[m->nfds++] = fd;
+            } else {
+                close(fd); /* cannot happen with our buffer; be safe */
+            }
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC) {
+        /* More fds than any message may carry: some were discarded. */
+        err = -EPROTO;
+        goto out_err;
+    }
+    if ((size_t)n < sizeof(hdr)) {
+        err = read_full(sock, hdr + n, sizeof(hdr) - (size_t)n);
+        if (err < 0) {
+            goto out_err;
+        }
+    }
+    memcpy(&m->request, hdr, 4);
+    memcpy(&m->flags, hdr + 4, 4);
+    memcpy(&m->size, hdr + 8, 4);
+    if ((m->flags & 3u) != VHU_FLAG_VERSION || m->size > VHU_MAX_PAYLOAD) {
+        /* Cannot trust the framing any more. */
+        err = -EPROTO;
+        goto out_err;
+    }
+    if (m->size > 0) {
+        err = read_full(sock, m->p.bytes, m->size);
+        if (err < 0) {
+            goto out_err;
+        }
+    }
+    return 0;
+
+out_err:
+    vhu_msg_close_fds(m);
+    return err;
+}
+
+static int
+msg_send(int sock, uint32_t request, const void *payload, uint32_t size)
+{
+    uint8_t buf[VHU_HDR_SIZE + VHU_MAX_PAYLOAD];
+    uint32_t flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY;
+    size_t len = VHU_HDR_SIZE + size;
+    size_t off = 0;
+
+    memcpy(buf, &request, 4);
+    memcpy(buf + 4, &flags, 4);
+    memcpy(buf + 8, &size, 4);
+    if (size > 0) {
+        memcpy(buf + VHU_HDR_SIZE, payload, size);
+    }
+    while (off < len) {
+        ssize_t n = send(sock, buf + off, len - off, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- the check table -------------------------------------------------- */
+
+enum vhu_size_rule {
+    SZ_EXACT,    /* size == min */
+    SZ_MEMTABLE, /* 8 + nregions * 32, nregions 1..VHU_MAX_FDS */
+    SZ_CONFIG,   /* 12 + config.size, config.size <= VHU_MAX_CONFIG */
+};
+
+enum vhu_idx_rule {
+    IDX_NONE,
+    IDX_STATE,   /* u32 index at offset 0 (state, addr) */
+    IDX_U64,     /* low 8 bits of the u64 (KICK, CALL, ERR) */
+};
+
+enum vhu_fd_rule {
+    FD_NONE,     /* no fd */
+    FD_ONE,      /* exactly one */
+    FD_OPT,      /* zero or one (ignored) */
+    FD_VRING,    /* one unless VHU_VRING_NOFD is set */
+    FD_REGIONS,  /* one per region */
+};
+
+struct vhu_msg_rule {
+    const char *name;
+    uint8_t size_rule;
+    uint16_t size;       /* exact size, or the minimum */
+    uint8_t idx_rule;
+    uint8_t fd_rule;
+    bool has_reply;      /* answered with a payload, never with an ACK */
+    int (*handle)(struct vhu_dev *d, struct vhu_msg *m);
+};
+
+/* Handlers: 0 or -errno (failed ACK).  Replies are written in m->p/size. */
+static int h_get_features(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_features(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_owner(struct vhu_dev *d, struct vhu_msg *m);
+static int h_reset(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_mem_table(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_num(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_addr(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_base(struct vhu_dev *d, struct vhu_msg *m);
+static int h_get_vring_base(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_kick(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_call(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_err(struct vhu_dev *d, struct vhu_msg *m);
+static int h_get_protocol_features(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_protocol_features(struct vhu_dev *d, struct vhu_msg *m);
+static int h_get_queue_num(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_vring_enable(struct vhu_dev *d, struct vhu_msg *m);
+static int h_get_config(struct vhu_dev *d, struct vhu_msg *m);
+static int h_set_config(struct vhu_dev *d, struct vhu_msg *m);
+static int h_get_max_mem_slots(struct vhu_dev *d, struct vhu_msg *m);
+static int h_add_mem_reg(struct vhu_dev *d, struct vhu_msg *m);
+static int h_rem_mem_reg(struct vhu_dev *d, struct vhu_msg *m);
+
+#define ST sizeof(struct vhu_vring_state)
+#define U64 sizeof(uint64_t)
+#define REG sizeof(struct vhu_mem_single)
+
+/* clang-format off */
+static const struct vhu_msg_rule rules[VHU_REQUEST_MAX] = {
+    /* request                    name                  size rule    size  index      fds        reply handler */
+    [VHU_GET_FEATURES]          = {"GET_FEATURES",          SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    true,  h_get_features},
+    [VHU_SET_FEATURES]          = {"SET_FEATURES",          SZ_EXACT,    U64, IDX_NONE,  FD_NONE,    false, h_set_features},
+    [VHU_SET_OWNER]             = {"SET_OWNER",             SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    false, h_set_owner},
+    [VHU_RESET_OWNER]           = {"RESET_OWNER",           SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    false, h_reset},
+    [VHU_SET_MEM_TABLE]         = {"SET_MEM_TABLE",         SZ_MEMTABLE, 8,   IDX_NONE,  FD_REGIONS, false, h_set_mem_table},
+    [VHU_SET_VRING_NUM]         = {"SET_VRING_NUM",         SZ_EXACT,    ST,  IDX_STATE, FD_NONE,    false, h_set_vring_num},
+    [VHU_SET_VRING_ADDR]        = {"SET_VRING_ADDR",        SZ_EXACT,    sizeof(struct vhu_vring_addr),
+                                                                              IDX_STATE, FD_NONE,    false, h_set_vring_addr},
+    [VHU_SET_VRING_BASE]        = {"SET_VRING_BASE",        SZ_EXACT,    ST,  IDX_STATE, FD_NONE,    false, h_set_vring_base},
+    [VHU_GET_VRING_BASE]        = {"GET_VRING_BASE",        SZ_EXACT,    ST,  IDX_STATE, FD_NONE,    true,  h_get_vring_base},
+    [VHU_SET_VRING_KICK]        = {"SET_VRING_KICK",        SZ_EXACT,    U64, IDX_U64,   FD_VRING,   false, h_set_vring_kick},
+    [VHU_SET_VRING_CALL]        = {"SET_VRING_CALL",        SZ_EXACT,    U64, IDX_U64,   FD_VRING,   false, h_set_vring_call},
+    [VHU_SET_VRING_ERR]         = {"SET_VRING_ERR",         SZ_EXACT,    U64, IDX_U64,   FD_VRING,   false, h_set_vring_err},
+    [VHU_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    true,  h_get_protocol_features},
+    [VHU_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", SZ_EXACT,    U64, IDX_NONE,  FD_NONE,    false, h_set_protocol_features},
+    [VHU_GET_QUEUE_NUM]         = {"GET_QUEUE_NUM",         SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    true,  h_get_queue_num},
+    [VHU_SET_VRING_ENABLE]      = {"SET_VRING_ENABLE",      SZ_EXACT,    ST,  IDX_STATE, FD_NONE,    false, h_set_vring_enable},
+    [VHU_GET_CONFIG]            = {"GET_CONFIG",            SZ_CONFIG,   VHU_CONFIG_HDR,
+                                                                              IDX_NONE,  FD_NONE,    true,  h_get_config},
+    [VHU_SET_CONFIG]            = {"SET_CONFIG",            SZ_CONFIG,   VHU_CONFIG_HDR,
+                                                                              IDX_NONE,  FD_NONE,    false, h_set_config},
+    [VHU_RESET_DEVICE]          = {"RESET_DEVICE",          SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    false, h_reset},
+    [VHU_GET_MAX_MEM_SLOTS]     = {"GET_MAX_MEM_SLOTS",     SZ_EXACT,    0,   IDX_NONE,  FD_NONE,    true,  h_get_max_mem_slots},
+    [VHU_ADD_MEM_REG]           = {"ADD_MEM_REG",           SZ_EXACT,    REG, IDX_NONE,  FD_ONE,     false, h_add_mem_reg},
+    [VHU_REM_MEM_REG]           = {"REM_MEM_REG",           SZ_EXACT,    REG, IDX_NONE,  FD_OPT,     false, h_rem_mem_reg},
+};
+/* clang-format on */
+
+/* Apply the table to 'm'; NULL (after one log line) when it fails. */
+static const struct vhu_msg_rule *
+check_msg(struct vhu_dev *d, const struct vhu_msg *m)
+{
+    const struct vhu_msg_rule *r;
+    uint32_t want_size;
+    uint32_t idx = 0;
+    int want_fds = 0;
+    int max_fds;
+
+    (void)d;
+    if (m->request >= VHU_REQUEST_MAX || rules[m->request].name == NULL) {
+        return NULL;
+    }
+    r = &rules[m->request];
+    switch (r->size_rule) {
+    case SZ_MEMTABLE:
+        want_size = UINT32_MAX;
+        if (m->size >= 8 && m->p.mem.nregions >= 1 &&
+            m->p.mem.nregions <= VHU_MAX_FDS) {
+            want_size = 8u + m->p.mem.nregions *
+                                 (uint32_t)sizeof(struct vhu_mem_desc);
+        }
+        break;
+    case SZ_CONFIG:
+        want_size = UINT32_MAX;
+        if (m->size >= VHU_CONFIG_HDR && m->p.config.size <= VHU_MAX_CONFIG) {
+            want_size = VHU_CONFIG_HDR + m->p.config.size;
+        }
+        break;
+    default:
+        want_size = r->size;
+        break;
+    }
+    if (m->size != want_size) {
+        log_peer("vhost-user: %s: payload %u bytes, expected %d", r->name,
+                 m->size, want_size == UINT32_MAX ? -1 : (int)want_size);
+        return NULL;
+    }
+    switch (r->idx_rule) {
+    case IDX_STATE:
+        idx = m->p.state.index;
+        break;
+    case IDX_U64:
+        idx = (uint32_t)(m->p.u64 & VHU_VRING_IDX_MASK);
+        break;
+    default:
+        break;
+    }
+    if (idx >= VHU_NUM_VQS) {
+        log_peer("vhost-user: %s: vring %u out of range", r->name, idx);
+        return NULL;
+    }
+    switch (r->fd_rule) {
+    case FD_ONE:
+        want_fds = 1;
+        break;
+    case FD_VRING:
+        want_fds = (m->p.u64 & VHU_VRING_NOFD) ? 0 : 1;
+        break;
+    case FD_REGIONS:
+        want_fds = (int)m->p.mem.nregions;
+        break;
+    default:
+        break;
+    }
+    max_fds = r->fd_rule == FD_OPT ? 1 : want_fds;
+    if (m->nfds < want_fds || m->nfds > max_fds) {
+        log_peer("vhost-user: %s: %d fds, expected %d", r->name, m->nfds,
+                 want_fds);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static bool
+has_proto(const struct vhu_dev *d, int bit)
+{
+    return (d->protocol_features >> bit) & 1u;
+}
+
+static void
+reply_u64(struct vhu_msg *m, uint64_t v)
+{
+    m->p.u64 = v;
+    m->size = sizeof(uint64_t);
+}
+
+/* Take fd i out of the message (it will not be closed with it). */
+static int
+take_fd(struct vhu_msg *m, int i)
+{
+    int fd = m->fds[i];
+
+    m->fds[i] = -1;
+    return fd;
+}
+
+static int
+h_get_features(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)d;
+    reply_u64(m, VHU_FEATURES);
+    return 0;
+}
+
+static int
+h_set_features(struct vhu_dev *d, struct vhu_msg *m)
+{
+    uint64_t f = m->p.u64;
+
+    if (f & ~VHU_FEATURES) {
+        log_peer("vhost-user: SET_FEATURES %#llx has unoffered bits",
+                 (unsigned long long)f);
+        return -EINVAL;
+    }
+    d->features = f;
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        /* Workers read event_idx in vq_push: change it under the lock. */
+        pthread_mutex_lock(&d->vq[i].lock);
+        d->vq[i].event_idx = (f >> VIRTIO_RING_F_EVENT_IDX) & 1u;
+        d->vq[i].indirect = (f >> VIRTIO_RING_F_INDIRECT_DESC) & 1u;
+        pthread_mutex_unlock(&d->vq[i].lock);
+    }
+    return 0;
+}
+
+static int
+h_set_owner(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)d;
+    (void)m;
+    return 0;
+}
+
+/* Remap the started rings after a memory table change. */
+static void
+remap_rings(struct vhu_dev *d)
+{
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        if (vq_remap(&d->vq[i], d->mem) != 0) {
+            log_peer("vhost-user: vring %d left guest memory; stopped", i);
+        }
+    }
+}
+
+/* Publish 'mem' as the current table (takes the reference). */
+static void
+swap_mem(struct vhu_dev *d, struct vhu_mem *mem)
+{
+    struct vhu_mem *old = d->mem;
+
+    d->mem = mem;
+    remap_rings(d);
+    vhu_mem_put(old);
+    /* A ring kicked before any memory was known can start now. */
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        struct vq *vq = &d->vq[i];
+
+        if (vq->kick_fd >= 0 && !vq_is_started(vq) && vq->num != 0 &&
+            vq->addr_set && vq_start(vq, d->mem) != 0) {
+            log_peer("vhost-user: vring %d cannot start", i);
+        }
+    }
+}
+
+static int
+h_set_mem_table(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vhu_mem *mem = vhu_mem_new();
+    int err = 0;
+
+    if (mem == NULL) {
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->p.mem.nregions; i++) {
+        err = vhu_mem_add(mem, &m->p.mem.regions[i], m->fds[i]);
+        if (err < 0) {
+            log_peer("vhost-user: SET_MEM_TABLE region %u refused (%d)", i,
+                     err);
+            vhu_mem_put(mem);
+            return err;
+        }
+    }
+    swap_mem(d, mem);
+    return 0;
+}
+
+static int
+h_add_mem_reg(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vhu_mem *mem = d->mem ? vhu_mem_clone(d->mem) : vhu_mem_new();
+    int err;
+
+    if (mem == NULL) {
+        return -ENOMEM;
+    }
+    err = vhu_mem_add(mem, &m->p.memreg.region, m->fds[0]);
+    if (err < 0) {
+        log_peer("vhost-user: ADD_MEM_REG refused (%d)", err);
+        vhu_mem_put(mem);
+        return err;
+    }
+    swap_mem(d, mem);
+    return 0;
+}
+
+static int
+h_rem_mem_reg(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vhu_mem *mem;
+    int err;
+
+    if (d->mem == NULL) {
+        return -ENOENT;
+    }
+    mem = vhu_mem_clone(d->mem);
+    if (mem == NULL) {
+        return -ENOMEM;
+    }
+    err = vhu_mem_remove(mem, &m->p.memreg.region);
+    if (err < 0) {
+        vhu_mem_put(mem);
+        return err;
+    }
+    swap_mem(d, mem);
+    return 0;
+}
+
+static int
+h_get_max_mem_slots(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)d;
+    reply_u64(m, VHU_MEM_MAX_SLOTS);
+    return 0;
+}
+
+static int
+h_set_vring_num(struct vhu_dev *d, struct vhu_msg *m)
+{
+    return vq_set_num(&d->vq[m->p.state.index], m->p.state.num);
+}
+
+static int
+h_set_vring_addr(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.addr.index];
+
+    vq->desc_ua = m->p.addr.desc;
+    vq->avail_ua = m->p.addr.avail;
+    vq->used_ua = m->p.addr.used;
+    vq->addr_set = true;
+    /* A started ring may be moved (the front-end does so for logging). */
+    if (d->mem != NULL && vq_remap(vq, d->mem) != 0) {
+        return -EFAULT;
+    }
+    return 0;
+}
+
+static int
+h_set_vring_base(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.state.index];
+
+    if (m->p.state.num > UINT16_MAX || vq_is_started(vq)) {
+        return -EINVAL;
+    }
+    vq->last_avail_idx = (uint16_t)m->p.state.num;
+    return 0;
+}
+
+static int
+h_get_vring_base(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.state.index];
+
+    /*
+     * Stop the ring.  Requests in flight still complete into the used ring
+     * for a while: the front-end takes last_avail_idx as the used index
+     * when the ring is restarted.
+     */
+    if (vq->kick_fd >= 0) {
+        close(vq->kick_fd);
+        vq->kick_fd = -1;
+    }
+    if (!vq_wait_idle(vq, VHU_DRAIN_MS)) {
+        log_warn("vhost-user: vring %u stopped with requests in flight",
+                 m->p.state.index);
+    }
+    vq_stop(vq);
+    m->p.state.num = vq->last_avail_idx;
+    m->size = sizeof(m->p.state);
+    return 0;
+}
+
+static int
+h_set_vring_kick(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
+    int err;
+
+    if (vq->kick_fd >= 0) {
+        close(vq->kick_fd);
+        vq->kick_fd = -1;
+    }
+    if (m->nfds == 0) {
+        /* Polling mode is not supported: a ring nobody kicks never runs. */
+        return -ENOTSUP;
+    }
+    vq->kick_fd = take_fd(m, 0);
+    /* Without PROTOCOL_FEATURES a ring is enabled when it starts. */
+    if (!((d->features >> VHOST_USER_F_PROTOCOL_FEATURES) & 1u)) {
+        vq->enabled = true;
+    }
+    err = vq_start(vq, d->mem);
+    if (err < 0) {
+        log_peer("vhost-user: vring cannot start (%d)", err);
+        return err;
+    }
+    return 0;
+}
+
+static int
+h_set_vring_call(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
+
+    vq_set_call_fd(vq, m->nfds > 0 ? take_fd(m, 0) : -1);
+    return 0;
+}
+
+static int
+h_set_vring_err(struct vhu_dev *d, struct vhu_msg *m)
+{
+    struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
+
+    if (vq->err_fd >= 0) {
+        close(vq->err_fd);
+    }
+    vq->err_fd = m->nfds > 0 ? take_fd(m, 0) : -1;
+    return 0;
+}
+
+static int
+h_get_protocol_features(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)d;
+    reply_u64(m, VHU_PROTOCOL_FEATURES);
+    return 0;
+}
+
+static int
+h_set_protocol_features(struct vhu_dev *d, struct vhu_msg *m)
+{
+    if (m->p.u64 & ~VHU_PROTOCOL_FEATURES) {
+        log_peer("vhost-user: SET_PROTOCOL_FEATURES %#llx has unoffered bits",
+                 (unsigned long long)m->p.u64);
+        return -EINVAL;
+    }
+    d->protocol_features = m->p.u64;
+    return 0;
+}
+
+static int
+h_get_queue_num(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)d;
+    reply_u64(m, VHU_NUM_VQS);
+    return 0;
+}
+
+static int
+h_set_vring_enable(struct vhu_dev *d, struct vhu_msg *m)
+{
+    if (m->p.state.num > 1) {
+        return -EINVAL;
+    }
+    d->vq[m->p.state.index].enabled = m->p.state.num == 1;
+    return 0;
+}
+
+static int
+h_get_config(struct vhu_dev *d, struct vhu_msg *m)
+{
+    uint32_t off = m->p.config.offset;
+    uint32_t size = m->p.config.size;
+
+    if (!has_proto(d, VHU_PROTO_CONFIG) || off > VHU_MAX_CONFIG ||
+        size > VHU_MAX_CONFIG - off) {
+        m->size = 0; /* an empty reply tells the front-end it failed */
+        return -EINVAL;
+    }
+    memset(m->p.config.data, 0, size);
+    if (off < d->config_len) {
+        size_t n = d->config_len - off;
+
+        memcpy(m->p.config.data, d->config + off, n < size ? n : size);
+    }
+    m->size = VHU_CONFIG_HDR + size;
+    return 0;
+}
+
+static int
+h_set_config(struct vhu_dev *d, struct vhu_msg *m)
+{
+    /* The 9P config space (tag) is read-only for the driver. */
+    (void)d;
+    (void)m;
+    return -EPERM;
+}
+
+static int
+h_reset(struct vhu_dev *d, struct vhu_msg *m)
+{
+    (void)m;
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        vq_reset(&d->vq[i]);
+    }
+    d->features = 0;
+    atomic_store(&d->broken, false);
+    d->err_signalled = false;
+    return 0;
+}
+
+/* ---- 9P session glue -------------------------------------------------- */
+
+static void dev_put(struct vhu_dev *d);
+
+static int
+op_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
+             const struct iovec **iov, int *iovcnt)
+{
+    struct vq_elem *e = cookie;
+    bool stale;
+
+    (void)c;
+    (void)need;
+    pthread_mutex_lock(&e->vq->lock);
+    stale = !e->vq->started || e->gen != e->vq->gen;
+    pthread_mutex_unlock(&e->vq->lock);
+    if (stale || e->in_num == 0) {
+        return stale ? -ECANCELED : -ENOBUFS;
+    }
+    *iov = e->iov + e->out_num;
+    *iovcnt = e->in_num;
+    return 0;
+}
+
+static void
+op_send(struct p9s_conn *c, void *cookie, size_t len)
+{
+    (void)c;
+    vq_push(cookie, len);
+}
+
+static void
+op_drop(struct p9s_conn *c, void *cookie)
+{
+    /* virtio wants every chain back: return it with nothing written. */
+    (void)c;
+    vq_push(cookie, 0);
+}
+
+static void
+op_release(struct p9s_conn *c, void *tp)
+{
+    (void)c;
+    dev_put(tp);
+}
+
+static const struct p9s_conn_ops vhu_conn_ops = {
+    .reply_buf = op_reply_buf,
+    .send = op_send,
+    .drop = op_drop,
+    .release = op_release,
+};
+
+static int
+open_session(struct vhu_dev *d)
+{
+    atomic_fetch_add(&d->refs, 1);
+    d->conn = p9s_conn_new(d->srv, &vhu_conn_ops, d, "vhost-user");
+    if (d->conn == NULL) {
+        atomic_fetch_sub(&d->refs, 1);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void
+close_session(struct vhu_dev *d)
+{
+    if (d->conn != NULL) {
+        p9s_conn_close(d->conn); /* release() drops the session's ref */
+        d->conn = NULL;
+    }
+}
+
+/* ---- the device ------------------------------------------------------- */
+
+struct vhu_dev *
+vhu_dev_new(struct p9s_server *srv, int sock, const char *tag)
+{
+    struct vhu_dev *d = calloc(1, sizeof(*d));
+    size_t len = strlen(tag);
+    int i;
+
+    if (d == NULL || len > VHU_MAX_TAG) {
+        goto out_free;
+    }
+    atomic_init(&d->refs, 1);
+    atomic_init(&d->broken, false);
+    d->srv = srv;
+    d->sock = sock;
+    for (i = 0; i < VHU_NUM_VQS; i++) {
+        if (vq_init(&d->vq[i], &d->broken) < 0) {
+            goto out_vqs;
+        }
+    }
+    d->config[0] = (uint8_t)(len & 0xff);
+    d->config[1] = (uint8_t)(len >> 8);
+    memcpy(d->config + 2, tag, len);
+    d->config_len = 2 + len;
+    if (open_session(d) < 0) {
+        goto out_vqs;
+    }
+    return d;
+
+out_vqs:
+    while (--i >= 0) {
+        vq_fini(&d->vq[i]);
+    }
+out_free:
+    free(d);
+    close(sock);
+    return NULL;
+}
+
+static void
+dev_put(struct vhu_dev *d)
+{
+    if (atomic_fetch_sub(&d->refs, 1) != 1) {
+        return;
+    }
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        vq_fini(&d->vq[i]);
+    }
+    vhu_mem_put(d->mem);
+    if (d->sock >= 0) {
+        close(d->sock);
+    }
+    free(d);
+}
+
+int
+vhu_dev_handle(struct vhu_dev *d, struct vhu_msg *m)
+{
+    const struct vhu_msg_rule *r = check_msg(d, m);
+    bool need_ack;
+    uint32_t req = m->request;
+    int err;
+
+    if (r == NULL && (req >= VHU_REQUEST_MAX || rules[req].name == NULL)) {
+        /* Unknown or unsupported: refuse it, keep the connection. */
+        log_peer("vhost-user: unsupported request %u", req);
+        vhu_msg_close_fds(m);
+        if (m->flags & VHU_FLAG_NEED_REPLY) {
+            uint64_t fail = 1;
+
+            return msg_send(d->sock, req, &fail, sizeof(fail));
+        }
+        return 0;
+    }
+    if (r == NULL) {
+        /* The front-end broke the protocol: this device is done. */
+        atomic_store(&d->broken, true);
+        vhu_msg_close_fds(m);
+        return -EPROTO;
+    }
+    need_ack = !r->has_reply && (m->flags & VHU_FLAG_NEED_REPLY) &&
+               has_proto(d, VHU_PROTO_REPLY_ACK);
+    log_debug("vhost-user: %s", r->name);
+    err = r->handle(d, m);
+    vhu_msg_close_fds(m); /* the ones the handler did not take */
+    if (r->has_reply) {
+        return msg_send(d->sock, req, m->p.bytes, m->size);
+    }
+    if (need_ack) {
+        uint64_t status = err < 0 ? 1 : 0;
+
+        return msg_send(d->sock, req, &status, sizeof(status));
+    }
+    return 0;
+}
+
+int
+vhu_dev_dispatch(struct vhu_dev *d)
+{
+    struct vhu_msg m;
+    int err = vhu_msg_read(d->sock, &m);
+
+    if (err < 0) {
+        if (err != -ECONNRESET) {
+            log_peer("vhost-user: bad message stream (%d)", err);
+        }
+        return err;
+    }
+    return vhu_dev_handle(d, &m);
+}
+
+/* Signal the front-end once that a ring went bad. */
+static void
+signal_broken(struct vhu_dev *d)
+{
+    uint64_t one = 1;
+
+    if (d->err_signalled || !atomic_load(&d->broken)) {
+        return;
+    }
+    d->err_signalled = true;
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        if (d->vq[i].err_fd >= 0 &&
+            write(d->vq[i].err_fd, &one, sizeof(one)) < 0) {
+            log_peer("vhost-user: err eventfd write failed");
+        }
+    }
+}
+
+static void
+submit(struct vhu_dev *d, struct vq_elem *e)
+{
+    int err;
+
+    if (e->out_len < 7 || d->conn == NULL) {
+        /* Too short to be a 9P message: hand it back untouched. */
+        log_peer("vhost-user: request of %zu bytes returned", e->out_len);
+        vq_push(e, 0);
+        return;
+    }
+    e->opaque = d;
+    err = p9s_conn_submit(d->conn, e->iov, e->out_num, e->out_len, e);
+    if (err < 0) {
+        /*
+         * The element was dropped (returned).  The 9P stream cannot go on
+         * (bad header, duplicate tag): start a new session, which the
+         * guest has to begin with Tversion like any other.
+         */
+        log_peer("vhost-user: 9P session reset after a bad request (%d)",
+                 err);
+        close_session(d);
+        if (open_session(d) < 0) {
+            log_err("vhost-user: cannot open a new 9P session");
+        }
+    }
+}
+
+/* Pop up to a batch; true if the ring may still hold more. */
+static bool
+process_batch(struct vhu_dev *d, int i)
+{
+    struct vq *vq = &d->vq[i];
+    struct vq_elem *e;
+    int n = 0;
+    int r;
+
+    if (!vq->enabled || d->mem == NULL) {
+        return false;
+    }
+    for (;;) {
+        while (n < VHU_POP_BATCH && (r = vq_pop(vq, d->mem, &e)) == 1) {
+            submit(d, e);
+            n++;
+        }
+        if (n >= VHU_POP_BATCH) {
+            return true;
+        }
+        if (r < 0) {
+            signal_broken(d);
+            return false;
+        }
+        /* Empty: re-arm notifications, then look once more (a chain added
+         * between the last pop and the re-arm would get no kick). */
+        if (!vq_enable_notify(vq)) {
+            return false;
+        }
+    }
+}
+
+void
+vhu_dev_process(struct vhu_dev *d, int i)
+{
+    while (process_batch(d, i)) {
+    }
+}
+
+void
+vhu_dev_run(struct vhu_dev *d, int stop_fd)
+{
+    struct pollfd pfd[2 + VHU_NUM_VQS];
+    int vqidx[2 + VHU_NUM_VQS];
+    bool more[VHU_NUM_VQS] = {false};
+    struct timeval tv = {.tv_sec = VHU_RECV_TIMEOUT_S};
+
+    setsockopt(d->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        int n = 0;
+        int timeout = -1;
+
+        pfd[n++] = (struct pollfd){.fd = d->sock, .events = POLLIN};
+        if (stop_fd >= 0) {
+            vqidx[n] = -1;
+            pfd[n++] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+        }
+        for (int i = 0; i < VHU_NUM_VQS; i++) {
+            if (d->vq[i].kick_fd >= 0 && !atomic_load(&d->broken)) {
+                vqidx[n] = i;
+                pfd[n++] = (struct pollfd){.fd = d->vq[i].kick_fd,
+                                           .events = POLLIN};
+            }
+            if (more[i]) {
+                timeout = 0;
+            }
+        }
+        if (poll(pfd, (nfds_t)n, timeout) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            log_err("vhost-user: poll: %s", strerror(errno));
+            return;
+        }
+        for (int k = 1; k < n; k++) {
+            if (vqidx[k] < 0 && pfd[k].revents) {
+                return; /* stop requested */
+            }
+        }
+        for (int k = 1; k < n; k++) {
+            uint64_t cnt;
+
+            if (vqidx[k] < 0 || !(pfd[k].revents & POLLIN)) {
+                continue;
+            }
+            if (read(pfd[k].fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN) {
+                log_peer("vhost-user: kick eventfd read failed");
+            }
+            more[vqidx[k]] = true;
+        }
+        for (int i = 0; i < VHU_NUM_VQS; i++) {
+            if (more[i]) {
+                more[i] = process_batch(d, i);
+            }
+        }
+        if (pfd[0].revents) {
+            if (vhu_dev_dispatch(d) < 0) {
+                return;
+            }
+            /* A message may have started or enabled a ring. */
+            for (int i = 0; i < VHU_NUM_VQS; i++) {
+                more[i] = d->vq[i].kick_fd >= 0;
+            }
+        }
+    }
+}
+
+void
+vhu_dev_close(struct vhu_dev *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    for (int i = 0; i < VHU_NUM_VQS; i++) {
+        vq_stop(&d->vq[i]);
+    }
+    close_session(d);
+    if (d->sock >= 0) {
+        close(d->sock);
+        d->sock = -1;
+    }
+    dev_put(d);
+}
+
+/* ---- the server ------------------------------------------------------- */
+
+struct vhu_server {
+    struct p9s_server *srv;
+    int listen_fd;     /* -1 when serving conn_fd only */
+    int conn_fd;       /* pre-connected socket, -1 after use */
+    int stop_fd;       /* eventfd */
+    char *unlink_path; /* socket file we created */
+    char tag[VHU_MAX_TAG + 1];
+    bool once;
+    pthread_t thread;
+    bool has_thread;
+    int result;
+};
+
+static int
+listen_unix(const char *path, int *out)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    /* Replace a stale socket, never another kind of file. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 1) < 0) {
+        int err = -errno;
+
+        close(fd);
+        return err;
+    }
+    *out = fd;
+    return 0;
+}
+
+int
+vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
+               struct vhu_server **out)
+{
+    struct vhu_server *vs;
+    size_t taglen = o->tag ? strlen(o->tag) : 0;
+    int sources = (o->socket_path != NULL) + (o->listen_fd >= 0) +
+                  (o->conn_fd >= 0);
+    int err;
+
+    if (srv == NULL || sources != 1 || taglen == 0 || taglen > VHU_MAX_TAG) {
+        return -EINVAL;
+    }
+    vs = calloc(1, sizeof(*vs));
+    if (vs == NULL) {
+        return -ENOMEM;
+    }
+    vs->srv = srv;
+    vs->listen_fd = o->listen_fd;
+    vs->conn_fd = o->conn_fd;
+    vs->once = o->once;
+    memcpy(vs->tag, o->tag, taglen + 1);
+    vs->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vs->stop_fd < 0) {
+        err = -errno;
+        free(vs);
+        return err;
+    }
+    if (o->socket_path != NULL) {
+        err = listen_unix(o->socket_path, &vs->listen_fd);
+        if (err < 0) {
+            close(vs->stop_fd);
+            free(vs);
+            return err;
+        }
+        vs->unlink_path = strdup(o->socket_path);
+    }
+    *out = vs;
+    return 0;
+}
+
+static void
+serve_conn(struct vhu_server *vs, int fd)
+{
+    struct vhu_dev *d = vhu_dev_new(vs->srv, fd, vs->tag);
+
+    if (d == NULL) {
+        log_err("vhost-user: cannot create a device");
+        return;
+    }
+    log_info("vhost-user: front-end connected");
+    vhu_dev_run(d, vs->stop_fd);
+    vhu_dev_close(d);
+    log_info("vhost-user: front-end gone, device state dropped");
+}
+
+static bool
+stop_requested(struct vhu_server *vs)
+{
+    struct pollfd p = {.fd = vs->stop_fd, .events = POLLIN};
+
+    return poll(&p, 1, 0) > 0;
+}
+
+int
+vhu_server_run(struct vhu_server *vs)
+{
+    if (vs->conn_fd >= 0) {
+        int fd = vs->conn_fd;
+
+        vs->conn_fd = -1;
+        serve_conn(vs, fd);
+        return 0;
+    }
+    while (!stop_requested(vs)) {
+        struct pollfd p[2] = {
+            {.fd = vs->listen_fd, .events = POLLIN},
+            {.fd = vs->stop_fd, .events = POLLIN},
+        };
+        int fd;
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (p[1].revents) {
+            break;
+        }
+        fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) {
+                continue;
+            }
+            log_err("vhost-user: accept: %s", strerror(errno));
+            return -errno;
+        }
+        serve_conn(vs, fd);
+        if (vs->once) {
+            break;
+        }
+    }
+    return 0;
+}
+
+static void *
+server_thread(void *arg)
+{
+    struct vhu_server *vs = arg;
+
+    vs->result = vhu_server_run(vs);
+    return NULL;
+}
+
+int
+vhu_server_start(struct vhu_server *vs)
+{
+    int err = pthread_create(&vs->thread, NULL, server_thread, vs);
+
+    if (err != 0) {
+        return -err;
+    }
+    vs->has_thread = true;
+    return 0;
+}
+
+void
+vhu_server_stop(struct vhu_server *vs)
+{
+    uint64_t one = 1;
+
+    if (write(vs->stop_fd, &one, sizeof(one)) < 0) {
+        /* The counter is already non-zero: stop is pending anyway. */
+    }
+}
+
+int
+vhu_server_wait(struct vhu_server *vs)
+{
+    if (vs->has_thread) {
+        pthread_join(vs->thread, NULL);
+        vs->has_thread = false;
+    }
+    return vs->result;
+}
+
+void
+vhu_server_free(struct vhu_server *vs)
+{
+    if (vs == NULL) {
+        return;
+    }
+    if (vs->has_thread) {
+        vhu_server_stop(vs);
+        vhu_server_wait(vs);
+    }
+    if (vs->conn_fd >= 0) {
+        close(vs->conn_fd);
+    }
+    if (vs->listen_fd >= 0) {
+        close(vs->listen_fd);
+    }
+    if (vs->unlink_path != NULL) {
+        unlink(vs->unlink_path);
+        free(vs->unlink_path);
+    }
+    close(vs->stop_fd);
+    free(vs);
+}
+
+int
+vhu_serve(struct p9s_server *srv, const struct vhu_opts *opts,
+          struct vhu_server **handle)
+{
+    struct vhu_server *vs;
+    int err = vhu_server_new(srv, opts, &vs);
+
+    if (err < 0) {
+        return err;
+    }
+    if (handle != NULL) {
+        *handle = vs;
+    }
+    err = vhu_server_run(vs);
+    if (handle != NULL) {
+        *handle = NULL;
+    }
+    vhu_server_free(vs);
+    return err;
+}
+
+void
+vhu_print_capabilities(FILE *f)
+{
+    fprintf(f, "{\n  \"type\": \"9p\",\n  \"features\": []\n}\n");
+}
