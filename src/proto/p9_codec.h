@@ -54,7 +54,9 @@ struct p9_wbuf {
 
 void p9_rbuf_init(struct p9_rbuf *b, const struct iovec *iov, int iovcnt,
                   size_t len, char *scratch, size_t scratch_len);
-/* Convenience: one contiguous buffer, no scratch needed. */
+/* Convenience: one contiguous buffer, no scratch needed.  'one' is
+ * caller storage that decoded p9_data keeps pointing at: it must live as
+ * long as the decoded message. */
 void p9_rbuf_init_flat(struct p9_rbuf *b, struct iovec *one, const void *buf,
                        size_t len);
 uint8_t p9_get_u8(struct p9_rbuf *b);
@@ -136,14 +138,28 @@ int p9_decode(struct p9_rbuf *b, size_t len, struct p9_fcall *f);
  * Encode a whole message (size[4] type[1] tag[2] body) at the start of w.
  * Returns the total size, or -ENOBUFS if it does not fit, or -EINVAL for
  * an unknown type / a string longer than 65535.
+ *
+ * w is rewound first (and 'bad' cleared), so the writer that already
+ * carries in-place payload (Rread data via p9_wbuf_iov(), dirents via
+ * p9_put_dirent() after P9_HDRSZ + 4) can be passed as is.  Nothing is
+ * written when the message does not fit.  Data with ptr == NULL and iov
+ * == NULL is in place (skipped); with ptr == NULL and iov set (a decoded
+ * message) it is gathered from iov.
  */
 long p9_encode(struct p9_wbuf *w, const struct p9_fcall *f);
 
 /*
  * Encoded size of a message (the same computation p9_encode() makes),
  * without writing anything.  Data with ptr == NULL counts its 'len'.
+ * 0 for a message p9_encode() would refuse with -EINVAL.
  */
 size_t p9_encoded_size(const struct p9_fcall *f);
+
+/*
+ * true if a and b are the same message: type, tag and every field; strings
+ * and data compared by content wherever they live.  For tests and fuzzing.
+ */
+bool p9_fcall_equal(const struct p9_fcall *a, const struct p9_fcall *b);
 
 /* "Twalk", "Rlerror", ... or NULL for an unknown id. */
 const char *p9_type_name(uint8_t type);

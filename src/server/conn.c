@@ -219,6 +219,13 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
     uint32_t size;
     int err;
 
+    if (len < P9_HDRSZ || len > atomic_load(&c->msize)) {
+        /* virtio hands us whole chains: bound them by msize here too */
+        log_peer("%s: message of %zu bytes (msize %u), closing", c->peer,
+                 len, atomic_load(&c->msize));
+        c->ops->drop(c, cookie);
+        return -EPROTO;
+    }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
         c->ops->drop(c, cookie);
