@@ -165,6 +165,7 @@ struct workq {
     int running;             /* threads alive (workers + manager) */
     pthread_cond_t mgr_cond; /* wakes the manager (see workq.c) */
     uint64_t pickups;        /* requests taken by workers so far */
+    bool mgr_sleeping;       /* the manager waits for a push (no timer) */
 };
 
 struct p9s_server {

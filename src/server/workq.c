@@ -106,7 +106,7 @@ workq_push(struct p9s_server *srv, struct p9s_req *r)
         wq->head = r;
     }
     wq->tail = r;
-    if (wq->idle == 0) {
+    if (wq->idle == 0 && wq->mgr_sleeping) {
         pthread_cond_signal(&wq->mgr_cond);
     }
     pthread_cond_signal(&wq->cond);
@@ -175,7 +175,9 @@ manager_main(void *arg)
         uint64_t seen;
 
         if (wq->head == NULL || wq->idle > 0) {
+            wq->mgr_sleeping = true;
             pthread_cond_wait(&wq->mgr_cond, &wq->lock);
+            wq->mgr_sleeping = false;
             continue;
         }
         seen = wq->pickups;
