@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Passthrough backend internals: exports a host directory through the
+ * be_ops contract (include/virtfs/backend.h).
+ *
+ * Every node is an O_PATH|O_NOFOLLOW descriptor plus the (dev, ino) it had
+ * when opened; no node stores a path string.  Walks open exactly one name
+ * relative to the parent's descriptor and never follow a symlink.  I/O
+ * reopens the inode through /proc/self/fd/N (regular files, directories and
+ * FIFOs only), so a name swapped for a symlink after a walk cannot redirect
+ * anything outside the export.
+ */
+#ifndef VIRTFS_PASSTHROUGH_PT_H
+#define VIRTFS_PASSTHROUGH_PT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "virtfs/backend.h"
+
+/* "/proc/self/fd/" + a decimal int + NUL */
+#define PT_PROC_PATH_MAX 32
+
+/* qid.path layout with remap_devs: dev index in the top 16 bits. */
+#define PT_QID_DEV_SHIFT 48
+#define PT_QID_INO_MASK ((UINT64_C(1) << PT_QID_DEV_SHIFT) - 1)
+/* Dev index reserved for objects that go through the (dev, ino) map. */
+#define PT_QID_MAP_INDEX 0xFFFFu
+
+struct pt_qidmap_ent;
+
+/* The export.  Immutable after pt_backend_new() except the qid maps. */
+struct pt_backend {
+    struct backend be;    /* be.priv points back here */
+    struct be_node *root; /* the export root node (one ref) */
+    bool readonly;        /* every mutation answers -EROFS */
+    bool multiuser;       /* switch fsuid/fsgid/groups per thread */
+    bool remap_devs;      /* qid.path = devindex << 48 | ino */
+    bool clear_suid;      /* root serving without multiuser: see pt_file.c */
+
+    pthread_mutex_t qid_lock; /* protects the fields below */
+    dev_t *devs;              /* devs[i] = device with index i */
+    size_t ndevs;
+    size_t devs_cap;
+    struct pt_qidmap_ent **map; /* (dev, ino) -> counter, chained hash */
+    size_t map_size;            /* buckets, power of two */
+    size_t map_count;
+    uint64_t map_next; /* next counter value */
+};
+
+/* A file system object: an O_PATH descriptor, never a path. */
+struct be_node {
+    atomic_uint refs;
+    int fd;    /* O_PATH|O_NOFOLLOW, owned */
+    dev_t dev; /* identity at open time */
+    ino_t ino;
+    mode_t type; /* st_mode & S_IFMT; an inode never changes type */
+};
+
+/* An open file or directory. */
+struct be_handle {
+    struct be_node *node; /* one ref */
+    int fd;               /* a real open descriptor, owned */
+    int oflags;           /* the open(2) flags used */
+    pthread_mutex_t lock; /* serialises lseek+getdents64 in readdir */
+};
+
+/* An attached user. */
+struct be_user {
+    atomic_uint refs;
+    uint64_t serial; /* unique per object, for the per-thread cache */
+    uid_t uid;
+    gid_t gid;
+    int ngroups;
+    gid_t *groups; /* supplementary groups (owned), may be NULL */
+};
+
+static inline struct pt_backend *
+pt_be(struct backend *be)
+{
+    return be->priv;
+}
+
+/* pt_node.c */
+int pt_node_new(int fd, struct be_node **out, struct stat *st);
+void pt_node_get(struct backend *be, struct be_node *n);
+void pt_node_put(struct backend *be, struct be_node *n);
+void pt_proc_path(char buf[PT_PROC_PATH_MAX], int fd);
+int pt_root(struct backend *be, struct be_node **out, struct p9_qid *qid);
+int pt_fstat(int fd, struct stat *st);
+bool pt_is_root(struct pt_backend *pb, const struct be_node *n);
+int pt_set_gid(int fd, const struct stat *st, uint32_t gid);
+
+/* pt_qid.c */
+int pt_qid_init(struct pt_backend *pb);
+void pt_qid_fini(struct pt_backend *pb);
+uint64_t pt_qid_path(struct pt_backend *pb, dev_t dev, ino_t ino);
+void pt_stat_to_qid(struct pt_backend *pb, const struct stat *st,
+                    struct p9_qid *qid);
+int pt_qid(struct backend *be, struct be_node *n, struct p9_qid *qid);
+
+/* pt_walk.c */
+int pt_walk1(struct backend *be, struct be_node *dir, const char *name,
+             struct be_node **out, struct p9_qid *qid);
+int pt_check_name(const char *name);
+int pt_open_child(int dirfd, const char *name, int extra_flags);
+int pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd,
+              char **name);
+
+/* pt_cred.c */
+int pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
+                struct be_user **out);
+void pt_user_put(struct backend *be, struct be_user *u);
+int pt_user_enter(struct backend *be, struct be_user *u);
+uid_t pt_current_uid(void);
+
+/* pt_attr.c */
+int pt_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
+               uint64_t request_mask, struct p9_rgetattr *out);
+int pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
+               const struct p9_tsetattr *in);
+int pt_statfs(struct backend *be, struct be_node *n, struct p9_rstatfs *out);
+ssize_t pt_readlink(struct backend *be, struct be_node *n, char *buf,
+                    size_t size);
+
+/* pt_file.c */
+int pt_open(struct backend *be, struct be_node *n, uint32_t flags,
+            struct be_handle **out, struct p9_qid *qid, uint32_t *iounit);
+int pt_create(struct backend *be, struct be_node *dir, const char *name,
+              uint32_t flags, uint32_t mode, uint32_t gid,
+              struct be_node **node_out, struct be_handle **out,
+              struct p9_qid *qid, uint32_t *iounit);
+void pt_close(struct backend *be, struct be_handle *h);
+ssize_t pt_read(struct backend *be, struct be_handle *h,
+                const struct iovec *iov, int iovcnt, uint64_t off);
+ssize_t pt_write(struct backend *be, struct be_handle *h,
+                 const struct iovec *iov, int iovcnt, uint64_t off);
+int pt_fsync(struct backend *be, struct be_handle *h, bool datasync);
+
+/* pt_dir.c */
+int pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
+               be_dirent_fn *fn, void *ctx);
+int pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
+             uint32_t mode, uint32_t gid, struct p9_qid *qid);
+int pt_mknod(struct backend *be, struct be_node *dir, const char *name,
+             uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
+             struct p9_qid *qid);
+int pt_symlink(struct backend *be, struct be_node *dir, const char *name,
+               const char *target, uint32_t gid, struct p9_qid *qid);
+int pt_link(struct backend *be, struct be_node *dir, const char *name,
+            struct be_node *target);
+int pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
+                struct be_node *newdir, const char *newname);
+int pt_unlinkat(struct backend *be, struct be_node *dir, const char *name,
+                uint32_t flags);
+int pt_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
+              const char *newname);
+int pt_remove(struct backend *be, struct be_node *n);
+
+/* pt_xattr.c */
+ssize_t pt_getxattr(struct backend *be, struct be_node *n, const char *name,
+                    void *buf, size_t size);
+ssize_t pt_listxattr(struct backend *be, struct be_node *n, char *buf,
+                     size_t size);
+int pt_setxattr(struct backend *be, struct be_node *n, const char *name,
+                const void *value, size_t size, uint32_t flags);
+int pt_removexattr(struct backend *be, struct be_node *n, const char *name);
+
+/* pt_lock.c */
+int pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
+            uint8_t *status);
+int pt_getlock(struct backend *be, struct be_handle *h,
+               const struct p9_tgetlock *in, struct p9_rgetlock *out);
+
+#endif /* VIRTFS_PASSTHROUGH_PT_H */

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Directories and the namespace: readdir, mkdir, mknod, symlink, link,
+ * renameat, unlinkat, and rename/remove of a node wherever it is now.
+ *
+ * Every namespace call is an *at() call relative to a directory node's
+ * O_PATH descriptor with a single checked name, so nothing here ever
+ * resolves a multi-element path or follows a symlink.
+ *
+ * readdir runs getdents64 on the handle's open descriptor after an lseek
+ * to the client's offset: the offsets handed out are the host's own d_off
+ * cookies, so a later Treaddir resumes exactly where the previous one
+ * stopped (the host file system guarantees stability of the cookies under
+ * concurrent adds/removes of *other* entries).  The handle's mutex keeps
+ * the lseek+getdents64 pair atomic.  Qids come from d_ino/d_type without a
+ * stat (the directory's device is used for remapping, so a mount point
+ * inside the export shows its underlying directory's inode here).
+ */
+#include "pt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#define PT_DIRBUF (64 * 1024)
+
+struct pt_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* A name for a new or existing entry: checked, and never "..". */
+static int
+pt_check_entry(const char *name)
+{
+    int err = pt_check_name(name);
+
+    if (err < 0) {
+        return err;
+    }
+    if (strcmp(name, "..") == 0) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Common checks for an op that changes directory 'dir'. */
+static int
+pt_dir_mut(struct pt_backend *pb, struct be_node *dir, const char *name)
+{
+    int err = pt_check_entry(name);
+
+    if (err < 0) {
+        return err;
+    }
+    if (pb->readonly) {
+        return -EROFS;
+    }
+    if (dir->type != S_IFDIR) {
+        return -ENOTDIR;
+    }
+    return 0;
+}
+
+static uint8_t
+pt_dtype_to_qtype(unsigned char t)
+{
+    switch (t) {
+    case DT_DIR:
+        return P9_QTDIR;
+    case DT_LNK:
+        return P9_QTSYMLINK;
+    default:
+        return P9_QTFILE;
+    }
+}
+
+static unsigned char
+pt_mode_to_dtype(mode_t mode)
+{
+    return (unsigned char)((mode & S_IFMT) >> 12);
+}
+
+int
+pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
+           be_dirent_fn *fn, void *ctx)
+{
+    struct pt_backend *pb = pt_be(be);
+    char *buf;
+    int err = 0;
+    bool stop = false;
+
+    if (h->node->type != S_IFDIR) {
+        return -ENOTDIR;
+    }
+    if (offset > (uint64_t)INT64_MAX) {
+        return -EINVAL;
+    }
+    buf = malloc(PT_DIRBUF);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&h->lock);
+    if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
+        err = -errno;
+        goto out_unlock;
+    }
+    while (!stop) {
+        long nread = syscall(SYS_getdents64, h->fd, buf, PT_DIRBUF);
+        long pos = 0;
+
+        if (nread < 0) {
+            /*
+             * A removed directory answers ENOENT; it has no entries, so
+             * report an empty (ended) directory to the open handle.
+             */
+            err = errno == ENOENT ? 0 : -errno;
+            break;
+        }
+        if (nread == 0) {
+            break;
+        }
+        while (pos < nread) {
+            struct pt_dirent64 *d = (struct pt_dirent64 *)(buf + pos);
+            unsigned char dtype = d->d_type;
+            struct p9_qid qid;
+            int r;
+
+            pos += d->d_reclen;
+            if (dtype == DT_UNKNOWN) {
+                struct stat st;
+
+                if (fstatat(h->fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                    dtype = pt_mode_to_dtype(st.st_mode);
+                }
+            }
+            qid.type = pt_dtype_to_qtype(dtype);
+            qid.version = 0;
+            qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
+            r = fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
+                   strlen(d->d_name));
+            if (r != 0) {
+                stop = true;
+                break;
+            }
+        }
+    }
+
+out_unlock:
+    pthread_mutex_unlock(&h->lock);
+    free(buf);
+    return err;
+}
+
+/* Open the entry just made, set the client's gid, and return its qid. */
+static int
+pt_finish_new(struct pt_backend *pb, struct be_node *dir, const char *name,
+              uint32_t gid, struct p9_qid *qid)
+{
+    struct stat st;
+    int fd;
+    int err;
+
+    fd = pt_open_child(dir->fd, name, 0);
+    if (fd < 0) {
+        return fd;
+    }
+    err = pt_fstat(fd, &st);
+    if (err == 0) {
+        err = pt_set_gid(fd, &st, gid);
+    }
+    if (err == 0) {
+        pt_stat_to_qid(pb, &st, qid);
+    }
+    close(fd);
+    return err;
+}
+
+int
+pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
+         uint32_t mode, uint32_t gid, struct p9_qid *qid)
+{
+    struct pt_backend *pb = pt_be(be);
+    int err = pt_dir_mut(pb, dir, name);
+
+    if (err < 0) {
+        return err;
+    }
+    if (mkdirat(dir->fd, name, (mode_t)(mode & 07777)) < 0) {
+        return -errno;
+    }
+    return pt_finish_new(pb, dir, name, gid, qid);
+}
+
+int
+pt_mknod(struct backend *be, struct be_node *dir, const char *name,
+         uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
+         struct p9_qid *qid)
+{
+    struct pt_backend *pb = pt_be(be);
+    int err = pt_dir_mut(pb, dir, name);
+    mode_t m = (mode_t)mode;
+
+    if (err < 0) {
+        return err;
+    }
+    switch (m & S_IFMT) {
+    case 0:
+        m |= S_IFREG;
+        break;
+    case S_IFREG:
+    case S_IFCHR:
+    case S_IFBLK:
+    case S_IFIFO:
+    case S_IFSOCK:
+        break;
+    default:
+        return -EINVAL; /* directories and symlinks have their own ops */
+    }
+    if (mknodat(dir->fd, name, m & (S_IFMT | 07777), makedev(major, minor)) <
+        0) {
+        return -errno;
+    }
+    return pt_finish_new(pb, dir, name, gid, qid);
+}
+
+int
+pt_symlink(struct backend *be, struct be_node *dir, const char *name,
+           const char *target, uint32_t gid, struct p9_qid *qid)
+{
+    struct pt_backend *pb = pt_be(be);
+    int err = pt_dir_mut(pb, dir, name);
+
+    if (err < 0) {
+        return err;
+    }
+    /* The target is stored, never resolved by the server. */
+    if (target == NULL || target[0] == '\0') {
+        return -ENOENT;
+    }
+    if (symlinkat(target, dir->fd, name) < 0) {
+        return -errno;
+    }
+    return pt_finish_new(pb, dir, name, gid, qid);
+}
+
+int
+pt_link(struct backend *be, struct be_node *dir, const char *name,
+        struct be_node *target)
+{
+    struct pt_backend *pb = pt_be(be);
+    char proc[PT_PROC_PATH_MAX];
+    int err = pt_dir_mut(pb, dir, name);
+
+    if (err < 0) {
+        return err;
+    }
+    if (target->type == S_IFDIR) {
+        return -EPERM;
+    }
+    if (linkat(target->fd, "", dir->fd, name, AT_EMPTY_PATH) == 0) {
+        return 0;
+    }
+    err = -errno;
+    if (err != -ENOENT && err != -EPERM) {
+        return err;
+    }
+    /*
+     * AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (dropped while fsuid != 0).
+     * The magic link names the inode itself, symlinks included.
+     */
+    pt_proc_path(proc, target->fd);
+    if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+int
+pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
+            struct be_node *newdir, const char *newname)
+{
+    struct pt_backend *pb = pt_be(be);
+    int err = pt_dir_mut(pb, olddir, oldname);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_dir_mut(pb, newdir, newname);
+    if (err < 0) {
+        return err;
+    }
+    if (renameat(olddir->fd, oldname, newdir->fd, newname) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+int
+pt_unlinkat(struct backend *be, struct be_node *dir, const char *name,
+            uint32_t flags)
+{
+    struct pt_backend *pb = pt_be(be);
+    int err = pt_dir_mut(pb, dir, name);
+
+    if (err < 0) {
+        return err;
+    }
+    if (flags & ~(uint32_t)P9_DOTL_AT_REMOVEDIR) {
+        return -EINVAL;
+    }
+    if (unlinkat(dir->fd, name,
+                 (flags & P9_DOTL_AT_REMOVEDIR) ? AT_REMOVEDIR : 0) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+int
+pt_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
+          const char *newname)
+{
+    struct pt_backend *pb = pt_be(be);
+    char *name;
+    int pfd;
+    int err = pt_dir_mut(pb, newdir, newname);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_locate(pb, n, &pfd, &name);
+    if (err < 0) {
+        return err;
+    }
+    if (renameat(pfd, name, newdir->fd, newname) < 0) {
+        err = -errno;
+    }
+    close(pfd);
+    free(name);
+    return err;
+}
+
+int
+pt_remove(struct backend *be, struct be_node *n)
+{
+    struct pt_backend *pb = pt_be(be);
+    char *name;
+    int pfd;
+    int err;
+
+    if (pb->readonly) {
+        return -EROFS;
+    }
+    err = pt_locate(pb, n, &pfd, &name);
+    if (err < 0) {
+        return err;
+    }
+    if (unlinkat(pfd, name, n->type == S_IFDIR ? AT_REMOVEDIR : 0) < 0) {
+        err = -errno;
+    }
+    close(pfd);
+    free(name);
+    return err;
+}

@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Open files: open, create, read, write, fsync, close.
+ *
+ * open reopens the node's inode through /proc/self/fd/N.  The magic link
+ * names the inode the O_PATH descriptor holds, so a name swapped for a
+ * symlink after the walk cannot redirect the open.  Only regular files,
+ * directories and FIFOs (opened O_NONBLOCK so a worker never waits for a
+ * peer) are opened: symlinks give ELOOP, sockets ENXIO, and device nodes
+ * EPERM -- a Linux guest handles device nodes and FIFOs itself and never
+ * sends Tlopen for them, and a guest-made device node must not become a
+ * door to host devices.
+ *
+ * Set-id bits: when the server runs as root without multiuser, it writes
+ * with CAP_FSETID on behalf of a guest user who may not have it, and the
+ * kernel would not clear S_ISUID/S_ISGID.  Then, after a write or
+ * truncation by a user whose uid (from attach) is not 0, we clear them as
+ * the kernel would for that user (S_ISUID always, S_ISGID when group-exec
+ * is set).  In multiuser mode the kernel does this itself (fsuid != 0
+ * drops CAP_FSETID); chown always clears them in the kernel.
+ */
+#include "pt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Tries of the create -> EEXIST -> open-existing path against races. */
+#define PT_CREATE_TRIES 4
+
+/* P9_DOTL open flags to host open(2) flags (explicit: values differ by arch).
+ */
+static int
+pt_oflags(uint32_t flags, int *out)
+{
+    static const struct {
+        uint32_t p9;
+        int host;
+    } map[] = {
+        {P9_DOTL_TRUNC, O_TRUNC},         {P9_DOTL_APPEND, O_APPEND},
+        {P9_DOTL_NONBLOCK, O_NONBLOCK},   {P9_DOTL_DSYNC, O_DSYNC},
+        {P9_DOTL_DIRECTORY, O_DIRECTORY}, {P9_DOTL_SYNC, O_SYNC},
+    };
+    int f;
+
+    /*
+     * Dropped on purpose: CREATE/EXCL (create handles them), NOCTTY,
+     * FASYNC (no signals to the guest), DIRECT (not every host fs takes
+     * it; QEMU drops it too), NOATIME (EPERM for non-owners), NOFOLLOW
+     * (the node is already the object), CLOEXEC (always set), LARGEFILE.
+     */
+    switch (flags & 3u) {
+    case P9_DOTL_RDONLY:
+        f = O_RDONLY;
+        break;
+    case P9_DOTL_WRONLY:
+        f = O_WRONLY;
+        break;
+    case P9_DOTL_RDWR:
+        f = O_RDWR;
+        break;
+    default:
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (flags & map[i].p9) {
+            f |= map[i].host;
+        }
+    }
+    *out = f;
+    return 0;
+}
+
+/* Clear set-id bits after a privileged write (see the file comment). */
+static void
+pt_clear_suid(struct pt_backend *pb, struct be_node *n)
+{
+    char proc[PT_PROC_PATH_MAX];
+    struct stat st;
+    mode_t mode;
+
+    if (!pb->clear_suid || pt_current_uid() == 0 || n->type != S_IFREG) {
+        return;
+    }
+    if (pt_fstat(n->fd, &st) < 0) {
+        return;
+    }
+    mode = st.st_mode & 07777;
+    if (mode & S_ISUID) {
+        mode &= ~(mode_t)S_ISUID;
+    }
+    if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) {
+        mode &= ~(mode_t)S_ISGID;
+    }
+    if (mode != (st.st_mode & 07777)) {
+        pt_proc_path(proc, n->fd);
+        (void)chmod(proc, mode);
+    }
+}
+
+static int
+pt_handle_new(struct be_node *n, int fd, int oflags, struct be_handle **out)
+{
+    struct be_handle *h;
+    int err;
+
+    h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return -ENOMEM;
+    }
+    err = pthread_mutex_init(&h->lock, NULL);
+    if (err != 0) {
+        free(h);
+        return -err;
+    }
+    pt_node_get(NULL, n);
+    h->node = n;
+    h->fd = fd;
+    h->oflags = oflags;
+    *out = h;
+    return 0;
+}
+
+/* Open node 'n' for I/O; host flags already converted. */
+static int
+pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
+             struct be_handle **out, struct p9_qid *qid)
+{
+    char proc[PT_PROC_PATH_MAX];
+    struct stat st;
+    int fd;
+    int err;
+
+    if (pb->readonly &&
+        ((oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC))) {
+        return -EROFS;
+    }
+    switch (n->type) {
+    case S_IFREG:
+        if (oflags & O_DIRECTORY) {
+            return -ENOTDIR;
+        }
+        break;
+    case S_IFDIR:
+        if ((oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC)) {
+            return -EISDIR;
+        }
+        oflags |= O_DIRECTORY;
+        break;
+    case S_IFIFO:
+        if (oflags & O_DIRECTORY) {
+            return -ENOTDIR;
+        }
+        oflags |= O_NONBLOCK;
+        break;
+    case S_IFLNK:
+        return -ELOOP;
+    case S_IFSOCK:
+        return -ENXIO;
+    default:
+        return -EPERM;
+    }
+    pt_proc_path(proc, n->fd);
+    fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fstat(fd, &st) < 0) {
+        err = -errno;
+        goto out_close;
+    }
+    /* The magic link names the inode; anything else is a kernel surprise. */
+    if (st.st_dev != n->dev || st.st_ino != n->ino) {
+        err = -ESTALE;
+        goto out_close;
+    }
+    if (oflags & O_TRUNC) {
+        pt_clear_suid(pb, n);
+    }
+    err = pt_handle_new(n, fd, oflags, out);
+    if (err < 0) {
+        goto out_close;
+    }
+    pt_stat_to_qid(pb, &st, qid);
+    return 0;
+
+out_close:
+    close(fd);
+    return err;
+}
+
+int
+pt_open(struct backend *be, struct be_node *n, uint32_t flags,
+        struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
+{
+    int oflags;
+    int err;
+
+    err = pt_oflags(flags, &oflags);
+    if (err < 0) {
+        return err;
+    }
+    err = pt_open_node(pt_be(be), n, oflags, out, qid);
+    if (err < 0) {
+        return err;
+    }
+    *iounit = 0; /* let the client use msize */
+    return 0;
+}
+
+/*
+ * Create 'name' in 'dir' with O_CREAT|O_EXCL|O_NOFOLLOW.  If it exists and
+ * the client did not ask for O_EXCL, open the existing object through a
+ * one-element O_PATH walk instead, so an existing symlink, device or FIFO
+ * is never opened by the create path itself.  The mode is used as given
+ * (the guest applied its umask; pt_backend_new sets the server's to 0).
+ * The group is the kernel's (fsgid or setgid directory) unless the client
+ * asked for another and the kernel lets us chown to it (pt_set_gid).
+ */
+int
+pt_create(struct backend *be, struct be_node *dir, const char *name,
+          uint32_t flags, uint32_t mode, uint32_t gid,
+          struct be_node **node_out, struct be_handle **out, struct p9_qid *qid,
+          uint32_t *iounit)
+{
+    struct pt_backend *pb = pt_be(be);
+    char proc[PT_PROC_PATH_MAX];
+    struct be_node *n = NULL;
+    struct stat st;
+    int oflags;
+    int cflags;
+    int fd = -1;
+    int pfd;
+    int err;
+
+    err = pt_check_name(name);
+    if (err < 0) {
+        return err;
+    }
+    if (pb->readonly) {
+        return -EROFS;
+    }
+    if (dir->type != S_IFDIR) {
+        return -ENOTDIR;
+    }
+    err = pt_oflags(flags, &oflags);
+    if (err < 0) {
+        return err;
+    }
+    if (oflags & O_DIRECTORY) {
+        return -EINVAL; /* as open(2) with O_CREAT|O_DIRECTORY */
+    }
+    if (strcmp(name, "..") == 0) {
+        return (flags & P9_DOTL_EXCL) ? -EEXIST : -EISDIR;
+    }
+    cflags = oflags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+    for (int tries = 0; tries < PT_CREATE_TRIES; tries++) {
+        fd = openat(dir->fd, name, cflags, (mode_t)(mode & 07777));
+        if (fd >= 0) {
+            break;
+        }
+        err = -errno;
+        if (err != -EEXIST || (flags & P9_DOTL_EXCL)) {
+            return err;
+        }
+        pfd = pt_open_child(dir->fd, name, 0);
+        if (pfd == -ENOENT) {
+            continue; /* removed in between: try creating again */
+        }
+        if (pfd < 0) {
+            return pfd;
+        }
+        err = pt_node_new(pfd, &n, NULL);
+        if (err < 0) {
+            return err;
+        }
+        if (n->type == S_IFDIR) {
+            err = -EISDIR;
+        } else {
+            err = pt_open_node(pb, n, oflags, out, qid);
+        }
+        if (err < 0) {
+            pt_node_put(be, n);
+            return err;
+        }
+        *node_out = n;
+        *iounit = 0;
+        return 0;
+    }
+    if (fd < 0) {
+        return -EEXIST;
+    }
+    /* An O_PATH descriptor for the node, from the open file itself. */
+    pt_proc_path(proc, fd);
+    pfd = open(proc, O_PATH | O_CLOEXEC);
+    if (pfd < 0) {
+        err = -errno;
+        goto out_close;
+    }
+    err = pt_node_new(pfd, &n, &st);
+    if (err < 0) {
+        goto out_close;
+    }
+    err = pt_set_gid(n->fd, &st, gid);
+    if (err < 0) {
+        goto out_put;
+    }
+    err = pt_handle_new(n, fd, oflags & ~O_TRUNC, out);
+    if (err < 0) {
+        goto out_put;
+    }
+    pt_stat_to_qid(pb, &st, qid);
+    *node_out = n;
+    *iounit = 0;
+    return 0;
+
+out_put:
+    pt_node_put(be, n);
+out_close:
+    close(fd);
+    /* Do not leave a half-made file behind if we made it. */
+    (void)unlinkat(dir->fd, name, 0);
+    return err;
+}
+
+void
+pt_close(struct backend *be, struct be_handle *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    close(h->fd);
+    pthread_mutex_destroy(&h->lock);
+    pt_node_put(be, h->node);
+    free(h);
+}
+
+ssize_t
+pt_read(struct backend *be, struct be_handle *h, const struct iovec *iov,
+        int iovcnt, uint64_t off)
+{
+    ssize_t n;
+
+    (void)be;
+    if (off > (uint64_t)INT64_MAX) {
+        return -EINVAL;
+    }
+    if (h->node->type == S_IFDIR) {
+        return -EISDIR;
+    }
+    n = preadv(h->fd, iov, iovcnt, (off_t)off);
+    if (n < 0) {
+        return -errno;
+    }
+    return n;
+}
+
+ssize_t
+pt_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
+         int iovcnt, uint64_t off)
+{
+    struct pt_backend *pb = pt_be(be);
+    ssize_t n;
+
+    if (pb->readonly) {
+        return -EROFS;
+    }
+    if (off > (uint64_t)INT64_MAX) {
+        return -EINVAL;
+    }
+    n = pwritev(h->fd, iov, iovcnt, (off_t)off);
+    if (n < 0) {
+        return -errno;
+    }
+    if (n > 0) {
+        pt_clear_suid(pb, h->node);
+    }
+    return n;
+}
+
+int
+pt_fsync(struct backend *be, struct be_handle *h, bool datasync)
+{
+    (void)be;
+    if ((datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0) {
+        return -errno;
+    }
+    return 0;
+}
