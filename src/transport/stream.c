@@ -103,6 +103,8 @@ listen_unix(const char *path, char *msg, size_t msgsize)
 {
     struct sockaddr_un sa;
     struct stat st;
+    mode_t old_mask;
+    int rc;
     int fd;
     int err;
 
@@ -127,8 +129,13 @@ listen_unix(const char *path, char *msg, size_t msgsize)
         snprintf(msg, msgsize, "socket: %s", strerror(-err));
         return err;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fd, 128) < 0) {
+    /* owner-only socket whatever the process umask (the passthrough
+     * backend sets umask 0): a local user who can connect can attach as
+     * any uid when virtfsd runs as root */
+    old_mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old_mask);
+    if (rc < 0 || listen(fd, 128) < 0) {
         err = -errno;
         snprintf(msg, msgsize, "bind/listen %s: %s", path, strerror(-err));
         close(fd);

@@ -1076,6 +1076,8 @@ listen_unix(const char *path, int *out)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct stat st;
+    mode_t old_mask;
+    int rc;
     int fd;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -1090,8 +1092,11 @@ listen_unix(const char *path, int *out)
     if (fd < 0) {
         return -errno;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fd, 1) < 0) {
+    /* owner-only socket whatever the process umask */
+    old_mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old_mask);
+    if (rc < 0 || listen(fd, 1) < 0) {
         int err = -errno;
 
         close(fd);

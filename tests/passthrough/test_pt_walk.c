@@ -64,6 +64,64 @@ test_dotdot_and_names(struct backend *be)
     OPS(be)->node_put(be, root);
 }
 
+/*
+ * A directory moved out of the export (by the host, or by a client of an
+ * overlapping export) must not become a way out: ".." from it is refused.
+ */
+static void
+test_dotdot_after_move_out(struct backend *be)
+{
+    struct p9_qid rq;
+    struct p9_qid q;
+    struct be_node *root = get_root(be, &rq);
+    struct be_node *mv = NULL;
+    struct be_node *deep = NULL;
+    struct be_node *up = NULL;
+    char from[512];
+    char to[512];
+    int err;
+
+    snprintf(from, sizeof(from), "%s/mv", exp_root);
+    mkdir(from, 0755);
+    snprintf(from, sizeof(from), "%s/mv/deep", exp_root);
+    mkdir(from, 0755);
+    err = OPS(be)->walk1(be, root, "mv", &mv, &q);
+    if (err == 0) {
+        err = OPS(be)->walk1(be, mv, "deep", &deep, &q);
+    }
+    tap_ok(err == 0, "walk/mv/deep");
+    if (err != 0) {
+        OPS(be)->node_put(be, root);
+        return;
+    }
+    err = OPS(be)->walk1(be, deep, "..", &up, &q);
+    tap_ok(err == 0, "walk/mv/deep/.. inside the export works");
+    if (err == 0) {
+        OPS(be)->node_put(be, up);
+    }
+    snprintf(from, sizeof(from), "%s/mv", exp_root);
+    snprintf(to, sizeof(to), "%s/moved", outside);
+    tap_ok(rename(from, to) == 0, "host moves mv out of the export");
+    up = NULL;
+    err = OPS(be)->walk1(be, deep, "..", &up, &q);
+    tap_ok(err < 0 && up == NULL,
+           "walk/.. from a directory moved outside is refused (%d)", err);
+    if (err == 0) {
+        OPS(be)->node_put(be, up);
+    }
+    up = NULL;
+    err = OPS(be)->walk1(be, mv, "..", &up, &q);
+    tap_ok(err < 0 && up == NULL,
+           "walk/.. to the outside parent is refused (%d)", err);
+    if (err == 0) {
+        OPS(be)->node_put(be, up);
+    }
+    rename(to, from);
+    OPS(be)->node_put(be, deep);
+    OPS(be)->node_put(be, mv);
+    OPS(be)->node_put(be, root);
+}
+
 static void
 test_symlinks(struct backend *be)
 {
@@ -289,6 +347,7 @@ main(void)
 
     be = be_open(exp_root, false, false);
     test_dotdot_and_names(be);
+    test_dotdot_after_move_out(be);
     test_symlinks(be);
     test_readlink(be);
     test_mknod_dev(be);

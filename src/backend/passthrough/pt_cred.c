@@ -48,6 +48,24 @@ static atomic_uint_fast64_t pt_user_serial = 1;
 
 /* Serial of the user this thread acts as (0: the process's own identity). */
 static _Thread_local uint64_t pt_tl_serial;
+/* The identity itself, so that users of other sessions with the same ids
+ * (each Tattach makes its own user object) cost no syscalls either. */
+#define PT_TL_GROUPS 32
+static _Thread_local uid_t pt_tl_fsuid;
+static _Thread_local gid_t pt_tl_fsgid;
+static _Thread_local int pt_tl_ngroups = -1;
+static _Thread_local gid_t pt_tl_groups[PT_TL_GROUPS];
+
+static bool
+pt_tl_same(const struct be_user *u)
+{
+    return pt_tl_serial != 0 && pt_tl_fsuid == u->uid &&
+           pt_tl_fsgid == u->gid && pt_tl_ngroups == u->ngroups &&
+           u->ngroups <= PT_TL_GROUPS &&
+           (u->ngroups == 0 ||
+            memcmp(pt_tl_groups, u->groups,
+                   (size_t)u->ngroups * sizeof(gid_t)) == 0);
+}
 /* uid of the user of the current request on this thread (any mode). */
 static _Thread_local uid_t pt_tl_uid;
 static _Thread_local bool pt_tl_uid_set;
@@ -197,6 +215,10 @@ pt_user_enter(struct backend *be, struct be_user *u)
     if (!pb->multiuser || pt_tl_serial == u->serial) {
         return 0;
     }
+    if (pt_tl_same(u)) {
+        pt_tl_serial = u->serial;
+        return 0;
+    }
     /* Groups first: the kernel checks them once fsgid/fsuid are set. */
     if (syscall(PT_SYS_SETGROUPS, (size_t)u->ngroups, u->groups) < 0) {
         int err = -errno;
@@ -218,5 +240,11 @@ pt_user_enter(struct backend *be, struct be_user *u)
         return -EPERM;
     }
     pt_tl_serial = u->serial;
+    pt_tl_fsuid = u->uid;
+    pt_tl_fsgid = u->gid;
+    pt_tl_ngroups = u->ngroups <= PT_TL_GROUPS ? u->ngroups : -1;
+    if (pt_tl_ngroups > 0) {
+        memcpy(pt_tl_groups, u->groups, (size_t)u->ngroups * sizeof(gid_t));
+    }
     return 0;
 }

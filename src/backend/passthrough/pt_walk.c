@@ -79,6 +79,55 @@ pt_open_child(int dirfd, const char *name, int extra_flags)
     return fd;
 }
 
+/*
+ * 0 if directory 'fd' is the export root or below it: climb ".." until the
+ * root's (dev, ino) is met.  Reaching the host's "/" (where ".." is the
+ * directory itself) means it is outside: -ENOENT.  Depth is bounded.
+ */
+static int
+pt_beneath_root(struct pt_backend *pb, int fd)
+{
+    struct stat st;
+    struct stat up;
+    int cur = fd;
+    int err = -ELOOP;
+
+    if (fstat(cur, &st) < 0) {
+        return -errno;
+    }
+    for (int depth = 0; depth < 4096; depth++) {
+        int next;
+
+        if (st.st_dev == pb->root->dev && st.st_ino == pb->root->ino) {
+            err = 0;
+            break;
+        }
+        next = openat(cur, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            err = -errno;
+            break;
+        }
+        if (fstat(next, &up) < 0) {
+            err = -errno;
+            close(next);
+            break;
+        }
+        if (cur != fd) {
+            close(cur);
+        }
+        cur = next;
+        if (up.st_dev == st.st_dev && up.st_ino == st.st_ino) {
+            err = -ENOENT; /* the host's "/": not below the export */
+            break;
+        }
+        st = up;
+    }
+    if (cur != fd) {
+        close(cur);
+    }
+    return err;
+}
+
 int
 pt_walk1(struct backend *be, struct be_node *dir, const char *name,
          struct be_node **out, struct p9_qid *qid)
@@ -102,13 +151,18 @@ pt_walk1(struct backend *be, struct be_node *dir, const char *name,
         }
         /*
          * ".." of a directory below the root: RESOLVE_BENEATH would refuse
-         * it, so a plain openat.  The guest cannot move a directory out of
-         * the export, so the parent is inside it (a host process moving
-         * directories out from under a live export is out of scope).
+         * it, so a plain openat, and then proof that the parent is still
+         * inside the export (a host process, or a client of an overlapping
+         * export, may have moved this directory out of it).
          */
         fd = openat(dir->fd, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
             return -errno;
+        }
+        err = pt_beneath_root(pb, fd);
+        if (err < 0) {
+            close(fd);
+            return err;
         }
     } else {
         fd = pt_open_child(dir->fd, name, 0);
