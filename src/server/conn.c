@@ -75,17 +75,30 @@ p9s_frame_len(struct p9s_conn *c, const uint8_t hdr[4])
     return size;
 }
 
+/*
+ * The request holding 'tag' in flight: QUEUED or RUNNING.  With
+ * 'replying', a request whose reply is on its way counts too (Tflush
+ * must wait for it), but one that is still queued or running wins: after
+ * the peer saw a reply it may reuse the tag at once.
+ */
 static struct p9s_req *
-tag_find(struct p9s_conn *c, uint16_t tag)
+tag_find(struct p9s_conn *c, uint16_t tag, bool replying)
 {
+    struct p9s_req *found = NULL;
     struct p9s_req *r;
 
     for (r = c->tags[tag_hash(tag)]; r != NULL; r = r->tag_next) {
-        if (r->t.tag == tag) {
+        if (r->t.tag != tag || r->state == REQ_DONE) {
+            continue;
+        }
+        if (r->state != REQ_REPLYING) {
             return r;
         }
+        if (replying) {
+            found = r;
+        }
     }
-    return NULL;
+    return found;
 }
 
 static void
@@ -195,8 +208,8 @@ conn_flush(struct p9s_req *fr)
     bool now = true;
 
     pthread_mutex_lock(&c->lock);
-    old = tag_find(c, fr->t.u.tflush.oldtag);
-    if (old != NULL && old != fr && old->state != REQ_DONE) {
+    old = tag_find(c, fr->t.u.tflush.oldtag, true);
+    if (old != NULL && old != fr) {
         old->flushed = true;
         fr->flush_next = old->flushers;
         old->flushers = fr;
@@ -276,7 +289,7 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
         req_free(r);
         return -EPIPE;
     }
-    if (tag_find(c, r->t.tag) != NULL || c->inflight >= INFLIGHT_MAX) {
+    if (tag_find(c, r->t.tag, false) != NULL || c->inflight >= INFLIGHT_MAX) {
         pthread_mutex_unlock(&c->lock);
         log_peer("%s: duplicate in-flight tag %u or too many requests, "
                  "closing", c->peer, r->t.tag);

@@ -155,6 +155,7 @@ p9s_respond(struct p9s_req *r, int err)
 
     pthread_mutex_lock(&c->lock);
     drop = r->flushed && (err == -EINTR || c->closing);
+    r->state = REQ_REPLYING; /* from here the peer may reuse the tag */
     pthread_mutex_unlock(&c->lock);
 
     if (!drop) {

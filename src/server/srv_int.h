@@ -92,6 +92,9 @@ int fid_xattr_commit(struct fid *f);
 enum req_state {
     REQ_QUEUED,   /* waiting for a worker */
     REQ_RUNNING,  /* a worker runs the op */
+    REQ_REPLYING, /* the reply is being handed to the transport: the peer
+                     may see it at once and reuse the tag, so a new request
+                     with this tag is legal; a Tflush still waits for it */
     REQ_DONE,     /* reply sent or dropped */
 };
 

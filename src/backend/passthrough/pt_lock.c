@@ -81,8 +81,16 @@ pt_getlock(struct backend *be, struct be_handle *h,
     if (err < 0) {
         return err;
     }
-    /* Nothing conflicts with an unlock: answer UNLCK without asking. */
-    if (fl.l_type != F_UNLCK && fcntl(h->fd, F_OFD_GETLK, &fl) < 0) {
+    /*
+     * The Linux client sends Tgetlock with type UNLCK whatever the caller
+     * of F_GETLK asked for (seen on 6.1 and 6.12): probe with a write
+     * lock, which any existing lock conflicts with, so the conflict is
+     * reported instead of "unlocked".
+     */
+    if (fl.l_type == F_UNLCK) {
+        fl.l_type = F_WRLCK;
+    }
+    if (fcntl(h->fd, F_OFD_GETLK, &fl) < 0) {
         return -errno;
     }
     memset(out, 0, sizeof(*out));

@@ -1,0 +1,186 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The same guest workload over two virtio-9p servers, in one run, with the
+# same QEMU (the trixie chroot's QEMU 11, see scripts/trixie-qemu.sh), the
+# same guest kernel and the same mount options:
+#
+#   virtfsd   virtfsd --vhost-user, QEMU vhost-user-test-device-pci
+#             (virtio-id 9, vq_size 1024)
+#   qemu      QEMU's built-in server: -fsdev local,security_model=none
+#             -device virtio-9p-pci
+#
+# Guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,uname=root
+# (cache=none, the default); 512 MiB memfd-backed RAM (share=on) for both.
+# Steps, timed inside the guest from /proc/uptime: create 1000 files, read
+# them (cat), dd write 64 MiB conv=fsync, dd read 64 MiB after drop_caches,
+# ls -lR, rm -rf.  Plus the wall time from QEMU start to power-off.
+#
+#   bench/guest-compare.sh [--kernel 6.1|6.12]... [--runs N] [--virtfsd PATH]
+#
+# With --runs N each configuration runs N times (alternating) and the table
+# shows the median.  TCG on a small host varies by +-30 % run to run.
+# Environment: VIRTFSD, VIRTFS_BUILD_DIR (default build), VIRTFS_GUEST_CACHE.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tests/guest/lib.sh
+. "$top/tests/guest/lib.sh"
+# shellcheck source=../tests/guest/vhost-lib.sh
+. "$top/tests/guest/vhost-lib.sh"
+
+kernels=()
+runs=1
+virtfsd=${VIRTFSD:-}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) kernels+=("$2"); shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --virtfsd) virtfsd=$2; shift 2 ;;
+        -h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "guest-compare: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+die() { echo "guest-compare: $*" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || die "run as root"
+
+MSIZE=512000
+MEM=512M
+TAG=vfsbench
+
+if [ -z "$virtfsd" ]; then
+    virtfsd=${VIRTFS_BUILD_DIR:-$top/build}/tools/virtfsd/virtfsd
+fi
+[ -x "$virtfsd" ] || die "no virtfsd at $virtfsd (build it, or set VIRTFSD)"
+virtfsd=$(realpath "$virtfsd")
+vhost_qemu_available -q || die "no QEMU with vhost-user-test-device-pci (scripts/trixie-qemu.sh)"
+export VIRTFS_GUEST_QEMU=$VHOST_QEMU
+
+work=$(mktemp -d /tmp/virtfs-guest-compare.XXXXXX)
+vpid=
+cleanup() {
+    vhost_virtfsd_stop "$vpid"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export VIRTFS_GUEST_LOGDIR=$work/logs
+
+job=$work/job.sh
+cat > "$job" <<EOF
+TAG=$TAG MSIZE=$MSIZE
+EOF
+cat >> "$job" <<'EOF'
+up() { cut -d' ' -f1 /proc/uptime; }
+T0=0
+t_start() { T0=$(up); }
+t_end() { echo "T $1 $(awk -v a="$T0" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }') ${2:-0}"; }
+q() { timeout -s KILL 120 "$@"; }
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root $TAG /mnt || exit 1
+grep " /mnt 9p " /proc/mounts | sed 's/^/# /'
+dd if=/dev/urandom of=/tmp/src bs=1M count=64 2>/dev/null
+mkdir /mnt/w
+t_start; q sh -c 'i=1; while [ $i -le 1000 ]; do echo "file $i" > /mnt/w/f$i || exit 1; i=$((i + 1)); done'; t_end create $?
+echo 3 > /proc/sys/vm/drop_caches
+t_start; q sh -c 'cat /mnt/w/f* > /dev/null'; t_end read $?
+t_start; q dd if=/tmp/src of=/mnt/big bs=1M conv=fsync 2>/dev/null; t_end ddwrite $?
+echo 3 > /proc/sys/vm/drop_caches
+t_start; q dd if=/mnt/big of=/tmp/back bs=1M 2>/dev/null; t_end ddread $?
+cmp /tmp/src /tmp/back || echo "T cmp 0 1"
+rm -f /tmp/back
+t_start; n=$(q ls -lR /mnt | wc -l); t_end lslR $?
+echo "# ls -lR: $n lines"
+t_start; q rm -rf /mnt/w /mnt/big; t_end rmrf $?
+umount /mnt
+EOF
+
+# run_one KERNEL CONFIG RUN: one boot; appends "kernel|config|step|secs|st"
+# lines to $work/results.
+run_one() {
+    local k=$1 cfg=$2 n=$3
+    local exp=$work/exp-$k-$cfg-$n t0 rc out
+    mkdir -p "$exp"
+    local -a qa=(-q -object -q "memory-backend-memfd,id=mem,size=$MEM,share=on"
+                 -q -machine -q memory-backend=mem)
+    if [ "$cfg" = virtfsd ]; then
+        local sock=$work/vu-$k.sock
+        vhost_virtfsd_start "$virtfsd" "$sock" "$exp" "$TAG" || return 1
+        vpid=$VHOST_VIRTFSD_PID
+        qa=()
+        vhost_guest_qargs "$sock" "$TAG" "$MEM"
+        qa=("${VHOST_QARGS[@]}")
+    else
+        qa+=(-q -fsdev -q "local,id=fs0,path=$exp,security_model=none"
+             -q -device -q "virtio-9p-pci,fsdev=fs0,mount_tag=$TAG")
+    fi
+    out=$work/out-$k-$cfg-$n
+    t0=$(date +%s.%N)
+    guest_run -n "$cfg-$k-$n" -t 400 -m "$MEM" "${qa[@]}" "$job" > "$out"
+    rc=$?
+    local wall
+    wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$cfg" = virtfsd ]; then
+        if grep -qiE ' (error|warn[a-z]*):' "$work/vu-$k.sock.log"; then
+            grep -iE ' (error|warn[a-z]*):' "$work/vu-$k.sock.log" | sed "s/^/# $k virtfsd: /" | head -n 5 >&2
+        fi
+        vhost_virtfsd_stop "$vpid"
+        vpid=
+    fi
+    sed -n 's/^# /# '"$k $cfg"': /p' "$out" >&2
+    awk -v k="$k" -v c="$cfg" '$1 == "T" { print k "|" c "|" $2 "|" $3 "|" $4 }' "$out" >> "$work/results"
+    echo "$k|$cfg|boot|$wall|$rc" >> "$work/results"
+    echo "# $k $cfg run $n: job status $rc, boot to poweroff $wall s" >&2
+    rm -rf "$exp"
+}
+
+for k in "${kernels[@]}"; do
+    guest_image "$k" || die "guest image $k"
+    echo "# kernel $k: $(cat "$GUEST_IMAGE/kver")" >&2
+    for n in $(seq 1 "$runs"); do
+        if [ $((n % 2)) = 1 ]; then order="virtfsd qemu"; else order="qemu virtfsd"; fi
+        for cfg in $order; do run_one "$k" "$cfg" "$n"; done
+    done
+done
+
+# median of the runs; a step that failed (status != 0) in any run shows "FAIL"
+med() {
+    awk -F'|' -v k="$1" -v c="$2" -v s="$3" '
+        $1 == k && $2 == c && $3 == s { v[n++] = $4; if ($5 != 0) bad = 1 }
+        END {
+            if (n == 0) { print "-"; exit }
+            if (bad) { print "FAIL"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            printf "%.2f", (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+        }' "$work/results"
+}
+
+echo
+echo "Guest workload, virtio-9p, msize $MSIZE, cache=none, $MEM guest, $(guest_accel_args | sed 's/-accel //'), $VHOST_QEMU_VERSION"
+echo "seconds inside the guest (/proc/uptime); median of $runs run(s); boot = QEMU start to power-off (wall)"
+steps=(create read ddwrite ddread lslR rmrf boot)
+declare -A label=([create]="create 1000 files" [read]="read 1000 files (cat)"
+                  [ddwrite]="dd write 64 MiB conv=fsync" [ddread]="dd read 64 MiB (cold)"
+                  [lslR]="ls -lR" [rmrf]="rm -rf" [boot]="boot to poweroff (wall)")
+for k in "${kernels[@]}"; do
+    echo
+    printf '| %-28s | %14s | %14s | %8s |\n' "kernel $k" "virtfsd vhost" "QEMU virtio-9p" "ratio"
+    printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------"
+    for s in "${steps[@]}"; do
+        a=$(med "$k" virtfsd "$s")
+        b=$(med "$k" qemu "$s")
+        r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+        printf '| %-28s | %14s | %14s | %8s |\n' "${label[$s]}" "$a" "$b" "$r"
+    done
+done
+echo
+echo "ratio = virtfsd / QEMU (below 1: virtfsd faster)"
+if [ "$runs" -gt 1 ]; then
+    echo "per-run values (s):"
+    awk -F'|' '{ v[$1 " " $2 " " $3] = v[$1 " " $2 " " $3] " " $4 }
+               END { for (x in v) print "  " x ":" v[x] }' "$work/results" | sort
+fi
+if awk -F'|' '$5 != 0 { bad = 1 } END { exit !bad }' "$work/results"; then
+    echo "guest-compare: some steps failed (FAIL above)" >&2
+    exit 1
+fi

@@ -1,0 +1,484 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Guest tests over the real virtio-9p transport: QEMU's
+# vhost-user-test-device-pci (virtio-id 9) with virtfsd as the vhost-user
+# back-end, Debian kernels 6.1 and 6.12, msize 512000.
+#
+#   tests/guest/vhost.sh [--kernel 6.1|6.12]... [--virtfsd PATH] [--keep]
+#
+# Per kernel:
+#   (a) workload: mount trans=virtio, read host files, 64 MiB write/read
+#       back/cmp (md5 checked on the host), 1000 files, ls -lR, rm -r,
+#       mkdir/rename/symlink/hardlink/chmod/truncate checked from the host,
+#       xattrs and a POSIX lock conflict with a lock held by a host process
+#       (static helper tests/guest/vhost-progs/vhtool.c);
+#   (b) reconnect: a second VM on the same --vhost-user socket of the same
+#       virtfsd process, after the first VM exited;
+#   (d) root file system on virtfsd: a busybox root tree exported by virtfsd,
+#       the guest boots with root=TAG rootfstype=9p rootflags=trans=virtio,...
+#       through a tiny initramfs that loads the 9p/virtio modules, mounts the
+#       root and switch_root's into it; /sbin/init there runs a command,
+#       writes a file the host checks, and powers off.
+#   (c) a hostile guest is covered by the unit tests.
+#
+# Needs root.  QEMU >= 10.2: the trixie chroot of scripts/trixie-qemu.sh is
+# built on first use (tests/guest/vhost-lib.sh).  Environment: VIRTFSD
+# (virtfsd binary), VIRTFS_BUILD_DIR (default build; virtfsd is built there
+# when missing), VIRTFS_GUEST_CACHE.  Prints "ok - ..." / "not ok - ..." and
+# "N passed, N failed"; exit status 1 when a check failed, 2 on setup errors.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$top/tests/guest/lib.sh"
+# shellcheck source=vhost-lib.sh
+. "$top/tests/guest/vhost-lib.sh"
+
+kernels=()
+keep=0
+virtfsd=${VIRTFSD:-}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) kernels+=("$2"); shift 2 ;;
+        --kernel=*) kernels+=("${1#*=}"); shift ;;
+        --virtfsd) virtfsd=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '3,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "vhost.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+
+setup_fail() { echo "vhost.sh: setup: $*" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || setup_fail "run as root"
+
+MSIZE=512000
+MEM=512M
+TAG=vfstest
+ROOTTAG=vfsroot
+
+# --- tools -------------------------------------------------------------------
+
+if [ -z "$virtfsd" ]; then
+    bd=${VIRTFS_BUILD_DIR:-$top/build}
+    virtfsd=$bd/tools/virtfsd/virtfsd
+    if [ ! -x "$virtfsd" ]; then
+        echo "# building virtfsd in $bd" >&2
+        if ! { [ -f "$bd/build.ninja" ] || meson setup "$bd" >/dev/null; } ||
+           ! ninja -C "$bd" tools/virtfsd/virtfsd >/dev/null; then
+            setup_fail "cannot build virtfsd in $bd (set VIRTFSD=...)"
+        fi
+    fi
+fi
+[ -x "$virtfsd" ] || setup_fail "no virtfsd at $virtfsd"
+virtfsd=$(realpath "$virtfsd")
+
+vhost_qemu_available || setup_fail "no QEMU with vhost-user-test-device-pci"
+export VIRTFS_GUEST_QEMU=$VHOST_QEMU
+
+vhtool=$VIRTFS_GUEST_CACHE/bin/vhtool
+guest_static_build "$vhtool" "$top/tests/guest/vhost-progs/vhtool.c" ||
+    setup_fail "static build of vhtool"
+busybox=$(command -v busybox) || setup_fail "busybox-static is not installed"
+file "$(realpath "$busybox")" 2>/dev/null | grep -q 'statically linked' ||
+    ! command -v file >/dev/null || setup_fail "$busybox is not static (install busybox-static)"
+
+work=$(mktemp -d /tmp/virtfs-vhost-test.XXXXXX)
+pids=()
+holder=
+cleanup() {
+    local p
+    if [ -n "$holder" ]; then kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; fi
+    for p in "${pids[@]}"; do vhost_virtfsd_stop "$p"; done
+    if [ $keep = 1 ]; then echo "# kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+# stop_vd PID: stops a virtfsd started here and forgets it.
+stop_vd() {
+    local p keep_pids=()
+    vhost_virtfsd_stop "$1"
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep_pids+=("$p"); done
+    pids=("${keep_pids[@]}")
+}
+trap 'exit 130' INT TERM
+export VIRTFS_GUEST_LOGDIR=$work/logs
+
+pass=0 fail=0
+ok() { echo "ok - $*"; pass=$((pass + 1)); }
+nok() { echo "not ok - $*"; fail=$((fail + 1)); }
+# check DESC CMD...: runs CMD on the host.
+check() {
+    local d=$1; shift
+    if "$@"; then ok "$d"; else nok "$d"; fi
+}
+# checke DESC 'SHELL EXPRESSION': evaluates the expression (the caller's
+# local variables are visible).
+checke() {
+    if eval "$2"; then ok "$1"; else nok "$1"; fi
+}
+
+# --- (a) + (b): workload and reconnect -----------------------------------------
+
+# The guest job prints "G ok|fail NAME [detail]" per check and
+# "T NAME SECONDS" per timed step; the host turns them into TAP-ish lines.
+write_workload_job() {
+    local job=$1 hello=$2 md5=$3
+    cat > "$job" <<EOF
+TAG=$TAG MSIZE=$MSIZE HELLO='$hello' HMD5=$md5
+EOF
+    cat >> "$job" <<'EOF'
+V=/job/bin/vhtool
+g() { if [ "$2" = 0 ]; then echo "G ok $1"; else echo "G fail $1 ${3:-}"; fi; }
+up() { cut -d' ' -f1 /proc/uptime; }
+T0=0
+# Heavy steps run under a SIGKILL timeout: a request the server never
+# answers would otherwise hang the whole job (9p waits are killable).
+q() { timeout -s KILL 60 "$@"; }
+t_start() { T0=$(up); }
+t_end() { echo "T $1 $(awk -v a="$T0" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }')"; }
+
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root $TAG /mnt
+g "mount -t 9p trans=virtio $TAG" $?
+mline=$(grep " /mnt 9p " /proc/mounts)
+echo "# $mline"
+case $mline in *trans=virtio*msize=$MSIZE*|*msize=$MSIZE*trans=virtio*) r=0 ;; *) r=1 ;; esac
+g "mounted with trans=virtio msize=$MSIZE" $r "$mline"
+grep -q " /mnt 9p " /proc/mounts || exit 1
+
+# host files
+[ "$(cat /mnt/hello.txt)" = "$HELLO" ]; g "read host text file" $?
+t_start; m=$(q md5sum /mnt/host8m.bin | cut -d' ' -f1); t_end "read 8 MiB host file"
+[ "$m" = "$HMD5" ]; g "md5 of 8 MiB host file" $? "$m"
+[ "$(readlink /mnt/hsl)" = hello.txt ]; g "readlink of host symlink" $?
+[ "$(stat -c %a /mnt/hmode)" = 600 ]; g "mode of host file 0600" $?
+[ "$($V xattr-get /mnt/hello.txt user.host 2>&1)" = hostval ]; g "read host xattr" $?
+
+# 64 MiB write / read back / compare
+dd if=/dev/urandom of=/tmp/w bs=1M count=64 2>/dev/null
+t_start; q dd if=/tmp/w of=/mnt/big.bin bs=1M conv=fsync 2>/dev/null; r=$?; t_end "dd write 64 MiB conv=fsync"
+g "write 64 MiB" $r
+echo 3 > /proc/sys/vm/drop_caches
+t_start; q dd if=/mnt/big.bin of=/tmp/r bs=1M 2>/dev/null; r=$?; t_end "dd read 64 MiB (cold cache)"
+g "read 64 MiB back" $r
+cmp /tmp/w /tmp/r; g "cmp 64 MiB read back" $?
+rm -f /tmp/r
+echo "M $(md5sum /tmp/w | cut -d' ' -f1)"
+rm -f /tmp/w
+
+# 1000 files, ls -lR, rm -r
+mkdir /mnt/many
+t_start
+q sh -c 'i=1; while [ $i -le 1000 ]; do echo "file $i" > /mnt/many/f$i || exit 1; i=$((i + 1)); done'
+t_end "create 1000 files"
+[ "$(q ls /mnt/many | wc -l)" = 1000 ]; g "1000 files listed" $?
+t_start; n=$(q sh -c 'n=0; for f in /mnt/many/f*; do read -r x < "$f" && n=$((n + 1)); done; echo $n'); t_end "read 1000 files"
+[ "$n" = 1000 ]; g "read 1000 files" $? "$n"
+[ "$(cat /mnt/many/f777)" = "file 777" ]; g "content of f777" $?
+t_start; l=$(q ls -lR /mnt | wc -l); t_end "ls -lR"
+[ "$l" -gt 1000 ]; g "ls -lR lines > 1000" $? "$l"
+t_start; q rm -r /mnt/many; r=$?; t_end "rm -r 1000 files"
+[ $r = 0 ] && [ ! -e /mnt/many ]; g "rm -r" $?
+
+# namespace operations (checked again on the host)
+mkdir -p /mnt/t/d1/d2; g "mkdir -p" $?
+echo data > /mnt/t/a && mv /mnt/t/a /mnt/t/d1/b; g "rename file" $?
+mv /mnt/t/d1/d2 /mnt/t/d3; g "rename directory" $?
+ln -s d1/b /mnt/t/sl && [ "$(cat /mnt/t/sl)" = data ]; g "symlink" $?
+ln /mnt/t/d1/b /mnt/t/hl && [ "$(stat -c %h /mnt/t/d1/b)" = 2 ]; g "hard link (nlink 2)" $?
+chmod 640 /mnt/t/hl && [ "$(stat -c %a /mnt/t/d1/b)" = 640 ]; g "chmod 640" $?
+echo 0123456789 > /mnt/t/tr && truncate -s 4 /mnt/t/tr && [ "$(cat /mnt/t/tr)" = 0123 ]; g "truncate shrink" $?
+truncate -s 12345 /mnt/t/big && [ "$(stat -c %s /mnt/t/big)" = 12345 ]; g "truncate grow" $?
+touch /mnt/t/gone && rm /mnt/t/gone && [ ! -e /mnt/t/gone ]; g "unlink" $?
+
+# xattrs (static helper; busybox has no setfattr)
+$V xattr-set /mnt/t/d1/b user.vfs value1; g "setxattr" $?
+[ "$($V xattr-get /mnt/t/d1/b user.vfs)" = value1 ]; g "getxattr" $?
+$V xattr-list /mnt/t/d1/b | grep -qx user.vfs; g "listxattr" $?
+$V xattr-rm /mnt/hello.txt user.rmme; g "removexattr" $?
+
+# POSIX locks: /mnt/locked is write-locked by a host process
+[ "$($V lock-try /mnt/locked 2>&1)" = busy ]; g "F_SETLK conflicts with host lock (EAGAIN)" $?
+[ "$($V lock-get /mnt/locked 2>&1)" = wrlck ]; g "F_GETLK reports host write lock" $?
+[ "$($V lock-try /mnt/free 2>&1)" = locked ]; g "F_SETLK on unlocked file" $?
+[ "$($V lock-local /mnt/free2 2>&1 | tr '\n' ' ')" = "busy locked " ]; g "lock conflict between two guest processes" $?
+
+sync
+umount /mnt; g "umount" $?
+EOF
+}
+
+write_second_job() {
+    local job=$1
+    cat > "$job" <<EOF
+TAG=$TAG MSIZE=$MSIZE
+EOF
+    cat >> "$job" <<'EOF'
+g() { if [ "$2" = 0 ]; then echo "G ok $1"; else echo "G fail $1 ${3:-}"; fi; }
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root $TAG /mnt
+g "second VM: mount on the same socket" $?
+grep -q " /mnt 9p " /proc/mounts || exit 1
+[ "$(cat /mnt/t/d1/b 2>&1)" = data ]; g "second VM: sees the first VM's file" $?
+echo second > /mnt/second.txt; g "second VM: write" $?
+umount /mnt; g "second VM: umount" $?
+EOF
+}
+
+# run_job K NAME JOB [guest_run options]: runs the job, turns G/T lines into
+# checks.  Returns guest_run's status.
+run_job() {
+    local k=$1 name=$2 job=$3; shift 3
+    local out=$work/$name.out rc
+    guest_run -n "$name" -m "$MEM" "$@" "$job" > "$out"
+    rc=$?
+    local rest line
+    while IFS= read -r line; do
+        case $line in
+            "G ok "*) ok "$k: ${line#G ok }" ;;
+            "G fail "*) nok "$k: ${line#G fail }" ;;
+            "M "*) echo "${line#M }" > "$work/$name.md5" ;;
+            "T "*) rest=${line#T }; printf '# %s: %-28s %6s s\n' "$k" "${rest% *}" "${rest##* }"
+                   echo "$k|${rest% *}|${rest##* }" >> "$work/times" ;;
+            *) echo "# $k guest: $line" ;;
+        esac
+    done < "$out"
+    return $rc
+}
+
+test_workload() {
+    local k=$1
+    local exp=$work/exp-$k sock=$work/vu-$k.sock
+    mkdir -p "$exp"
+    local hello="hello from the host $k"
+    echo "$hello" > "$exp/hello.txt"
+    setfattr -n user.host -v hostval "$exp/hello.txt"
+    setfattr -n user.rmme -v x "$exp/hello.txt"
+    head -c 8M /dev/urandom > "$exp/host8m.bin"
+    ln -s hello.txt "$exp/hsl"
+    echo m > "$exp/hmode" && chmod 600 "$exp/hmode"
+    : > "$exp/free"; : > "$exp/free2"
+    local md5
+    md5=$(md5sum "$exp/host8m.bin" | cut -d' ' -f1)
+
+    # A host process holds a POSIX write lock on exp/locked.
+    rm -f "$work/lock.ready"
+    "$vhtool" lock-hold "$exp/locked" 600 "$work/lock.ready" &
+    holder=$!
+    local n=50
+    while [ ! -e "$work/lock.ready" ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
+
+    vhost_virtfsd_start "$virtfsd" "$sock" "$exp" "$TAG" ||
+        { nok "$k: virtfsd --vhost-user starts"; return; }
+    local vpid=$VHOST_VIRTFSD_PID
+    pids+=("$vpid")
+    ok "$k: virtfsd --vhost-user $sock --tag $TAG starts"
+    vhost_guest_qargs "$sock" "$TAG" "$MEM"
+
+    local job=$work/job-$k.sh t0=$SECONDS rc
+    write_workload_job "$job" "$hello" "$md5"
+    run_job "$k" "workload-$k" "$job" -t 200 -b "$vhtool" "${VHOST_QARGS[@]}"
+    rc=$?
+    echo "# $k: workload VM: boot to poweroff $((SECONDS - t0)) s"
+    echo "$k|boot to poweroff (workload VM)|$((SECONDS - t0))" >> "$work/times"
+    check "$k: workload VM exits with status 0 (got $rc)" [ "$rc" = 0 ]
+    kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
+
+    # host-side checks
+    checke "$k: host: 64 MiB file md5 equals the guest's" \
+        '[ -s "$work/workload-$k.md5" ] && [ "$(md5sum < "$exp/big.bin" | cut -d" " -f1)" = "$(cat "$work/workload-$k.md5")" ]'
+    check "$k: host: 64 MiB file size" [ "$(stat -c %s "$exp/big.bin" 2>/dev/null)" = 67108864 ]
+    checke "$k: host: rm -r removed many/" '[ -d "$exp/t" ] && [ ! -e "$exp/many" ]'
+    check "$k: host: mkdir -p t/d1" [ -d "$exp/t/d1" ]
+    checke "$k: host: renamed file t/d1/b" '[ ! -e "$exp/t/a" ] && [ "$(cat "$exp/t/d1/b" 2>/dev/null)" = data ]'
+    checke "$k: host: renamed directory t/d3" '[ -d "$exp/t/d3" ] && [ ! -e "$exp/t/d1/d2" ]'
+    check "$k: host: symlink t/sl -> d1/b" [ "$(readlink "$exp/t/sl")" = d1/b ]
+    checke "$k: host: hard link t/hl (same inode, nlink 2)" \
+        '[ "$(stat -c %i "$exp/t/hl")" = "$(stat -c %i "$exp/t/d1/b")" ] && [ "$(stat -c %h "$exp/t/d1/b")" = 2 ]'
+    check "$k: host: chmod 640" [ "$(stat -c %a "$exp/t/d1/b" 2>/dev/null)" = 640 ]
+    check "$k: host: truncate shrink (4 bytes)" [ "$(cat "$exp/t/tr" 2>/dev/null)" = 0123 ]
+    check "$k: host: truncate grow (12345 bytes)" [ "$(stat -c %s "$exp/t/big" 2>/dev/null)" = 12345 ]
+    check "$k: host: xattr user.vfs set by the guest" \
+        [ "$(getfattr --only-values -n user.vfs "$exp/t/d1/b" 2>/dev/null)" = value1 ]
+    checke "$k: host: xattr user.rmme removed by the guest" \
+        '! getfattr -n user.rmme "$exp/hello.txt" >/dev/null 2>&1'
+
+    # (b) a second VM on the same socket, same virtfsd process
+    job=$work/job2-$k.sh
+    write_second_job "$job"
+    t0=$SECONDS
+    run_job "$k" "second-$k" "$job" -t 90 "${VHOST_QARGS[@]}"
+    rc=$?
+    echo "$k|boot to poweroff (second VM)|$((SECONDS - t0))" >> "$work/times"
+    check "$k: second VM exits with status 0 (got $rc)" [ "$rc" = 0 ]
+    check "$k: host: second VM's file arrived" [ "$(cat "$exp/second.txt" 2>/dev/null)" = second ]
+    check "$k: the same virtfsd process ($vpid) served both VMs" kill -0 "$vpid"
+    check "$k: virtfsd log: two front-end connections" \
+        [ "$(grep -c 'front-end connected' "$sock.log")" = 2 ]
+    if grep -qiE ' (error|warn[a-z]*):' "$sock.log"; then
+        nok "$k: virtfsd log has no errors or warnings"
+        grep -iE ' (error|warn[a-z]*):' "$sock.log" | head -n 5 | sed 's/^/#   /'
+    else
+        ok "$k: virtfsd log has no errors or warnings"
+    fi
+    stop_vd "$vpid"
+    checke "$k: virtfsd exits on SIGTERM" '! kill -0 "$vpid" 2>/dev/null'
+}
+
+# --- (d) root file system on virtfsd -------------------------------------------
+
+# A busybox root tree (shared by both kernels' runs; each writes its own file).
+make_root_tree() {
+    local r=$1 a
+    mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,tmp,root,var/log,mnt}
+    chmod 1777 "$r/tmp"
+    cp "$busybox" "$r/bin/busybox"
+    for a in $("$r/bin/busybox" --list); do
+        [ "$a" = busybox ] || [ -e "$r/bin/$a" ] || ln -s busybox "$r/bin/$a"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
+    printf 'root:x:0:\n' > "$r/etc/group"
+    echo virtfs-root > "$r/etc/hostname"
+    cat > "$r/sbin/init" <<'EOF'
+#!/bin/sh
+# /sbin/init of the root file system that virtfsd exports.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+exec 0</dev/null 1>/dev/console 2>&1
+hostname -F /etc/hostname
+echo "VIRTFS-ROOT-START pid=$$"
+echo "root: $(grep ' / ' /proc/mounts | grep -v rootfs)"
+sh /etc/rc.cmd
+rc=$?
+sync
+echo "VIRTFS-ROOT-DONE rc=$rc"
+poweroff -f
+sleep 5
+EOF
+    chmod 755 "$r/sbin/init"
+    # The command the guest runs from its 9p root.
+    cat > "$r/etc/rc.cmd" <<'EOF'
+set -e
+k=$(uname -r)
+grep -q ' / 9p .*trans=virtio' /proc/mounts
+echo "kernel=$k hostname=$(hostname) init=$(readlink /proc/1/exe)" > "/from-guest-$k.txt"
+mkdir -p /var/log/run-$k
+ls /bin | wc -l > /var/log/run-$k/applets
+cp /bin/busybox /tmp/bb && cmp /bin/busybox /tmp/bb
+mv /var/log/run-$k/applets /var/log/run-$k/applets.txt
+echo "wrote /from-guest-$k.txt"
+EOF
+}
+
+ROOT_INIT='#!/bin/sh
+# initramfs /init: load the 9p/virtio modules, mount the 9p root given by
+# root= rootfstype= rootflags= (rw|ro) and switch_root into it.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec 0</dev/null 1>/dev/console 2>&1
+for m in $(cat /etc/modules.load); do insmod /lib/modules/$m.ko 2>/dev/null; done
+root= fstype=auto flags= mode=ro init=/sbin/init
+for a in $(cat /proc/cmdline); do
+    case $a in
+        root=*) root=${a#root=} ;;
+        rootfstype=*) fstype=${a#rootfstype=} ;;
+        rootflags=*) flags=${a#rootflags=} ;;
+        rw) mode=rw ;;
+        ro) mode=ro ;;
+        init=*) init=${a#init=} ;;
+    esac
+done
+mkdir -p /newroot
+n=0
+until mount -t "$fstype" -o "$mode${flags:+,$flags}" "$root" /newroot; do
+    n=$((n + 1))
+    if [ $n -ge 20 ]; then
+        echo "VIRTFS-ROOT-FAIL cannot mount $root ($fstype, $flags)"
+        poweroff -f
+    fi
+    sleep 0.5
+done
+echo "initramfs: mounted $root on /newroot ($fstype $mode,$flags)"
+umount /proc /sys
+umount /dev 2>/dev/null
+exec switch_root /newroot "$init"
+echo "VIRTFS-ROOT-FAIL switch_root"
+poweroff -f
+'
+
+test_rootfs() {
+    local k=$1
+    local r=$work/rootfs sock=$work/root-$k.sock
+    [ -d "$r/bin" ] || make_root_tree "$r"
+    local kver
+    kver=$(cat "$GUEST_IMAGE/kver")
+    rm -f "$r/from-guest-$kver.txt"
+
+    # initrd = the guest image's initramfs (modules) + a cpio with our /init
+    local d=$work/rootinit-$k
+    mkdir -p "$d/root"
+    printf '%s' "$ROOT_INIT" > "$d/root/init"
+    chmod 755 "$d/root/init"
+    (cd "$d/root" && find . | cpio -o -H newc -R 0:0 --quiet) | gzip -1 > "$d/init.cpio.gz"
+    cat "$GUEST_IMAGE/initrd.gz" "$d/init.cpio.gz" > "$d/initrd"
+
+    # This one takes the tag in the --vhost-user PATH,tag=T form.
+    rm -f "$sock"
+    setsid "$virtfsd" --export "$r" --vhost-user "$sock,tag=$ROOTTAG" 2> "$sock.log" &
+    local vpid=$!
+    pids+=("$vpid")
+    vhost_wait_socket "$sock" 10 || { nok "$k: rootfs: virtfsd --vhost-user $sock,tag=$ROOTTAG starts"; return; }
+    local log=$work/logs/rootfs-$k.log t0=$SECONDS
+    local -a q
+    mapfile -t q < <(vhost_qemu_args "$sock" "$ROOTTAG" "$MEM")
+    # shellcheck disable=SC2046
+    timeout -k 5 120 "$VHOST_QEMU" $(guest_accel_args) -M pc -m "$MEM" -smp 1 \
+        -nodefaults -no-user-config -display none -no-reboot -serial stdio \
+        -kernel "$GUEST_IMAGE/vmlinuz" -initrd "$d/initrd" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off root=$ROOTTAG rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root rw" \
+        "${q[@]}" < /dev/null 2> "$log.qemu" | tr -d '\r' > "$log"
+    local qrc=${PIPESTATUS[0]}
+    echo "# $k: rootfs VM: boot to poweroff $((SECONDS - t0)) s (qemu status $qrc)"
+    echo "$k|boot to poweroff (9p root VM)|$((SECONDS - t0))" >> "$work/times"
+    grep -E '^(initramfs:|root:|wrote|VIRTFS-ROOT)' "$log" | sed "s/^/# $k guest: /"
+    check "$k: rootfs: initramfs mounted root=$ROOTTAG (9p, trans=virtio)" \
+        grep -q "^initramfs: mounted $ROOTTAG on /newroot" "$log"
+    check "$k: rootfs: /sbin/init from the 9p root ran as PID 1" grep -q '^VIRTFS-ROOT-START pid=1$' "$log"
+    check "$k: rootfs: / is 9p over virtio with msize $MSIZE" \
+        grep -qE "^root: $ROOTTAG / 9p .*msize=$MSIZE.*trans=virtio" "$log"
+    check "$k: rootfs: command in the 9p root succeeded" grep -q '^VIRTFS-ROOT-DONE rc=0$' "$log"
+    check "$k: rootfs: host sees /from-guest-$kver.txt" \
+        grep -q "^kernel=$kver hostname=virtfs-root init=/bin/busybox" "$r/from-guest-$kver.txt"
+    check "$k: rootfs: host sees /var/log/run-$kver/applets.txt" \
+        [ "$(cat "$r/var/log/run-$kver/applets.txt" 2>/dev/null)" -gt 100 ]
+    check "$k: rootfs: guest powered off cleanly (qemu status $qrc)" [ "$qrc" = 0 ]
+    if [ "$qrc" != 0 ] || ! grep -q '^VIRTFS-ROOT-DONE rc=0$' "$log"; then
+        tail -n 20 "$log" | sed 's/^/#   | /'
+    fi
+    stop_vd "$vpid"
+}
+
+# --- main ------------------------------------------------------------------------
+
+t_all=$SECONDS
+echo "# virtfsd: $virtfsd"
+echo "# QEMU: $VHOST_QEMU ($VHOST_QEMU_VERSION), accel: $(guest_accel_args)"
+# shellcheck disable=SC2034  # used in checke's expression
+caps=$("$virtfsd" --print-capabilities 2>&1)
+checke "virtfsd --print-capabilities reports type 9p" \
+    'printf "%s" "$caps" | tr -d " \n" | grep -q "\"type\":\"9p\""'
+for k in "${kernels[@]}"; do
+    guest_image "$k" || { nok "$k: guest image"; continue; }
+    echo "# kernel $k: $(cat "$GUEST_IMAGE/kver") ($GUEST_IMAGE)"
+    t_k=$SECONDS
+    test_workload "$k"
+    test_rootfs "$k"
+    echo "# kernel $k: $((SECONDS - t_k)) s"
+done
+echo "# total: $((SECONDS - t_all)) s"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
