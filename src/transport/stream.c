@@ -91,7 +91,10 @@ struct xp_loop {
     atomic_int nconns;
     atomic_bool last_gone;
     bool have_last;
-    struct xconn *open;     /* connections still read by the loop */
+    /* xp_loop_add_conn may run on any thread (an embedder adding a
+     * socketpair end while the loop runs), so the list has a lock. */
+    pthread_mutex_t open_lock;
+    struct xconn *open;     /* connections still read by the loop (open_lock) */
 };
 
 static const struct p9s_conn_ops xconn_ops;
@@ -251,6 +254,7 @@ xp_loop_new(struct p9s_server *srv)
         return NULL;
     }
     loop->srv = srv;
+    pthread_mutex_init(&loop->open_lock, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
         free(loop);
@@ -273,6 +277,7 @@ xp_loop_free(struct xp_loop *loop)
         free(l);
     }
     close(loop->epfd);
+    pthread_mutex_destroy(&loop->open_lock);
     free(loop);
 }
 
@@ -301,6 +306,36 @@ xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name)
     l->next = loop->listeners;
     loop->listeners = l;
     return 0;
+}
+
+static void
+open_link(struct xp_loop *loop, struct xconn *xc)
+{
+    pthread_mutex_lock(&loop->open_lock);
+    xc->open_prev = NULL;
+    xc->open_next = loop->open;
+    if (loop->open != NULL) {
+        loop->open->open_prev = xc;
+    }
+    loop->open = xc;
+    pthread_mutex_unlock(&loop->open_lock);
+}
+
+static void
+open_unlink(struct xp_loop *loop, struct xconn *xc)
+{
+    pthread_mutex_lock(&loop->open_lock);
+    if (xc->open_prev != NULL) {
+        xc->open_prev->open_next = xc->open_next;
+    } else {
+        loop->open = xc->open_next;
+    }
+    if (xc->open_next != NULL) {
+        xc->open_next->open_prev = xc->open_prev;
+    }
+    xc->open_prev = NULL;
+    xc->open_next = NULL;
+    pthread_mutex_unlock(&loop->open_lock);
 }
 
 int
@@ -339,11 +374,8 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
         loop->have_last = true;
     }
     atomic_fetch_add(&loop->nconns, 1);
-    xc->open_next = loop->open;
-    if (loop->open != NULL) {
-        loop->open->open_prev = xc;
-    }
-    loop->open = xc;
+    /* linked before the loop can see it: it may close xc at once */
+    open_link(loop, xc);
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = xc;
@@ -351,6 +383,7 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
         int err = -errno;
 
         log_err("epoll: %s", strerror(errno));
+        open_unlink(loop, xc);
         xc->closing = true;
         p9s_conn_close(xc->sc); /* releases xc */
         return err;
@@ -365,14 +398,7 @@ xconn_close(struct xconn *xc)
 {
     struct xp_loop *loop = xc->loop;
 
-    if (xc->open_prev != NULL) {
-        xc->open_prev->open_next = xc->open_next;
-    } else {
-        loop->open = xc->open_next;
-    }
-    if (xc->open_next != NULL) {
-        xc->open_next->open_prev = xc->open_prev;
-    }
+    open_unlink(loop, xc);
     epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
     pthread_mutex_lock(&xc->wlock);
     xc->closing = true;
@@ -602,18 +628,22 @@ xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
     long waited = 0;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&loop->open_lock);
     for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
     }
+    pthread_mutex_unlock(&loop->open_lock);
     /* let what is in flight finish and its replies go out */
     while (waited < (long)timeout_ms) {
         unsigned pending = 0;
 
+        pthread_mutex_lock(&loop->open_lock);
         for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
             pthread_mutex_lock(&xc->wlock);
             pending += xc->pending;
             pthread_mutex_unlock(&xc->wlock);
         }
+        pthread_mutex_unlock(&loop->open_lock);
         if (pending == 0) {
             break;
         }
@@ -622,8 +652,16 @@ xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
         waited = (now.tv_sec - t0.tv_sec) * 1000 +
                  (now.tv_nsec - t0.tv_nsec) / 1000000;
     }
-    while (loop->open != NULL) {
-        xconn_close(loop->open);
+    for (;;) {
+        struct xconn *xc;
+
+        pthread_mutex_lock(&loop->open_lock);
+        xc = loop->open;
+        pthread_mutex_unlock(&loop->open_lock);
+        if (xc == NULL) {
+            break;
+        }
+        xconn_close(xc);
     }
     /* sessions are released once their last request is done */
     while (atomic_load(&loop->nconns) > 0 && waited < 2L * timeout_ms) {
