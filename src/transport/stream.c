@@ -37,9 +37,17 @@
 #include "virtfs/server.h"
 
 #define STAGE_SIZE (64 * 1024)
-#define PAUSE_AT 256   /* stop reading with this many requests pending */
-#define RESUME_AT 128
-#define SEND_TIMEOUT_MS 60000
+#define PAUSE_AT 128   /* stop reading with this many requests pending */
+#define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
+#define SEND_TIMEOUT_MS 60000     /* only for pipes (--stdio) */
+
+/* Reply bytes a socket did not take yet (sent by the loop on EPOLLOUT). */
+struct obuf {
+    struct obuf *next;
+    size_t len;
+    size_t off;
+    uint8_t data[];
+};
 
 enum ent_kind { ENT_LISTENER, ENT_CONN };
 
@@ -67,8 +75,12 @@ struct xconn {
     pthread_mutex_t wlock;  /* one writer at a time; guards the flags below */
     bool dead;              /* the write side failed */
     bool closing;           /* p9s_conn_close called */
-    bool paused;
+    bool paused;            /* not reading: too much pending or queued */
     unsigned pending;       /* submitted, not yet sent/dropped */
+    uint32_t cur_events;    /* what epoll watches now */
+    struct obuf *oq_head;   /* output queue (sockets only) */
+    struct obuf *oq_tail;
+    size_t oq_bytes;
     /* read state (loop thread only) */
     uint8_t *stage;
     size_t stage_len;       /* bytes in stage */
@@ -98,6 +110,7 @@ struct xp_loop {
 };
 
 static const struct p9s_conn_ops xconn_ops;
+static void xconn_drop_output(struct xconn *xc);
 
 /* ---- listening -------------------------------------------------------- */
 
@@ -378,6 +391,7 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
     open_link(loop, xc);
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
+    xc->cur_events = ev.events;
     ev.data.ptr = xc;
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0) {
         int err = -errno;
@@ -426,21 +440,99 @@ xconn_release(struct p9s_conn *c, void *tp)
     if (xc->wfd != xc->rfd) {
         close(xc->wfd);
     }
+    xconn_drop_output(xc);
     pthread_mutex_destroy(&xc->wlock);
     free(xc->stage);
     free(xc);
     atomic_fetch_sub(&loop->nconns, 1);
 }
 
+/*
+ * Recompute what the loop watches (wlock held): reading stops while too
+ * many requests are pending or too much output is queued -- a client that
+ * does not read its replies only stalls itself; writing is watched while
+ * output is queued.
+ */
 static void
-xconn_set_reading(struct xconn *xc, bool on)
+xconn_update_events(struct xconn *xc)
 {
     struct epoll_event ev;
+    uint32_t want;
 
+    if (xc->closing) {
+        return;
+    }
+    xc->paused = xc->pending >= PAUSE_AT || xc->oq_bytes >= OQ_PAUSE_BYTES;
+    want = (xc->paused ? 0 : (EPOLLIN | EPOLLRDHUP)) |
+           (xc->oq_head != NULL ? EPOLLOUT : 0);
+    if (want == xc->cur_events) {
+        return;
+    }
     memset(&ev, 0, sizeof(ev));
-    ev.events = on ? (EPOLLIN | EPOLLRDHUP) : 0;
+    ev.events = want;
     ev.data.ptr = xc;
-    epoll_ctl(xc->loop->epfd, EPOLL_CTL_MOD, xc->rfd, &ev);
+    if (epoll_ctl(xc->loop->epfd, EPOLL_CTL_MOD, xc->rfd, &ev) == 0) {
+        xc->cur_events = want;
+    }
+}
+
+static void
+xconn_drop_output(struct xconn *xc)
+{
+    struct obuf *o;
+
+    while ((o = xc->oq_head) != NULL) {
+        xc->oq_head = o->next;
+        free(o);
+    }
+    xc->oq_tail = NULL;
+    xc->oq_bytes = 0;
+}
+
+/* Send queued output without blocking (wlock held). */
+static void
+xconn_flush_output(struct xconn *xc)
+{
+    struct obuf *o;
+
+    while ((o = xc->oq_head) != NULL && !xc->dead) {
+        ssize_t n = send(xc->wfd, o->data + o->off, o->len - o->off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            xc->dead = true;
+            shutdown(xc->wfd, SHUT_RDWR); /* the loop sees EOF and closes */
+            break;
+        }
+        o->off += (size_t)n;
+        xc->oq_bytes -= (size_t)n;
+        if (o->off == o->len) {
+            xc->oq_head = o->next;
+            if (xc->oq_head == NULL) {
+                xc->oq_tail = NULL;
+            }
+            free(o);
+        }
+    }
+    if (xc->dead) {
+        xconn_drop_output(xc);
+    }
+}
+
+/* The loop thread: the socket takes more output. */
+static void
+xconn_writable(struct xconn *xc)
+{
+    pthread_mutex_lock(&xc->wlock);
+    xconn_flush_output(xc);
+    xconn_update_events(xc);
+    pthread_mutex_unlock(&xc->wlock);
 }
 
 /* Hand one complete frame (owned buffer) to the core. */
@@ -448,7 +540,6 @@ static int
 xconn_submit(struct xconn *xc, uint8_t *buf, size_t len)
 {
     struct xmsg *m = calloc(1, sizeof(*m));
-    bool pause;
 
     if (m == NULL) {
         free(buf);
@@ -459,14 +550,10 @@ xconn_submit(struct xconn *xc, uint8_t *buf, size_t len)
     m->in.iov_len = len;
     pthread_mutex_lock(&xc->wlock);
     xc->pending++;
-    pause = xc->pending >= PAUSE_AT && !xc->paused;
-    if (pause) {
-        xc->paused = true;
+    if (xc->pending >= PAUSE_AT) {
+        xconn_update_events(xc);
     }
     pthread_mutex_unlock(&xc->wlock);
-    if (pause) {
-        xconn_set_reading(xc, false);
-    }
     return p9s_conn_submit(xc->sc, &m->in, 1, len, m);
 }
 
@@ -612,8 +699,13 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
 
             if (e->kind == ENT_LISTENER) {
                 loop_accept(loop, (struct listener *)e);
-            } else {
-                xconn_readable((struct xconn *)e);
+                continue;
+            }
+            if (evs[i].events & EPOLLOUT) {
+                xconn_writable((struct xconn *)e);
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+                xconn_readable((struct xconn *)e); /* may free it */
             }
         }
     }
@@ -640,7 +732,8 @@ xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
         pthread_mutex_lock(&loop->open_lock);
         for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
             pthread_mutex_lock(&xc->wlock);
-            pending += xc->pending;
+            xconn_flush_output(xc);
+            pending += xc->pending + (xc->oq_head != NULL ? 1u : 0u);
             pthread_mutex_unlock(&xc->wlock);
         }
         pthread_mutex_unlock(&loop->open_lock);
@@ -699,18 +792,13 @@ static void
 xmsg_done(struct xmsg *m)
 {
     struct xconn *xc = m->xc;
-    bool resume;
 
     pthread_mutex_lock(&xc->wlock);
     xc->pending--;
-    resume = xc->paused && xc->pending <= RESUME_AT && !xc->closing;
-    if (resume) {
-        xc->paused = false;
+    if (xc->paused) {
+        xconn_update_events(xc);
     }
     pthread_mutex_unlock(&xc->wlock);
-    if (resume) {
-        xconn_set_reading(xc, true);
-    }
     free(m->in.iov_base);
     free(m->outbuf);
     free(m);
@@ -726,9 +814,51 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
 
     (void)c;
     pthread_mutex_lock(&xc->wlock);
+    if (xc->sock) {
+        /* never block a worker on a slow reader: what the socket does not
+         * take now is queued and sent by the loop thread */
+        if (xc->oq_head == NULL) {
+            while (left > 0 && !xc->dead) {
+                ssize_t n = send(xc->wfd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n > 0) {
+                    p += n;
+                    left -= (size_t)n;
+                } else if (n < 0 && errno == EINTR) {
+                    continue;
+                } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    break;
+                } else {
+                    xc->dead = true;
+                    shutdown(xc->wfd, SHUT_RDWR);
+                }
+            }
+        }
+        if (left > 0 && !xc->dead && !xc->closing) {
+            struct obuf *o = malloc(sizeof(*o) + left);
+
+            if (o == NULL) {
+                xc->dead = true; /* cannot keep the stream intact */
+                shutdown(xc->wfd, SHUT_RDWR);
+            } else {
+                o->next = NULL;
+                o->len = left;
+                o->off = 0;
+                memcpy(o->data, p, left);
+                if (xc->oq_tail != NULL) {
+                    xc->oq_tail->next = o;
+                } else {
+                    xc->oq_head = o;
+                }
+                xc->oq_tail = o;
+                xc->oq_bytes += left;
+                xconn_update_events(xc);
+            }
+        }
+        left = 0;
+    }
     while (left > 0 && !xc->dead) {
-        ssize_t n = xc->sock ? send(xc->wfd, p, left, MSG_NOSIGNAL)
-                             : write(xc->wfd, p, left);
+        ssize_t n = write(xc->wfd, p, left);
 
         if (n > 0) {
             p += n;

@@ -211,6 +211,7 @@ main(int argc, char **argv)
     const char *listens[MAX_LISTEN];
     struct vhu_opts vopts[MAX_VHOST];
     char *vtags[MAX_VHOST];
+    char *vargs[MAX_VHOST]; /* the strdup'd argument vtags point into */
     struct vhu_server *vhosts[MAX_VHOST] = {0};
     const char *default_tag = DEFAULT_TAG;
     int nvhost = 0;
@@ -264,7 +265,11 @@ main(int argc, char **argv)
                 return 2;
             }
             arg = strdup(optarg);
-            t = arg ? strstr(arg, ",tag=") : NULL;
+            if (arg == NULL) {
+                return 1;
+            }
+            vargs[nvhost] = arg;
+            t = strstr(arg, ",tag=");
             vtags[nvhost] = NULL;
             if (t != NULL) {
                 *t = '\0';
@@ -517,6 +522,13 @@ out_srv:
     }
     if (pidfile != NULL && rc == 0) {
         unlink(pidfile);
+    }
+    for (int i = 0; i < nexports; i++) {
+        free(exargs[i].name);
+        free(exargs[i].path);
+    }
+    for (int i = 0; i < nvhost; i++) {
+        free(vargs[i]);
     }
     return rc;
 }
