@@ -1,0 +1,501 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The QEMU guest suite: real Linux 9p clients (Debian kernels 6.1 and 6.12)
+# mount exports of the VirtFS server through virtio-serial + virtfs-mount.
+#
+#   tests/guest/run.sh [--kernel 6.1|6.12]... [--server PATH|diod] [--part N]...
+#                      [--keep] [--build DIR]
+#
+#   (1) basic: host files, 64 MiB file, namespace ops checked from the host,
+#       ls -lR, 1000 files + rm -r, locks (guest/guest and host/guest),
+#       xattr, POSIX ACL, O_TMPFILE, mmap, rename races, open-unlink-
+#       ftruncate, 8 GiB sparse file, 100k-entry directory, statfs
+#   (2) two guests at once on one export (cache=none)
+#   (3) read-only export: every write fails with EROFS, the host is unchanged
+#   (4) escape attempts (kernel client and raw 9P): nothing outside the export
+#       is seen or changed
+#
+# Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
+# end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
+# (or $VIRTFSD; default build/tools/virtfsd/virtfsd, built when missing), or
+# "diod" as a stand-in.  Console logs: $VIRTFS_GUEST_CACHE/logs/.
+set -uo pipefail
+shopt -s lastpipe   # count_guest at the end of a pipeline updates the counters
+
+here=$(cd "$(dirname "$0")" && pwd)
+kernels=()
+parts=()
+keep=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) kernels+=("$2"); shift 2 ;;
+        --kernel=*) kernels+=("${1#*=}"); shift ;;
+        --server) export VIRTFS_SERVER=$2; shift 2 ;;
+        --part) parts+=("$2"); shift 2 ;;
+        --keep) keep=1; shift ;;
+        --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
+        -h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4)
+want_part() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+passed=0
+failed=0
+kprefix=
+ok() { echo "ok - $kprefix$*"; passed=$((passed + 1)); }
+nok() { echo "not ok - $kprefix$*"; failed=$((failed + 1)); }
+hcheck() { local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else nok "$d"; fi; }
+# Counts the ok/not ok lines of guest output (on stdin), prefixing them.
+count_guest() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+            "ok - "*) passed=$((passed + 1)); echo "ok - $kprefix${line#ok - }" ;;
+            "not ok - "*) failed=$((failed + 1)); echo "not ok - $kprefix${line#not ok - }" ;;
+            *) echo "$line" ;;
+        esac
+    done
+}
+summary() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" = 0 ]
+}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "not ok - guest suite needs root"
+    failed=1
+    summary
+    exit 1
+fi
+
+t_start=$SECONDS
+work=$(mktemp -d /var/tmp/virtfs-guest-suite.XXXXXX)
+bin=$work/bin
+mkdir -p "$bin"
+servers=()
+lockpid=
+cleanup() {
+    local p
+    for p in "${servers[@]}"; do guest_server_stop "$p"; done
+    [ -n "$lockpid" ] && kill "$lockpid" 2>/dev/null
+    if [ $keep = 1 ]; then echo "# kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# --- binaries ---------------------------------------------------------------
+if [ "$VIRTFS_SERVER" != diod ] && [ ! -x "$VIRTFS_SERVER" ]; then
+    echo "# building virtfsd in $VIRTFS_BUILD_DIR"
+    { [ -f "$VIRTFS_BUILD_DIR/build.ninja" ] || meson setup "$VIRTFS_BUILD_DIR"; } >/dev/null &&
+        ninja -C "$VIRTFS_BUILD_DIR" tools/virtfsd/virtfsd >/dev/null
+fi
+if [ "$VIRTFS_SERVER" != diod ] && [ ! -x "$VIRTFS_SERVER" ]; then
+    nok "server $VIRTFS_SERVER is missing (build failed?)"
+    summary
+    exit 1
+fi
+guest_static_build "$bin/virtfs-mount" "$VIRTFS_SRC_DIR/tools/virtfs-mount/virtfs-mount.c" &&
+guest_static_build "$bin/vfstest" "$here/progs/vfstest.c" &&
+guest_static_build "$bin/raw9p" "$here/progs/raw9p.c" &&
+gcc -O2 -o "$bin/vfstest-host" "$here/progs/vfstest.c" ||
+    { nok "building the static guest programs"; summary; exit 1; }
+echo "# server: $VIRTFS_SERVER"
+
+GB=(-b "$bin/virtfs-mount" -b "$bin/vfstest" -b "$bin/raw9p" -f "$here/guest-lib.sh")
+
+# Mount line used by every job.  aname = export path works with both
+# virtfsd and diod; uname=root is needed by diod.
+mount_cmd() { # PORT EXPORT MNT [extra -o opts]
+    local o=uname=root
+    [ -n "${4:-}" ] && o="$o,$4"
+    echo "virtfs-mount --port $1 -o $o --aname '$2' none $3"
+}
+
+# Shows the server's warnings and errors (for the report of a failed check).
+server_warnings() {
+    grep -E -i 'warn|error|closing' "$1" 2>/dev/null | sort | uniq -c | head -n 8 |
+        sed 's/^/# server log: /'
+}
+
+# A listing that changes when anything in a tree changes.
+tree_sum() {
+    (cd "$1" && find . -printf '%p %y %m %U:%G %s %T@ %l\n' | sort &&
+        find . -type f -print0 | sort -z | xargs -0r md5sum)
+}
+
+# ----------------------------------------------------------------------------
+# (1) basic job
+# ----------------------------------------------------------------------------
+part1() {
+    local k=$1 w=$work/$k/p1 e sock
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e/host" "$e/g"
+    echo "hello from the host" > "$e/host/hello.txt"
+    head -c 3000000 /dev/urandom > "$e/host/data.bin"
+    local hostmd5 t0
+    hostmd5=$(md5sum < "$e/host/data.bin" | cut -d' ' -f1)
+    # The 100k-entry directory is made once and moved between kernels.
+    if [ ! -d "$work/big100k" ]; then
+        t0=$SECONDS
+        "$bin/vfstest-host" mkfiles "$work/big100k" 100000 || nok "host: create 100k files"
+        echo "# host: created 100000 files in $((SECONDS - t0)) s"
+    fi
+    mv "$work/big100k" "$e/host/big100k"
+    echo "lock me" > "$e/host/locked.file"
+    rm -f "$w/lock.ready"
+    "$bin/vfstest-host" lock-hold "$e/host/locked.file" "$w/lock.ready" &
+    lockpid=$!
+    local n=50
+    while [ ! -f "$w/lock.ready" ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
+    hcheck "host: helper holds a write lock on host/locked.file" test -f "$w/lock.ready"
+
+    guest_server_start "$sock" "$e" || { nok "server start (part 1)"; return; }
+    local spid=$GUEST_SERVER_PID
+    servers+=("$spid")
+
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v MM=/mnt/mm G=/mnt/v/g
+mkdir -p \$M \$MM
+check "mount over virtio-serial with virtfs-mount" $(mount_cmd org.virtfs.0 "$e" '$M')
+grep -q ' /mnt/v 9p ' /proc/mounts || { nok "mounted"; finish; exit 1; }
+grep ' /mnt/v ' /proc/mounts | sed 's/^/# /'
+check "second mount cache=mmap,posixacl on port org.virtfs.1" $(mount_cmd org.virtfs.1 "$e" '$MM' cache=mmap,posixacl)
+check "read a host file" grep -qx "hello from the host" \$M/host/hello.txt
+check "host file content (md5) matches" test "\$(md5sum < \$M/host/data.bin | cut -d' ' -f1)" = "$hostmd5"
+
+t=\$(now)
+dd if=/dev/urandom of=/tmp/big bs=1M count=64 2>/dev/null
+check "write a 64 MiB file (dd conv=fsync)" dd if=/tmp/big of=\$G/big.bin bs=1M conv=fsync
+echo 3 > /proc/sys/vm/drop_caches
+check "64 MiB file reads back identical (cmp)" cmp /tmp/big \$G/big.bin
+md5sum /tmp/big | cut -d' ' -f1 > \$G/big.md5
+rm -f /tmp/big
+echo "# 64 MiB write+read: from \$t to \$(now)"
+
+check "mkdir -p" mkdir -p \$G/dir1/a/b/c
+echo content > \$G/dir1/file
+check "rename" mv \$G/dir1/file \$G/dir1/renamed
+check "symlink" ln -s renamed \$G/dir1/symlink
+check "readlink" test "\$(readlink \$G/dir1/symlink)" = renamed
+check "hard link" ln \$G/dir1/renamed \$G/dir1/hardlink
+check "hard link count 2" test "\$(stat -c %h \$G/dir1/renamed)" = 2
+check "chmod 0640" chmod 0640 \$G/dir1/renamed
+check "mode visible through the hard link" test "\$(stat -c %a \$G/dir1/hardlink)" = 640
+touch \$G/dir1/owned
+check "chown 1234:5678" chown 1234:5678 \$G/dir1/owned
+check "owner visible in the guest" test "\$(stat -c %u:%g \$G/dir1/owned)" = 1234:5678
+echo 0123456789 > \$G/dir1/trunc
+check "truncate -s 4" truncate -s 4 \$G/dir1/trunc
+check "truncated size 4" test "\$(stat -c %s \$G/dir1/trunc)" = 4
+touch \$G/dir1/timed
+check "utimes (touch -d 2001-02-03 04:05:06)" touch -d '2001-02-03 04:05:06' \$G/dir1/timed
+check "mtime visible in the guest" test "\$(stat -c %Y \$G/dir1/timed)" = 981173106
+mkdir -p \$G/dir2
+check "rename a directory tree into another directory" mv \$G/dir1/a \$G/dir2/a
+check "rmdir" sh -c "mkdir \$G/dir1/gone && rmdir \$G/dir1/gone"
+
+t=\$(now)
+mkdir \$G/many
+i=0
+while [ \$i -lt 1000 ]; do echo "file \$i" > \$G/many/f\$i || break; i=\$((i + 1)); done
+check "create 1000 files" test \$i = 1000
+check "readdir sees 1000 files" test "\$(ls \$G/many | wc -l)" = 1000
+check "read 1000 files" sh -c "cat \$G/many/* | wc -l | grep -qx 1000"
+echo "# 1000 files create+list+read: \$(now) (from \$t)"
+check "ls -lR" sh -c "ls -lR \$M/g > /tmp/lsr && test \\\$(wc -l < /tmp/lsr) -gt 1000"
+t=\$(now)
+check "rm -r of 1000 files" rm -r \$G/many
+check "directory of 1000 files is gone" test ! -e \$G/many
+echo "# rm -r: \$(now) (from \$t)"
+
+echo "# t=\$(now) progs"
+run_prog vfstest lock \$G
+run_prog vfstest lock-held \$M/host/locked.file
+run_prog vfstest xattr \$G/xattr.file
+run_prog vfstest acl \$MM/g/acl.file 1234
+echo "# t=\$(now)"
+run_prog vfstest tmpfile \$G
+run_prog vfstest mmap \$MM/g/mmap.bin
+md5sum \$G/mmap.bin | cut -d' ' -f1 > \$G/mmap.md5
+run_prog vfstest mmap-read \$G/mmap.bin
+echo "# t=\$(now)"
+run_prog vfstest rename-race \$G
+echo "# t=\$(now)"
+run_prog vfstest unlink-open \$G
+echo "# t=\$(now)"
+run_prog vfstest sparse \$G/sparse.bin 8
+t=\$(now)
+echo "# t=\$(now)"
+run_prog vfstest readdir \$M/host/big100k 100000
+check "statfs (df)" sh -c "df -k \$M | grep -q /mnt/v"
+df -k \$M | sed 's/^/# /'
+vfstest statfs \$M > \$G/statfs.txt
+sed 's/^/# /' \$G/statfs.txt
+if vfstest vsock-relay org.virtfs.2 5641; then
+    mkdir -p /mnt/vs
+    check "vsock: virtfs-mount --vsock 5641 --cid 1 (loopback, relayed to the host)" virtfs-mount --vsock 5641 --cid 1 -o uname=root --aname '$e' none /mnt/vs
+    check "vsock: read a host file" grep -qx "hello from the host" /mnt/vs/host/hello.txt
+    check "vsock: umount" umount /mnt/vs
+else
+    nok "vsock: loopback relay could not start"
+fi
+check "umount cache=mmap mount" umount \$MM
+check "umount" umount \$M
+sleep 0.3
+check "virtfs-mount relays exited after umount" sh -c '! pidof virtfs-mount'
+finish
+EOF
+    local rc=0
+    t0=$SECONDS
+    guest_run -t 480 -m 768M -n "$k-basic" "${GB[@]}" -s "$sock" -s "$sock" -s "$sock" "$w/job.sh" |
+        count_guest
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "basic job: guest did not finish (status $rc)"
+    echo "# basic job: $((SECONDS - t0)) s (status $rc)"
+    server_warnings "$sock.log"
+    kill "$lockpid" 2>/dev/null
+    wait "$lockpid" 2>/dev/null
+    lockpid=
+
+    # Host-side checks of what the guest did.
+    local g=$e/g
+    hcheck "host: 64 MiB file md5 equals the guest's" \
+        test "$(md5sum < "$g/big.bin" 2>/dev/null | cut -d' ' -f1)" = "$(cat "$g/big.md5" 2>/dev/null)"
+    hcheck "host: 64 MiB file size" test "$(stat -c %s "$g/big.bin" 2>/dev/null)" = 67108864
+    hcheck "host: renamed file has its content" grep -qx content "$g/dir1/renamed"
+    hcheck "host: old name is gone" test ! -e "$g/dir1/file"
+    hcheck "host: symlink -> renamed" test "$(readlink "$g/dir1/symlink")" = renamed
+    hcheck "host: hard link shares the inode" test "$g/dir1/hardlink" -ef "$g/dir1/renamed"
+    hcheck "host: mode 640" test "$(stat -c %a "$g/dir1/renamed" 2>/dev/null)" = 640
+    hcheck "host: owner 1234:5678" test "$(stat -c %u:%g "$g/dir1/owned" 2>/dev/null)" = 1234:5678
+    hcheck "host: truncated to 4 bytes '0123'" test "$(cat "$g/dir1/trunc" 2>/dev/null)" = 0123
+    hcheck "host: mtime 2001-02-03 04:05:06" test "$(stat -c %Y "$g/dir1/timed" 2>/dev/null)" = 981173106
+    hcheck "host: moved tree dir2/a/b/c" test -d "$g/dir2/a/b/c"
+    hcheck "host: dir1/a moved away" test ! -e "$g/dir1/a"
+    hcheck "host: 1000 files removed" test ! -e "$g/many"
+    hcheck "host: xattr user.virtfs.keep=kept" \
+        test "$(getfattr --only-values -n user.virtfs.keep "$g/xattr.file" 2>/dev/null)" = kept
+    hcheck "host: xattr user.virtfs.test removed" \
+        sh -c "! getfattr -n user.virtfs.test '$g/xattr.file'"
+    hcheck "host: POSIX ACL user:1234:r--" sh -c "getfacl -c '$g/acl.file' | grep -qx user:1234:r--"
+    hcheck "host: mmap-written file md5 equals the guest's cache=none view" \
+        test "$(md5sum < "$g/mmap.bin" 2>/dev/null | cut -d' ' -f1)" = "$(cat "$g/mmap.md5" 2>/dev/null)"
+    hcheck "host: sparse file size 8 GiB + 1" test "$(stat -c %s "$g/sparse.bin" 2>/dev/null)" = 8589934593
+    hcheck "host: sparse file uses < 16 MiB" test "$(du -k "$g/sparse.bin" | cut -f1)" -lt 16384
+    hcheck "host: unlinked-open file gone" test ! -e "$g/unlinked-open"
+    mv "$e/host/big100k" "$work/big100k"
+    local hs gs
+    hs=$("$bin/vfstest-host" statfs "$e" | sed -n 's/.*total=\([0-9]*\).*/\1/p')
+    gs=$(sed -n 's/.*total=\([0-9]*\).*/\1/p' "$g/statfs.txt" 2>/dev/null)
+    hcheck "host: statfs total size equal in guest and host ($gs vs $hs)" test -n "$gs" -a "$gs" = "$hs"
+}
+
+# ----------------------------------------------------------------------------
+# (2) two guests at once on one export
+# ----------------------------------------------------------------------------
+part2() {
+    local k=$1 w=$work/$k/p2 e sock token
+    e=$w/export
+    sock=$w/s.sock
+    token=$RANDOM$RANDOM
+    mkdir -p "$e/two"
+    guest_server_start "$sock" "$e" || { nok "server start (part 2)"; return; }
+    servers+=("$GUEST_SERVER_PID")
+    cat > "$w/a.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v; T=/mnt/v/two
+mkdir -p \$M
+check "guest A: mount (cache=none)" $(mount_cmd org.virtfs.0 "$e" '$M' cache=none)
+echo "hello from A $token" > \$T/msg.tmp && mv \$T/msg.tmp \$T/msg
+echo v1 > \$T/shared
+touch \$T/s1
+check "guest A: B acknowledged A's message" wait_for \$T/ack 240
+check "guest A: B's reply content" grep -qx "hello from B $token" \$T/ack
+check "guest A: B read v1" wait_for \$T/r1 120
+echo v2 > \$T/shared
+touch \$T/s2
+check "guest A: B saw v2" wait_for \$T/r2 120
+check "guest A: B saw the rewrite, content" grep -qx v2 \$T/r2
+umount \$M
+finish
+EOF
+    cat > "$w/b.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v; T=/mnt/v/two
+mkdir -p \$M
+check "guest B: mount (cache=none)" $(mount_cmd org.virtfs.0 "$e" '$M' cache=none)
+check "guest B: sees A's file appear" wait_for \$T/msg 240
+check "guest B: A's message content" grep -qx "hello from A $token" \$T/msg
+wait_for \$T/s1 60
+cat \$T/shared > \$T/r1.tmp; mv \$T/r1.tmp \$T/r1
+check "guest B: reads v1" grep -qx v1 \$T/r1
+echo "hello from B $token" > \$T/ack.tmp && mv \$T/ack.tmp \$T/ack
+check "guest B: A's rewrite signalled" wait_for \$T/s2 120
+cat \$T/shared > \$T/r2.tmp; mv \$T/r2.tmp \$T/r2
+check "guest B: sees v2 after A rewrote the file" grep -qx v2 \$T/r2
+umount \$M
+finish
+EOF
+    local t0=$SECONDS ra rb
+    guest_run -t 300 -n "$k-two-a" "${GB[@]}" -s "$sock" "$w/a.sh" > "$w/a.out" 2>&1 &
+    local pa=$!
+    guest_run -t 300 -n "$k-two-b" "${GB[@]}" -s "$sock" "$w/b.sh" > "$w/b.out" 2>&1 &
+    local pb=$!
+    wait $pa; ra=$?
+    wait $pb; rb=$?
+    count_guest < "$w/a.out"
+    count_guest < "$w/b.out"
+    [ $ra = 124 ] || [ $ra = 125 ] && nok "two guests: guest A did not finish (status $ra)"
+    [ $rb = 124 ] || [ $rb = 125 ] && nok "two guests: guest B did not finish (status $rb)"
+    hcheck "host: both guests' files present" test -f "$e/two/msg" -a -f "$e/two/ack"
+    server_warnings "$sock.log"
+    echo "# two guests: $((SECONDS - t0)) s"
+}
+
+# ----------------------------------------------------------------------------
+# (3) read-only export
+# ----------------------------------------------------------------------------
+part3() {
+    local k=$1 w=$work/$k/p3 e sock
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e/subdir"
+    echo "read-only content" > "$e/file.txt"
+    echo inner > "$e/subdir/inner"
+    ln -s file.txt "$e/link"
+    setfattr -n user.virtfs.orig -v 1 "$e/file.txt" 2>/dev/null
+    tree_sum "$e" > "$w/before"
+    guest_server_start "$sock" "$e" ro || { nok "server start (part 3)"; return; }
+    servers+=("$GUEST_SERVER_PID")
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v
+mkdir -p \$M
+check "ro: mount the read-only export" $(mount_cmd org.virtfs.0 "$e" '$M')
+check "ro: read a file" grep -qx "read-only content" \$M/file.txt
+check "ro: list" sh -c "ls -la \$M | grep -q subdir"
+run_prog vfstest rofs \$M \$M/file.txt
+check_fails "ro: shell redirection into a file" sh -c "echo x > \$M/file.txt"
+check_fails "ro: rm -r of a directory" rm -r \$M/subdir
+check_fails "ro: touch a new file" touch \$M/newfile
+umount \$M
+finish
+EOF
+    guest_run -t 240 -n "$k-ro" "${GB[@]}" -s "$sock" "$w/job.sh" | count_guest
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "ro job: guest did not finish (status $rc)"
+    server_warnings "$sock.log"
+    tree_sum "$e" > "$w/after"
+    if cmp -s "$w/before" "$w/after"; then
+        ok "host: read-only export unchanged (checksum listing)"
+    else
+        nok "host: read-only export CHANGED"
+        diff "$w/before" "$w/after" | head -n 10 | sed 's/^/#   /'
+    fi
+}
+
+# ----------------------------------------------------------------------------
+# (4) escape attempts
+# ----------------------------------------------------------------------------
+part4() {
+    local k=$1 w=$work/$k/p4 e sock
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e/sub" "$w/outside"
+    echo "host secret next to the export" > "$w/sentinel.txt"
+    echo "host secret outside" > "$w/outside/secret.txt"
+    chmod 0600 "$w/outside/secret.txt"
+    chmod 0750 "$w/outside"
+    echo inside > "$e/inside.txt"
+    echo inside2 > "$e/inside2.txt"
+    ln -s .. "$e/up"
+    ln -s ../.. "$e/upup"
+    ln -s /etc "$e/etc"
+    ln -s ../outside "$e/out"
+    ln -s ../outside/secret.txt "$e/secretlink"
+    tree_sum "$w/outside" > "$w/outside.before"
+    md5sum "$w/sentinel.txt" > "$w/sentinel.before"
+    ls -la --time-style=full-iso /etc > "$w/etc.before"
+    guest_server_start "$sock" "$e" || { nok "server start (part 4)"; return; }
+    servers+=("$GUEST_SERVER_PID")
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v
+mkdir -p \$M
+check "escape: mount" $(mount_cmd org.virtfs.0 "$e" '$M')
+check "escape: cd .. past the root lands in the guest's /mnt" sh -c "cd \$M/../..; test -d mnt/v && test ! -e sentinel.txt"
+check_fails "escape: \$M/../sentinel.txt not readable" cat \$M/../sentinel.txt
+check_fails "escape: symlink up -> .. does not reach the host" cat \$M/up/sentinel.txt
+check_fails "escape: symlink upup -> ../.. does not reach the host" cat \$M/upup/outside/secret.txt
+check_fails "escape: symlink etc -> /etc shows the guest's /etc, not the host's" cat \$M/etc/passwd
+check_fails "escape: symlink out -> ../outside not readable" cat \$M/out/secret.txt
+check_fails "escape: secretlink -> ../outside/secret.txt not readable" cat \$M/secretlink
+check_fails "escape: write through secretlink" sh -c "echo pwned > \$M/secretlink"
+check_fails "escape: rename into symlinked dir out/" mv \$M/inside2.txt \$M/out/
+check_fails "escape: rename a dir into symlinked dir out/" mv \$M/sub \$M/out/
+check_fails "escape: create in symlinked dir out/" sh -c "echo x > \$M/out/evil.txt"
+check_fails "escape: mkfifo in symlinked dir out/" mknod \$M/out/evilfifo p
+if mknod \$M/devnull c 1 3 2>/dev/null; then
+    ok "escape: mknod char device created inside the export (node only)"
+    check "escape: guest device node acts locally" sh -c "echo x > \$M/devnull"
+else
+    ok "escape: mknod char device refused by the server"
+fi
+check "escape: mknod fifo inside the export" mknod \$M/fifo p
+ln -s /etc/shadow \$M/shadowlink 2>/dev/null
+check_fails "escape: new symlink to /etc/shadow resolves in the guest" cat \$M/shadowlink
+run_prog raw9p org.virtfs.1 "$e"
+umount \$M
+finish
+EOF
+    ls -A "$w" > "$work/$k/p4.list.before"
+    guest_run -t 240 -n "$k-escape" "${GB[@]}" -s "$sock" -s "$sock" "$w/job.sh" | count_guest
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "escape job: guest did not finish (status $rc)"
+    server_warnings "$sock.log"
+    tree_sum "$w/outside" > "$w/outside.after"
+    if cmp -s "$w/outside.before" "$w/outside.after"; then
+        ok "host: directory outside the export unchanged"
+    else
+        nok "host: directory outside the export CHANGED"
+        diff "$w/outside.before" "$w/outside.after" | head -n 10 | sed 's/^/#   /'
+    fi
+    hcheck "host: sentinel next to the export unchanged" md5sum -c --quiet "$w/sentinel.before"
+    ls -A "$w" | grep -v -e '\.after$' > "$work/$k/p4.list.after"
+    hcheck "host: nothing new next to the export" cmp -s "$work/$k/p4.list.before" "$work/$k/p4.list.after"
+    ls -la --time-style=full-iso /etc > "$w/etc.after"
+    hcheck "host: /etc listing unchanged" cmp -s "$w/etc.before" "$w/etc.after"
+    hcheck "host: inside.txt still in the export" test -f "$e/inside.txt"
+    hcheck "host: symlink targets unchanged" \
+        test "$(readlink "$e/out"):$(readlink "$e/secretlink")" = "../outside:../outside/secret.txt"
+}
+
+# ----------------------------------------------------------------------------
+for k in "${kernels[@]}"; do
+    kprefix="[$k] "
+    tk=$SECONDS
+    if ! guest_image "$k"; then
+        nok "guest image for kernel $k"
+        continue
+    fi
+    echo "# kernel $k: $(cat "$GUEST_IMAGE/package")"
+    want_part 1 && part1 "$k"
+    want_part 2 && part2 "$k"
+    want_part 3 && part3 "$k"
+    want_part 4 && part4 "$k"
+    for p in "${servers[@]}"; do guest_server_stop "$p"; done
+    servers=()
+    echo "# kernel $k: $((SECONDS - tk)) s"
+    rm -rf "${work:?}/$k"
+done
+kprefix=
+echo "# total: $((SECONDS - t_start)) s"
+summary
