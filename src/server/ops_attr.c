@@ -6,20 +6,38 @@
 #include <limits.h>
 #include <string.h>
 
-/* Node and (if open) handle of a fid, for attribute ops. */
-static int
-attr_target(struct fid *f, struct be_node **n, struct be_handle **h)
+/*
+ * Fid 'num' (+1 ref, acting as its user), its node (+1 ref) and its open
+ * handle if any, for the attribute ops.  Release with attr_put().
+ */
+static struct fid *
+attr_fid(struct p9s_req *r, uint32_t num, struct be_node **n,
+         struct be_handle **h, int *err)
 {
+    struct fid *f = req_fid(r, num, err);
+
+    if (f == NULL) {
+        return NULL;
+    }
     pthread_mutex_lock(&f->lock);
     if (f->kind == FID_XATTR_READ || f->kind == FID_XATTR_WRITE) {
         pthread_mutex_unlock(&f->lock);
-        return -EINVAL;
+        fid_put(f);
+        *err = -EINVAL;
+        return NULL;
     }
     *n = f->node;
     f->be->ops->node_get(f->be, *n);
     *h = f->h; /* lives as long as the fid: we hold a ref */
     pthread_mutex_unlock(&f->lock);
-    return 0;
+    return f;
+}
+
+static void
+attr_put(struct fid *f, struct be_node *n)
+{
+    f->be->ops->node_put(f->be, n);
+    fid_put(f);
 }
 
 int
@@ -31,16 +49,12 @@ op_getattr(struct p9s_req *r)
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
+    f = attr_fid(r, t->fid, &n, &h, &err);
     if (f == NULL) {
         return err;
     }
-    err = attr_target(f, &n, &h);
-    if (err == 0) {
-        err = BE_CALL(f, getattr, n, h, t->request_mask, &r->r.u.rgetattr);
-        f->be->ops->node_put(f->be, n);
-    }
-    fid_put(f);
+    err = BE_CALL(f, getattr, n, h, t->request_mask, &r->r.u.rgetattr);
+    attr_put(f, n);
     return err;
 }
 
@@ -53,16 +67,12 @@ op_setattr(struct p9s_req *r)
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
+    f = attr_fid(r, t->fid, &n, &h, &err);
     if (f == NULL) {
         return err;
     }
-    err = attr_target(f, &n, &h);
-    if (err == 0) {
-        err = BE_CALL(f, setattr, n, h, t);
-        f->be->ops->node_put(f->be, n);
-    }
-    fid_put(f);
+    err = BE_CALL(f, setattr, n, h, t);
+    attr_put(f, n);
     return err;
 }
 
@@ -74,16 +84,12 @@ op_statfs(struct p9s_req *r)
     struct fid *f;
     int err;
 
-    f = req_fid(r, r->t.u.tstatfs.fid, &err);
+    f = attr_fid(r, r->t.u.tstatfs.fid, &n, &h, &err);
     if (f == NULL) {
         return err;
     }
-    err = attr_target(f, &n, &h);
-    if (err == 0) {
-        err = BE_CALL(f, statfs, n, &r->r.u.rstatfs);
-        f->be->ops->node_put(f->be, n);
-    }
-    fid_put(f);
+    err = BE_CALL(f, statfs, n, &r->r.u.rstatfs);
+    attr_put(f, n);
     return err;
 }
 
@@ -102,27 +108,20 @@ op_readlink(struct p9s_req *r)
     ssize_t len;
     int err;
 
-    f = req_fid(r, r->t.u.treadlink.fid, &err);
+    f = attr_fid(r, r->t.u.treadlink.fid, &n, &h, &err);
     if (f == NULL) {
         return err;
     }
-    err = attr_target(f, &n, &h);
-    if (err == 0) {
-        len = f->be->ops->readlink == NULL
-                  ? -ENOSYS
-                  : f->be->ops->readlink(f->be, n, rb.target,
-                                         sizeof(rb.target));
-        f->be->ops->node_put(f->be, n);
-        if (len < 0) {
-            err = (int)len;
-        } else if (len > UINT16_MAX) {
-            err = -ENAMETOOLONG;
-        } else {
-            /* p9s_respond encodes on this same thread, right after */
-            r->r.u.rreadlink.target.s = rb.target;
-            r->r.u.rreadlink.target.len = (uint16_t)len;
-        }
+    len = BE_CALL(f, readlink, n, rb.target, sizeof(rb.target));
+    attr_put(f, n);
+    if (len < 0) {
+        return (int)len;
     }
-    fid_put(f);
-    return err;
+    if (len > UINT16_MAX) {
+        return -ENAMETOOLONG;
+    }
+    /* p9s_respond encodes on this same thread, right after */
+    r->r.u.rreadlink.target.s = rb.target;
+    r->r.u.rreadlink.target.len = (uint16_t)len;
+    return 0;
 }

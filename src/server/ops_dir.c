@@ -110,6 +110,39 @@ op_symlink(struct p9s_req *r)
     return err;
 }
 
+/*
+ * Two fids of one export, for Tlink, Trenameat and Trename: fails with
+ * -EXDEV across exports (read-only gating of the export was done on the
+ * first fid by the dispatcher).  Leaves the thread acting as the first
+ * fid's user.  On success both pairs must be released with dir_put().
+ */
+static int
+fid_pair(struct p9s_req *r, uint32_t a, uint32_t b, struct fid **fa,
+         struct be_node **na, struct fid **fb, struct be_node **nb)
+{
+    int err;
+
+    err = dir_fid(r, a, fa, na);
+    if (err < 0) {
+        return err;
+    }
+    err = dir_fid(r, b, fb, nb);
+    if (err < 0) {
+        dir_put(*fa, *na);
+        return err;
+    }
+    if ((*fb)->ex != (*fa)->ex) {
+        err = -EXDEV;
+    } else if ((*fa)->be->ops->user_enter != NULL) {
+        err = (*fa)->be->ops->user_enter((*fa)->be, (*fa)->user->bu);
+    }
+    if (err < 0) {
+        dir_put(*fb, *nb);
+        dir_put(*fa, *na);
+    }
+    return err;
+}
+
 int
 op_link(struct p9s_req *r)
 {
@@ -121,24 +154,12 @@ op_link(struct p9s_req *r)
     struct fid *tf;
     int err;
 
-    err = dir_fid(r, t->dfid, &f, &d);
+    err = fid_pair(r, t->dfid, t->fid, &f, &d, &tf, &target);
     if (err < 0) {
         return err;
     }
-    err = dir_fid(r, t->fid, &tf, &target);
-    if (err < 0) {
-        dir_put(f, d);
-        return err;
-    }
-    if (tf->ex != f->ex) {
-        err = -EXDEV;
-    } else {
-        err = name_check(&t->name, name, sizeof(name), false);
-    }
+    err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        if (f->be->ops->user_enter != NULL) {
-            f->be->ops->user_enter(f->be, f->user->bu);
-        }
         err = BE_CALL(f, link, d, name, target);
     }
     dir_put(tf, target);
@@ -158,30 +179,15 @@ op_renameat(struct p9s_req *r)
     struct fid *nf;
     int err;
 
-    err = dir_fid(r, t->olddirfid, &of, &od);
+    err = fid_pair(r, t->olddirfid, t->newdirfid, &of, &od, &nf, &nd);
     if (err < 0) {
         return err;
     }
-    err = dir_fid(r, t->newdirfid, &nf, &nd);
-    if (err < 0) {
-        dir_put(of, od);
-        return err;
-    }
-    if (nf->ex != of->ex) {
-        err = -EXDEV;
-    } else if (nf->ex->readonly) {
-        err = -EROFS;
-    }
-    if (err == 0) {
-        err = name_check(&t->oldname, oldname, sizeof(oldname), false);
-    }
+    err = name_check(&t->oldname, oldname, sizeof(oldname), false);
     if (err == 0) {
         err = name_check(&t->newname, newname, sizeof(newname), false);
     }
     if (err == 0) {
-        if (of->be->ops->user_enter != NULL) {
-            of->be->ops->user_enter(of->be, of->user->bu);
-        }
         err = BE_CALL(of, renameat, od, oldname, nd, newname);
     }
     dir_put(nf, nd);
@@ -200,26 +206,12 @@ op_rename(struct p9s_req *r)
     struct fid *df;
     int err;
 
-    err = dir_fid(r, t->fid, &f, &n);
+    err = fid_pair(r, t->fid, t->dfid, &f, &n, &df, &nd);
     if (err < 0) {
         return err;
     }
-    err = dir_fid(r, t->dfid, &df, &nd);
-    if (err < 0) {
-        dir_put(f, n);
-        return err;
-    }
-    if (df->ex != f->ex) {
-        err = -EXDEV;
-    } else if (df->ex->readonly) {
-        err = -EROFS;
-    } else {
-        err = name_check(&t->name, name, sizeof(name), false);
-    }
+    err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        if (f->be->ops->user_enter != NULL) {
-            f->be->ops->user_enter(f->be, f->user->bu);
-        }
         err = BE_CALL(f, rename, n, nd, name);
     }
     dir_put(df, nd);

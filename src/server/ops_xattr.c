@@ -187,6 +187,26 @@ out_put:
     return err;
 }
 
+/* The fid of a Tlock/Tgetlock: open (a lock needs an open file). */
+static struct fid *
+lock_fid(struct p9s_req *r, uint32_t num, uint8_t type, int *err)
+{
+    struct fid *f = req_fid(r, num, err);
+
+    if (f == NULL) {
+        return NULL;
+    }
+    if (f->kind != FID_FILE && f->kind != FID_DIR) {
+        *err = -EBADF;
+    } else if (type > P9_LOCK_TYPE_UNLCK) {
+        *err = -EINVAL;
+    } else {
+        return f;
+    }
+    fid_put(f);
+    return NULL;
+}
+
 int
 op_lock(struct p9s_req *r)
 {
@@ -194,17 +214,11 @@ op_lock(struct p9s_req *r)
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
+    f = lock_fid(r, t->fid, t->type, &err);
     if (f == NULL) {
         return err;
     }
-    if (f->kind != FID_FILE && f->kind != FID_DIR) {
-        err = -EBADF;
-    } else if (t->type > P9_LOCK_TYPE_UNLCK) {
-        err = -EINVAL;
-    } else {
-        err = BE_CALL(f, lock, f->h, t, &r->r.u.rlock.status);
-    }
+    err = BE_CALL(f, lock, f->h, t, &r->r.u.rlock.status);
     fid_put(f);
     return err;
 }
@@ -216,17 +230,11 @@ op_getlock(struct p9s_req *r)
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
+    f = lock_fid(r, t->fid, t->type, &err);
     if (f == NULL) {
         return err;
     }
-    if (f->kind != FID_FILE && f->kind != FID_DIR) {
-        err = -EBADF;
-    } else if (t->type > P9_LOCK_TYPE_UNLCK) {
-        err = -EINVAL;
-    } else {
-        err = BE_CALL(f, getlock, f->h, t, &r->r.u.rgetlock);
-    }
+    err = BE_CALL(f, getlock, f->h, t, &r->r.u.rgetlock);
     fid_put(f);
     return err;
 }
