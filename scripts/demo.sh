@@ -8,13 +8,20 @@
 #
 # Installs what it needs (apt-get), builds VirtFS (meson + ninja), starts
 # virtfsd exporting DIR (default: a demo directory with a few files), boots a
-# Debian kernel under QEMU (KVM when usable, TCG otherwise) whose initramfs
-# mounts the export with virtfs-mount over a virtio-serial port, lists the
-# host's files, writes one, and checks on the host that the file arrived.
-# Exit status 0 only when the host saw the guest's file.
+# Debian kernel under QEMU (KVM when usable, TCG otherwise) that mounts the
+# export, lists the host's files, writes one, and checks on the host that the
+# file arrived.  Exit status 0 only when the host saw the guest's file.
 #
-# Environment: VIRTFS_DEMO_KERNEL (6.1 default, or 6.12), VIRTFS_BUILD_DIR
-# (default build), VIRTFS_GUEST_CACHE (default /var/cache/virtfs-guest).
+# Transport: with a QEMU >= 10.2 at hand (the host's, or the trixie chroot of
+# scripts/trixie-qemu.sh once built), virtfsd is the vhost-user back-end of a
+# virtio-9p device and the guest mounts with trans=virtio; otherwise (Debian
+# 12's QEMU 7.2) the guest reaches virtfsd's socket through a virtio-serial
+# port and mounts with the virtfs-mount helper.
+#
+# Environment: VIRTFS_DEMO_TRANSPORT (auto (default), vhost: build the trixie
+# QEMU if needed, serial), VIRTFS_DEMO_KERNEL (6.1 default, or 6.12),
+# VIRTFS_BUILD_DIR (default build), VIRTFS_GUEST_CACHE (default
+# /var/cache/virtfs-guest).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,20 +81,58 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/virtfs-demo-run.XXXXXX")
 sock=$work/virtfs.sock
 server_pid=
 cleanup() {
-    guest_server_stop "$server_pid"
+    if [ "${transport:-}" = vhost ]; then
+        [ -z "$server_pid" ] || vhost_virtfsd_stop "$server_pid"
+    else
+        guest_server_stop "$server_pid"
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-say "starting virtfsd --export $export_dir --listen unix:$sock"
-guest_server_start "$sock" "$export_dir" || fail "virtfsd did not start (log: $sock.log)"
-server_pid=$GUEST_SERVER_PID
+# shellcheck source=../tests/guest/vhost-lib.sh
+. tests/guest/vhost-lib.sh
+transport=${VIRTFS_DEMO_TRANSPORT:-auto}
+case $transport in
+    auto)
+        # vhost-user when a QEMU >= 10.2 is there without building anything
+        transport=serial
+        if { command -v qemu-system-x86_64 >/dev/null &&
+             _vhost_qemu_has_device qemu-system-x86_64; } ||
+           [ -e "$VHOST_GUEST_CACHE/trixie-qemu/.virtfs-done" ]; then
+            vhost_qemu_available -q && transport=vhost
+        fi ;;
+    vhost) vhost_qemu_available || fail "no QEMU >= 10.2 with vhost-user-test-device-pci" ;;
+    serial) ;;
+    *) fail "VIRTFS_DEMO_TRANSPORT must be auto, vhost or serial" ;;
+esac
+tag=demo
+mem=512M
+qargs=()
+if [ "$transport" = vhost ]; then
+    say "starting virtfsd --export $export_dir --vhost-user $sock --tag $tag"
+    vhost_virtfsd_start "$virtfsd" "$sock" "$export_dir" "$tag" ||
+        fail "virtfsd did not start (log: $sock.log)"
+    server_pid=$VHOST_VIRTFSD_PID
+    vhost_guest_qargs "$sock" "$tag" "$mem"
+    qargs=("${VHOST_QARGS[@]}")
+    export VIRTFS_GUEST_QEMU=$VHOST_QEMU
+    how="trans=virtio: virtio-9p device, virtfsd as its vhost-user back-end, $VHOST_QEMU_VERSION"
+    mount_cmd="mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,uname=root $tag /mnt/host"
+else
+    say "starting virtfsd --export $export_dir --listen unix:$sock"
+    guest_server_start "$sock" "$export_dir" || fail "virtfsd did not start (log: $sock.log)"
+    server_pid=$GUEST_SERVER_PID
+    qargs=(-s "$sock")
+    how="virtfs-mount over the virtio-serial port org.virtfs.0 (trans=fd)"
+    mount_cmd="virtfs-mount --aname '$export_dir' -o uname=root none /mnt/host"
+fi
 
 cat > "$work/job.sh" <<EOF
 echo "    guest: Linux \$(uname -r) is up (\$(cut -d' ' -f1 /proc/uptime) s)"
-echo "==> [6/$nsteps] guest: mounting the export with virtfs-mount (virtio-serial port org.virtfs.0)"
+echo "==> [6/$nsteps] guest: mounting the export: $how"
 mkdir -p /mnt/host
-virtfs-mount --aname '$export_dir' -o uname=root none /mnt/host || exit 1
+$mount_cmd || exit 1
 grep ' /mnt/host ' /proc/mounts | sed 's/^/    guest: /'
 echo "    guest: ls -l /mnt/host"
 ls -l /mnt/host | sed 's/^/    guest:   /'
@@ -105,7 +150,7 @@ guest_kvm_usable && accel=kvm
 say "booting the guest under QEMU ($accel; about 10-30 s under TCG)"
 t0=$SECONDS
 rc=0
-guest_run -t 240 -n demo -b "$mount_helper" -s "$sock" "$work/job.sh" || rc=$?
+guest_run -t 240 -n demo -m "$mem" -b "$mount_helper" "${qargs[@]}" "$work/job.sh" || rc=$?
 echo "    guest finished in $((SECONDS - t0)) s with status $rc"
 [ $rc = 0 ] || fail "the guest job failed (status $rc); server log: $sock.log"
 

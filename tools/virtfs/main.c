@@ -248,7 +248,9 @@ read_names(struct p9c_fid *dir, char ***names_out, size_t *n_out)
         free(names);
         goto out_clunk;
     }
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1) {
+        qsort(names, n, sizeof(*names), cmp_str);
+    }
     *names_out = names;
     *n_out = n;
 out_clunk:
