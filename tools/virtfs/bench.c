@@ -664,8 +664,10 @@ run_one(struct worker *ws, const struct bench_cfg *cfg, enum wl wl)
     }
     nlat = 0;
     for (int i = 0; i < cfg->conns; i++) {
-        memcpy(all + nlat, ws[i].lat, ws[i].nlat * sizeof(*all));
-        nlat += ws[i].nlat;
+        if (ws[i].nlat > 0) {
+            memcpy(all + nlat, ws[i].lat, ws[i].nlat * sizeof(*all));
+            nlat += ws[i].nlat;
+        }
     }
     qsort(all, nlat, sizeof(*all), cmp_u32);
     p50 = nlat ? all[nlat / 2] / 1000.0 : 0;
