@@ -37,6 +37,7 @@
 #include "virtfs/server.h"
 
 #define STAGE_SIZE (64 * 1024)
+#define BIG_FRAME (8 * 1024) /* larger partial frames skip the staging copy */
 #define PAUSE_AT 128   /* stop reading with this many requests pending */
 #define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
 #define SEND_TIMEOUT_MS 60000     /* only for pipes (--stdio) */
@@ -573,7 +574,7 @@ xconn_parse(struct xconn *xc)
             break;
         }
         if ((size_t)flen > xc->stage_len - pos) {
-            if ((size_t)flen > STAGE_SIZE) {
+            if ((size_t)flen > BIG_FRAME) {
                 /* a large frame: read the rest straight into its buffer */
                 xc->big = malloc((size_t)flen);
                 if (xc->big == NULL) {

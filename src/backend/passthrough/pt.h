@@ -66,7 +66,17 @@ struct be_handle {
     struct be_node *node; /* one ref */
     int fd;               /* a real open descriptor, owned */
     int oflags;           /* the open(2) flags used */
-    pthread_mutex_t lock; /* serialises lseek+getdents64 in readdir */
+    pthread_mutex_t lock; /* serialises readdir; protects the fields below */
+    /*
+     * Directory read-ahead: entries getdents64 returned that no Treaddir
+     * took yet.  A Treaddir that resumes at 'dcur' continues from here
+     * without lseek (which makes e.g. ext4 rebuild its hash-order cache).
+     */
+    char *dbuf;           /* PT_DIRBUF bytes, allocated on first readdir */
+    long dlen;            /* bytes of entries in dbuf */
+    long dpos;            /* next unreturned entry */
+    uint64_t dcur;        /* offset of the position at dpos */
+    bool dvalid;          /* dbuf/dcur describe the fd's stream */
 };
 
 /* An attached user. */

@@ -96,9 +96,7 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
            be_dirent_fn *fn, void *ctx)
 {
     struct pt_backend *pb = pt_be(be);
-    char *buf;
     int err = 0;
-    bool stop = false;
 
     if (h->node->type != S_IFDIR) {
         return -ENOTDIR;
@@ -106,37 +104,34 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
     if (offset > (uint64_t)INT64_MAX) {
         return -EINVAL;
     }
-    buf = malloc(PT_DIRBUF);
-    if (buf == NULL) {
-        return -ENOMEM;
-    }
     pthread_mutex_lock(&h->lock);
-    if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
-        err = -errno;
-        goto out_unlock;
+    if (h->dbuf == NULL) {
+        h->dbuf = malloc(PT_DIRBUF);
+        if (h->dbuf == NULL) {
+            err = -ENOMEM;
+            goto out_unlock;
+        }
+        h->dvalid = false;
     }
-    while (!stop) {
-        long nread = syscall(SYS_getdents64, h->fd, buf, PT_DIRBUF);
-        long pos = 0;
-
-        if (nread < 0) {
-            /*
-             * A removed directory answers ENOENT; it has no entries, so
-             * report an empty (ended) directory to the open handle.
-             */
-            err = errno == ENOENT ? 0 : -errno;
-            break;
+    if (!h->dvalid || offset != h->dcur) {
+        /* not where the last Treaddir stopped: seek (offsets are the
+         * host's directory cookies, so this resumes exactly) */
+        h->dvalid = false;
+        if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
+            err = -errno;
+            goto out_unlock;
         }
-        if (nread == 0) {
-            break;
-        }
-        while (pos < nread) {
-            struct pt_dirent64 *d = (struct pt_dirent64 *)(buf + pos);
+        h->dlen = 0;
+        h->dpos = 0;
+        h->dcur = offset;
+        h->dvalid = true;
+    }
+    for (;;) {
+        while (h->dpos < h->dlen) {
+            struct pt_dirent64 *d = (struct pt_dirent64 *)(h->dbuf + h->dpos);
             unsigned char dtype = d->d_type;
             struct p9_qid qid;
-            int r;
 
-            pos += d->d_reclen;
             if (dtype == DT_UNKNOWN) {
                 struct stat st;
 
@@ -147,18 +142,35 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
             qid.type = pt_dtype_to_qtype(dtype);
             qid.version = 0;
             qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
-            r = fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
-                   strlen(d->d_name));
-            if (r != 0) {
-                stop = true;
+            if (fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
+                   strlen(d->d_name)) != 0) {
+                goto out_unlock; /* full: this entry stays for the next call */
+            }
+            h->dpos += d->d_reclen;
+            h->dcur = (uint64_t)d->d_off;
+        }
+        {
+            long nread = syscall(SYS_getdents64, h->fd, h->dbuf, PT_DIRBUF);
+
+            if (nread < 0) {
+                /*
+                 * A removed directory answers ENOENT; it has no entries,
+                 * so report an empty (ended) directory to the open handle.
+                 */
+                err = errno == ENOENT ? 0 : -errno;
+                h->dvalid = false;
                 break;
+            }
+            h->dlen = nread;
+            h->dpos = 0;
+            if (nread == 0) {
+                break; /* the end; dcur stays valid for a later call */
             }
         }
     }
 
 out_unlock:
     pthread_mutex_unlock(&h->lock);
-    free(buf);
     return err;
 }
 

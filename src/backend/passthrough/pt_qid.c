@@ -40,8 +40,15 @@ pt_qid_init(struct pt_backend *pb)
     pb->map_size = 0;
     pb->map_count = 0;
     pb->map_next = 1;
-    /* The root's device is index 0, so plain inode numbers show through. */
-    (void)pt_qid_path(pb, pb->root->dev, pb->root->ino);
+    /* The root's device is index 0, so plain inode numbers show through
+     * (and pt_qid_path answers them without the lock). */
+    pb->devs = malloc(8 * sizeof(*pb->devs));
+    if (pb->devs == NULL) {
+        return -ENOMEM;
+    }
+    pb->devs_cap = 8;
+    pb->devs[0] = pb->root->dev;
+    pb->ndevs = 1;
     return 0;
 }
 
@@ -143,6 +150,11 @@ pt_qid_path(struct pt_backend *pb, dev_t dev, ino_t ino)
     size_t idx;
 
     if (!pb->remap_devs) {
+        return (uint64_t)ino;
+    }
+    /* the common case needs no lock: the root's device has index 0 */
+    if (pb->root != NULL && dev == pb->root->dev &&
+        ((uint64_t)ino & ~PT_QID_INO_MASK) == 0) {
         return (uint64_t)ino;
     }
     pthread_mutex_lock(&pb->qid_lock);
