@@ -85,6 +85,19 @@ struct p9s_conn *p9s_conn_new(struct p9s_server *srv,
  */
 int p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
                     size_t len, void *cookie);
+
+/*
+ * The same with flags.  P9S_SUBMIT_INLINE: the transport has nothing else
+ * of this session in flight and would only wait for this reply, so the
+ * request may run right here on the calling thread instead of being handed
+ * to a worker (requests that may wait for another party -- Tlopen,
+ * Tlcreate, Tlock, Tfsync -- still go to the pool).
+ * send()/drop() may then be called before this function returns.
+ */
+#define P9S_SUBMIT_INLINE 0x1u
+int p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
+                          int iovcnt, size_t len, void *cookie,
+                          unsigned flags);
 /* The negotiated msize (the server's cap until Tversion). */
 uint32_t p9s_conn_msize(struct p9s_conn *c);
 /* The transport has gone: cancel what can be cancelled, clunk all fids

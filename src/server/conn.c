@@ -223,9 +223,36 @@ conn_flush(struct p9s_req *fr)
     return now;
 }
 
+/*
+ * Requests that may run on the transport's thread (P9S_SUBMIT_INLINE):
+ * those that do not wait for another party.  Opens (a FIFO waits for its
+ * peer), locks and fsync always go to the pool, so the transport keeps
+ * reading (a Tflush for them must get through).
+ */
+static bool
+req_is_quick(const struct p9s_req *r)
+{
+    switch (r->t.type) {
+    case P9_TLOPEN:
+    case P9_TLCREATE:
+    case P9_TLOCK:
+    case P9_TFSYNC:
+        return false;
+    default:
+        return r->decode_err == 0;
+    }
+}
+
 int
 p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
                 size_t len, void *cookie)
+{
+    return p9s_conn_submit_flags(c, iov, iovcnt, len, cookie, 0);
+}
+
+int
+p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
+                      int iovcnt, size_t len, void *cookie, unsigned flags)
 {
     struct p9s_req *r;
     struct p9_rbuf b;
@@ -314,6 +341,10 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
          * well-behaved client; running it here keeps msize ordering */
         r->state = REQ_RUNNING;
         p9s_respond(r, op_version(r));
+        return 0;
+    }
+    if ((flags & P9S_SUBMIT_INLINE) && req_is_quick(r)) {
+        p9s_dispatch(r); /* one request, no hand-over */
         return 0;
     }
     workq_push(c->srv, r);

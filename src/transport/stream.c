@@ -2,15 +2,30 @@
 /*
  * Byte-stream transports (see stream.h).
  *
+ * Threads: one loop thread accepts on the listeners; every connection has
+ * a thread of its own that reads and frames its messages and writes what
+ * the socket did not take at once.  A request that arrives alone (nothing
+ * else of that connection in flight, nothing more buffered) runs right on
+ * the connection's thread: a closed-loop client costs no hand-over at all.
+ * Requests that arrive while others are in flight (pipelining) go to the
+ * worker pool and run concurrently.  Tfsync, which can take long, always
+ * goes to the pool.
+ *
  * Framing: size[4] is validated against the session's msize by the core
  * (p9s_frame_len) before a buffer is allocated for the message.  A frame
  * error or a duplicate tag closes only that connection.
  *
- * Lifetime: the loop thread owns reading.  When the peer goes away the
- * loop removes the fd from epoll, shuts the socket down and calls
- * p9s_conn_close(); the fd is closed and the struct freed in release(),
- * after the last worker has sent or dropped its reply, so a worker never
- * writes to a recycled fd number.
+ * Writing: replies are sent without blocking by whichever thread finishes
+ * the request; what the socket does not take is queued and sent by the
+ * connection's thread when the socket is writable, so a worker never
+ * blocks on a slow reader.  A connection stops being read while it has
+ * PAUSE_AT requests pending or OQ_PAUSE_BYTES of replies queued: a client
+ * that does not read its replies only stalls itself.
+ *
+ * Lifetime: when the peer goes away the connection thread shuts the socket
+ * down, calls p9s_conn_close() and exits; the fd is closed and the struct
+ * freed in release(), after the last worker has sent or dropped its reply,
+ * so a worker never writes to a recycled fd number.
  */
 #include "transport/stream.h"
 
@@ -22,10 +37,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,11 +55,11 @@
 
 #define STAGE_SIZE (64 * 1024)
 #define BIG_FRAME (8 * 1024) /* larger partial frames skip the staging copy */
-#define PAUSE_AT 128   /* stop reading with this many requests pending */
+#define PAUSE_AT 128         /* stop reading with this many requests pending */
 #define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
-#define SEND_TIMEOUT_MS 60000     /* only for pipes (--stdio) */
+#define CONN_STACK (256 * 1024)
 
-/* Reply bytes a socket did not take yet (sent by the loop on EPOLLOUT). */
+/* Reply bytes the socket did not take yet. */
 struct obuf {
     struct obuf *next;
     size_t len;
@@ -50,39 +67,31 @@ struct obuf {
     uint8_t data[];
 };
 
-enum ent_kind { ENT_LISTENER, ENT_CONN };
-
-struct ent {
-    enum ent_kind kind;
-};
-
 struct listener {
-    struct ent e;
     int fd;
     char name[128];
     struct listener *next;
 };
 
 struct xconn {
-    struct ent e;
     struct xp_loop *loop;
     int rfd;
     int wfd;
+    int evfd;               /* wakes the connection thread */
     bool sock;              /* rfd is a socket (send/shutdown usable) */
     bool last;
     char peer[160];
     struct p9s_conn *sc;
-    struct xconn *open_prev, *open_next; /* loop's open list (loop thread) */
-    pthread_mutex_t wlock;  /* one writer at a time; guards the flags below */
+    struct xconn *open_prev, *open_next; /* loop's open list (open_lock) */
+    pthread_mutex_t wlock;  /* one writer at a time; guards the fields below */
     bool dead;              /* the write side failed */
-    bool closing;           /* p9s_conn_close called */
-    bool paused;            /* not reading: too much pending or queued */
+    bool closing;           /* the connection thread is done with it */
+    bool stopping;          /* shutdown: answer what is in flight, then close */
     unsigned pending;       /* submitted, not yet sent/dropped */
-    uint32_t cur_events;    /* what epoll watches now */
-    struct obuf *oq_head;   /* output queue (sockets only) */
+    struct obuf *oq_head;   /* output queue */
     struct obuf *oq_tail;
     size_t oq_bytes;
-    /* read state (loop thread only) */
+    /* read state (connection thread only) */
     uint8_t *stage;
     size_t stage_len;       /* bytes in stage */
     uint8_t *big;           /* a frame larger than what is staged */
@@ -104,14 +113,13 @@ struct xp_loop {
     atomic_int nconns;
     atomic_bool last_gone;
     bool have_last;
-    /* xp_loop_add_conn may run on any thread (an embedder adding a
-     * socketpair end while the loop runs), so the list has a lock. */
     pthread_mutex_t open_lock;
-    struct xconn *open;     /* connections still read by the loop (open_lock) */
+    struct xconn *open;     /* connections whose thread runs (open_lock) */
 };
 
 static const struct p9s_conn_ops xconn_ops;
-static void xconn_drop_output(struct xconn *xc);
+
+static void xconn_drop_output_locked(struct xconn *xc);
 
 /* ---- listening -------------------------------------------------------- */
 
@@ -256,7 +264,6 @@ xp_listen(const char *spec, char *msg, size_t msgsize)
              spec);
     return -EINVAL;
 }
-
 /* ---- loop --------------------------------------------------------------- */
 
 struct xp_loop *
@@ -271,6 +278,7 @@ xp_loop_new(struct p9s_server *srv)
     pthread_mutex_init(&loop->open_lock, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
+        pthread_mutex_destroy(&loop->open_lock);
         free(loop);
         return NULL;
     }
@@ -304,7 +312,6 @@ xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name)
     if (l == NULL) {
         return -ENOMEM;
     }
-    l->e.kind = ENT_LISTENER;
     l->fd = fd;
     snprintf(l->name, sizeof(l->name), "%s", name);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -341,7 +348,7 @@ open_unlink(struct xp_loop *loop, struct xconn *xc)
     pthread_mutex_lock(&loop->open_lock);
     if (xc->open_prev != NULL) {
         xc->open_prev->open_next = xc->open_next;
-    } else {
+    } else if (loop->open == xc) {
         loop->open = xc->open_next;
     }
     if (xc->open_next != NULL) {
@@ -352,19 +359,31 @@ open_unlink(struct xp_loop *loop, struct xconn *xc)
     pthread_mutex_unlock(&loop->open_lock);
 }
 
+static void
+xconn_wake(struct xconn *xc)
+{
+    uint64_t one = 1;
+    ssize_t r = write(xc->evfd, &one, sizeof(one));
+
+    (void)r; /* a full counter wakes the thread as well */
+}
+
+static void *xconn_main(void *arg);
+
 int
 xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
                  bool last)
 {
-    struct epoll_event ev;
     struct xconn *xc = calloc(1, sizeof(*xc));
+    pthread_attr_t attr;
+    pthread_t th;
     int type;
     socklen_t len = sizeof(type);
+    int err;
 
     if (xc == NULL) {
         return -ENOMEM;
     }
-    xc->e.kind = ENT_CONN;
     xc->loop = loop;
     xc->rfd = rfd;
     xc->wfd = wfd;
@@ -373,50 +392,61 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
     snprintf(xc->peer, sizeof(xc->peer), "%s", peer);
     pthread_mutex_init(&xc->wlock, NULL);
     xc->stage = malloc(STAGE_SIZE);
-    if (xc->stage == NULL) {
-        free(xc);
-        return -ENOMEM;
+    xc->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (xc->stage == NULL || xc->evfd < 0) {
+        err = xc->evfd < 0 ? -errno : -ENOMEM;
+        goto out_free;
     }
     xc->sc = p9s_conn_new(loop->srv, &xconn_ops, xc, peer);
     if (xc->sc == NULL) {
-        free(xc->stage);
-        free(xc);
-        return -ENOMEM;
+        err = -ENOMEM;
+        goto out_free;
     }
     fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+    if (wfd != rfd) {
+        fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+    }
     if (last) {
         loop->have_last = true;
     }
     atomic_fetch_add(&loop->nconns, 1);
-    /* linked before the loop can see it: it may close xc at once */
     open_link(loop, xc);
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | EPOLLRDHUP;
-    xc->cur_events = ev.events;
-    ev.data.ptr = xc;
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0) {
-        int err = -errno;
-
-        log_err("epoll: %s", strerror(errno));
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, CONN_STACK);
+    err = -pthread_create(&th, &attr, xconn_main, xc);
+    pthread_attr_destroy(&attr);
+    if (err < 0) {
+        log_err("%s: cannot start a connection thread: %s", peer,
+                strerror(-err));
         open_unlink(loop, xc);
+        pthread_mutex_lock(&xc->wlock);
         xc->closing = true;
-        p9s_conn_close(xc->sc); /* releases xc */
+        pthread_mutex_unlock(&xc->wlock);
+        p9s_conn_close(xc->sc); /* releases xc (and closes the fds) */
         return err;
     }
     log_info("%s: connected", peer);
     return 0;
+
+out_free:
+    if (xc->evfd >= 0) {
+        close(xc->evfd);
+    }
+    pthread_mutex_destroy(&xc->wlock);
+    free(xc->stage);
+    free(xc);
+    return err;
 }
 
-/* The loop is done with this connection (EOF, error, protocol error). */
+/* The connection thread is done with this connection. */
 static void
 xconn_close(struct xconn *xc)
 {
-    struct xp_loop *loop = xc->loop;
-
-    open_unlink(loop, xc);
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
+    open_unlink(xc->loop, xc);
     pthread_mutex_lock(&xc->wlock);
     xc->closing = true;
+    xconn_drop_output_locked(xc);
     pthread_mutex_unlock(&xc->wlock);
     if (xc->sock) {
         shutdown(xc->rfd, SHUT_RDWR);
@@ -431,54 +461,28 @@ xconn_release(struct p9s_conn *c, void *tp)
 {
     struct xconn *xc = tp;
     struct xp_loop *loop = xc->loop;
+    bool last = xc->last;
 
     (void)c;
     log_info("%s: disconnected", xc->peer);
-    if (xc->last) {
-        atomic_store(&loop->last_gone, true);
-    }
     close(xc->rfd);
     if (xc->wfd != xc->rfd) {
         close(xc->wfd);
     }
-    xconn_drop_output(xc);
+    close(xc->evfd);
+    xconn_drop_output_locked(xc);
     pthread_mutex_destroy(&xc->wlock);
     free(xc->stage);
+    free(xc->big);
     free(xc);
+    if (last) {
+        atomic_store(&loop->last_gone, true);
+    }
     atomic_fetch_sub(&loop->nconns, 1);
 }
 
-/*
- * Recompute what the loop watches (wlock held): reading stops while too
- * many requests are pending or too much output is queued -- a client that
- * does not read its replies only stalls itself; writing is watched while
- * output is queued.
- */
 static void
-xconn_update_events(struct xconn *xc)
-{
-    struct epoll_event ev;
-    uint32_t want;
-
-    if (xc->closing) {
-        return;
-    }
-    xc->paused = xc->pending >= PAUSE_AT || xc->oq_bytes >= OQ_PAUSE_BYTES;
-    want = (xc->paused ? 0 : (EPOLLIN | EPOLLRDHUP)) |
-           (xc->oq_head != NULL ? EPOLLOUT : 0);
-    if (want == xc->cur_events) {
-        return;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = want;
-    ev.data.ptr = xc;
-    if (epoll_ctl(xc->loop->epfd, EPOLL_CTL_MOD, xc->rfd, &ev) == 0) {
-        xc->cur_events = want;
-    }
-}
-
-static void
-xconn_drop_output(struct xconn *xc)
+xconn_drop_output_locked(struct xconn *xc)
 {
     struct obuf *o;
 
@@ -490,6 +494,24 @@ xconn_drop_output(struct xconn *xc)
     xc->oq_bytes = 0;
 }
 
+static ssize_t
+xconn_write_some(struct xconn *xc, const void *p, size_t n)
+{
+    return xc->sock ? send(xc->wfd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+                    : write(xc->wfd, p, n);
+}
+
+/* The write side failed: nothing more goes out (wlock held). */
+static void
+xconn_write_failed(struct xconn *xc)
+{
+    xc->dead = true;
+    xconn_drop_output_locked(xc);
+    if (xc->sock) {
+        shutdown(xc->wfd, SHUT_RDWR); /* the reader sees EOF and closes */
+    }
+}
+
 /* Send queued output without blocking (wlock held). */
 static void
 xconn_flush_output(struct xconn *xc)
@@ -497,18 +519,15 @@ xconn_flush_output(struct xconn *xc)
     struct obuf *o;
 
     while ((o = xc->oq_head) != NULL && !xc->dead) {
-        ssize_t n = send(xc->wfd, o->data + o->off, o->len - o->off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = xconn_write_some(xc, o->data + o->off, o->len - o->off);
 
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                xconn_write_failed(xc);
             }
-            xc->dead = true;
-            shutdown(xc->wfd, SHUT_RDWR); /* the loop sees EOF and closes */
             break;
         }
         o->off += (size_t)n;
@@ -521,26 +540,20 @@ xconn_flush_output(struct xconn *xc)
             free(o);
         }
     }
-    if (xc->dead) {
-        xconn_drop_output(xc);
-    }
 }
 
-/* The loop thread: the socket takes more output. */
-static void
-xconn_writable(struct xconn *xc)
+static bool
+xconn_paused(struct xconn *xc)
 {
-    pthread_mutex_lock(&xc->wlock);
-    xconn_flush_output(xc);
-    xconn_update_events(xc);
-    pthread_mutex_unlock(&xc->wlock);
+    return xc->pending >= PAUSE_AT || xc->oq_bytes >= OQ_PAUSE_BYTES;
 }
 
 /* Hand one complete frame (owned buffer) to the core. */
 static int
-xconn_submit(struct xconn *xc, uint8_t *buf, size_t len)
+xconn_submit(struct xconn *xc, uint8_t *buf, size_t len, bool alone)
 {
     struct xmsg *m = calloc(1, sizeof(*m));
+    unsigned flags = 0;
 
     if (m == NULL) {
         free(buf);
@@ -551,11 +564,11 @@ xconn_submit(struct xconn *xc, uint8_t *buf, size_t len)
     m->in.iov_len = len;
     pthread_mutex_lock(&xc->wlock);
     xc->pending++;
-    if (xc->pending >= PAUSE_AT) {
-        xconn_update_events(xc);
+    if (alone && xc->pending == 1) {
+        flags = P9S_SUBMIT_INLINE; /* nothing else in flight: run it here */
     }
     pthread_mutex_unlock(&xc->wlock);
-    return p9s_conn_submit(xc->sc, &m->in, 1, len, m);
+    return p9s_conn_submit_flags(xc->sc, &m->in, 1, len, m, flags);
 }
 
 /* Parse complete frames out of the staging buffer. */
@@ -568,6 +581,7 @@ xconn_parse(struct xconn *xc)
     while (xc->stage_len - pos >= 4) {
         long flen = p9s_frame_len(xc->sc, xc->stage + pos);
         uint8_t *buf;
+        bool alone;
 
         if (flen < 0) {
             err = -EPROTO;
@@ -595,7 +609,8 @@ xconn_parse(struct xconn *xc)
         }
         memcpy(buf, xc->stage + pos, (size_t)flen);
         pos += (size_t)flen;
-        err = xconn_submit(xc, buf, (size_t)flen);
+        alone = xc->stage_len - pos < 4; /* nothing more buffered */
+        err = xconn_submit(xc, buf, (size_t)flen, alone);
         if (err < 0) {
             break;
         }
@@ -605,11 +620,11 @@ xconn_parse(struct xconn *xc)
     return err;
 }
 
-/* Readable: returns false when the connection was closed. */
+/* Read what is there; false when the connection must close. */
 static bool
-xconn_readable(struct xconn *xc)
+xconn_read(struct xconn *xc)
 {
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0; rounds < 16; rounds++) {
         ssize_t n;
 
         if (xc->big != NULL) {
@@ -619,18 +634,13 @@ xconn_readable(struct xconn *xc)
                      STAGE_SIZE - xc->stage_len);
         }
         if (n == 0) {
-            xconn_close(xc);
             return false;
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 return true;
             }
-            if (errno == EINTR) {
-                continue;
-            }
-            xconn_close(xc);
-            return false;
+            return errno == EINTR;
         }
         if (xc->big != NULL) {
             xc->big_got += (size_t)n;
@@ -638,8 +648,8 @@ xconn_readable(struct xconn *xc)
                 uint8_t *buf = xc->big;
 
                 xc->big = NULL;
-                if (xconn_submit(xc, buf, xc->big_len) < 0) {
-                    xconn_close(xc);
+                if (xconn_submit(xc, buf, xc->big_len, xc->stage_len == 0) <
+                    0) {
                     return false;
                 }
             }
@@ -648,14 +658,95 @@ xconn_readable(struct xconn *xc)
         xc->stage_len += (size_t)n;
         if (xconn_parse(xc) < 0) {
             log_peer("%s: protocol error, closing connection", xc->peer);
-            xconn_close(xc);
             return false;
         }
-        if (xc->paused) {
+        pthread_mutex_lock(&xc->wlock);
+        n = xconn_paused(xc);
+        pthread_mutex_unlock(&xc->wlock);
+        if (n) {
             return true;
         }
     }
     return true;
+}
+
+static void *
+xconn_main(void *arg)
+{
+    struct xconn *xc = arg;
+    struct timespec t_stop = {0};
+
+    for (;;) {
+        struct pollfd pfd[3];
+        int nfd = 0;
+        int ri = -1;
+        int wi = -1;
+        bool reading;
+        bool writing;
+        bool stopping;
+        uint64_t cnt;
+
+        pthread_mutex_lock(&xc->wlock);
+        xconn_flush_output(xc);
+        stopping = xc->stopping;
+        reading = !xconn_paused(xc) && !xc->dead && !stopping;
+        writing = xc->oq_head != NULL && !xc->dead;
+        if (stopping && !writing && xc->pending == 0) {
+            pthread_mutex_unlock(&xc->wlock);
+            break; /* shutdown: everything answered */
+        }
+        pthread_mutex_unlock(&xc->wlock);
+        if (stopping) {
+            struct timespec now;
+
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (t_stop.tv_sec == 0) {
+                t_stop = now;
+            } else if (now.tv_sec - t_stop.tv_sec > 10) {
+                break; /* give up on what cannot be delivered */
+            }
+        }
+        if (reading || xc->wfd == xc->rfd) {
+            /* even when not reading, hang-ups are seen on the socket */
+            pfd[nfd].fd = xc->rfd;
+            pfd[nfd].events = (short)((reading ? POLLIN : 0) |
+                                      (writing && xc->wfd == xc->rfd
+                                           ? POLLOUT
+                                           : 0));
+            ri = nfd++;
+        }
+        if (writing && xc->wfd != xc->rfd) {
+            pfd[nfd].fd = xc->wfd;
+            pfd[nfd].events = POLLOUT;
+            wi = nfd++;
+        }
+        pfd[nfd].fd = xc->evfd;
+        pfd[nfd].events = POLLIN;
+        nfd++;
+        if (poll(pfd, (nfds_t)nfd, stopping ? 100 : -1) < 0 &&
+            errno != EINTR) {
+            break;
+        }
+        if (pfd[nfd - 1].revents & POLLIN) {
+            ssize_t r = read(xc->evfd, &cnt, sizeof(cnt));
+
+            (void)r;
+        }
+        if (wi >= 0 && (pfd[wi].revents & (POLLERR | POLLHUP))) {
+            break;
+        }
+        if (ri >= 0 && (pfd[ri].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (!reading) {
+                if (pfd[ri].revents & (POLLHUP | POLLERR)) {
+                    break;
+                }
+            } else if (!xconn_read(xc)) {
+                break;
+            }
+        }
+    }
+    xconn_close(xc);
+    return NULL;
 }
 
 static void
@@ -674,7 +765,9 @@ loop_accept(struct xp_loop *loop, struct listener *l)
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         snprintf(peer, sizeof(peer), "%s#%d", l->name, fd);
-        xp_loop_add_conn(loop, fd, fd, peer, false);
+        if (xp_loop_add_conn(loop, fd, fd, peer, false) < 0) {
+            close(fd);
+        }
     }
 }
 
@@ -682,7 +775,7 @@ int
 xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
             volatile sig_atomic_t *stats)
 {
-    struct epoll_event evs[64];
+    struct epoll_event evs[16];
 
     while (!*stop) {
         int n;
@@ -694,20 +787,9 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
             *stats = 0;
             p9s_server_dump_stats(loop->srv);
         }
-        n = epoll_wait(loop->epfd, evs, 64, 200);
+        n = epoll_wait(loop->epfd, evs, 16, 200);
         for (int i = 0; i < n; i++) {
-            struct ent *e = evs[i].data.ptr;
-
-            if (e->kind == ENT_LISTENER) {
-                loop_accept(loop, (struct listener *)e);
-                continue;
-            }
-            if (evs[i].events & EPOLLOUT) {
-                xconn_writable((struct xconn *)e);
-            }
-            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-                xconn_readable((struct xconn *)e); /* may free it */
-            }
+            loop_accept(loop, evs[i].data.ptr);
         }
     }
     return 0;
@@ -721,42 +803,15 @@ xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
     long waited = 0;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* every connection thread answers what it has read, then closes */
     pthread_mutex_lock(&loop->open_lock);
     for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
-        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, xc->rfd, NULL);
+        pthread_mutex_lock(&xc->wlock);
+        xc->stopping = true;
+        pthread_mutex_unlock(&xc->wlock);
+        xconn_wake(xc);
     }
     pthread_mutex_unlock(&loop->open_lock);
-    /* let what is in flight finish and its replies go out */
-    while (waited < (long)timeout_ms) {
-        unsigned pending = 0;
-
-        pthread_mutex_lock(&loop->open_lock);
-        for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
-            pthread_mutex_lock(&xc->wlock);
-            xconn_flush_output(xc);
-            pending += xc->pending + (xc->oq_head != NULL ? 1u : 0u);
-            pthread_mutex_unlock(&xc->wlock);
-        }
-        pthread_mutex_unlock(&loop->open_lock);
-        if (pending == 0) {
-            break;
-        }
-        usleep(10000);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        waited = (now.tv_sec - t0.tv_sec) * 1000 +
-                 (now.tv_nsec - t0.tv_nsec) / 1000000;
-    }
-    for (;;) {
-        struct xconn *xc;
-
-        pthread_mutex_lock(&loop->open_lock);
-        xc = loop->open;
-        pthread_mutex_unlock(&loop->open_lock);
-        if (xc == NULL) {
-            break;
-        }
-        xconn_close(xc);
-    }
     /* sessions are released once their last request is done */
     while (atomic_load(&loop->nconns) > 0 && waited < 2L * timeout_ms) {
         usleep(10000);
@@ -790,16 +845,18 @@ xconn_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
 }
 
 static void
-xmsg_done(struct xmsg *m)
+xmsg_done(struct xmsg *m, bool queued)
 {
     struct xconn *xc = m->xc;
+    bool wake;
 
     pthread_mutex_lock(&xc->wlock);
+    wake = queued || xconn_paused(xc) || xc->stopping;
     xc->pending--;
-    if (xc->paused) {
-        xconn_update_events(xc);
-    }
     pthread_mutex_unlock(&xc->wlock);
+    if (wake) {
+        xconn_wake(xc); /* resume reading, send the queue, or finish */
+    }
     free(m->in.iov_base);
     free(m->outbuf);
     free(m);
@@ -812,86 +869,56 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     struct xconn *xc = m->xc;
     const uint8_t *p = m->outbuf;
     size_t left = len;
+    bool queued = false;
 
     (void)c;
     pthread_mutex_lock(&xc->wlock);
-    if (xc->sock) {
-        /* never block a worker on a slow reader: what the socket does not
-         * take now is queued and sent by the loop thread */
-        if (xc->oq_head == NULL) {
-            while (left > 0 && !xc->dead) {
-                ssize_t n = send(xc->wfd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (xc->oq_head == NULL) {
+        while (left > 0 && !xc->dead) {
+            ssize_t n = xconn_write_some(xc, p, left);
 
-                if (n > 0) {
-                    p += n;
-                    left -= (size_t)n;
-                } else if (n < 0 && errno == EINTR) {
-                    continue;
-                } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                    break;
-                } else {
-                    xc->dead = true;
-                    shutdown(xc->wfd, SHUT_RDWR);
-                }
-            }
-        }
-        if (left > 0 && !xc->dead && !xc->closing) {
-            struct obuf *o = malloc(sizeof(*o) + left);
-
-            if (o == NULL) {
-                xc->dead = true; /* cannot keep the stream intact */
-                shutdown(xc->wfd, SHUT_RDWR);
-            } else {
-                o->next = NULL;
-                o->len = left;
-                o->off = 0;
-                memcpy(o->data, p, left);
-                if (xc->oq_tail != NULL) {
-                    xc->oq_tail->next = o;
-                } else {
-                    xc->oq_head = o;
-                }
-                xc->oq_tail = o;
-                xc->oq_bytes += left;
-                xconn_update_events(xc);
-            }
-        }
-        left = 0;
-    }
-    while (left > 0 && !xc->dead) {
-        ssize_t n = write(xc->wfd, p, left);
-
-        if (n > 0) {
-            p += n;
-            left -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pfd = {.fd = xc->wfd, .events = POLLOUT};
-
-            if (poll(&pfd, 1, SEND_TIMEOUT_MS) > 0) {
+            if (n > 0) {
+                p += n;
+                left -= (size_t)n;
+            } else if (n < 0 && errno == EINTR) {
                 continue;
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                break;
+            } else {
+                xconn_write_failed(xc);
             }
-            log_peer("%s: peer does not read its replies, giving up",
-                     xc->peer);
         }
-        xc->dead = true;
-        if (xc->sock) {
-            shutdown(xc->wfd, SHUT_RDWR); /* the loop sees EOF and closes */
+    }
+    if (left > 0 && !xc->dead && !xc->closing) {
+        /* the connection thread sends the rest when the socket drains */
+        struct obuf *o = malloc(sizeof(*o) + left);
+
+        if (o == NULL) {
+            xconn_write_failed(xc); /* cannot keep the stream intact */
+        } else {
+            o->next = NULL;
+            o->len = left;
+            o->off = 0;
+            memcpy(o->data, p, left);
+            if (xc->oq_tail != NULL) {
+                xc->oq_tail->next = o;
+            } else {
+                xc->oq_head = o;
+            }
+            xc->oq_tail = o;
+            xc->oq_bytes += left;
+            queued = true;
         }
     }
     pthread_mutex_unlock(&xc->wlock);
-    xmsg_done(m);
+    xmsg_done(m, queued);
 }
 
 static void
 xconn_drop(struct p9s_conn *c, void *cookie)
 {
     (void)c;
-    xmsg_done(cookie);
+    xmsg_done(cookie, false);
 }
 
 static const struct p9s_conn_ops xconn_ops = {
