@@ -26,6 +26,9 @@
 #include "util/log.h"
 
 #define INFLIGHT_MAX 4096 /* per connection; beyond it the peer is hostile */
+/* Strings of one message split across virtio buffers: 16 names of 255
+ * bytes, a symlink target of PATH_MAX, fit many times over. */
+#define SCRATCH_MAX (64 * 1024)
 
 static unsigned
 tag_hash(uint16_t tag)
@@ -277,22 +280,28 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
     r->incnt = iovcnt;
     r->inlen = len;
     clock_gettime(CLOCK_MONOTONIC, &r->start);
-    if (iovcnt > 1) {
-        /* strings may straddle segments; bounded by msize */
-        r->scratch = malloc(len);
-        if (r->scratch == NULL) {
-            c->ops->drop(c, cookie);
-            free(r);
-            return -ENOMEM;
-        }
-    }
-    p9_rbuf_init(&b, iov, iovcnt, len, r->scratch, r->scratch ? len : 0);
+    p9_rbuf_init(&b, iov, iovcnt, len, NULL, 0);
     err = p9_decode_hdr(&b, len, &size, &r->t.type, &r->t.tag);
     if (err < 0) {
         log_peer("%s: undecodable message header, closing", c->peer);
         c->ops->drop(c, cookie);
         req_free(r);
         return -EPROTO;
+    }
+    if (iovcnt > 1 && r->t.type != P9_TWRITE) {
+        /* strings may straddle segments (virtio): room to copy them; a
+         * message whose split strings need more is malformed (EPROTO) */
+        size_t n = len < SCRATCH_MAX ? len : SCRATCH_MAX;
+
+        r->scratch = malloc(n);
+        if (r->scratch == NULL) {
+            c->ops->drop(c, cookie);
+            req_free(r);
+            return -ENOMEM;
+        }
+        b.scratch = r->scratch;
+        b.scratch_len = n;
+        b.scratch_used = 0;
     }
     r->decode_err = p9_decode_body(&b, &r->t);
     if (c->srv->trace) {
@@ -339,7 +348,9 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
     if (r->decode_err == 0 && r->t.type == P9_TVERSION) {
         /* inline: no other request of this session may race with it in a
          * well-behaved client; running it here keeps msize ordering */
+        pthread_mutex_lock(&c->lock);
         r->state = REQ_RUNNING;
+        pthread_mutex_unlock(&c->lock);
         p9s_respond(r, op_version(r));
         return 0;
     }
