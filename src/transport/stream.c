@@ -58,6 +58,7 @@
 #define PAUSE_AT 128         /* stop reading with this many requests pending */
 #define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
 #define CONN_STACK (256 * 1024)
+#define MAX_CONNS 4096       /* a thread each; beyond this, refused */
 
 /* Reply bytes the socket did not take yet. */
 struct obuf {
@@ -759,9 +760,18 @@ loop_accept(struct xp_loop *loop, struct listener *l)
 
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
+                /* out of descriptors: the pending connection stays in the
+                 * backlog; do not spin on it */
                 log_peer("accept on %s: %s", l->name, strerror(errno));
+                usleep(50000);
             }
             return;
+        }
+        if (atomic_load(&loop->nconns) >= MAX_CONNS) {
+            log_peer("%s: %d connections already, refusing another",
+                     l->name, MAX_CONNS);
+            close(fd);
+            continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         snprintf(peer, sizeof(peer), "%s#%d", l->name, fd);
