@@ -727,16 +727,24 @@ op_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
 static void
 op_send(struct p9s_conn *c, void *cookie, size_t len)
 {
+    struct vq_elem *e = cookie;
+    struct vhu_dev *d = e->opaque;
+
     (void)c;
-    vq_push(cookie, len);
+    vq_push(e, len);
+    atomic_fetch_sub(&d->inflight, 1);
 }
 
 static void
 op_drop(struct p9s_conn *c, void *cookie)
 {
+    struct vq_elem *e = cookie;
+    struct vhu_dev *d = e->opaque;
+
     /* virtio wants every chain back: return it with nothing written. */
     (void)c;
-    vq_push(cookie, 0);
+    vq_push(e, 0);
+    atomic_fetch_sub(&d->inflight, 1);
 }
 
 static void
@@ -904,9 +912,16 @@ signal_broken(struct vhu_dev *d)
     }
 }
 
+/*
+ * Hand a chain to the 9P core.  'alone': the ring held nothing after it;
+ * with nothing else in flight either, the request may run right on the
+ * device thread (the core decides which requests qualify), saving the
+ * hand-over to a worker for a guest that waits for each reply.
+ */
 static void
-submit(struct vhu_dev *d, struct vq_elem *e)
+submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
 {
+    unsigned flags = 0;
     int err;
 
     if (e->out_len < 7 || d->conn == NULL) {
@@ -916,7 +931,11 @@ submit(struct vhu_dev *d, struct vq_elem *e)
         return;
     }
     e->opaque = d;
-    err = p9s_conn_submit(d->conn, e->iov, e->out_num, e->out_len, e);
+    if (atomic_fetch_add(&d->inflight, 1) == 0 && alone) {
+        flags = P9S_SUBMIT_INLINE;
+    }
+    err = p9s_conn_submit_flags(d->conn, e->iov, e->out_num, e->out_len, e,
+                                flags);
     if (err < 0) {
         /*
          * The element was dropped (returned).  The 9P stream cannot go on
@@ -938,16 +957,35 @@ process_batch(struct vhu_dev *d, int i)
 {
     struct vq *vq = &d->vq[i];
     struct vq_elem *e;
+    struct vq_elem *next = NULL;
     int n = 0;
-    int r;
+    int r = 0;
 
     if (!vq->enabled || d->mem == NULL) {
         return false;
     }
     for (;;) {
-        while (n < VHU_POP_BATCH && (r = vq_pop(vq, d->mem, &e)) == 1) {
-            submit(d, e);
+        while (n < VHU_POP_BATCH) {
+            if (next != NULL) {
+                e = next;
+                next = NULL;
+            } else if ((r = vq_pop(vq, d->mem, &e)) != 1) {
+                break;
+            }
+            /* look one ahead: is this request alone in the ring? */
+            r = vq_pop(vq, d->mem, &next);
+            if (r != 1) {
+                next = NULL;
+            }
+            submit(d, e, r == 0);
             n++;
+            if (r < 0) {
+                break;
+            }
+        }
+        if (next != NULL) {
+            submit(d, next, false); /* popped already: must go now */
+            return true;
         }
         if (n >= VHU_POP_BATCH) {
             return true;

@@ -164,6 +164,7 @@ struct vhu_dev {
     uint64_t protocol_features;
     struct vhu_mem *mem;     /* current table; device thread; may be NULL */
     struct p9s_conn *conn;   /* current 9P session, or NULL */
+    atomic_uint inflight;    /* chains submitted, not yet pushed back */
     struct vq vq[VHU_NUM_VQS];
     uint8_t config[2 + VHU_MAX_TAG];
     size_t config_len;

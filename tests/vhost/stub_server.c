@@ -223,3 +223,12 @@ p9s_conn_close(struct p9s_conn *c)
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->lock);
 }
+
+/* The stub always queues to its worker: inline hints are ignored. */
+int
+p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
+                      int iovcnt, size_t len, void *cookie, unsigned flags)
+{
+    (void)flags;
+    return p9s_conn_submit(c, iov, iovcnt, len, cookie);
+}
