@@ -692,9 +692,9 @@ xconn_main(void *arg)
         stopping = xc->stopping;
         reading = !xconn_paused(xc) && !xc->dead && !stopping;
         writing = xc->oq_head != NULL && !xc->dead;
-        if (stopping && !writing && xc->pending == 0) {
+        if ((stopping && !writing && xc->pending == 0) || xc->dead) {
             pthread_mutex_unlock(&xc->wlock);
-            break; /* shutdown: everything answered */
+            break; /* shutdown: everything answered; or nobody listens */
         }
         pthread_mutex_unlock(&xc->wlock);
         if (stopping) {
