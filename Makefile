@@ -23,4 +23,4 @@ install: all
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-clang build-asan
+	rm -rf $(BUILD) build-clang build-asan build-fuzz

@@ -75,6 +75,26 @@ if run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
     count_meson build-asan
 fi
 
+log "libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), ${FUZZ_SECONDS:-20} s each"
+if CC=clang run_build build-fuzz -Dfuzz=true; then
+    for t in tests/fuzz/fuzz_decode:tests/fuzz/corpus/decode \
+             tests/vhost/fuzz_vring:tests/vhost/corpus/vring \
+             tests/vhost/fuzz_vhost_msg:tests/vhost/corpus/vhost_msg; do
+        bin=build-fuzz/${t%%:*}
+        corpus=$(mktemp -d)   # new inputs land here, not in the tree
+        cp -r "${t#*:}/." "$corpus/"
+        if [ -x "$bin" ] && "$bin" -max_total_time="${FUZZ_SECONDS:-20}" \
+                -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1; then
+            echo "ok - fuzz ${bin##*/}: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') inputs, no crash"
+            passed=$((passed + 1))
+        else
+            echo "not ok - fuzz ${bin##*/} (log below)"; tail -n 40 "$corpus.log"
+            failed=$((failed + 1))
+        fi
+        rm -rf "$corpus" "$corpus.log"
+    done
+fi
+
 if [ "${CHECK_GUEST:-1}" = 1 ]; then
     log "QEMU guest suite (real Linux 9p client)"
     if [ "$(id -u)" = 0 ] && [ -x tests/guest/run.sh ]; then

@@ -12,7 +12,7 @@
 # boots the 6.12 kernel from there).
 set -euo pipefail
 
-BUILD_PKGS=(meson ninja-build gcc clang libc6-dev pkg-config python3)
+BUILD_PKGS=(meson ninja-build gcc clang libclang-rt-14-dev libc6-dev pkg-config python3)
 GUEST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio xz-utils socat attr acl linux-libc-dev
             ca-certificates)
 mode=all
