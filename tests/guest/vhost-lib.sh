@@ -40,6 +40,9 @@
 # status 0/1) or `... wrapper` (prints the wrapper path).
 
 VHOST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# guest_wait_socket and guest_server_stop come from lib.sh
+declare -F guest_server_stop >/dev/null || . "$VHOST_LIB_DIR/lib.sh"
+
 VHOST_SRC_DIR=$(cd "$VHOST_LIB_DIR/../.." && pwd)
 VHOST_GUEST_CACHE=${VIRTFS_GUEST_CACHE:-/var/cache/virtfs-guest}
 
@@ -142,12 +145,6 @@ vhost_guest_qargs() {
     while IFS= read -r a; do VHOST_QARGS+=(-q "$a"); done < <(vhost_qemu_args "$@")
 }
 
-vhost_wait_socket() {
-    local s=$1 n=$(( ${2:-10} * 10 ))
-    while [ ! -S "$s" ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
-    [ -S "$s" ]
-}
-
 vhost_virtfsd_start() {
     local bin=$1 sock=$2 dir=$3 tag=$4
     shift 4
@@ -155,21 +152,16 @@ vhost_virtfsd_start() {
     setsid "$bin" --export "$dir" --vhost-user "$sock" --tag "$tag" "$@" 2> "$sock.log" &
     # shellcheck disable=SC2034  # for the caller
     VHOST_VIRTFSD_PID=$!
-    if ! vhost_wait_socket "$sock" 10; then
+    if ! guest_wait_socket "$sock" 10; then
         vhost_log "virtfsd did not create $sock; its log:"
         tail -n 20 "$sock.log" >&2
         return 1
     fi
 }
 
+# Same process-group stop as a server of lib.sh.
 vhost_virtfsd_stop() {
-    local pid=${1:-}
-    [ -n "$pid" ] || return 0
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local n=50
-    while kill -0 "$pid" 2>/dev/null && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    guest_server_stop "$@"
 }
 
 # Run as a script: `bash tests/guest/vhost-lib.sh available` prints the QEMU

@@ -431,7 +431,7 @@ test_rootfs() {
     setsid "$virtfsd" --export "$r" --vhost-user "$sock,tag=$ROOTTAG" 2> "$sock.log" &
     local vpid=$!
     pids+=("$vpid")
-    vhost_wait_socket "$sock" 10 || { nok "$k: rootfs: virtfsd --vhost-user $sock,tag=$ROOTTAG starts"; return; }
+    guest_wait_socket "$sock" 10 || { nok "$k: rootfs: virtfsd --vhost-user $sock,tag=$ROOTTAG starts"; return; }
     local log=$work/logs/rootfs-$k.log t0=$SECONDS
     local -a q
     mapfile -t q < <(vhost_qemu_args "$sock" "$ROOTTAG" "$MEM")
