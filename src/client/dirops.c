@@ -7,12 +7,42 @@
 
 #include <errno.h>
 
+/*
+ * Send a create-like request (Tmkdir, Tsymlink, Tmknod) and return the new
+ * object's qid: each of Rmkdir, Rsymlink and Rmknod is just qid[13].
+ */
+static int
+rpc_qid(struct p9c_conn *c, const struct p9_fcall *t, struct p9_qid *qid)
+{
+    struct p9c_reply *rep;
+    int err;
+
+    err = p9c_rpc(c, t, &rep);
+    if (err != 0) {
+        return err;
+    }
+    if (qid != NULL) {
+        switch (rep->f.type) {
+        case P9_RSYMLINK:
+            *qid = rep->f.u.rsymlink.qid;
+            break;
+        case P9_RMKNOD:
+            *qid = rep->f.u.rmknod.qid;
+            break;
+        default:
+            *qid = rep->f.u.rmkdir.qid;
+            break;
+        }
+    }
+    p9c_reply_free(rep);
+    return 0;
+}
+
 int
 p9c_mkdir(struct p9c_fid *dir, const char *name, uint32_t mode,
           uint32_t gid, struct p9_qid *qid)
 {
     struct p9_fcall t = {.type = P9_TMKDIR};
-    struct p9c_reply *rep;
     int err;
 
     err = p9c_mkstr(&t.u.tmkdir.name, name);
@@ -22,15 +52,7 @@ p9c_mkdir(struct p9c_fid *dir, const char *name, uint32_t mode,
     t.u.tmkdir.dfid = dir->fid;
     t.u.tmkdir.mode = mode;
     t.u.tmkdir.gid = gid;
-    err = p9c_rpc(dir->conn, &t, &rep);
-    if (err != 0) {
-        return err;
-    }
-    if (qid != NULL) {
-        *qid = rep->f.u.rmkdir.qid;
-    }
-    p9c_reply_free(rep);
-    return 0;
+    return rpc_qid(dir->conn, &t, qid);
 }
 
 int
@@ -38,8 +60,6 @@ p9c_symlink(struct p9c_fid *dir, const char *name, const char *target,
             uint32_t gid, struct p9_qid *qid)
 {
     struct p9_fcall t = {.type = P9_TSYMLINK};
-    struct p9c_reply *rep;
-    int err;
 
     if (p9c_mkstr(&t.u.tsymlink.name, name) != 0 ||
         p9c_mkstr(&t.u.tsymlink.symtgt, target) != 0) {
@@ -47,15 +67,7 @@ p9c_symlink(struct p9c_fid *dir, const char *name, const char *target,
     }
     t.u.tsymlink.fid = dir->fid;
     t.u.tsymlink.gid = gid;
-    err = p9c_rpc(dir->conn, &t, &rep);
-    if (err != 0) {
-        return err;
-    }
-    if (qid != NULL) {
-        *qid = rep->f.u.rsymlink.qid;
-    }
-    p9c_reply_free(rep);
-    return 0;
+    return rpc_qid(dir->conn, &t, qid);
 }
 
 int
@@ -63,7 +75,6 @@ p9c_mknod(struct p9c_fid *dir, const char *name, uint32_t mode,
           uint32_t major, uint32_t minor, uint32_t gid, struct p9_qid *qid)
 {
     struct p9_fcall t = {.type = P9_TMKNOD};
-    struct p9c_reply *rep;
     int err;
 
     err = p9c_mkstr(&t.u.tmknod.name, name);
@@ -75,15 +86,7 @@ p9c_mknod(struct p9c_fid *dir, const char *name, uint32_t mode,
     t.u.tmknod.major = major;
     t.u.tmknod.minor = minor;
     t.u.tmknod.gid = gid;
-    err = p9c_rpc(dir->conn, &t, &rep);
-    if (err != 0) {
-        return err;
-    }
-    if (qid != NULL) {
-        *qid = rep->f.u.rmknod.qid;
-    }
-    p9c_reply_free(rep);
-    return 0;
+    return rpc_qid(dir->conn, &t, qid);
 }
 
 int
