@@ -37,8 +37,9 @@
 enum p9_type {
     P9_TLERROR = 6,
     P9_RLERROR = 7,
-#define P9_MSG(NAME, name, ID, FLAGS) P9_T##NAME = (ID), P9_R##NAME = (ID) + 1,
-#include "../../src/proto/p9_msgs.def"
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB)                               \
+    P9_T##NAME = (ID), P9_R##NAME = (ID) + 1,
+#include "virtfs/p9_msgs.def"
 #undef P9_MSG
 };
 
@@ -46,6 +47,7 @@ enum p9_type {
 #define P9F_RO 0x1u
 #define P9F_INLINE 0x2u
 #define P9F_MUSTRUN 0x4u
+#define P9F_MAYBLOCK 0x8u
 
 /* ---- qid ---------------------------------------------------------------- */
 

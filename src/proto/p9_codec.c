@@ -286,37 +286,17 @@ static const struct p9_field f_empty[1];
 #define D(type, arr) [type] = { arr, (uint8_t)(sizeof(arr) / sizeof(arr[0])) }
 #define E(type) [type] = { f_empty, 0 }
 
+#define P9_RBODY(type, arr) D(type, arr)
+#define P9_REMPTY(type, arr) E(type)
 static const struct p9_msgdesc descs[256] = {
     D(P9_RLERROR, f_rlerror),
-    D(P9_TSTATFS, f_tstatfs),           D(P9_RSTATFS, f_rstatfs),
-    D(P9_TLOPEN, f_tlopen),             D(P9_RLOPEN, f_rlopen),
-    D(P9_TLCREATE, f_tlcreate),         D(P9_RLCREATE, f_rlcreate),
-    D(P9_TSYMLINK, f_tsymlink),         D(P9_RSYMLINK, f_rsymlink),
-    D(P9_TMKNOD, f_tmknod),             D(P9_RMKNOD, f_rmknod),
-    D(P9_TRENAME, f_trename),           E(P9_RRENAME),
-    D(P9_TREADLINK, f_treadlink),       D(P9_RREADLINK, f_rreadlink),
-    D(P9_TGETATTR, f_tgetattr),         D(P9_RGETATTR, f_rgetattr),
-    D(P9_TSETATTR, f_tsetattr),         E(P9_RSETATTR),
-    D(P9_TXATTRWALK, f_txattrwalk),     D(P9_RXATTRWALK, f_rxattrwalk),
-    D(P9_TXATTRCREATE, f_txattrcreate), E(P9_RXATTRCREATE),
-    D(P9_TREADDIR, f_treaddir),         D(P9_RREADDIR, f_rreaddir),
-    D(P9_TFSYNC, f_tfsync),             E(P9_RFSYNC),
-    D(P9_TLOCK, f_tlock),               D(P9_RLOCK, f_rlock),
-    D(P9_TGETLOCK, f_tgetlock),         D(P9_RGETLOCK, f_rgetlock),
-    D(P9_TLINK, f_tlink),               E(P9_RLINK),
-    D(P9_TMKDIR, f_tmkdir),             D(P9_RMKDIR, f_rmkdir),
-    D(P9_TRENAMEAT, f_trenameat),       E(P9_RRENAMEAT),
-    D(P9_TUNLINKAT, f_tunlinkat),       E(P9_RUNLINKAT),
-    D(P9_TVERSION, f_tversion),         D(P9_RVERSION, f_rversion),
-    D(P9_TAUTH, f_tauth),               D(P9_RAUTH, f_rauth),
-    D(P9_TATTACH, f_tattach),           D(P9_RATTACH, f_rattach),
-    D(P9_TFLUSH, f_tflush),             E(P9_RFLUSH),
-    D(P9_TWALK, f_twalk),               D(P9_RWALK, f_rwalk),
-    D(P9_TREAD, f_tread),               D(P9_RREAD, f_rread),
-    D(P9_TWRITE, f_twrite),             D(P9_RWRITE, f_rwrite),
-    D(P9_TCLUNK, f_tclunk),             E(P9_RCLUNK),
-    D(P9_TREMOVE, f_tremove),           E(P9_RREMOVE),
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB)                               \
+    D(P9_T##NAME, f_t##name), RB(P9_R##NAME, f_r##name),
+#include "virtfs/p9_msgs.def"
+#undef P9_MSG
 };
+#undef P9_RBODY
+#undef P9_REMPTY
 /* clang-format on */
 
 #undef D

@@ -21,9 +21,9 @@
 /* clang-format off */
 static const char *const names[256] = {
     [P9_RLERROR] = "Rlerror",
-#define P9_MSG(NAME, name, ID, FLAGS) \
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB) \
     [P9_T##NAME] = "T" #name, [P9_R##NAME] = "R" #name,
-#include "proto/p9_msgs.def"
+#include "virtfs/p9_msgs.def"
 #undef P9_MSG
 };
 /* clang-format on */
@@ -38,8 +38,8 @@ bool
 p9_is_tmsg(uint8_t type)
 {
     switch (type) {
-#define P9_MSG(NAME, name, ID, FLAGS) case P9_T##NAME:
-#include "proto/p9_msgs.def"
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB) case P9_T##NAME:
+#include "virtfs/p9_msgs.def"
 #undef P9_MSG
         return true;
     default:

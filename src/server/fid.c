@@ -114,6 +114,66 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
     return f;
 }
 
+int
+fid_take_ref(struct fid *f, unsigned flags, struct fid_use *u)
+{
+    bool xattr;
+    int err = 0;
+
+    memset(u, 0, sizeof(*u));
+    pthread_mutex_lock(&f->lock);
+    u->kind = f->kind;
+    xattr = u->kind == FID_XATTR_READ || u->kind == FID_XATTR_WRITE;
+    if ((flags & FT_NOXATTR) && xattr) {
+        err = -EINVAL;
+    } else if ((flags & FT_UNOPENED) && u->kind != FID_NONE) {
+        err = -EBUSY;
+    } else if ((flags & FT_OPEN) && u->kind != FID_FILE &&
+               u->kind != FID_DIR) {
+        err = -EBADF;
+    } else {
+        u->h = f->h;
+        if (flags & FT_NODE) {
+            u->node = f->node;
+            f->be->ops->node_get(f->be, u->node);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (err == 0 && f->be->ops->user_enter != NULL) {
+        err = f->be->ops->user_enter(f->be, f->user->bu);
+    }
+    u->f = f;
+    if (err < 0) {
+        fid_drop(u);
+    }
+    return err;
+}
+
+int
+fid_take(struct p9s_req *r, uint32_t num, unsigned flags, struct fid_use *u)
+{
+    struct fid *f = fid_get(&r->conn->fids, num);
+
+    if (f == NULL) {
+        memset(u, 0, sizeof(*u));
+        return -EBADF;
+    }
+    return fid_take_ref(f, flags, u);
+}
+
+void
+fid_drop(struct fid_use *u)
+{
+    if (u->node != NULL) {
+        u->f->be->ops->node_put(u->f->be, u->node);
+        u->node = NULL;
+    }
+    if (u->f != NULL) {
+        fid_put(u->f);
+        u->f = NULL;
+    }
+}
+
 struct fid *
 fid_get(struct fid_table *t, uint32_t num)
 {
@@ -198,9 +258,7 @@ fid_clunk_all(struct fid_table *t)
     while ((f = list) != NULL) {
         list = f->next;
         f->next = NULL;
-        if (f->kind == FID_XATTR_WRITE) {
-            (void)fid_xattr_commit(f);
-        }
+        (void)fid_xattr_commit(f); /* no-op unless a write-xattr fid */
         fid_put(f);
     }
 }

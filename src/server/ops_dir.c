@@ -9,50 +9,25 @@
 #include <limits.h>
 #include <string.h>
 
-/* A directory fid's node for a namespace op (not an xattr fid). */
-static int
-dir_fid(struct p9s_req *r, uint32_t num, struct fid **fp, struct be_node **n)
-{
-    int err;
-
-    *n = NULL;
-    *fp = req_fid(r, num, &err);
-    if (*fp == NULL) {
-        return err;
-    }
-    if ((*fp)->kind == FID_XATTR_READ || (*fp)->kind == FID_XATTR_WRITE) {
-        fid_put(*fp);
-        return -EINVAL;
-    }
-    *n = fid_node(*fp);
-    return 0;
-}
-
-static void
-dir_put(struct fid *f, struct be_node *n)
-{
-    f->be->ops->node_put(f->be, n);
-    fid_put(f);
-}
+#define DIR_TAKE (FT_NOXATTR | FT_NODE)
 
 int
 op_mkdir(struct p9s_req *r)
 {
     struct p9_tmkdir *t = &r->t.u.tmkdir;
     char name[NAME_MAX + 1];
-    struct be_node *d;
-    struct fid *f;
+    struct fid_use d;
     int err;
 
-    err = dir_fid(r, t->dfid, &f, &d);
+    err = fid_take(r, t->dfid, DIR_TAKE, &d);
     if (err < 0) {
         return err;
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(f, mkdir, d, name, t->mode, t->gid, &r->r.u.rmkdir.qid);
+        err = BE_CALL(d.f, mkdir, d.node, name, t->mode, t->gid, &r->r.u.rmkdir.qid);
     }
-    dir_put(f, d);
+    fid_drop(&d);
     return err;
 }
 
@@ -61,20 +36,19 @@ op_mknod(struct p9s_req *r)
 {
     struct p9_tmknod *t = &r->t.u.tmknod;
     char name[NAME_MAX + 1];
-    struct be_node *d;
-    struct fid *f;
+    struct fid_use d;
     int err;
 
-    err = dir_fid(r, t->dfid, &f, &d);
+    err = fid_take(r, t->dfid, DIR_TAKE, &d);
     if (err < 0) {
         return err;
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(f, mknod, d, name, t->mode, t->major, t->minor, t->gid,
+        err = BE_CALL(d.f, mknod, d.node, name, t->mode, t->major, t->minor, t->gid,
                       &r->r.u.rmknod.qid);
     }
-    dir_put(f, d);
+    fid_drop(&d);
     return err;
 }
 
@@ -84,11 +58,10 @@ op_symlink(struct p9s_req *r)
     struct p9_tsymlink *t = &r->t.u.tsymlink;
     char name[NAME_MAX + 1];
     char target[PATH_MAX];
-    struct be_node *d;
-    struct fid *f;
+    struct fid_use d;
     int err;
 
-    err = dir_fid(r, t->fid, &f, &d);
+    err = fid_take(r, t->fid, DIR_TAKE, &d);
     if (err < 0) {
         return err;
     }
@@ -103,10 +76,10 @@ op_symlink(struct p9s_req *r)
         /* the target is stored, never resolved by the server */
         memcpy(target, t->symtgt.s, t->symtgt.len);
         target[t->symtgt.len] = '\0';
-        err = BE_CALL(f, symlink, d, name, target, t->gid,
+        err = BE_CALL(d.f, symlink, d.node, name, target, t->gid,
                       &r->r.u.rsymlink.qid);
     }
-    dir_put(f, d);
+    fid_drop(&d);
     return err;
 }
 
@@ -114,31 +87,31 @@ op_symlink(struct p9s_req *r)
  * Two fids of one export, for Tlink, Trenameat and Trename: fails with
  * -EXDEV across exports (read-only gating of the export was done on the
  * first fid by the dispatcher).  Leaves the thread acting as the first
- * fid's user.  On success both pairs must be released with dir_put().
+ * fid's user.  On success both must be released with fid_drop().
  */
 static int
-fid_pair(struct p9s_req *r, uint32_t a, uint32_t b, struct fid **fa,
-         struct be_node **na, struct fid **fb, struct be_node **nb)
+fid_take_pair(struct p9s_req *r, uint32_t a, uint32_t b, struct fid_use *ua,
+              struct fid_use *ub)
 {
     int err;
 
-    err = dir_fid(r, a, fa, na);
+    err = fid_take(r, a, DIR_TAKE, ua);
     if (err < 0) {
         return err;
     }
-    err = dir_fid(r, b, fb, nb);
+    err = fid_take(r, b, DIR_TAKE, ub);
     if (err < 0) {
-        dir_put(*fa, *na);
+        fid_drop(ua);
         return err;
     }
-    if ((*fb)->ex != (*fa)->ex) {
+    if (ub->f->ex != ua->f->ex) {
         err = -EXDEV;
-    } else if ((*fa)->be->ops->user_enter != NULL) {
-        err = (*fa)->be->ops->user_enter((*fa)->be, (*fa)->user->bu);
+    } else if (ua->f->be->ops->user_enter != NULL) {
+        err = ua->f->be->ops->user_enter(ua->f->be, ua->f->user->bu);
     }
     if (err < 0) {
-        dir_put(*fb, *nb);
-        dir_put(*fa, *na);
+        fid_drop(ub);
+        fid_drop(ua);
     }
     return err;
 }
@@ -148,22 +121,20 @@ op_link(struct p9s_req *r)
 {
     struct p9_tlink *t = &r->t.u.tlink;
     char name[NAME_MAX + 1];
-    struct be_node *d;
-    struct be_node *target;
-    struct fid *f;
-    struct fid *tf;
+    struct fid_use d;
+    struct fid_use target;
     int err;
 
-    err = fid_pair(r, t->dfid, t->fid, &f, &d, &tf, &target);
+    err = fid_take_pair(r, t->dfid, t->fid, &d, &target);
     if (err < 0) {
         return err;
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(f, link, d, name, target);
+        err = BE_CALL(d.f, link, d.node, name, target.node);
     }
-    dir_put(tf, target);
-    dir_put(f, d);
+    fid_drop(&target);
+    fid_drop(&d);
     return err;
 }
 
@@ -173,13 +144,11 @@ op_renameat(struct p9s_req *r)
     struct p9_trenameat *t = &r->t.u.trenameat;
     char oldname[NAME_MAX + 1];
     char newname[NAME_MAX + 1];
-    struct be_node *od;
-    struct be_node *nd;
-    struct fid *of;
-    struct fid *nf;
+    struct fid_use od;
+    struct fid_use nd;
     int err;
 
-    err = fid_pair(r, t->olddirfid, t->newdirfid, &of, &od, &nf, &nd);
+    err = fid_take_pair(r, t->olddirfid, t->newdirfid, &od, &nd);
     if (err < 0) {
         return err;
     }
@@ -188,10 +157,10 @@ op_renameat(struct p9s_req *r)
         err = name_check(&t->newname, newname, sizeof(newname), false);
     }
     if (err == 0) {
-        err = BE_CALL(of, renameat, od, oldname, nd, newname);
+        err = BE_CALL(od.f, renameat, od.node, oldname, nd.node, newname);
     }
-    dir_put(nf, nd);
-    dir_put(of, od);
+    fid_drop(&nd);
+    fid_drop(&od);
     return err;
 }
 
@@ -200,22 +169,20 @@ op_rename(struct p9s_req *r)
 {
     struct p9_trename *t = &r->t.u.trename;
     char name[NAME_MAX + 1];
-    struct be_node *n;
-    struct be_node *nd;
-    struct fid *f;
-    struct fid *df;
+    struct fid_use n;
+    struct fid_use nd;
     int err;
 
-    err = fid_pair(r, t->fid, t->dfid, &f, &n, &df, &nd);
+    err = fid_take_pair(r, t->fid, t->dfid, &n, &nd);
     if (err < 0) {
         return err;
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(f, rename, n, nd, name);
+        err = BE_CALL(n.f, rename, n.node, nd.node, name);
     }
-    dir_put(df, nd);
-    dir_put(f, n);
+    fid_drop(&nd);
+    fid_drop(&n);
     return err;
 }
 
@@ -224,21 +191,20 @@ op_unlinkat(struct p9s_req *r)
 {
     struct p9_tunlinkat *t = &r->t.u.tunlinkat;
     char name[NAME_MAX + 1];
-    struct be_node *d;
-    struct fid *f;
+    struct fid_use d;
     int err;
 
     if (t->flags & ~(uint32_t)P9_DOTL_AT_REMOVEDIR) {
         return -EINVAL;
     }
-    err = dir_fid(r, t->dirfd, &f, &d);
+    err = fid_take(r, t->dirfd, DIR_TAKE, &d);
     if (err < 0) {
         return err;
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(f, unlinkat, d, name, t->flags);
+        err = BE_CALL(d.f, unlinkat, d.node, name, t->flags);
     }
-    dir_put(f, d);
+    fid_drop(&d);
     return err;
 }

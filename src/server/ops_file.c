@@ -25,43 +25,26 @@ open_wants_write(uint32_t flags)
            (flags & (P9_DOTL_TRUNC | P9_DOTL_CREATE)) != 0;
 }
 
-/* Take an open handle for I/O; returns the kind it had or -errno. */
-static int
-fid_open_kind(struct fid *f)
-{
-    int kind;
-
-    pthread_mutex_lock(&f->lock);
-    kind = (int)f->kind;
-    pthread_mutex_unlock(&f->lock);
-    return kind;
-}
-
 int
 op_lopen(struct p9s_req *r)
 {
     struct p9_tlopen *t = &r->t.u.tlopen;
     struct p9_rlopen *o = &r->r.u.rlopen;
     struct be_handle *h;
-    struct be_node *n;
+    struct fid_use u;
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_UNOPENED | FT_NODE, &u);
+    if (err < 0) {
         return err;
     }
+    f = u.f;
     if (f->ex->readonly && open_wants_write(t->flags)) {
         err = -EROFS;
         goto out_put;
     }
-    if (fid_open_kind(f) != FID_NONE) {
-        err = -EBUSY;
-        goto out_put;
-    }
-    n = fid_node(f);
-    err = BE_CALL(f, open, n, t->flags, &h, &o->qid, &o->iounit);
-    f->be->ops->node_put(f->be, n);
+    err = BE_CALL(f, open, u.node, t->flags, &h, &o->qid, &o->iounit);
     if (err < 0) {
         goto out_put;
     }
@@ -78,7 +61,7 @@ op_lopen(struct p9s_req *r)
     pthread_mutex_unlock(&f->lock);
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
@@ -89,28 +72,23 @@ op_lcreate(struct p9s_req *r)
     struct p9_rlcreate *o = &r->r.u.rlcreate;
     char name[NAME_MAX + 1];
     struct be_handle *h;
-    struct be_node *dir;
     struct be_node *n;
     struct be_node *old;
+    struct fid_use u;
     struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_UNOPENED | FT_NODE, &u);
+    if (err < 0) {
         return err;
     }
+    f = u.f;
     err = name_check(&t->name, name, sizeof(name), false);
     if (err < 0) {
         goto out_put;
     }
-    if (fid_open_kind(f) != FID_NONE) {
-        err = -EBUSY;
-        goto out_put;
-    }
-    dir = fid_node(f);
-    err = BE_CALL(f, create, dir, name, t->flags, t->mode, t->gid, &n, &h,
+    err = BE_CALL(f, create, u.node, name, t->flags, t->mode, t->gid, &n, &h,
                   &o->qid, &o->iounit);
-    f->be->ops->node_put(f->be, dir);
     if (err < 0) {
         goto out_put;
     }
@@ -132,7 +110,7 @@ op_lcreate(struct p9s_req *r)
     f->be->ops->node_put(f->be, old);
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
@@ -204,29 +182,27 @@ op_read(struct p9s_req *r)
     struct iovec iov[MAX_IOV];
     int iovcnt;
     uint32_t room;
-    struct fid *f;
+    struct fid_use u;
     ssize_t n;
-    int kind;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, 0, &u);
+    if (err < 0) {
         return err;
     }
-    kind = fid_open_kind(f);
-    if (kind == FID_XATTR_READ) {
-        err = xattr_read(r, f, t->offset, t->count);
+    if (u.kind == FID_XATTR_READ) {
+        err = xattr_read(r, u.f, t->offset, t->count);
         goto out_put;
     }
-    if (kind != FID_FILE) {
-        err = kind == FID_DIR ? -EISDIR : -EBADF;
+    if (u.kind != FID_FILE) {
+        err = u.kind == FID_DIR ? -EISDIR : -EBADF;
         goto out_put;
     }
     err = data_out(r, t->count, iov, &iovcnt, &room);
     if (err < 0) {
         goto out_put;
     }
-    n = room == 0 ? 0 : BE_CALL(f, read, f->h, iov, iovcnt, t->offset);
+    n = room == 0 ? 0 : BE_CALL(u.f, read, u.h, iov, iovcnt, t->offset);
     if (n < 0) {
         err = (int)n;
         goto out_put;
@@ -235,7 +211,7 @@ op_read(struct p9s_req *r)
     r->r.u.rread.data.ptr = NULL;
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
@@ -265,23 +241,21 @@ op_write(struct p9s_req *r)
 {
     struct p9_twrite *t = &r->t.u.twrite;
     struct iovec iov[MAX_IOV];
-    struct fid *f;
+    struct fid_use u;
     ssize_t n;
     int iovcnt;
-    int kind;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, 0, &u);
+    if (err < 0) {
         return err;
     }
-    kind = fid_open_kind(f);
-    if (kind == FID_XATTR_WRITE) {
-        err = xattr_write(f, t, &r->r.u.rwrite.count);
+    if (u.kind == FID_XATTR_WRITE) {
+        err = xattr_write(u.f, t, &r->r.u.rwrite.count);
         goto out_put;
     }
-    if (kind != FID_FILE) {
-        err = kind == FID_DIR ? -EISDIR : -EBADF;
+    if (u.kind != FID_FILE) {
+        err = u.kind == FID_DIR ? -EISDIR : -EBADF;
         goto out_put;
     }
     iovcnt = p9_data_iov(&t->data, iov, MAX_IOV);
@@ -290,7 +264,7 @@ op_write(struct p9s_req *r)
         goto out_put;
     }
     n = t->data.len == 0 ? 0
-                         : BE_CALL(f, write, f->h, iov, iovcnt, t->offset);
+                         : BE_CALL(u.f, write, u.h, iov, iovcnt, t->offset);
     if (n < 0) {
         err = (int)n;
         goto out_put;
@@ -298,7 +272,7 @@ op_write(struct p9s_req *r)
     r->r.u.rwrite.count = (uint32_t)n;
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
@@ -306,21 +280,15 @@ int
 op_fsync(struct p9s_req *r)
 {
     struct p9_tfsync *t = &r->t.u.tfsync;
-    struct fid *f;
-    int kind;
+    struct fid_use u;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_OPEN, &u);
+    if (err < 0) {
         return err;
     }
-    kind = fid_open_kind(f);
-    if (kind != FID_FILE && kind != FID_DIR) {
-        err = -EBADF;
-    } else {
-        err = BE_CALL(f, fsync, f->h, t->datasync != 0);
-    }
-    fid_put(f);
+    err = BE_CALL(u.f, fsync, u.h, t->datasync != 0);
+    fid_drop(&u);
     return err;
 }
 
@@ -356,17 +324,17 @@ op_readdir(struct p9s_req *r)
     struct p9_treaddir *t = &r->t.u.treaddir;
     struct iovec iov[MAX_IOV];
     struct readdir_ctx ctx;
+    struct fid_use u;
     uint32_t room;
     int iovcnt;
-    struct fid *f;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, 0, &u);
+    if (err < 0) {
         return err;
     }
-    if (fid_open_kind(f) != FID_DIR) {
-        err = fid_open_kind(f) == FID_FILE ? -ENOTDIR : -EBADF;
+    if (u.kind != FID_DIR) {
+        err = u.kind == FID_FILE ? -ENOTDIR : -EBADF;
         goto out_put;
     }
     err = data_out(r, t->count, iov, &iovcnt, &room);
@@ -375,7 +343,7 @@ op_readdir(struct p9s_req *r)
     }
     p9_wbuf_init(&ctx.w, iov, iovcnt);
     ctx.used = 0;
-    err = BE_CALL(f, readdir, f->h, t->offset, readdir_emit, &ctx);
+    err = BE_CALL(u.f, readdir, u.h, t->offset, readdir_emit, &ctx);
     if (err < 0) {
         goto out_put;
     }
@@ -383,6 +351,6 @@ op_readdir(struct p9s_req *r)
     r->r.u.rreaddir.data.ptr = NULL;
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }

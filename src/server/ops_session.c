@@ -15,27 +15,6 @@
 
 #include "util/log.h"
 
-struct fid *
-req_fid(struct p9s_req *r, uint32_t num, int *err)
-{
-    struct fid *f = fid_get(&r->conn->fids, num);
-
-    if (f == NULL) {
-        *err = -EBADF;
-        return NULL;
-    }
-    if (f->be->ops->user_enter != NULL) {
-        int e = f->be->ops->user_enter(f->be, f->user->bu);
-
-        if (e < 0) {
-            fid_put(f);
-            *err = e;
-            return NULL;
-        }
-    }
-    return f;
-}
-
 int
 name_check(const struct p9_str *s, char *buf, size_t size, bool allow_dotdot)
 {
@@ -57,18 +36,6 @@ name_check(const struct p9_str *s, char *buf, size_t size, bool allow_dotdot)
         return -EINVAL;
     }
     return 0;
-}
-
-struct be_node *
-fid_node(struct fid *f)
-{
-    struct be_node *n;
-
-    pthread_mutex_lock(&f->lock);
-    n = f->node;
-    f->be->ops->node_get(f->be, n);
-    pthread_mutex_unlock(&f->lock);
-    return n;
 }
 
 const struct p9s_export *
@@ -132,13 +99,6 @@ op_auth(struct p9s_req *r)
 {
     (void)r;
     return -EOPNOTSUPP;
-}
-
-int
-op_flush(struct p9s_req *r)
-{
-    (void)r; /* handled inline in conn.c; never queued */
-    return 0;
 }
 
 int
@@ -211,14 +171,12 @@ int
 op_clunk(struct p9s_req *r)
 {
     struct fid *f = fid_unlink(&r->conn->fids, r->t.u.tclunk.fid);
-    int err = 0;
+    int err;
 
     if (f == NULL) {
         return -EBADF;
     }
-    if (f->kind == FID_XATTR_WRITE) {
-        err = fid_xattr_commit(f);
-    }
+    err = fid_xattr_commit(f); /* a write-xattr fid sets its value now */
     fid_put(f); /* the table's reference; the object goes on its last put */
     return err;
 }
@@ -227,7 +185,7 @@ int
 op_remove(struct p9s_req *r)
 {
     struct fid *f = fid_unlink(&r->conn->fids, r->t.u.tremove.fid);
-    struct be_node *n;
+    struct fid_use u;
     int err;
 
     if (f == NULL) {
@@ -235,18 +193,15 @@ op_remove(struct p9s_req *r)
     }
     /* Tremove clunks the fid whatever happens (even when flushed) */
     if (f->ex->readonly) {
-        err = -EROFS;
-    } else if (f->kind == FID_XATTR_READ || f->kind == FID_XATTR_WRITE) {
-        err = -EINVAL;
-    } else {
-        if (f->be->ops->user_enter != NULL) {
-            f->be->ops->user_enter(f->be, f->user->bu);
-        }
-        n = fid_node(f);
-        err = BE_CALL(f, remove, n);
-        f->be->ops->node_put(f->be, n);
+        fid_put(f);
+        return -EROFS;
     }
-    fid_put(f);
+    err = fid_take_ref(f, FT_NOXATTR | FT_NODE, &u);
+    if (err < 0) {
+        return err;
+    }
+    err = BE_CALL(u.f, remove, u.node);
+    fid_drop(&u);
     return err;
 }
 
@@ -255,23 +210,21 @@ op_walk(struct p9s_req *r)
 {
     struct p9_twalk *t = &r->t.u.twalk;
     struct p9_rwalk *o = &r->r.u.rwalk;
+    struct fid_use u;
     struct fid *f;
     struct fid *nf;
     struct be_node *cur;
     struct be_node *next;
     struct backend *be;
     char name[NAME_MAX + 1];
-    int err = 0;
+    int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_NOXATTR | FT_NODE, &u);
+    if (err < 0) {
         return err;
     }
+    f = u.f;
     be = f->be;
-    if (f->kind == FID_XATTR_READ || f->kind == FID_XATTR_WRITE) {
-        err = -EINVAL;
-        goto out_put;
-    }
     if (t->newfid != t->fid) {
         nf = fid_get(&r->conn->fids, t->newfid);
         if (nf != NULL) {
@@ -279,11 +232,12 @@ op_walk(struct p9s_req *r)
             err = -EEXIST;
             goto out_put;
         }
-    } else if (f->kind != FID_NONE && t->nwname > 0) {
+    } else if (u.kind != FID_NONE && t->nwname > 0) {
         err = -EBUSY; /* an open fid cannot move */
         goto out_put;
     }
-    cur = fid_node(f);
+    cur = u.node;
+    u.node = NULL; /* the walk's own reference from here */
     o->nwqid = 0;
     for (unsigned i = 0; i < t->nwname; i++) {
         err = name_check(&t->wname[i], name, sizeof(name), true);
@@ -325,6 +279,6 @@ op_walk(struct p9s_req *r)
     }
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }

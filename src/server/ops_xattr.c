@@ -81,40 +81,35 @@ op_xattrwalk(struct p9s_req *r)
 {
     struct p9_txattrwalk *t = &r->t.u.txattrwalk;
     char name[XATTR_NAME_MAX + 1];
-    struct be_node *n;
+    struct fid_use u;
     struct fid *f;
     struct fid *nf;
     uint8_t *buf = NULL;
     ssize_t size;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_NOXATTR | FT_NODE, &u);
+    if (err < 0) {
         return err;
     }
-    if (f->kind == FID_XATTR_READ || f->kind == FID_XATTR_WRITE) {
-        err = -EINVAL;
-        goto out_put;
-    }
+    f = u.f;
     err = xattr_name(&t->name, name, sizeof(name));
     if (err < 0) {
         goto out_put;
     }
-    n = fid_node(f);
-    size = xattr_fetch(f, n, name, &buf);
+    size = xattr_fetch(f, u.node, name, &buf);
     if (size < 0) {
-        f->be->ops->node_put(f->be, n);
         err = (int)size;
         goto out_put;
     }
     suser_ref(f->user);
-    nf = fid_new(&r->conn->fids, t->newfid, f->ex, f->user, n, &err);
+    nf = fid_new(&r->conn->fids, t->newfid, f->ex, f->user, u.node, &err);
     if (nf == NULL) {
         suser_put(f->user);
-        f->be->ops->node_put(f->be, n);
         free(buf);
         goto out_put;
     }
+    u.node = NULL; /* the new fid took it */
     pthread_mutex_lock(&nf->lock);
     nf->kind = FID_XATTR_READ;
     nf->xbuf = buf;
@@ -125,7 +120,7 @@ op_xattrwalk(struct p9s_req *r)
     r->r.u.rxattrwalk.size = (uint64_t)size;
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
@@ -134,15 +129,17 @@ op_xattrcreate(struct p9s_req *r)
 {
     struct p9_txattrcreate *t = &r->t.u.txattrcreate;
     char name[XATTR_NAME_MAX + 1];
+    struct fid_use u;
     struct fid *f;
     uint8_t *buf;
     char *xname;
     int err;
 
-    f = req_fid(r, t->fid, &err);
-    if (f == NULL) {
+    err = fid_take(r, t->fid, FT_UNOPENED, &u);
+    if (err < 0) {
         return err;
     }
+    f = u.f;
     if (t->flags & ~(uint32_t)(P9_XATTR_CREATE | P9_XATTR_REPLACE)) {
         err = -EINVAL;
         goto out_put;
@@ -183,43 +180,36 @@ op_xattrcreate(struct p9s_req *r)
     pthread_mutex_unlock(&f->lock);
 
 out_put:
-    fid_put(f);
+    fid_drop(&u);
     return err;
 }
 
 /* The fid of a Tlock/Tgetlock: open (a lock needs an open file). */
-static struct fid *
-lock_fid(struct p9s_req *r, uint32_t num, uint8_t type, int *err)
+static int
+lock_take(struct p9s_req *r, uint32_t num, uint8_t type, struct fid_use *u)
 {
-    struct fid *f = req_fid(r, num, err);
+    int err = fid_take(r, num, FT_OPEN, u);
 
-    if (f == NULL) {
-        return NULL;
+    if (err == 0 && type > P9_LOCK_TYPE_UNLCK) {
+        fid_drop(u);
+        err = -EINVAL;
     }
-    if (f->kind != FID_FILE && f->kind != FID_DIR) {
-        *err = -EBADF;
-    } else if (type > P9_LOCK_TYPE_UNLCK) {
-        *err = -EINVAL;
-    } else {
-        return f;
-    }
-    fid_put(f);
-    return NULL;
+    return err;
 }
 
 int
 op_lock(struct p9s_req *r)
 {
     struct p9_tlock *t = &r->t.u.tlock;
-    struct fid *f;
+    struct fid_use u;
     int err;
 
-    f = lock_fid(r, t->fid, t->type, &err);
-    if (f == NULL) {
+    err = lock_take(r, t->fid, t->type, &u);
+    if (err < 0) {
         return err;
     }
-    err = BE_CALL(f, lock, f->h, t, &r->r.u.rlock.status);
-    fid_put(f);
+    err = BE_CALL(u.f, lock, u.h, t, &r->r.u.rlock.status);
+    fid_drop(&u);
     return err;
 }
 
@@ -227,14 +217,14 @@ int
 op_getlock(struct p9s_req *r)
 {
     struct p9_tgetlock *t = &r->t.u.tgetlock;
-    struct fid *f;
+    struct fid_use u;
     int err;
 
-    f = lock_fid(r, t->fid, t->type, &err);
-    if (f == NULL) {
+    err = lock_take(r, t->fid, t->type, &u);
+    if (err < 0) {
         return err;
     }
-    err = BE_CALL(f, getlock, f->h, t, &r->r.u.rgetlock);
-    fid_put(f);
+    err = BE_CALL(u.f, getlock, u.h, t, &r->r.u.rgetlock);
+    fid_drop(&u);
     return err;
 }

@@ -186,27 +186,51 @@ int workq_init(struct p9s_server *srv, int threads);
 void workq_push(struct p9s_server *srv, struct p9s_req *r);
 void workq_fini(struct p9s_server *srv);
 
-/* dispatch.c */
+/* request.c: a request's life (see the top of request.c) */
 void p9s_dispatch(struct p9s_req *r);
 void p9s_respond(struct p9s_req *r, int err);
 /* Reply space of at least 'need' bytes (may be shorter); sets r->w. */
 int req_out(struct p9s_req *r, size_t need);
 
 /* conn.c */
-void conn_req_done(struct p9s_req *r, bool sent);
-bool conn_start(struct p9s_req *r);
 void conn_reset_session(struct p9s_conn *c);
+/* Every request is done: clunk what is left and hand the session back. */
+void conn_release(struct p9s_conn *c);
 
-/* ops_util.c: helpers shared by the handlers */
-/* Look up fid 'num' (+1 ref) and act as its user; NULL with -EBADF. */
-struct fid *req_fid(struct p9s_req *r, uint32_t num, int *err);
+/* fid.c: how a handler takes a fid */
+
+/* What a handler holds of a fid while it runs, read under the fid lock. */
+struct fid_use {
+    struct fid *f;          /* +1 ref */
+    struct be_node *node;   /* +1 ref with FT_NODE, else NULL */
+    struct be_handle *h;    /* the open handle, or NULL; lives as long as f */
+    enum fid_kind kind;
+};
+
+enum fid_take_flags {
+    FT_NODE = 1u << 0,     /* take a reference on the fid's node */
+    FT_NOXATTR = 1u << 1,  /* an xattr fid is refused: -EINVAL */
+    FT_UNOPENED = 1u << 2, /* must not be open, nor an xattr fid: -EBUSY */
+    FT_OPEN = 1u << 3,     /* must be an open file or directory: -EBADF */
+};
+
+/*
+ * Take fid 'num' of the request's session for the handler: checks 'flags'
+ * against the fid's kind, fills 'u', and makes the calling thread act as
+ * the fid's user.  Returns 0, or -errno with nothing held (-EBADF for an
+ * unknown fid).  Release with fid_drop().
+ */
+int fid_take(struct p9s_req *r, uint32_t num, unsigned flags,
+             struct fid_use *u);
+/* The same for a fid the caller already holds a reference to (consumed,
+ * even on failure). */
+int fid_take_ref(struct fid *f, unsigned flags, struct fid_use *u);
+void fid_drop(struct fid_use *u);
 /* Copy a wire name into buf (NUL-terminated) after checking it: empty ->
  * -ENOENT; contains '/' -> -EINVAL; "." or ".." -> -EINVAL unless
  * allow_dotdot and it is ".."; too long -> -ENAMETOOLONG. */
 int name_check(const struct p9_str *s, char *buf, size_t size,
                bool allow_dotdot);
-/* The fid's node, with a new ref, read under the fid lock. */
-struct be_node *fid_node(struct fid *f);
 /* The backend op, or -ENOSYS if the backend lacks it. */
 #define BE_CALL(f, op, ...)                                                   \
     ((f)->be->ops->op == NULL ? -ENOSYS                                       \
@@ -215,8 +239,8 @@ struct be_node *fid_node(struct fid *f);
 const struct p9s_export *srv_find_export(struct p9s_server *srv,
                                          const char *aname);
 
-#define P9_MSG(NAME, name, ID, FLAGS) int op_##name(struct p9s_req *r);
-#include "proto/p9_msgs.def"
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB) int op_##name(struct p9s_req *r);
+#include "virtfs/p9_msgs.def"
 #undef P9_MSG
 
 /* stats.c */

@@ -580,10 +580,20 @@ xconn_parse(struct xconn *xc)
     int err = 0;
 
     while (xc->stage_len - pos >= 4) {
-        long flen = p9s_frame_len(xc->sc, xc->stage + pos);
+        long flen;
         uint8_t *buf;
         bool alone;
+        bool paused;
 
+        /* the pending limit holds per frame, not per read: a read may
+         * bring hundreds of small frames (e.g. a chain of Tflush) */
+        pthread_mutex_lock(&xc->wlock);
+        paused = xconn_paused(xc);
+        pthread_mutex_unlock(&xc->wlock);
+        if (paused) {
+            break; /* the rest stays staged until replies drain */
+        }
+        flen = p9s_frame_len(xc->sc, xc->stage + pos);
         if (flen < 0) {
             err = -EPROTO;
             break;
@@ -705,6 +715,19 @@ xconn_main(void *arg)
                 t_stop = now;
             } else if (now.tv_sec - t_stop.tv_sec > 10) {
                 break; /* give up on what cannot be delivered */
+            }
+        }
+        if (reading && xc->big == NULL && xc->stage_len >= 4) {
+            /* frames staged while reading was paused: submit them first
+             * (the socket may have nothing new to wake us for them) */
+            size_t before = xc->stage_len;
+
+            if (xconn_parse(xc) < 0) {
+                log_peer("%s: protocol error, closing connection", xc->peer);
+                break;
+            }
+            if (xc->stage_len != before) {
+                continue;
             }
         }
         if (reading || xc->wfd == xc->rfd) {

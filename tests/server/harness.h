@@ -273,6 +273,9 @@ static int th_block_pipe[2] = {-1, -1};
 static atomic_int th_block_waiting;     /* workers blocked right now */
 static atomic_int th_block_interrupted; /* blocked opens ended by EINTR */
 static atomic_int th_block_released;    /* blocked opens ended by a byte */
+/* When set, a blocked open ignores interruption (a slow op that a Tflush
+ * cannot cut short: its flushers must wait for it). */
+static atomic_bool th_block_uninterruptible;
 
 static int
 th_block_open(struct backend *be, struct be_node *n, uint32_t flags,
@@ -286,7 +289,10 @@ th_block_open(struct backend *be, struct be_node *n, uint32_t flags,
         ssize_t r;
 
         atomic_fetch_add(&th_block_waiting, 1);
-        r = read(th_block_pipe[0], &ch, 1);
+        do {
+            r = read(th_block_pipe[0], &ch, 1);
+        } while (r < 0 && errno == EINTR &&
+                 atomic_load(&th_block_uninterruptible));
         atomic_fetch_sub(&th_block_waiting, 1);
         if (r < 0 && errno == EINTR) {
             atomic_fetch_add(&th_block_interrupted, 1);

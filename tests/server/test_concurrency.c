@@ -326,6 +326,180 @@ test_fifo_open_nonblocking(void)
     p9c_close(c);
 }
 
+/* Raw client helpers for the flush chain: one frame out, one frame in. */
+static int
+raw_send(int fd, struct p9_fcall *t, uint16_t tag)
+{
+    size_t len;
+    uint8_t *buf = th_frame(t, tag, &len);
+    ssize_t n = write(fd, buf, len);
+
+    free(buf);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static bool
+raw_full(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&pfd, 1, 20000) <= 0) {
+            return false;
+        }
+        n = read(fd, buf + got, len - got);
+        if (n <= 0) {
+            return false;
+        }
+        got += (size_t)n;
+    }
+    return true;
+}
+
+/* The next reply's type and tag (body discarded); false on EOF/timeout. */
+static bool
+raw_recv(int fd, uint8_t *type, uint16_t *tag)
+{
+    uint8_t hdr[7];
+    uint8_t body[256];
+    uint32_t size;
+
+    if (!raw_full(fd, hdr, sizeof(hdr))) {
+        return false;
+    }
+    size = th_get32(hdr);
+    if (size < 7 || size - 7 > sizeof(body) ||
+        !raw_full(fd, body, size - 7)) {
+        return false;
+    }
+    *type = hdr[4];
+    *tag = (uint16_t)(hdr[5] | hdr[6] << 8);
+    return true;
+}
+
+static void *
+release_later(void *arg)
+{
+    (void)arg;
+    usleep(300000); /* the server parks what it reads meanwhile */
+    th_block_release();
+    return NULL;
+}
+
+/*
+ * In-process: a chain of Tflush (each flushes the one before, the first
+ * flushes a slow request that a flush cannot interrupt), all sent in one
+ * write, longer than a worker's stack would take if the flushers were
+ * answered recursively.  Every Tflush gets its Rflush, in chain order,
+ * after the slow request's reply, and the server keeps serving.
+ */
+static void
+test_flush_chain(int links)
+{
+    struct p9_fcall t;
+    pthread_t releaser;
+    uint8_t *chain = malloc((size_t)links * 9);
+    uint8_t type;
+    uint16_t tag;
+    int sv[2];
+    int ok = 0;
+    int inorder = 0;
+    bool setup = true;
+    bool slow_first = false;
+
+    if (chain == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+                                    sv) < 0 ||
+        xp_loop_add_conn(srv->loop, sv[0], sv[0], "chain", false) < 0) {
+        tap_ok(false, "flush_chain/setup");
+        free(chain);
+        return;
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TVERSION;
+    t.u.tversion.msize = TH_MSIZE;
+    t.u.tversion.version = th_str(P9_VERSION_L);
+    setup = raw_send(sv[1], &t, P9_NOTAG) == 0 && raw_recv(sv[1], &type, &tag) &&
+            type == P9_RVERSION;
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TATTACH;
+    t.u.tattach.fid = 1;
+    t.u.tattach.afid = P9_NOFID;
+    t.u.tattach.uname = th_str("root");
+    t.u.tattach.aname = th_str("");
+    t.u.tattach.n_uname = 0;
+    setup = setup && raw_send(sv[1], &t, 1) == 0 &&
+            raw_recv(sv[1], &type, &tag) && type == P9_RATTACH;
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TWALK;
+    t.u.twalk.fid = 1;
+    t.u.twalk.newfid = 2;
+    t.u.twalk.nwname = 1;
+    t.u.twalk.wname[0] = th_str("fifo");
+    setup = setup && raw_send(sv[1], &t, 1) == 0 &&
+            raw_recv(sv[1], &type, &tag) && type == P9_RWALK;
+    atomic_store(&th_block_uninterruptible, true);
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLOPEN;
+    t.u.tlopen.fid = 2;
+    t.u.tlopen.flags = P9_DOTL_RDONLY;
+    setup = setup && raw_send(sv[1], &t, 7) == 0 && th_block_wait(1);
+    tap_ok(setup, "flush_chain/slow_request_blocks");
+    for (int i = 0; i < links; i++) {
+        uint8_t *fr = chain + (size_t)i * 9;
+        uint16_t ftag = (uint16_t)(100 + i);
+        uint16_t old = i == 0 ? 7 : (uint16_t)(ftag - 1);
+
+        th_put32(fr, 9);
+        fr[4] = P9_TFLUSH;
+        fr[5] = (uint8_t)ftag;
+        fr[6] = (uint8_t)(ftag >> 8);
+        fr[7] = (uint8_t)old;
+        fr[8] = (uint8_t)(old >> 8);
+    }
+    /* one write: the server may read the whole chain at once; it must not
+     * take more than its pending limit, nor recurse per link */
+    pthread_create(&releaser, NULL, release_later, NULL);
+    for (size_t off = 0, len = (size_t)links * 9; off < len;) {
+        ssize_t n = write(sv[1], chain + off, len - off);
+
+        if (n <= 0) {
+            break;
+        }
+        off += (size_t)n;
+    }
+    pthread_join(releaser, NULL);
+    for (int i = 0; i <= links; i++) {
+        if (!raw_recv(sv[1], &type, &tag)) {
+            break;
+        }
+        if (i == 0 && tag == 7) {
+            slow_first = type == P9_RLOPEN;
+            continue;
+        }
+        if (type == P9_RFLUSH) {
+            ok++;
+            inorder += tag == (uint16_t)(100 + ok - 1);
+        }
+    }
+    atomic_store(&th_block_uninterruptible, false);
+    tap_ok(slow_first, "flush_chain/slow_reply_before_every_rflush");
+    tap_ok(ok == links && inorder == links,
+           "flush_chain/%d_links_all_answered_in_order (%d Rflush, %d in "
+           "order)",
+           links, ok, inorder);
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TCLUNK;
+    t.u.tclunk.fid = 2;
+    tap_ok(raw_send(sv[1], &t, 8) == 0 && raw_recv(sv[1], &type, &tag) &&
+               type == P9_RCLUNK && tag == 8,
+           "flush_chain/connection_fine_after");
+    close(sv[1]);
+    free(chain);
+}
+
 /* In-process: flush of a request blocked in the backend. */
 static void
 test_flush_blocked(void)
@@ -620,6 +794,7 @@ main(int argc, char **argv)
     test_flush_simple();
     if (vfsd == NULL) {
         test_flush_blocked();
+        test_flush_chain(3000);
     } else {
         test_fifo_open_nonblocking();
     }

@@ -10,8 +10,8 @@
 /* clang-format off */
 const uint8_t sample_types[] = {
     P9_RLERROR,
-#define P9_MSG(NAME, name, ID, FLAGS) P9_T##NAME, P9_R##NAME,
-#include "proto/p9_msgs.def"
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB) P9_T##NAME, P9_R##NAME,
+#include "virtfs/p9_msgs.def"
 #undef P9_MSG
 };
 /* clang-format on */
