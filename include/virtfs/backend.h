@@ -6,8 +6,11 @@
  * read-only gating, name checks.  A backend sees only nodes (its own opaque
  * objects), open handles, users, and typed arguments.  Every op returns 0
  * (or a byte count) on success and a negative errno on failure.  An op left
- * NULL answers -ENOSYS (the core checks).  Ops may block: they run on a
- * worker thread, one request start to finish on one thread.
+ * NULL answers -ENOSYS (the core checks), except the mandatory ones: root,
+ * walk1, node_get, node_put, and close when open or create is given;
+ * p9s_server_new() refuses an export whose backend lacks one.  Ops may
+ * block: they run on a worker thread, one request start to finish on one
+ * thread.
  *
  * Names handed to a backend are NUL-terminated, non-empty, contain no '/',
  * and are not "." (the core refuses those).  ".." can reach walk1 only;

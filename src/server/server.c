@@ -9,6 +9,17 @@
 
 #include "util/log.h"
 
+/* The ops the core calls without a NULL check (backend.h: mandatory). */
+static bool
+backend_complete(const struct backend *be)
+{
+    const struct be_ops *o = be != NULL ? be->ops : NULL;
+
+    return o != NULL && o->root != NULL && o->walk1 != NULL &&
+           o->node_get != NULL && o->node_put != NULL &&
+           (o->close != NULL || (o->open == NULL && o->create == NULL));
+}
+
 struct p9s_server *
 p9s_server_new(const struct p9s_config *cfg, const struct p9s_export *exports,
                int nexports)
@@ -16,6 +27,13 @@ p9s_server_new(const struct p9s_config *cfg, const struct p9s_export *exports,
     struct p9s_server *srv;
     int threads = cfg->threads;
 
+    for (int i = 0; i < nexports; i++) {
+        if (!backend_complete(exports[i].be)) {
+            log_err("export %s: its backend lacks a mandatory op",
+                    exports[i].path);
+            return NULL;
+        }
+    }
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
         return NULL;

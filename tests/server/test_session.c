@@ -880,6 +880,41 @@ test_error_isolation(struct p9c_fid *root)
     tap_ok(good == 20, "errors/later_io_unaffected (%d of 20)", good);
 }
 
+/* The core refuses a backend that lacks a mandatory op. */
+static void
+test_backend_contract(void)
+{
+    static const struct be_ops empty;
+    struct pt_options po = {.root = exdir, .remap_devs = true};
+    struct backend *pt = NULL;
+    struct be_ops partial;
+    struct backend be = {.ops = &empty};
+    struct p9s_export ex = {NULL, exdir, false, &be};
+    struct p9s_config cfg = {.msize = TH_MSIZE, .threads = 1};
+    struct p9s_server *srv;
+
+    srv = p9s_server_new(&cfg, &ex, 1);
+    tap_ok(srv == NULL, "contract/empty_backend_refused");
+    p9s_server_free(srv);
+    if (pt_backend_new(&po, &pt) < 0) {
+        tap_ok(false, "contract/passthrough_backend");
+        return;
+    }
+    ex.be = pt;
+    srv = p9s_server_new(&cfg, &ex, 1);
+    tap_ok(srv != NULL, "contract/complete_backend_accepted");
+    p9s_server_free(srv);
+    partial = *pt->ops;
+    partial.walk1 = NULL;
+    be.ops = &partial;
+    be.priv = pt->priv;
+    ex.be = &be;
+    srv = p9s_server_new(&cfg, &ex, 1);
+    tap_ok(srv == NULL, "contract/backend_without_walk1_refused");
+    p9s_server_free(srv);
+    pt->ops->destroy(pt);
+}
+
 /* ---- read-only export ---------------------------------------------------------- */
 
 static void
@@ -1059,6 +1094,7 @@ main(int argc, char **argv)
     ex[1] = (struct th_export){"ro", rodir, true};
     cur_srv = th_start(vfsd, ex, 2, NULL);
 
+    test_backend_contract();
     test_version(cur_srv);
     test_auth_attach(cur_srv);
     single = th_mkdtemp("single");
