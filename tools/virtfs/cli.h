@@ -5,6 +5,8 @@
 #ifndef VIRTFS_TOOLS_VIRTFS_CLI_H
 #define VIRTFS_TOOLS_VIRTFS_CLI_H
 
+#include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "virtfs/client.h"
@@ -38,7 +40,39 @@ int cli_rm_tree(struct p9c_fid *dir);
  */
 int cli_unlink(struct p9c_fid *dir, const char *name, uint32_t flags);
 
-/* The bench subcommand (bench.c). */
+/* "a/b/c" split into its parent "a/b" and last name "c". */
+struct split {
+    char dir[PATH_MAX];
+    char base[PATH_MAX];
+};
+
+/* Trailing slashes are ignored; -EINVAL for "/", "", "." and "..". */
+int split_path(const char *path, struct split *sp);
+/* out = "a/b" (out has PATH_MAX bytes): 0 or -ENAMETOOLONG. */
+int join_path(char *out, const char *a, const char *b);
+/* Walk to the parent of 'path'; sp->base is the last name. */
+int walk_parent(struct p9c_fid *root, const char *path, struct split *sp,
+                struct p9c_fid **out);
+
+/* All names of an unopened directory fid, sorted (it is cloned and
+ * opened); free with free_names(). */
+int read_names(struct p9c_fid *dir, char ***names_out, size_t *n_out);
+void free_names(char **names, size_t n);
+
+#define MAX_DEPTH 256 /* ls -R / rm -r recursion bound */
+
+/* The commands: one file per group (cmd_list.c, cmd_io.c, cmd_ns.c). */
+int cmd_ls(struct p9c_fid *root, int argc, char **argv);
+int cmd_stat(struct p9c_fid *root, int argc, char **argv);
+int cmd_df(struct p9c_fid *root, int argc, char **argv);
+int cmd_cat(struct p9c_fid *root, int argc, char **argv);
+int cmd_get(struct p9c_fid *root, int argc, char **argv);
+int cmd_put(struct p9c_fid *root, int argc, char **argv);
+int cmd_mkdir(struct p9c_fid *root, int argc, char **argv);
+int cmd_rm(struct p9c_fid *root, int argc, char **argv);
+int cmd_mv(struct p9c_fid *root, int argc, char **argv);
+int cmd_ln(struct p9c_fid *root, int argc, char **argv);
+/* The bench subcommand (bench.c): connects by itself. */
 int cmd_bench(int argc, char **argv);
 
 #endif /* VIRTFS_TOOLS_VIRTFS_CLI_H */
