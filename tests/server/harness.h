@@ -67,6 +67,10 @@ struct th_srv {
 
 /* Optional: wrap each in-process backend (e.g. to make ops block). */
 static struct backend *(*th_wrap_backend)(struct backend *be);
+/* Optional: make each in-process export's backend (e.g. the synth backend)
+ * instead of a passthrough backend on ex->path. */
+static int (*th_make_backend)(const struct th_export *ex,
+                              struct backend **out);
 
 /* A TAP "# TODO" line: a known bug, reported; does not fail the run. */
 static __attribute__((unused)) void
@@ -369,7 +373,12 @@ th_start(const char *virtfsd, const struct th_export *ex, int nex,
                                     .remap_devs = true};
             struct backend *be;
 
-            if (pt_backend_new(&po, &be) < 0) {
+            if (th_make_backend != NULL) {
+                if (th_make_backend(&ex[i], &be) < 0) {
+                    fprintf(stderr, "backend for %s failed\n", ex[i].path);
+                    exit(99);
+                }
+            } else if (pt_backend_new(&po, &be) < 0) {
                 fprintf(stderr, "pt_backend_new(%s) failed\n", ex[i].path);
                 exit(99);
             }
