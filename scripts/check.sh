@@ -75,15 +75,19 @@ if run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
     count_meson build-asan
 fi
 
-log "libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), ${FUZZ_SECONDS:-20} s each"
+log "libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), ${FUZZ_SECONDS:-20} s each (session: 60 s)"
 if CC=clang run_build build-fuzz -Dfuzz=true; then
     for t in tests/fuzz/fuzz_decode:tests/fuzz/corpus/decode \
              tests/vhost/fuzz_vring:tests/vhost/corpus/vring \
-             tests/vhost/fuzz_vhost_msg:tests/vhost/corpus/vhost_msg; do
+             tests/vhost/fuzz_vhost_msg:tests/vhost/corpus/vhost_msg \
+             tests/fuzz/fuzz_session:tests/fuzz/corpus/session; do
         bin=build-fuzz/${t%%:*}
+        secs=${FUZZ_SECONDS:-20}
+        # the whole-server session fuzzer (issue 12): at least 60 s
+        if [ "${bin##*/}" = fuzz_session ] && [ "$secs" -lt 60 ]; then secs=60; fi
         corpus=$(mktemp -d)   # new inputs land here, not in the tree
         cp -r "${t#*:}/." "$corpus/"
-        if [ -x "$bin" ] && "$bin" -max_total_time="${FUZZ_SECONDS:-20}" \
+        if [ -x "$bin" ] && "$bin" -max_total_time="$secs" \
                 -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1; then
             echo "ok - fuzz ${bin##*/}: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') inputs, no crash"
             passed=$((passed + 1))
