@@ -386,6 +386,32 @@ test_rename(void)
     OPS(be)->destroy(be);
 }
 
+/* Renaming over an existing name when the directory's entry array must
+ * grow for the new name (regression: the old entry pointer dangled). */
+static void
+test_rename_full_dir(void)
+{
+    struct backend *be = new_be(0, 0);
+    struct be_node *root = root_of(be, NULL);
+    struct be_handle *d;
+    char name[8], got[256];
+    int err;
+
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "e%d", i);
+        OPS(be)->mknod(be, root, name, S_IFREG | 0644, 0, 0, 0, NULL);
+    }
+    tap_ok(OPS(be)->renameat(be, root, "e0", root, "e7") == 0,
+           "rename over a name in a full directory");
+    d = open_node(be, root, P9_DOTL_RDONLY, &err);
+    list(be, d, 0, 100, got, sizeof(got));
+    tap_ok(strcmp(got, ". .. e1 e2 e3 e4 e5 e6 e7 ") == 0, "listing: %s",
+           got);
+    OPS(be)->close(be, d);
+    OPS(be)->node_put(be, root);
+    OPS(be)->destroy(be);
+}
+
 static void
 test_special(void)
 {
@@ -672,6 +698,7 @@ main(void)
     test_readdir_offsets();
     test_links_and_unlink();
     test_rename();
+    test_rename_full_dir();
     test_special();
     test_xattrs();
     test_caps();

@@ -1005,8 +1005,10 @@ sy_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
             goto out;
         }
     }
-    for (int i = 0; i < iovcnt; i++) {
-        memcpy(n->data + off, iov[i].iov_base, iov[i].iov_len);
+    for (int i = 0; len > 0 && i < iovcnt; i++) {
+        if (iov[i].iov_len > 0) {
+            memcpy(n->data + off, iov[i].iov_base, iov[i].iov_len);
+        }
         off += iov[i].iov_len;
     }
     if (len > 0) {
@@ -1282,8 +1284,10 @@ sy_move(struct sy_backend *sb, struct be_node *od, const char *oldname,
     if (err < 0) {
         return err;
     }
-    /* from here nothing fails; the pin keeps n across its unlink */
+    /* from here nothing fails; the pin keeps n across its unlink (the
+     * reserve may have moved nd's entries: look dst up again) */
     n->refs++;
+    dst = sy_lookup(nd, newname);
     if (dst != NULL) {
         sy_unlink_entry(sb, nd, dst);
     }
