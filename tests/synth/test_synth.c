@@ -624,8 +624,8 @@ test_server(void)
     struct th_export ex = {.name = "synth", .path = "/synth"};
     struct th_srv *s;
     struct p9c_conn *c;
-    struct p9c_fid *root, *f, *d;
-    struct p9c_dir *it;
+    struct p9c_fid *root, *f = NULL, *d = NULL;
+    struct p9c_dir *it = NULL;
     struct p9c_dirent de;
     struct p9_rstatfs sf;
     struct synth_stats st;
