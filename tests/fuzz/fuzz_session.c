@@ -18,8 +18,9 @@
  *
  * Checked, abort() on failure (the fuzzer reports it):
  *   - every reply decodes, carries the request's tag, is the matching
- *     R-type or Rlerror, fits the reply space; Rread/Rreaddir data is no
- *     longer than asked for;
+ *     R-type or Rlerror (errno 1..4095), fits the reply space; Rread and
+ *     Rreaddir data is no longer than asked for, Rreaddir data is whole
+ *     dirents, Rwalk has no more qids than names;
  *   - exactly one send() or drop() per submitted message, and drop() only
  *     for a message some Tflush named, a closing session, or a submit the
  *     server refused;
@@ -255,6 +256,31 @@ out:
     return err;
 }
 
+/* Rreaddir data is a whole number of well-formed dirents. */
+static void
+check_dirents(const struct p9_data *d)
+{
+    struct iovec v[4];
+    struct p9_rbuf b;
+    int n = p9_data_iov(d, v, 4);
+
+    if (n < 0) {
+        FZ_DIE("Rreaddir data not addressable");
+    }
+    p9_rbuf_init(&b, v, n, d->len, NULL, 0);
+    while (b.left > 0 && !b.bad) {
+        struct p9_dirent de;
+
+        p9_get_dirent(&b, &de);
+        if (!b.bad && de.name.len == 0) {
+            FZ_DIE("Rreaddir entry with an empty name");
+        }
+    }
+    if (b.bad) {
+        FZ_DIE("Rreaddir data is not a sequence of dirents");
+    }
+}
+
 static void
 check_reply(struct fz_sess *s, struct fz_msg *m, size_t len)
 {
@@ -280,12 +306,23 @@ check_reply(struct fz_sess *s, struct fz_msg *m, size_t len)
     if (f.type != P9_RLERROR && f.type != (uint8_t)(m->type + 1)) {
         FZ_DIE("reply type %u to request type %u", f.type, m->type);
     }
+    if (f.type == P9_RLERROR &&
+        (f.u.rlerror.ecode == 0 || f.u.rlerror.ecode > 4095)) {
+        FZ_DIE("Rlerror with errno %u (type %u tag %u)", f.u.rlerror.ecode,
+               m->type, m->tag);
+    }
     if (f.type == P9_RREAD && f.u.rread.data.len > m->count) {
         FZ_DIE("Rread of %u bytes, %u asked", f.u.rread.data.len, m->count);
     }
     if (f.type == P9_RREADDIR && f.u.rreaddir.data.len > m->count) {
         FZ_DIE("Rreaddir of %u bytes, %u asked", f.u.rreaddir.data.len,
                m->count);
+    }
+    if (f.type == P9_RREADDIR) {
+        check_dirents(&f.u.rreaddir.data);
+    }
+    if (f.type == P9_RWALK && f.u.rwalk.nwqid > m->count) {
+        FZ_DIE("Rwalk with %u qids for %u names", f.u.rwalk.nwqid, m->count);
     }
     if (getenv("FUZZ_SESSION_TRACE") != NULL) {
         fprintf(stderr, "  type %u tag %u -> %s%s%u\n", m->type, m->tag,
@@ -603,6 +640,8 @@ send_fcall(struct fz_prog *pg, struct p9_fcall *f, struct fz_in *in,
         m->count = f->u.tread.count;
     } else if (f->type == P9_TREADDIR) {
         m->count = f->u.treaddir.count;
+    } else if (f->type == P9_TWALK) {
+        m->count = f->u.twalk.nwname;
     }
     pg->last_len = len < sizeof(pg->last) ? len : sizeof(pg->last);
     memcpy(pg->last, m->frame, pg->last_len);
@@ -618,7 +657,7 @@ send_raw(struct fz_prog *pg, const uint8_t *p, size_t len, struct fz_in *in)
     memcpy(m->frame, p, len);
     m->type = len > 4 ? p[4] : 0;
     m->tag = len > 6 ? (uint16_t)(p[5] | p[6] << 8) : 0;
-    m->count = UINT32_MAX; /* unknown */
+    m->count = UINT32_MAX; /* unknown (Twalk: at most 16 anyway) */
     if (len > 6 && (m->type == P9_TREAD || m->type == P9_TREADDIR) &&
         len >= 7 + 16) {
         /* fid[4] offset[8] count[4] */
