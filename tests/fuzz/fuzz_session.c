@@ -196,12 +196,31 @@ gate_open_op(struct backend *be, struct be_node *n, uint32_t flags,
     return gate_orig->open(be, n, flags, out, qid, iounit);
 }
 
+/*
+ * On a real directory (passthrough mode, maybe as root) no device node is
+ * made: a bug elsewhere must not turn the fuzzer into a writer of
+ * /dev/sda.  The synth backend keeps them as attributes and gets them.
+ */
+static int
+gate_mknod_op(struct backend *be, struct be_node *dir, const char *name,
+              uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
+              struct p9_qid *qid)
+{
+    if (S_ISCHR(mode) || S_ISBLK(mode)) {
+        return -EPERM;
+    }
+    return gate_orig->mknod(be, dir, name, mode, major, minor, gid, qid);
+}
+
 static void
-gate_wrap(struct backend *be)
+gate_wrap(struct backend *be, bool real_dir)
 {
     gate_orig = be->ops;
     gate_ops = *be->ops;
     gate_ops.open = gate_open_op;
+    if (real_dir) {
+        gate_ops.mknod = gate_mknod_op;
+    }
     be->ops = &gate_ops;
 }
 
@@ -1220,7 +1239,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     } else {
         be = make_synth();
     }
-    gate_wrap(be);
+    gate_wrap(be, (flags & FZ_PASSTHROUGH) != 0);
     gate_set(false);
     ex.be = be;
     srv = p9s_server_new(&cfg, &ex, 1);
