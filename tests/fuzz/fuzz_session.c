@@ -667,11 +667,18 @@ send_fcall(struct fz_prog *pg, struct p9_fcall *f, struct fz_in *in,
     submit(pg, m, in);
 }
 
+static struct fz_msg *flush_target(struct fz_sess *s, uint16_t oldtag);
+
 /* Submit raw bytes as a frame; the header fields come from the bytes. */
 static void
 send_raw(struct fz_prog *pg, const uint8_t *p, size_t len, struct fz_in *in)
 {
     struct fz_msg *m = msg_new(len);
+
+    if (len == 9 && p[4] == P9_TFLUSH) {
+        /* a well-formed Tflush after all: what it names may be dropped */
+        m->target = flush_target(pg->s, (uint16_t)(p[7] | p[8] << 8));
+    }
 
     memcpy(m->frame, p, len);
     m->type = len > 4 ? p[4] : 0;

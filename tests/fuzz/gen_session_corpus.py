@@ -67,6 +67,9 @@ SEEDS = {
     # raw frames: a Twalk body cut short, garbage type, a mutated Tgetattr
     "raw": [0, RAW, 9, 110, 1, 0, 0, 0, 0, 0, 1, 0,
             RAW, 3, 0xff, 5, 0, GETATTR, 0, 1, MUTATE, 7, 0x41],
+    # a raw Tflush (tag 9) of the slow Tlopen (tag 19)
+    "raw-flush": [0] + walk(0, 1, "fifo") + [LOPEN, 1, 0, SETTLE,
+                  RAW, 5, 108, 9, 0, 19, 0, SYNC],
     # Tversion in the middle resets the session (fids go away)
     "reversion": [0] + walk(0, 1, "d") + [LOPEN, 1, 5, VERSION, 1, 0,
                   READDIR, 1, 0, 4, ATTACH, 0, 0, CLUNK, 0],
