@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Seed programs for tests/fuzz/fuzz_session.c (see its header comment for
-the format).  Usage: gen_session_corpus.py DIR  (writes DIR/seed-*)."""
+the format).  Usage: gen_session_corpus.py DIR  (writes DIR/seed-*);
+gen_session_corpus.py --dump FILE  (prints a program, roughly)."""
 import os
 import sys
 
@@ -94,7 +95,70 @@ SEEDS = {
 }
 
 
+# argument layout of each op (b: byte, w: u16, d: u32, n: name,
+# N: walk names, r: raw bytes, g: getattr mask, x: write)
+ARGS = {VERSION: "bb", ATTACH: "bb", WALK: "bbN", LOPEN: "bb",
+        LCREATE: "bnbbb", READ: "bbb", WRITE: "bbb", CLUNK: "b", REMOVE: "b",
+        GETATTR: "bg", SETATTR: "bwbbbbbd", READDIR: "bbb", MKDIR: "bnb",
+        SYMLINK: "bnn", MKNOD: "bnbbb", LINK: "bbn", RENAME: "bbn",
+        RENAMEAT: "bnbn", UNLINKAT: "bnb", XATTRWALK: "bbb",
+        XATTRCREATE: "bbbb", LOCK: "bbbbbb", GETLOCK: "bbbbb", FSYNC: "bb",
+        STATFS: "b", READLINK: "b", FLUSH: "b", RAW: "r", MUTATE: "bb",
+        REPEAT: "w", SYNC: "", RELEASE: "", CLOSE: "", SETTLE: ""}
+OPNAMES = ("VERSION ATTACH WALK LOPEN LCREATE READ WRITE CLUNK REMOVE GETATTR "
+           "SETATTR READDIR MKDIR SYMLINK MKNOD LINK RENAME RENAMEAT UNLINKAT "
+           "XATTRWALK XATTRCREATE LOCK GETLOCK FSYNC STATFS READLINK FLUSH "
+           "RAW MUTATE REPEAT SYNC RELEASE CLOSE SETTLE").split()
+
+
+def dump(data):
+    """Print a program one instruction a line (split-frame cut bytes and
+    the exact tag of repeats are not shown)."""
+    print("flags 0x%02x" % data[0])
+    i = 1
+    split = data[0] & SPLIT
+    while i < len(data):
+        op = data[i]
+        i += 1
+        code = (op & 0x7f) % len(ARGS)
+        line = [OPNAMES[code]]
+        if op & 0x80 and code not in (REPEAT, SYNC, RELEASE, CLOSE, SETTLE,
+                                      RAW, MUTATE):
+            line.append("tag=%d" % (data[i] if i < len(data) else -1))
+            i += 1
+        for a in ARGS[code]:
+            if i >= len(data):
+                break
+            if a == "w":
+                line.append(str(data[i] | (data[i + 1] << 8 if i + 1 < len(data) else 0)))
+                i += 2
+            elif a == "d":
+                i += 4
+            elif a == "g":
+                line.append("mask=%d" % data[i])
+                i += 1 if data[i] & 1 else 5
+            elif a == "N":
+                k = data[i] % 17
+                i += 1
+                line.append("names=%s" % list(data[i:i + k]))
+                i += k
+            elif a == "r":
+                k = data[i]
+                line.append("raw=%s" % data[i + 1:i + 1 + k].hex())
+                i += 1 + k
+            else:
+                line.append(str(data[i]))
+                i += 1
+        if split and code not in (REPEAT, SYNC, RELEASE, CLOSE, SETTLE):
+            i += 2
+        print(" ".join(line))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--dump":
+        with open(sys.argv[2], "rb") as f:
+            dump(f.read())
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else "."
     os.makedirs(out, exist_ok=True)
     for name, prog in SEEDS.items():
