@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Seed programs for tests/fuzz/fuzz_session.c (see its header comment for
-the format).  Usage: gen_session_corpus.py DIR  (writes DIR/seed-*);
+the format).  Usage: gen_session_corpus.py DIR  (writes DIR/seed-* and the
+hand-written crash reproducers);
 gen_session_corpus.py --dump FILE  (prints a program, roughly)."""
 import os
 import sys
@@ -54,7 +55,7 @@ SEEDS = {
                    RELEASE, SYNC],
     # the known crash: 2000 Tflush, each flushing the one before, behind
     # one slow request (recursion p9s_respond -> conn_req_done)
-    "flush-chain-2000": [0] + walk(0, 1, "fifo") + [LOPEN, 1, 0, SETTLE,
+    "crash-flush-chain-2000": [0] + walk(0, 1, "fifo") + [LOPEN, 1, 0, SETTLE,
                          REPEAT, 0xcf, 0x07, FLUSH, 0, SYNC],
     # a short chain and a flush of a flush
     "flush-chain-8": [0] + walk(0, 1, "fifo") + [LOPEN, 1, 0, SETTLE,
@@ -162,7 +163,8 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "."
     os.makedirs(out, exist_ok=True)
     for name, prog in SEEDS.items():
-        with open(os.path.join(out, "seed-" + name), "wb") as f:
+        prefix = "" if name.startswith("crash-") else "seed-"
+        with open(os.path.join(out, prefix + name), "wb") as f:
             f.write(bytes(b & 0xff for b in prog))
 
 
