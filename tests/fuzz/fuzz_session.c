@@ -39,6 +39,16 @@
  *                  for every 13th message
  *   then instructions: op[1] args...; op & 0x80: a tag byte follows
  *   (0xff = NOTAG, else tag & 0x0f); otherwise tags count up from 16.
+ *   `gen_session_corpus.py --dump FILE` prints a program.
+ *
+ * Environment: FUZZ_SESSION_TIMEOUT_MS (hang limit, default 10000),
+ * FUZZ_SESSION_MAX_REPEAT (cap on REPEAT counts, default 4000: lower it to
+ * fuzz past a known crash that needs long chains), FUZZ_SESSION_TRACE
+ * (one line per reply), FUZZ_SESSION_VERBOSE (server debug log).
+ *
+ * A long run that survives crashes (new inputs go to the first directory):
+ *   build-fuzz/tests/fuzz/fuzz_session -fork=1 -ignore_crashes=1 \
+ *       -max_total_time=3600 -artifact_prefix=/tmp/art/ /tmp/corpus
  */
 #include <dirent.h>
 #include <errno.h>
