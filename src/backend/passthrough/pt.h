@@ -40,7 +40,8 @@ struct pt_backend {
     bool readonly;        /* every mutation answers -EROFS */
     bool multiuser;       /* switch fsuid/fsgid/groups per thread */
     bool remap_devs;      /* qid.path = devindex << 48 | ino */
-    bool clear_suid;      /* root serving without multiuser: see pt_file.c */
+    bool caps;            /* the daemon has capabilities: see pt_cred.c */
+    uint64_t cap_full;    /* its permitted set (what a root fid runs with) */
 
     pthread_mutex_t qid_lock; /* protects the fields below */
     dev_t *devs;              /* devs[i] = device with index i */
@@ -127,6 +128,15 @@ int pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
 void pt_user_put(struct backend *be, struct be_user *u);
 int pt_user_enter(struct backend *be, struct be_user *u);
 uid_t pt_current_uid(void);
+void pt_cred_init(struct pt_backend *pb);
+bool pt_cred_limited(struct pt_backend *pb);
+int pt_cred_raise(struct pt_backend *pb, uint64_t caps, uint64_t *saved);
+void pt_cred_restore(struct pt_backend *pb, uint64_t saved);
+int pt_cred_fsgid(struct pt_backend *pb, uint32_t gid, uint32_t *saved);
+void pt_cred_fsgid_restore(struct pt_backend *pb, uint32_t saved);
+
+/* A capability as a bit of the 64-bit masks above. */
+#define PT_CAP(c) (UINT64_C(1) << (c))
 
 /* pt_attr.c */
 int pt_getattr(struct backend *be, struct be_node *n, struct be_handle *h,

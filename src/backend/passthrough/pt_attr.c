@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -147,6 +148,61 @@ pt_set_times(struct be_node *n, const struct timespec ts[2])
 }
 
 /*
+ * Which capabilities to raise around a chmod/chown of a non-root fid in
+ * multiuser mode (pt_cred.c runs it with CAP_DAC_OVERRIDE only, so the
+ * kernel checks ownership by fsuid).  What the server can verify, it
+ * does; group membership it cannot (9P does not carry it), and the guest
+ * kernel's word stands for it, as in QEMU and diod:
+ *  - chmod by the owner: CAP_FSETID, so a set-gid bit on a group the guest
+ *    says the owner is in survives (the guest stripped it if not).
+ *  - chmod by a non-owner that only removes set-id bits (what a 6.12
+ *    client sends before a non-owner's write): CAP_FOWNER and CAP_FSETID
+ *    (the mode asked for is applied as is; it can only keep a bit that is
+ *    already set).  Anything else by a non-owner is the kernel's EPERM.
+ *  - chgrp by the owner (uid unchanged): CAP_CHOWN and CAP_FSETID; the
+ *    kernel still clears S_ISUID, and S_ISGID with group-exec, as chown
+ *    always does.  Giving a file away (another uid) stays the kernel's
+ *    EPERM.
+ * Between the fstat and the change the owner could change; only root can
+ * do that, and the window is one syscall.
+ */
+static int
+pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
+                const struct p9_tsetattr *in, uint64_t *caps)
+{
+    struct stat st;
+    uid_t uid = pt_current_uid();
+    int err;
+
+    *caps = 0;
+    if (!pt_cred_limited(pb) ||
+        !(valid & (P9_SETATTR_MODE | P9_SETATTR_UID | P9_SETATTR_GID))) {
+        return 0;
+    }
+    err = pt_fstat(n->fd, &st);
+    if (err < 0) {
+        return err;
+    }
+    if (valid & P9_SETATTR_MODE) {
+        mode_t cur = st.st_mode & 07777;
+        mode_t want = in->mode & 07777;
+
+        if (st.st_uid == uid) {
+            *caps |= PT_CAP(CAP_FSETID);
+        } else if (want != cur && (want & ~cur) == 0 &&
+                   ((cur ^ want) & ~(mode_t)(S_ISUID | S_ISGID)) == 0) {
+            /* FSETID: keep the set-gid bit when only S_ISUID goes. */
+            *caps |= PT_CAP(CAP_FOWNER) | PT_CAP(CAP_FSETID);
+        }
+    }
+    if ((valid & P9_SETATTR_GID) && st.st_uid == uid &&
+        (!(valid & P9_SETATTR_UID) || (uid_t)in->uid == uid)) {
+        *caps |= PT_CAP(CAP_CHOWN) | PT_CAP(CAP_FSETID);
+    }
+    return 0;
+}
+
+/*
  * Order follows the kernel's own notify_change users (and QEMU): mode,
  * owner, size, times.  Not atomic: a failure in a later step leaves the
  * earlier ones applied, as with a sequence of syscalls in the guest.
@@ -157,13 +213,23 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
 {
     struct pt_backend *pb = pt_be(be);
     const uint32_t v = in->valid;
+    uint64_t caps;
+    uint64_t saved;
     int err;
 
     if (pb->readonly) {
         return -EROFS;
     }
+    err = pt_setattr_caps(pb, n, v, in, &caps);
+    if (err < 0) {
+        return err;
+    }
     if (v & P9_SETATTR_MODE) {
-        err = pt_set_mode(n, h, in->mode & 07777);
+        err = pt_cred_raise(pb, caps & ~PT_CAP(CAP_CHOWN), &saved);
+        if (err == 0) {
+            err = pt_set_mode(n, h, in->mode & 07777);
+        }
+        pt_cred_restore(pb, saved);
         if (err < 0) {
             return err;
         }
@@ -173,9 +239,14 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
         gid_t gid = (v & P9_SETATTR_GID) ? (gid_t)in->gid : (gid_t)-1;
 
         /* The kernel clears S_ISUID/S_ISGID of a non-directory here. */
-        if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) <
-            0) {
-            return -errno;
+        err = pt_cred_raise(pb, caps & PT_CAP(CAP_CHOWN) ? caps : 0, &saved);
+        if (err == 0 && fchownat(n->fd, "", uid, gid,
+                                 AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+            err = -errno;
+        }
+        pt_cred_restore(pb, saved);
+        if (err < 0) {
+            return err;
         }
     }
     if (v & P9_SETATTR_SIZE) {

@@ -7,17 +7,50 @@
  * its supplementary groups (getgrouplist); a uid without one gets gid = uid
  * and no supplementary groups.  An unknown non-numeric uname is -EINVAL in
  * multiuser mode; without multiuser it maps to nobody (65534) since the
- * identity is then only used to decide set-id bit clearing (pt_file.c).
+ * identity is then only used to pick the capability set below.
  *
- * user_enter (multiuser only) switches the calling thread's fsuid, fsgid
- * and supplementary groups with raw syscalls: glibc's setgroups() and
- * setfsuid() wrappers broadcast to every thread of the process, which must
- * not happen.  The current identity is cached in a thread-local (by user
- * serial), so consecutive requests of one user cost no syscalls.  While
- * fsuid is not 0 the kernel drops the file capabilities (CAP_CHOWN,
- * CAP_DAC_*, CAP_FOWNER, CAP_FSETID, CAP_MKNOD...) from the effective set,
- * so permission checks and set-id clearing are the kernel's, as for that
- * user.
+ * user_enter switches the calling thread (never the process: glibc's
+ * setgroups()/setfsuid() wrappers broadcast to every thread, so raw
+ * syscalls are used) to the fid's identity.  The trust model
+ * (docs/security.md, "Credentials"): the guest kernel knows the caller's
+ * full credentials and checks permissions itself; 9P carries only the uid
+ * and, on creations, the gid it chose.  A guest can attach as uid 0 anyway,
+ * so inside the export the guest kernel's checks stand, and what the
+ * server must hold to is what a non-root identity never gets:
+ *
+ *   root fid (uid 0)    fsuid 0, the daemon's whole permitted set.
+ *   other, multiuser    fsuid = uid, fsgid = the user's gid (the request's
+ *                       gid while creating), host groups, and the
+ *                       effective set {CAP_DAC_OVERRIDE} only:
+ *     DAC_OVERRIDE   read/write/search through a group the guest says the
+ *                    caller is in but the host does not know of.
+ *     not CHOWN      raised only around a chgrp by the owner (pt_attr.c):
+ *                    always-on it would let any fid give away any file.
+ *     not FOWNER     the kernel keeps owner-only checks (chmod, utimes,
+ *                    sticky directories); raised only around a chmod by a
+ *                    non-owner that only removes set-id bits.
+ *     not FSETID     so the kernel clears set-id bits on write and
+ *                    truncation, before the data lands; raised only
+ *                    around chmod/chgrp by the owner (the guest already
+ *                    stripped S_ISGID where POSIX wants).
+ *     not MKNOD      a non-root guest user cannot make device nodes.
+ *     not DAC_READ_SEARCH  only linkat(AT_EMPTY_PATH) wants it; pt_link
+ *                    has a /proc fallback.  (It also opens
+ *                    open_by_handle_at, which must never serve a guest.)
+ *     never SYS_ADMIN (trusted.*, security.*), SETFCAP
+ *                    (security.capability), SYS_RESOURCE, SETUID/SETGID,
+ *                    or any other non-file-system capability.
+ *   other, no multiuser (daemon is root)  fsuid 0 and the daemon's
+ *                    file-system set minus FSETID (so set-id bits are
+ *                    cleared by the kernel before a write lands).
+ *
+ * Order matters: setfsuid(non-zero) makes the kernel drop the file-system
+ * capabilities from the effective set (and setfsuid(0) raises them again),
+ * so capset comes after the id switch; setgroups/setfsuid need
+ * CAP_SETGID/CAP_SETUID, so the full set is raised before it.  The current
+ * identity and effective set are cached per thread, so consecutive
+ * requests of one user cost no syscalls.  If anything fails the thread is
+ * left with an empty effective set (fail closed).
  */
 #include "pt.h"
 
@@ -27,8 +60,11 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "util/log.h"
 
 #define PT_NOBODY 65534
 #define PT_PWBUF 16384
@@ -45,6 +81,22 @@
 #endif
 
 static atomic_uint_fast64_t pt_user_serial = 1;
+
+/* The file-system capabilities (the kernel's CAP_FS_MASK without MAC). */
+#define PT_CAPS_FS                                                             \
+    (PT_CAP(CAP_CHOWN) | PT_CAP(CAP_DAC_OVERRIDE) |                            \
+     PT_CAP(CAP_DAC_READ_SEARCH) | PT_CAP(CAP_FOWNER) | PT_CAP(CAP_FSETID) |   \
+     PT_CAP(CAP_MKNOD))
+/* A non-root fid in multiuser mode (see the file comment). */
+#define PT_CAPS_USER PT_CAP(CAP_DAC_OVERRIDE)
+/* A non-root fid when root serves without multiuser. */
+#define PT_CAPS_NOMU_USER (PT_CAPS_FS & ~PT_CAP(CAP_FSETID))
+
+/* The thread's capability sets as last read or set (valid: pt_tl_caps). */
+static _Thread_local bool pt_tl_caps;
+static _Thread_local uint64_t pt_tl_eff;
+static _Thread_local uint64_t pt_tl_perm;
+static _Thread_local uint64_t pt_tl_inh;
 
 /* Serial of the user this thread acts as (0: the process's own identity). */
 static _Thread_local uint64_t pt_tl_serial;
@@ -204,40 +256,261 @@ pt_user_put(struct backend *be, struct be_user *u)
     }
 }
 
+static int
+pt_capget(uint64_t *eff, uint64_t *perm, uint64_t *inh)
+{
+    struct __user_cap_header_struct hdr = {
+        .version = _LINUX_CAPABILITY_VERSION_3,
+        .pid = 0,
+    };
+    struct __user_cap_data_struct d[2];
+
+    memset(d, 0, sizeof(d));
+    if (syscall(SYS_capget, &hdr, d) < 0) {
+        return -errno;
+    }
+    *eff = (uint64_t)d[1].effective << 32 | d[0].effective;
+    *perm = (uint64_t)d[1].permitted << 32 | d[0].permitted;
+    *inh = (uint64_t)d[1].inheritable << 32 | d[0].inheritable;
+    return 0;
+}
+
+/* Read this thread's capability sets into the cache if not there. */
+static int
+pt_caps_load(void)
+{
+    int err;
+
+    if (pt_tl_caps) {
+        return 0;
+    }
+    err = pt_capget(&pt_tl_eff, &pt_tl_perm, &pt_tl_inh);
+    if (err < 0) {
+        return err;
+    }
+    pt_tl_caps = true;
+    return 0;
+}
+
+/*
+ * Set this thread's effective set to 'eff' (within its permitted set),
+ * leaving permitted and inheritable as they are.  'force' skips the cache
+ * (after setfsuid, which changes the effective set behind our back).
+ */
+static int
+pt_caps_set(uint64_t eff, bool force)
+{
+    struct __user_cap_header_struct hdr = {
+        .version = _LINUX_CAPABILITY_VERSION_3,
+        .pid = 0,
+    };
+    struct __user_cap_data_struct d[2];
+    int err;
+
+    err = pt_caps_load();
+    if (err < 0) {
+        return err;
+    }
+    eff &= pt_tl_perm;
+    if (!force && eff == pt_tl_eff) {
+        return 0;
+    }
+    d[0].effective = (uint32_t)eff;
+    d[1].effective = (uint32_t)(eff >> 32);
+    d[0].permitted = (uint32_t)pt_tl_perm;
+    d[1].permitted = (uint32_t)(pt_tl_perm >> 32);
+    d[0].inheritable = (uint32_t)pt_tl_inh;
+    d[1].inheritable = (uint32_t)(pt_tl_inh >> 32);
+    if (syscall(SYS_capset, &hdr, d) < 0) {
+        err = -errno;
+        pt_tl_caps = false; /* unknown now: read back next time */
+        return err;
+    }
+    pt_tl_eff = eff;
+    return 0;
+}
+
+/*
+ * Something failed half-way: act as nobody, without groups or any
+ * capability, on this thread (best effort for the ids: they need the
+ * capabilities we may have lost).  The next user_enter starts afresh.
+ */
+static void
+pt_caps_lockdown(void)
+{
+    pt_tl_serial = 0;
+    (void)syscall(PT_SYS_SETGROUPS, (size_t)0, NULL);
+    (void)syscall(PT_SYS_SETFSGID, (gid_t)PT_NOBODY);
+    (void)syscall(PT_SYS_SETFSUID, (uid_t)PT_NOBODY);
+    if (pt_caps_set(0, true) < 0) {
+        /* Not expected (lowering is always allowed); say it loudly. */
+        log_err("passthrough: cannot drop capabilities: %s", strerror(errno));
+    }
+}
+
+void
+pt_cred_init(struct pt_backend *pb)
+{
+    uint64_t eff;
+    uint64_t perm;
+    uint64_t inh;
+
+    pb->caps = false;
+    pb->cap_full = 0;
+    if (pt_capget(&eff, &perm, &inh) == 0 && perm != 0) {
+        pb->caps = true;
+        pb->cap_full = perm;
+    }
+}
+
+/* The effective set a request of uid 'uid' runs with. */
+static uint64_t
+pt_caps_for(const struct pt_backend *pb, uid_t uid)
+{
+    if (uid == 0) {
+        return pb->cap_full;
+    }
+    return pb->multiuser ? PT_CAPS_USER : PT_CAPS_NOMU_USER;
+}
+
+bool
+pt_cred_limited(struct pt_backend *pb)
+{
+    return pb->multiuser && pt_current_uid() != 0;
+}
+
+/* Nothing to restore (pt_cred_raise had nothing to raise). */
+#define PT_CAPS_NONE UINT64_MAX
+
+int
+pt_cred_raise(struct pt_backend *pb, uint64_t caps, uint64_t *saved)
+{
+    int err;
+
+    *saved = PT_CAPS_NONE;
+    if (!pb->caps || caps == 0) {
+        return 0;
+    }
+    err = pt_caps_load();
+    if (err < 0) {
+        return err;
+    }
+    *saved = pt_tl_eff;
+    return pt_caps_set(pt_tl_eff | caps, false);
+}
+
+void
+pt_cred_restore(struct pt_backend *pb, uint64_t saved)
+{
+    if (saved != PT_CAPS_NONE && pb->caps && pt_caps_set(saved, false) < 0) {
+        pt_caps_lockdown();
+    }
+}
+
+/*
+ * Creations: act with fsgid 'gid' (the gid the client chose) until
+ * pt_cred_fsgid_restore(*saved).  setfsgid to a group outside the
+ * process's own needs CAP_SETGID, held only around the switch.
+ */
+static int
+pt_setfsgid_checked(gid_t gid)
+{
+    long prev;
+
+    syscall(PT_SYS_SETFSGID, gid);
+    prev = syscall(PT_SYS_SETFSGID, (gid_t)-1);
+    return (uint32_t)prev == (uint32_t)gid ? 0 : -EPERM;
+}
+
+int
+pt_cred_fsgid(struct pt_backend *pb, uint32_t gid, uint32_t *saved)
+{
+    uint64_t eff = pt_tl_eff;
+    int err;
+
+    *saved = (uint32_t)-1;
+    if (!pb->multiuser || gid == (uint32_t)-1 || pt_tl_serial == 0 ||
+        (gid_t)gid == pt_tl_fsgid) {
+        return 0;
+    }
+    err = pt_caps_set(eff | PT_CAP(CAP_SETGID), false);
+    if (err == 0) {
+        err = pt_setfsgid_checked((gid_t)gid);
+    }
+    if (pt_caps_set(eff, false) < 0) {
+        pt_caps_lockdown();
+        return -EPERM;
+    }
+    if (err < 0) {
+        return err;
+    }
+    *saved = (uint32_t)pt_tl_fsgid;
+    return 0;
+}
+
+void
+pt_cred_fsgid_restore(struct pt_backend *pb, uint32_t saved)
+{
+    uint64_t eff = pt_tl_eff;
+    int err;
+
+    if (saved == (uint32_t)-1 || !pb->multiuser) {
+        return;
+    }
+    err = pt_caps_set(eff | PT_CAP(CAP_SETGID), false);
+    if (err == 0) {
+        err = pt_setfsgid_checked((gid_t)saved);
+    }
+    if (err < 0 || pt_caps_set(eff, false) < 0) {
+        pt_caps_lockdown();
+    }
+}
+
 int
 pt_user_enter(struct backend *be, struct be_user *u)
 {
     struct pt_backend *pb = pt_be(be);
+    uint64_t want = pt_caps_for(pb, u->uid);
     long prev;
+    int err;
 
     pt_tl_uid = u->uid;
     pt_tl_uid_set = true;
-    if (!pb->multiuser || pt_tl_serial == u->serial) {
+    if (!pb->multiuser) {
+        return pb->caps ? pt_caps_set(want, false) : 0;
+    }
+    if (pt_tl_serial == u->serial) {
         return 0;
     }
     if (pt_tl_same(u)) {
         pt_tl_serial = u->serial;
         return 0;
     }
+    /* setgroups/setfsgid/setfsuid need CAP_SETGID/CAP_SETUID. */
+    err = pt_caps_set(pb->cap_full, false);
+    if (err < 0) {
+        goto out_lockdown;
+    }
     /* Groups first: the kernel checks them once fsgid/fsuid are set. */
     if (syscall(PT_SYS_SETGROUPS, (size_t)u->ngroups, u->groups) < 0) {
-        int err = -errno;
-
-        pt_tl_serial = 0;
-        return err;
+        err = -errno;
+        goto out_lockdown;
     }
     /* setfsuid/setfsgid report no error: read back with -1 to verify. */
-    syscall(PT_SYS_SETFSGID, u->gid);
-    prev = syscall(PT_SYS_SETFSGID, (gid_t)-1);
-    if ((uint32_t)prev != (uint32_t)u->gid) {
-        pt_tl_serial = 0;
-        return -EPERM;
+    err = pt_setfsgid_checked(u->gid);
+    if (err < 0) {
+        goto out_lockdown;
     }
     syscall(PT_SYS_SETFSUID, u->uid);
     prev = syscall(PT_SYS_SETFSUID, (uid_t)-1);
     if ((uint32_t)prev != (uint32_t)u->uid) {
-        pt_tl_serial = 0;
-        return -EPERM;
+        err = -EPERM;
+        goto out_lockdown;
+    }
+    /* setfsuid changed the effective set: set it whatever the cache says. */
+    err = pt_caps_set(want, true);
+    if (err < 0) {
+        goto out_lockdown;
     }
     pt_tl_serial = u->serial;
     pt_tl_fsuid = u->uid;
@@ -247,4 +520,8 @@ pt_user_enter(struct backend *be, struct be_user *u)
         memcpy(pt_tl_groups, u->groups, (size_t)u->ngroups * sizeof(gid_t));
     }
     return 0;
+
+out_lockdown:
+    pt_caps_lockdown();
+    return err;
 }

@@ -204,12 +204,19 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
 {
     struct pt_backend *pb = pt_be(be);
     int err = pt_dir_mut(pb, dir, name);
+    uint32_t saved;
 
     if (err < 0) {
         return err;
     }
-    if (mkdirat(dir->fd, name, (mode_t)(mode & 07777)) < 0) {
-        return -errno;
+    err = pt_cred_fsgid(pb, gid, &saved);
+    if (err < 0) {
+        return err;
+    }
+    err = mkdirat(dir->fd, name, (mode_t)(mode & 07777)) < 0 ? -errno : 0;
+    pt_cred_fsgid_restore(pb, saved);
+    if (err < 0) {
+        return err;
     }
     return pt_finish_new(pb, dir, name, gid, qid);
 }
@@ -222,6 +229,7 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     struct pt_backend *pb = pt_be(be);
     int err = pt_dir_mut(pb, dir, name);
     mode_t m = (mode_t)mode;
+    uint32_t saved;
 
     if (err < 0) {
         return err;
@@ -239,9 +247,17 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     default:
         return -EINVAL; /* directories and symlinks have their own ops */
     }
-    if (mknodat(dir->fd, name, m & (S_IFMT | 07777), makedev(major, minor)) <
-        0) {
-        return -errno;
+    err = pt_cred_fsgid(pb, gid, &saved);
+    if (err < 0) {
+        return err;
+    }
+    err = mknodat(dir->fd, name, m & (S_IFMT | 07777), makedev(major, minor)) <
+                  0
+              ? -errno
+              : 0;
+    pt_cred_fsgid_restore(pb, saved);
+    if (err < 0) {
+        return err;
     }
     return pt_finish_new(pb, dir, name, gid, qid);
 }
@@ -252,6 +268,7 @@ pt_symlink(struct backend *be, struct be_node *dir, const char *name,
 {
     struct pt_backend *pb = pt_be(be);
     int err = pt_dir_mut(pb, dir, name);
+    uint32_t saved;
 
     if (err < 0) {
         return err;
@@ -260,8 +277,14 @@ pt_symlink(struct backend *be, struct be_node *dir, const char *name,
     if (target == NULL || target[0] == '\0') {
         return -ENOENT;
     }
-    if (symlinkat(target, dir->fd, name) < 0) {
-        return -errno;
+    err = pt_cred_fsgid(pb, gid, &saved);
+    if (err < 0) {
+        return err;
+    }
+    err = symlinkat(target, dir->fd, name) < 0 ? -errno : 0;
+    pt_cred_fsgid_restore(pb, saved);
+    if (err < 0) {
+        return err;
     }
     return pt_finish_new(pb, dir, name, gid, qid);
 }

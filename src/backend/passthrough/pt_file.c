@@ -11,13 +11,10 @@
  * sends Tlopen for them, and a guest-made device node must not become a
  * door to host devices.
  *
- * Set-id bits: when the server runs as root without multiuser, it writes
- * with CAP_FSETID on behalf of a guest user who may not have it, and the
- * kernel would not clear S_ISUID/S_ISGID.  Then, after a write or
- * truncation by a user whose uid (from attach) is not 0, we clear them as
- * the kernel would for that user (S_ISUID always, S_ISGID when group-exec
- * is set).  In multiuser mode the kernel does this itself (fsuid != 0
- * drops CAP_FSETID); chown always clears them in the kernel.
+ * Set-id bits: a request of a non-root fid runs without CAP_FSETID in every
+ * mode (pt_cred.c), so the kernel clears S_ISUID/S_ISGID on write and
+ * truncation itself, before the data lands and under the inode lock, as
+ * for a local writer.  The server never clears them after the fact.
  */
 #include "pt.h"
 
@@ -72,33 +69,6 @@ pt_oflags(uint32_t flags, int *out)
     }
     *out = f;
     return 0;
-}
-
-/* Clear set-id bits after a privileged write (see the file comment). */
-static void
-pt_clear_suid(struct pt_backend *pb, struct be_node *n)
-{
-    char proc[PT_PROC_PATH_MAX];
-    struct stat st;
-    mode_t mode;
-
-    if (!pb->clear_suid || pt_current_uid() == 0 || n->type != S_IFREG) {
-        return;
-    }
-    if (pt_fstat(n->fd, &st) < 0) {
-        return;
-    }
-    mode = st.st_mode & 07777;
-    if (mode & S_ISUID) {
-        mode &= ~(mode_t)S_ISUID;
-    }
-    if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) {
-        mode &= ~(mode_t)S_ISGID;
-    }
-    if (mode != (st.st_mode & 07777)) {
-        pt_proc_path(proc, n->fd);
-        (void)chmod(proc, mode);
-    }
 }
 
 static int
@@ -177,9 +147,6 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
         err = -ESTALE;
         goto out_close;
     }
-    if (oflags & O_TRUNC) {
-        pt_clear_suid(pb, n);
-    }
     err = pt_handle_new(n, fd, oflags, out);
     if (err < 0) {
         goto out_close;
@@ -217,8 +184,10 @@ pt_open(struct backend *be, struct be_node *n, uint32_t flags,
  * one-element O_PATH walk instead, so an existing symlink, device or FIFO
  * is never opened by the create path itself.  The mode is used as given
  * (the guest applied its umask; pt_backend_new sets the server's to 0).
- * The group is the kernel's (fsgid or setgid directory) unless the client
- * asked for another and the kernel lets us chown to it (pt_set_gid).
+ * In multiuser mode the file is made with fsgid = the client's gid
+ * (pt_cred_fsgid), so it is born with that group (or the set-gid
+ * directory's); otherwise the group is set afterwards where the kernel
+ * lets us chown to it (pt_set_gid).
  */
 int
 pt_create(struct backend *be, struct be_node *dir, const char *name,
@@ -258,11 +227,18 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     }
     cflags = oflags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
     for (int tries = 0; tries < PT_CREATE_TRIES; tries++) {
+        uint32_t saved_gid;
+
+        err = pt_cred_fsgid(pb, gid, &saved_gid);
+        if (err < 0) {
+            return err;
+        }
         fd = openat(dir->fd, name, cflags, (mode_t)(mode & 07777));
+        err = fd >= 0 ? 0 : -errno;
+        pt_cred_fsgid_restore(pb, saved_gid);
         if (fd >= 0) {
             break;
         }
-        err = -errno;
         if (err != -EEXIST || (flags & P9_DOTL_EXCL)) {
             return err;
         }
@@ -375,9 +351,6 @@ pt_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
     n = pwritev(h->fd, iov, iovcnt, (off_t)off);
     if (n < 0) {
         return -errno;
-    }
-    if (n > 0) {
-        pt_clear_suid(pb, h->node);
     }
     return n;
 }

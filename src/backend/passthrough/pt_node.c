@@ -218,7 +218,7 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     pb->readonly = opt->readonly;
     pb->multiuser = opt->multiuser;
     pb->remap_devs = opt->remap_devs;
-    pb->clear_suid = !opt->multiuser && geteuid() == 0;
+    pt_cred_init(pb);
     err = pt_qid_init(pb);
     if (err < 0) {
         goto out_put;

@@ -10,11 +10,41 @@
  * checks (user.* refused on symlinks and special files, trusted.* needing
  * CAP_SYS_ADMIN, ...) are the kernel's.  system.posix_acl_access/default
  * pass through as raw bytes.
+ *
+ * A request of a non-root fid never holds CAP_SYS_ADMIN or CAP_SETFCAP
+ * (pt_cred.c), so the kernel refuses it trusted.* and writing security.*;
+ * pt_xattr_denied says the same first, so that no capability set a
+ * future change gives such a thread can open them.  Reading security.*
+ * (getcap, ls -Z) is allowed to any user on Linux and stays so.
  */
 #include "pt.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/xattr.h>
+
+static bool
+pt_has_prefix(const char *name, const char *prefix)
+{
+    return strncmp(name, prefix, strlen(prefix)) == 0;
+}
+
+/* -errno if a non-root fid may not touch 'name' this way, else 0. */
+static int
+pt_xattr_denied(const char *name, bool write)
+{
+    if (pt_current_uid() == 0) {
+        return 0;
+    }
+    if (pt_has_prefix(name, "trusted.")) {
+        /* What the kernel answers a caller without CAP_SYS_ADMIN. */
+        return write ? -EPERM : -ENODATA;
+    }
+    if (write && pt_has_prefix(name, "security.")) {
+        return -EPERM;
+    }
+    return 0;
+}
 
 ssize_t
 pt_getxattr(struct backend *be, struct be_node *n, const char *name, void *buf,
@@ -22,10 +52,15 @@ pt_getxattr(struct backend *be, struct be_node *n, const char *name, void *buf,
 {
     char proc[PT_PROC_PATH_MAX];
     ssize_t len;
+    int err;
 
     (void)be;
     if (name == NULL || name[0] == '\0') {
         return -EINVAL;
+    }
+    err = pt_xattr_denied(name, false);
+    if (err < 0) {
+        return err;
     }
     pt_proc_path(proc, n->fd);
     len = getxattr(proc, name, buf, size);
@@ -56,6 +91,7 @@ pt_setxattr(struct backend *be, struct be_node *n, const char *name,
 {
     char proc[PT_PROC_PATH_MAX];
     int xflags = 0;
+    int err;
 
     if (pt_be(be)->readonly) {
         return -EROFS;
@@ -72,6 +108,10 @@ pt_setxattr(struct backend *be, struct be_node *n, const char *name,
     if (flags & P9_XATTR_REPLACE) {
         xflags |= XATTR_REPLACE;
     }
+    err = pt_xattr_denied(name, true);
+    if (err < 0) {
+        return err;
+    }
     pt_proc_path(proc, n->fd);
     if (setxattr(proc, name, value, size, xflags) < 0) {
         return -errno;
@@ -83,12 +123,17 @@ int
 pt_removexattr(struct backend *be, struct be_node *n, const char *name)
 {
     char proc[PT_PROC_PATH_MAX];
+    int err;
 
     if (pt_be(be)->readonly) {
         return -EROFS;
     }
     if (name == NULL || name[0] == '\0') {
         return -EINVAL;
+    }
+    err = pt_xattr_denied(name, true);
+    if (err < 0) {
+        return err;
     }
     pt_proc_path(proc, n->fd);
     if (removexattr(proc, name) < 0) {
