@@ -15,6 +15,10 @@
 #   (3) read-only export: every write fails with EROFS, the host is unchanged
 #   (4) escape attempts (kernel client and raw 9P): nothing outside the export
 #       is seen or changed
+#   (5) several guest users (supplementary groups, newgrp, a set-gid
+#       directory, chgrp, set-id bits and a non-owner writer, privileged
+#       xattrs): progs/idtest runs the same steps on the guest's tmpfs and on
+#       the 9p mount (cache=none and cache=loose); every result must match
 #
 # Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
 # end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
@@ -35,12 +39,12 @@ while [ $# -gt 0 ]; do
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4)
+[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5)
 want_part() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 # shellcheck source=lib.sh
@@ -103,11 +107,13 @@ fi
 guest_static_build "$bin/virtfs-mount" "$VIRTFS_SRC_DIR/tools/virtfs-mount/virtfs-mount.c" &&
 guest_static_build "$bin/vfstest" "$here/progs/vfstest.c" &&
 guest_static_build "$bin/raw9p" "$here/progs/raw9p.c" &&
+guest_static_build "$bin/idtest" "$here/progs/idtest.c" &&
 gcc -O2 -o "$bin/vfstest-host" "$here/progs/vfstest.c" ||
     { nok "building the static guest programs"; summary; exit 1; }
 echo "# server: $VIRTFS_SERVER"
 
-GB=(-b "$bin/virtfs-mount" -b "$bin/vfstest" -b "$bin/raw9p" -f "$here/guest-lib.sh")
+GB=(-b "$bin/virtfs-mount" -b "$bin/vfstest" -b "$bin/raw9p" -b "$bin/idtest"
+    -f "$here/guest-lib.sh")
 
 # Mount line used by every job.  aname = export path works with both
 # virtfsd and diod; uname=root is needed by diod.
@@ -479,6 +485,48 @@ EOF
 }
 
 # ----------------------------------------------------------------------------
+# (5) several guest users: POSIX semantics against the guest's own tmpfs
+# ----------------------------------------------------------------------------
+part5() {
+    local k=$1 w=$work/$k/p5 e sock
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e"
+    guest_server_start "$sock" "$e" || { nok "server start (part 5)"; return; }
+    servers+=("$GUEST_SERVER_PID")
+    # uname=root only names the mount's first attach; access=user (the
+    # 9P2000.L default) makes the client attach each guest user by uid.
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+M=/mnt/v ML=/mnt/l
+mkdir -p \$M \$ML /tmp/ref1 /tmp/ref2
+check "id: mount (cache=none, access=user)" $(mount_cmd org.virtfs.0 "$e" '$M' cache=none,access=user)
+check "id: mount (cache=loose, access=user)" $(mount_cmd org.virtfs.1 "$e" '$ML' cache=loose,access=user)
+mkdir \$M/none \$M/loose
+echo "# cache=none"
+run_prog idtest compare /tmp/ref1 \$M/none
+echo "# cache=loose"
+run_prog idtest compare /tmp/ref2 \$ML/loose
+umount \$ML
+umount \$M
+finish
+EOF
+    guest_run -t 300 -n "$k-ident" "${GB[@]}" -s "$sock" -s "$sock" "$w/job.sh" | count_guest
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "id job: guest did not finish (status $rc)"
+    server_warnings "$sock.log"
+    # What the host sees: the owners and groups the guest users chose.
+    hcheck "host: u1's file in the set-gid dir is 1001:500" \
+        test "$(stat -c %u:%g "$e/none/sgid/sgid-f" 2>/dev/null)" = 1001:500
+    hcheck "host: u1's file after newgrp is 1001:501" \
+        test "$(stat -c %u:%g "$e/none/w/newgrp-f" 2>/dev/null)" = 1001:501
+    hcheck "host: root's set-uid file written by u2 lost its set-id bits" \
+        test "$(stat -c %a "$e/none/suid1" 2>/dev/null)" = 777
+    hcheck "host: no trusted.x on u1's directory" \
+        sh -c "! getfattr -n trusted.x '$e/none/w/u1-d' 2>/dev/null | grep -q trusted"
+}
+
+# ----------------------------------------------------------------------------
 for k in "${kernels[@]}"; do
     kprefix="[$k] "
     tk=$SECONDS
@@ -491,6 +539,7 @@ for k in "${kernels[@]}"; do
     want_part 2 && part2 "$k"
     want_part 3 && part3 "$k"
     want_part 4 && part4 "$k"
+    want_part 5 && part5 "$k"
     for p in "${servers[@]}"; do guest_server_stop "$p"; done
     servers=()
     echo "# kernel $k: $((SECONDS - tk)) s"
