@@ -158,7 +158,10 @@ pt_set_times(struct be_node *n, const struct timespec ts[2])
  *  - chmod by a non-owner that only removes set-id bits (what a 6.12
  *    client sends before a non-owner's write): CAP_FOWNER and CAP_FSETID
  *    (the mode asked for is applied as is; it can only keep a bit that is
- *    already set).  Anything else by a non-owner is the kernel's EPERM.
+ *    already set).  The same mode again is a no-op success: the guest
+ *    sends it when the host kernel cleared the bits first (open with
+ *    O_TRUNC by a non-owner, then the client's own clearing).  Anything
+ *    else by a non-owner is the kernel's EPERM.
  *  - chgrp by the owner (uid unchanged): CAP_CHOWN and CAP_FSETID; the
  *    kernel still clears S_ISUID, and S_ISGID with group-exec, as chown
  *    always does.  Giving a file away (another uid) stays the kernel's
@@ -168,13 +171,14 @@ pt_set_times(struct be_node *n, const struct timespec ts[2])
  */
 static int
 pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
-                const struct p9_tsetattr *in, uint64_t *caps)
+                const struct p9_tsetattr *in, uint64_t *caps, bool *skip_mode)
 {
     struct stat st;
     uid_t uid = pt_current_uid();
     int err;
 
     *caps = 0;
+    *skip_mode = false;
     if (!pt_cred_limited(pb) ||
         !(valid & (P9_SETATTR_MODE | P9_SETATTR_UID | P9_SETATTR_GID))) {
         return 0;
@@ -189,7 +193,14 @@ pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
 
         if (st.st_uid == uid) {
             *caps |= PT_CAP(CAP_FSETID);
-        } else if (want != cur && (want & ~cur) == 0 &&
+        } else if (want == cur) {
+            /*
+             * The bits are gone already: the host kernel cleared them when
+             * the same open(O_TRUNC) or write reached it first, and the
+             * guest's copy of the mode is older.  Nothing to change.
+             */
+            *skip_mode = true;
+        } else if ((want & ~cur) == 0 &&
                    ((cur ^ want) & ~(mode_t)(S_ISUID | S_ISGID)) == 0) {
             /* FSETID: keep the set-gid bit when only S_ISUID goes. */
             *caps |= PT_CAP(CAP_FOWNER) | PT_CAP(CAP_FSETID);
@@ -215,16 +226,17 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
     const uint32_t v = in->valid;
     uint64_t caps;
     uint64_t saved;
+    bool skip_mode;
     int err;
 
     if (pb->readonly) {
         return -EROFS;
     }
-    err = pt_setattr_caps(pb, n, v, in, &caps);
+    err = pt_setattr_caps(pb, n, v, in, &caps, &skip_mode);
     if (err < 0) {
         return err;
     }
-    if (v & P9_SETATTR_MODE) {
+    if ((v & P9_SETATTR_MODE) && !skip_mode) {
         err = pt_cred_raise(pb, caps & ~PT_CAP(CAP_CHOWN), &saved);
         if (err == 0) {
             err = pt_set_mode(n, h, in->mode & 07777);
