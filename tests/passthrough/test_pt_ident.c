@@ -342,6 +342,16 @@ test_chown(struct backend *be, struct be_node *root)
             err = OPS(be)->setattr(be, n, NULL, &sa);
             tap_ok(err == -EPERM,
                    "chown/explicit mtime on root's file refused (%d)", err);
+            /* What the client sends after a truncate or write: mtime=now. */
+            memset(&sa, 0, sizeof(sa));
+            sa.valid = P9_SETATTR_MTIME | P9_SETATTR_CTIME;
+            err = OPS(be)->setattr(be, n, NULL, &sa);
+            tap_ok(err == 0, "chown/mtime=now alone by a non-owner (%d)", err);
+            sa.valid = P9_SETATTR_ATIME | P9_SETATTR_MTIME;
+            err = OPS(be)->setattr(be, n, NULL, &sa);
+            tap_ok(err == 0, "chown/atime+mtime=now by a non-owner (%d)", err);
+            tap_ok(thread_capeff() == (UINT64_C(1) << CAP_DAC_OVERRIDE),
+                   "chown/no CAP_FOWNER left after the times");
         }
         OPS(be)->node_put(be, n);
     }
@@ -415,6 +425,18 @@ test_access(struct backend *be, struct be_node *root)
         tap_ok(err == 0 && (st.st_mode & 07777) == 0777,
                "setid/non-owner removing S_ISGID applied (%d, %o)", err,
                st.st_mode & 07777);
+        OPS(be)->node_put(be, n);
+    }
+    /* Open with O_TRUNC by a non-owner: truncated, bits gone. */
+    if (walkp(be, root, "suidt", &n) == 0) {
+        err = OPS(be)->open(be, n, P9_DOTL_WRONLY | P9_DOTL_TRUNC, &h, &q, &iou);
+        if (err == 0) {
+            OPS(be)->close(be, h);
+        }
+        host_stat("suidt", &st);
+        tap_ok(err == 0 && st.st_size == 0 && (st.st_mode & 07777) == 0777,
+               "setid/open O_TRUNC by uid %d clears set-id bits (%d, %o)", UID,
+               err, st.st_mode & 07777);
         OPS(be)->node_put(be, n);
     }
     /* Write by a non-owner of a root set-uid file: bits gone. */
@@ -672,6 +694,7 @@ main(void)
     put_file(path, "rootfile", "x");
     host_setup("suidroot", S_IFREG, 06777, 0, 0);
     host_setup("suidw", S_IFREG, 06777, 0, 0);
+    host_setup("suidt", S_IFREG, 06777, 0, 0);
 
     be = be_open(exp_root, false, true);
     /* A thread of its own: the identity switches must not leak to main. */

@@ -338,13 +338,16 @@ pt_caps_set(uint64_t eff, bool force)
 static void
 pt_caps_lockdown(void)
 {
+    int err;
+
     pt_tl_serial = 0;
     (void)syscall(PT_SYS_SETGROUPS, (size_t)0, NULL);
     (void)syscall(PT_SYS_SETFSGID, (gid_t)PT_NOBODY);
     (void)syscall(PT_SYS_SETFSUID, (uid_t)PT_NOBODY);
-    if (pt_caps_set(0, true) < 0) {
+    err = pt_caps_set(0, true);
+    if (err < 0) {
         /* Not expected (lowering is always allowed); say it loudly. */
-        log_err("passthrough: cannot drop capabilities: %s", strerror(errno));
+        log_err("passthrough: cannot drop capabilities: %s", strerror(-err));
     }
 }
 
