@@ -161,6 +161,9 @@ struct pt_options {
     bool readonly;      /* refuse every mutation with EROFS (also enforced by core) */
     bool multiuser;     /* act as the attaching user (default when running as root) */
     bool remap_devs;    /* qid.path unique across host mounts (default true) */
+    bool nosuid;        /* set-uid/set-gid files and file capabilities
+                           never reach the host */
+    bool nodev;         /* creating device nodes is refused */
 };
 
 /* Open the export; returns 0 and a new backend, or -errno. */

@@ -17,7 +17,7 @@
 #   guest_static_build OUT SRC...
 #                               gcc -static -O2 for guest binaries (rebuilt
 #                               when a source is newer).
-#   guest_server_start SOCK DIR [ro] / guest_server_stop PID
+#   guest_server_start SOCK DIR [OPTS] / guest_server_stop PID
 #                               the host 9P server ($VIRTFS_SERVER: virtfsd,
 #                               or "diod" as a stand-in) on a Unix socket.
 #   guest_kvm_usable            true when QEMU can use KVM here.
@@ -421,12 +421,13 @@ guest_server_start() {
     if [ "$VIRTFS_SERVER" = diod ]; then
         local o=
         [ "$ro" = ro ] && o="-o ro"
+        [ -n "$ro" ] && [ "$ro" != ro ] && { guest_die "diod: no export options $ro"; return 1; }
         setsid socat "UNIX-LISTEN:$sock,unlink-early,fork" \
             EXEC:"diod -f -n -e $dir $o -r 0 -w 1 -L stderr" 2> "$sock.log" &
     else
         [ -x "$VIRTFS_SERVER" ] || { guest_die "server $VIRTFS_SERVER not built"; return 1; }
         exp=$dir
-        [ "$ro" = ro ] && exp="$dir,ro"
+        [ -n "$ro" ] && exp="$dir,$ro"   # ro, nosuid, nodev, comma-separated
         setsid "$VIRTFS_SERVER" --export "$exp" --listen "unix:$sock" 2> "$sock.log" &
     fi
     GUEST_SERVER_PID=$!

@@ -488,11 +488,15 @@ EOF
 # (5) several guest users: POSIX semantics against the guest's own tmpfs
 # ----------------------------------------------------------------------------
 part5() {
-    local k=$1 w=$work/$k/p5 e sock
+    local k=$1 w=$work/$k/p5 e sock ens sockns
     e=$w/export
     sock=$w/s.sock
-    mkdir -p "$e"
+    ens=$w/export-nosuid
+    sockns=$w/ns.sock
+    mkdir -p "$e" "$ens"
     guest_server_start "$sock" "$e" || { nok "server start (part 5)"; return; }
+    servers+=("$GUEST_SERVER_PID")
+    guest_server_start "$sockns" "$ens" nosuid,nodev || { nok "server start (part 5, nosuid)"; return; }
     servers+=("$GUEST_SERVER_PID")
     # uname=root only names the mount's first attach; access=user (the
     # 9P2000.L default) makes the client attach each guest user by uid.
@@ -509,9 +513,21 @@ echo "# cache=loose"
 run_prog idtest compare /tmp/ref2 \$ML/loose
 umount \$ML
 umount \$M
+NS=/mnt/ns
+mkdir -p \$NS
+check "nosuid: mount the nosuid,nodev export" $(mount_cmd org.virtfs.2 "$ens" '$NS' cache=none)
+touch \$NS/f
+chmod 6755 \$NS/f
+check "nosuid: chmod 6755 leaves 755" test "\$(stat -c %a \$NS/f)" = 755
+check "nosuid: create with mode 4755" idtest create \$NS/g 4755
+check "nosuid: created file has mode 755" test "\$(stat -c %a \$NS/g)" = 755
+check_fails "nodev: mknod c 1 3 refused" mknod \$NS/null c 1 3
+check_fails "nodev: mknod b 7 0 refused" mknod \$NS/loop b 7 0
+check "nodev: mkfifo still works" mkfifo \$NS/fifo
+umount \$NS
 finish
 EOF
-    guest_run -t 300 -n "$k-ident" "${GB[@]}" -s "$sock" -s "$sock" "$w/job.sh" | count_guest
+    guest_run -t 300 -n "$k-ident" "${GB[@]}" -s "$sock" -s "$sock" -s "$sockns" "$w/job.sh" | count_guest
     local rc=${PIPESTATUS[0]}
     [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "id job: guest did not finish (status $rc)"
     server_warnings "$sock.log"
@@ -524,6 +540,10 @@ EOF
         test "$(stat -c %a "$e/none/suid1" 2>/dev/null)" = 777
     hcheck "host: no trusted.x on u1's directory" \
         sh -c "! getfattr -n trusted.x '$e/none/w/u1-d' 2>/dev/null | grep -q trusted"
+    hcheck "host: nosuid export holds no set-id file" \
+        test -z "$(find "$ens" -perm /6000 -type f 2>/dev/null)"
+    hcheck "host: nodev export holds no device node" \
+        test -z "$(find "$ens" \( -type b -o -type c \) 2>/dev/null)"
 }
 
 # ----------------------------------------------------------------------------

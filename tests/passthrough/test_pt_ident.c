@@ -654,6 +654,84 @@ test_nomu_caps(void)
     OPS(be)->destroy(be);
 }
 
+/* ---- export options nosuid, nodev ----------------------------------------- */
+
+static void
+test_export_opts(bool opts)
+{
+    struct pt_options o = {.root = exp_root,
+                           .multiuser = true,
+                           .remap_devs = true,
+                           .nosuid = opts,
+                           .nodev = opts};
+    const char *tag = opts ? "nosuid" : "plain";
+    static const unsigned char capv2[20] = {0x01, 0x00, 0x00, 0x02, 0x80};
+    struct backend *be = NULL;
+    struct be_node *root;
+    struct be_node *n = NULL;
+    struct be_handle *h = NULL;
+    struct be_user *r;
+    struct p9_qid q;
+    struct stat st;
+    char name[64];
+    uint32_t iou;
+    int err;
+
+    if (pt_backend_new(&o, &be) < 0) {
+        tap_ok(false, "%s/backend", tag);
+        return;
+    }
+    root = get_root(be, NULL);
+    r = enter(be, 0); /* even root's files */
+    snprintf(name, sizeof(name), "%s-f", tag);
+    err = OPS(be)->create(be, root, name, P9_DOTL_RDWR, 06755, 0, &n, &h, &q,
+                          &iou);
+    host_stat(name, &st);
+    tap_ok(err == 0 && (st.st_mode & 07777) == (opts ? 0755 : 06755),
+           "%s/create 6755 -> %o", tag, st.st_mode & 07777);
+    if (err == 0) {
+        OPS(be)->close(be, h);
+        err = chmod_node(be, n, 04711);
+        host_stat(name, &st);
+        tap_ok(err == 0 && (st.st_mode & 07777) == (opts ? 0711 : 04711),
+               "%s/chmod 4711 -> %o", tag, st.st_mode & 07777);
+        err = OPS(be)->setxattr(be, n, "security.capability", capv2,
+                                sizeof(capv2), 0);
+        tap_ok(opts ? err == -EPERM : err == 0,
+               "%s/security.capability by root (%d)", tag, err);
+        OPS(be)->node_put(be, n);
+    }
+    snprintf(name, sizeof(name), "%s-d", tag);
+    err = OPS(be)->mkdir(be, root, name, 0755, 0, &q);
+    if (err == 0 && walkp(be, root, name, &n) == 0) {
+        err = chmod_node(be, n, 06755);
+        OPS(be)->node_put(be, n);
+    }
+    host_stat(name, &st);
+    tap_ok(err == 0 && (st.st_mode & 07777) == (opts ? 02755 : 06755),
+           "%s/directory chmod 6755 -> %o (set-gid of a directory stays)",
+           tag, st.st_mode & 07777);
+    snprintf(name, sizeof(name), "%s-m", tag);
+    err = OPS(be)->mknod(be, root, name, S_IFREG | 04755, 0, 0, 0, &q);
+    host_stat(name, &st);
+    tap_ok(err == 0 && (st.st_mode & 07777) == (opts ? 0755 : 04755),
+           "%s/mknod regular 4755 -> %o", tag, st.st_mode & 07777);
+    snprintf(name, sizeof(name), "%s-null", tag);
+    err = OPS(be)->mknod(be, root, name, S_IFCHR | 0666, 1, 3, 0, &q);
+    tap_ok(opts ? err == -EPERM : err == 0, "%s/mknod char device (%d)", tag,
+           err);
+    snprintf(name, sizeof(name), "%s-blk", tag);
+    err = OPS(be)->mknod(be, root, name, S_IFBLK | 0600, 7, 0, 0, &q);
+    tap_ok(opts ? err == -EPERM : err == 0, "%s/mknod block device (%d)", tag,
+           err);
+    snprintf(name, sizeof(name), "%s-fifo", tag);
+    err = OPS(be)->mknod(be, root, name, S_IFIFO | 0644, 0, 0, 0, &q);
+    tap_ok(err == 0, "%s/mknod fifo works (%d)", tag, err);
+    OPS(be)->user_put(be, r);
+    OPS(be)->node_put(be, root);
+    OPS(be)->destroy(be);
+}
+
 static void *
 run_mu(void *arg)
 {
@@ -707,6 +785,8 @@ main(void)
     test_setid_order(true);
     test_setid_order(false);
     test_nomu_caps();
+    test_export_opts(false);
+    test_export_opts(true);
     rmtree(exp_root);
     free(exp_root);
     return tap_done();

@@ -48,16 +48,19 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-"Usage: virtfsd --export [NAME=]DIR[,ro] [--export ...]\n"
+"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev] [--export ...]\n"
 "               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
 "\n"
 "Export host directories to virtual machines over 9P2000.L.\n"
 "\n"
 "Exports:\n"
-"  -e, --export [NAME=]DIR[,ro]  export DIR (repeatable). A client selects an\n"
-"                                export with aname=NAME or aname=DIR; with one\n"
-"                                export an empty aname selects it. ',ro' makes\n"
-"                                every mutating request fail with EROFS.\n"
+"  -e, --export [NAME=]DIR[,OPT]...  export DIR (repeatable). A client selects\n"
+"                                an export with aname=NAME or aname=DIR; with\n"
+"                                one export an empty aname selects it. OPT:\n"
+"                                ro      every mutating request fails (EROFS)\n"
+"                                nosuid  set-uid/set-gid bits and file\n"
+"                                        capabilities never reach the host\n"
+"                                nodev   creating device nodes fails (EPERM)\n"
 "Transports:\n"
 "  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
 "                                  unix:PATH       Unix socket (stale socket replaced)\n"
@@ -116,9 +119,12 @@ struct export_arg {
     char *name;
     char *path;
     bool ro;
+    bool nosuid;
+    bool nodev;
 };
 
-/* "[NAME=]DIR[,ro]" */
+/* "[NAME=]DIR[,OPT]..." with OPT one of ro, rw, nosuid, nodev (from the
+ * right: a directory name may itself contain a comma before them). */
 static int
 parse_export(const char *arg, struct export_arg *ex)
 {
@@ -131,19 +137,24 @@ parse_export(const char *arg, struct export_arg *ex)
         return -1;
     }
     ex->ro = false;
-    comma = strrchr(s, ',');
-    if (comma != NULL) {
+    ex->nosuid = false;
+    ex->nodev = false;
+    while ((comma = strrchr(s, ',')) != NULL) {
         if (strcmp(comma, ",ro") == 0) {
             ex->ro = true;
-            *comma = '\0';
         } else if (strcmp(comma, ",rw") == 0) {
-            *comma = '\0';
+            ex->ro = false;
+        } else if (strcmp(comma, ",nosuid") == 0) {
+            ex->nosuid = true;
+        } else if (strcmp(comma, ",nodev") == 0) {
+            ex->nodev = true;
         } else {
             fprintf(stderr, "virtfsd: --export %s: unknown option '%s' "
-                    "(only ,ro or ,rw)\n", arg, comma + 1);
+                    "(ro, rw, nosuid, nodev)\n", arg, comma + 1);
             free(s);
             return -1;
         }
+        *comma = '\0';
     }
     eq = strchr(s, '=');
     ex->name = NULL;
@@ -387,6 +398,8 @@ main(int argc, char **argv)
             .readonly = exargs[i].ro,
             .multiuser = multiuser,
             .remap_devs = remap,
+            .nosuid = exargs[i].nosuid,
+            .nodev = exargs[i].nodev,
         };
         struct backend *be;
         int err;
@@ -484,10 +497,12 @@ main(int argc, char **argv)
         fclose(pf);
     }
     for (int i = 0; i < nexports; i++) {
-        log_info("exporting %s%s%s%s", exports[i].path,
+        log_info("exporting %s%s%s%s%s%s", exports[i].path,
                  exports[i].name ? " as " : "",
                  exports[i].name ? exports[i].name : "",
-                 exports[i].readonly ? " (read-only)" : "");
+                 exports[i].readonly ? " (read-only)" : "",
+                 exargs[i].nosuid ? " (nosuid)" : "",
+                 exargs[i].nodev ? " (nodev)" : "");
     }
     if (stats_every > 0) {
         /* SIGALRM-free: the loop checks the flag; a timer sets it */

@@ -40,6 +40,8 @@ struct pt_backend {
     bool readonly;        /* every mutation answers -EROFS */
     bool multiuser;       /* switch fsuid/fsgid/groups per thread */
     bool remap_devs;      /* qid.path = devindex << 48 | ino */
+    bool nosuid;          /* strip set-id bits, refuse security.capability */
+    bool nodev;           /* refuse creating device nodes */
     bool caps;            /* the daemon has capabilities: see pt_cred.c */
     uint64_t cap_full;    /* its permitted set (what a root fid runs with) */
 
@@ -94,6 +96,25 @@ static inline struct pt_backend *
 pt_be(struct backend *be)
 {
     return be->priv;
+}
+
+/*
+ * The permission bits of a mode from the wire for an object of 'type'.
+ * With nosuid, set-uid never and set-gid only on directories (where it
+ * means "inherit the group", not a privilege) reach the host.
+ */
+static inline mode_t
+pt_mode_bits(const struct pt_backend *pb, mode_t type, uint32_t mode)
+{
+    mode_t m = (mode_t)(mode & 07777);
+
+    if (pb->nosuid) {
+        m &= ~(mode_t)S_ISUID;
+        if (type != S_IFDIR) {
+            m &= ~(mode_t)S_ISGID;
+        }
+    }
+    return m;
 }
 
 /* pt_node.c */

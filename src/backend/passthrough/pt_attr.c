@@ -189,7 +189,7 @@ pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
     }
     if (valid & P9_SETATTR_MODE) {
         mode_t cur = st.st_mode & 07777;
-        mode_t want = in->mode & 07777;
+        mode_t want = pt_mode_bits(pb, n->type, in->mode);
 
         if (st.st_uid == uid) {
             *caps |= PT_CAP(CAP_FSETID);
@@ -239,7 +239,7 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
     if ((v & P9_SETATTR_MODE) && !skip_mode) {
         err = pt_cred_raise(pb, caps & ~PT_CAP(CAP_CHOWN), &saved);
         if (err == 0) {
-            err = pt_set_mode(n, h, in->mode & 07777);
+            err = pt_set_mode(n, h, pt_mode_bits(pb, n->type, in->mode));
         }
         pt_cred_restore(pb, saved);
         if (err < 0) {

@@ -213,7 +213,8 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
-    err = mkdirat(dir->fd, name, (mode_t)(mode & 07777)) < 0 ? -errno : 0;
+    err = mkdirat(dir->fd, name, pt_mode_bits(pb, S_IFDIR, mode)) < 0 ? -errno
+                                                                    : 0;
     pt_cred_fsgid_restore(pb, saved);
     if (err < 0) {
         return err;
@@ -247,14 +248,16 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     default:
         return -EINVAL; /* directories and symlinks have their own ops */
     }
+    if (pb->nodev && (S_ISCHR(m) || S_ISBLK(m))) {
+        /* Refused outright, for root fids too: it would be a host node. */
+        return -EPERM;
+    }
+    m = (m & S_IFMT) | pt_mode_bits(pb, m & S_IFMT, m);
     err = pt_cred_fsgid(pb, gid, &saved);
     if (err < 0) {
         return err;
     }
-    err = mknodat(dir->fd, name, m & (S_IFMT | 07777), makedev(major, minor)) <
-                  0
-              ? -errno
-              : 0;
+    err = mknodat(dir->fd, name, m, makedev(major, minor)) < 0 ? -errno : 0;
     pt_cred_fsgid_restore(pb, saved);
     if (err < 0) {
         return err;

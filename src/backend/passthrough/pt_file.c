@@ -233,7 +233,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (err < 0) {
             return err;
         }
-        fd = openat(dir->fd, name, cflags, (mode_t)(mode & 07777));
+        fd = openat(dir->fd, name, cflags, pt_mode_bits(pb, S_IFREG, mode));
         err = fd >= 0 ? 0 : -errno;
         pt_cred_fsgid_restore(pb, saved_gid);
         if (fd >= 0) {

@@ -218,6 +218,8 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     pb->readonly = opt->readonly;
     pb->multiuser = opt->multiuser;
     pb->remap_devs = opt->remap_devs;
+    pb->nosuid = opt->nosuid;
+    pb->nodev = opt->nodev;
     pt_cred_init(pb);
     err = pt_qid_init(pb);
     if (err < 0) {

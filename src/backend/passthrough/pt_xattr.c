@@ -15,7 +15,8 @@
  * (pt_cred.c), so the kernel refuses it trusted.* and writing security.*;
  * pt_xattr_denied says the same first, so that no capability set a
  * future change gives such a thread can open them.  Reading security.*
- * (getcap, ls -Z) is allowed to any user on Linux and stays so.
+ * (getcap, ls -Z) is allowed to any user on Linux and stays so.  A nosuid
+ * export refuses security.capability to every fid.
  */
 #include "pt.h"
 
@@ -111,6 +112,10 @@ pt_setxattr(struct backend *be, struct be_node *n, const char *name,
     err = pt_xattr_denied(name, true);
     if (err < 0) {
         return err;
+    }
+    /* nosuid: file capabilities are set-id bits by another name. */
+    if (pt_be(be)->nosuid && strcmp(name, "security.capability") == 0) {
+        return -EPERM;
     }
     pt_proc_path(proc, n->fd);
     if (setxattr(proc, name, value, size, xflags) < 0) {

@@ -4,6 +4,7 @@
  *
  *   idtest run DIR            run every scenario in DIR (empty, made by
  *                             root) and print one "step result" line each
+ *   idtest create PATH MODE   open(O_CREAT|O_EXCL) with octal MODE, umask 0
  *   idtest compare REF DIR    run in REF (the guest's own tmpfs) and in DIR
  *                             (the 9p mount); print "ok - id: step" when
  *                             both agree, "not ok - ..." with both results
@@ -453,9 +454,18 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "run") == 0) {
         return run(argv[2]);
     }
+    if (argc == 4 && strcmp(argv[1], "create") == 0) {
+        umask(0);
+        if (mkfile(argv[2], (mode_t)strtoul(argv[3], NULL, 8)) < 0) {
+            perror(argv[2]);
+            return 1;
+        }
+        return 0;
+    }
     if (argc == 4 && strcmp(argv[1], "compare") == 0) {
         return compare(argv[2], argv[3]);
     }
-    fprintf(stderr, "usage: idtest run DIR | idtest compare REFDIR DIR\n");
+    fprintf(stderr, "usage: idtest run DIR | idtest create PATH MODE | "
+                    "idtest compare REFDIR DIR\n");
     return 2;
 }
