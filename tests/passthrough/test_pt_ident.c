@@ -638,6 +638,17 @@ test_nomu_caps(void)
                (eff & (UINT64_C(1) << CAP_DAC_OVERRIDE)) != 0,
            "nomu/uid %d request: fs set without FSETID, no SYS_ADMIN (%llx)",
            UID, (unsigned long long)eff);
+    if (walkp(be, root, "grpfile", &n) == 0) {
+        struct stat st;
+
+        err = chmod_node(be, n, 02070);
+        host_stat("grpfile", &st);
+        tap_ok(err == 0 && (st.st_mode & 07777) == 02070,
+               "nomu/chmod g+s on a group the daemon is not in kept (%o)",
+               st.st_mode & 07777);
+        chmod_node(be, n, 0060);
+        OPS(be)->node_put(be, n);
+    }
     if (walkp(be, root, "secret", &n) == 0) {
         err = OPS(be)->setxattr(be, n, "trusted.y", "1", 1, 0);
         tap_ok(err == -EPERM, "nomu/trusted.* refused to uid %d (%d)", UID,

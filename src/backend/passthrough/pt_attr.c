@@ -179,8 +179,21 @@ pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
 
     *caps = 0;
     *skip_mode = false;
-    if (!pt_cred_limited(pb) ||
-        !(valid & (P9_SETATTR_MODE | P9_SETATTR_UID | P9_SETATTR_GID))) {
+    if (!(valid & (P9_SETATTR_MODE | P9_SETATTR_UID | P9_SETATTR_GID))) {
+        return 0;
+    }
+    if (!pb->multiuser) {
+        /*
+         * Root serving as itself for a non-root fid: everything but
+         * CAP_FSETID is held; chmod/chown get it back so that a set-gid
+         * bit is kept as before (the daemon is in no guest group).
+         */
+        if (uid != 0) {
+            *caps = PT_CAP(CAP_FSETID);
+        }
+        return 0;
+    }
+    if (!pt_cred_limited(pb)) {
         return 0;
     }
     err = pt_fstat(n->fd, &st);
