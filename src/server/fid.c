@@ -280,7 +280,10 @@ fid_xattr_commit(struct fid *f)
         return -EINVAL;
     }
     if (ops->user_enter != NULL) {
-        ops->user_enter(f->be, f->user->bu);
+        err = ops->user_enter(f->be, f->user->bu);
+        if (err < 0) {
+            return err; /* never act as someone else */
+        }
     }
     if (f->xsize == 0 && (f->xflags & P9_XATTR_CREATE) == 0) {
         /* Linux removexattr: Txattrcreate with size 0, then Tclunk */
