@@ -11,6 +11,15 @@
  * writing.  Mappings are refcounted on their own so that ADD/REM_MEM_REG can
  * build a new table that shares the unchanged regions.  Every length check
  * is written so that it cannot overflow (no 'a + len > b' on guest values).
+ *
+ * SIGBUS containment: the front-end owns the files behind guest memory and
+ * may shrink them (or let a size-limited tmpfs run full) after we mapped
+ * them; touching such a page raises SIGBUS, in the device thread or in any
+ * worker writing a reply.  Every mapping is registered with a process-wide
+ * SIGBUS handler, which replaces a faulting mapping with anonymous zero
+ * pages (the access completes harmlessly), marks the owning device's guard
+ * faulted and wakes its thread through the guard's eventfd, so that only
+ * that device is disconnected.  Any other SIGBUS keeps its default action.
  */
 #ifndef VIRTFS_VHOST_VHOST_MEM_H
 #define VIRTFS_VHOST_VHOST_MEM_H
@@ -34,6 +43,30 @@ struct vhu_mem_desc {
 
 struct vhu_map; /* one mmap'd fd, refcounted */
 
+/* Largest sum of region sizes in one table (address space is shared by
+ * every device of the process; no VM sharing a 9P export is this big). */
+#define VHU_MEM_MAX_BYTES (1ull << 42)
+/* Mappings one guard may own at a time (tables still held by requests in
+ * flight included), so that one front-end cannot fill the registry. */
+#define VHU_MEM_GUARD_MAPS 256
+
+/*
+ * One device's fault notification: 'faulted' is set and 'efd' (an eventfd,
+ * non-blocking) is written by the SIGBUS handler when a mapping of a table
+ * created with this guard faulted.  Refcounted: the device and every
+ * mapping hold a reference.
+ */
+struct vhu_mem_guard {
+    atomic_uint refs;
+    atomic_bool faulted;
+    atomic_uint nmaps; /* registered mappings */
+    int efd;
+};
+
+/* A new guard (refs = 1), NULL on failure (errno set). */
+struct vhu_mem_guard *vhu_mem_guard_new(void);
+void vhu_mem_guard_put(struct vhu_mem_guard *g);
+
 struct vhu_mem_region {
     struct vhu_mem_desc d;
     uint8_t *hva;        /* d.gpa maps here (inside map) */
@@ -42,12 +75,15 @@ struct vhu_mem_region {
 
 struct vhu_mem {
     atomic_uint refs;
+    struct vhu_mem_guard *guard; /* ref, may be NULL (tests) */
     int nregions;
     struct vhu_mem_region r[VHU_MEM_MAX_SLOTS];
 };
 
 /* An empty table (refs = 1); NULL on allocation failure. */
 struct vhu_mem *vhu_mem_new(void);
+/* The same, whose mappings report faults to 'g' (a reference is taken). */
+struct vhu_mem *vhu_mem_new_guarded(struct vhu_mem_guard *g);
 /* A copy of 'm' sharing its mappings (refs = 1); NULL on failure. */
 struct vhu_mem *vhu_mem_clone(const struct vhu_mem *m);
 /* Reference counting; the last put unmaps what no other table uses. */
@@ -58,8 +94,12 @@ void vhu_mem_put(struct vhu_mem *m);
  * Map 'fd' and add the region 'd' to an unpublished table.  Checks: size
  * non-zero, no wrap-around of gpa/uaddr/offset ranges, no overlap with an
  * existing region (in guest-physical or front-end space), offset + size
- * within the file, a free slot.  The fd is not consumed (the caller closes
- * it; the mapping stays).  Returns 0 or -errno (-EINVAL, -ENOSPC, ...).
+ * within the file, the file a regular file on tmpfs or hugetlbfs (memory:
+ * a page fault on it cannot wait for a process, as on FUSE or NFS), the
+ * table's total size within VHU_MEM_MAX_BYTES, a free slot (in the table,
+ * the guard and the SIGBUS registry).  Only the pages holding the region
+ * are mapped.  The fd is not consumed (the caller closes it; the mapping
+ * stays).  Returns 0 or -errno (-EINVAL, -ENOSPC, ...).
  */
 int vhu_mem_add(struct vhu_mem *m, const struct vhu_mem_desc *d, int fd);
 /* Remove the region matching d->gpa, d->size (and uaddr); -ENOENT if none. */

@@ -445,7 +445,7 @@ swap_mem(struct vhu_dev *d, struct vhu_mem *mem)
 static int
 h_set_mem_table(struct vhu_dev *d, struct vhu_msg *m)
 {
-    struct vhu_mem *mem = vhu_mem_new();
+    struct vhu_mem *mem = vhu_mem_new_guarded(d->guard);
     int err = 0;
 
     if (mem == NULL) {
@@ -467,7 +467,8 @@ h_set_mem_table(struct vhu_dev *d, struct vhu_msg *m)
 static int
 h_add_mem_reg(struct vhu_dev *d, struct vhu_msg *m)
 {
-    struct vhu_mem *mem = d->mem ? vhu_mem_clone(d->mem) : vhu_mem_new();
+    struct vhu_mem *mem =
+        d->mem ? vhu_mem_clone(d->mem) : vhu_mem_new_guarded(d->guard);
     int err;
 
     if (mem == NULL) {
@@ -798,6 +799,10 @@ vhu_dev_new(struct p9s_server *srv, int sock, const char *tag)
     atomic_init(&d->broken, false);
     d->srv = srv;
     d->sock = sock;
+    d->guard = vhu_mem_guard_new();
+    if (d->guard == NULL) {
+        goto out_free;
+    }
     for (i = 0; i < VHU_NUM_VQS; i++) {
         if (vq_init(&d->vq[i], &d->broken) < 0) {
             goto out_vqs;
@@ -817,6 +822,9 @@ out_vqs:
         vq_fini(&d->vq[i]);
     }
 out_free:
+    if (d != NULL) {
+        vhu_mem_guard_put(d->guard);
+    }
     free(d);
     close(sock);
     return NULL;
@@ -832,6 +840,7 @@ dev_put(struct vhu_dev *d)
         vq_fini(&d->vq[i]);
     }
     vhu_mem_put(d->mem);
+    vhu_mem_guard_put(d->guard);
     if (d->sock >= 0) {
         close(d->sock);
     }
@@ -961,7 +970,8 @@ process_batch(struct vhu_dev *d, int i)
     int n = 0;
     int r = 0;
 
-    if (!vq->enabled || d->mem == NULL) {
+    if (!vq->enabled || d->mem == NULL ||
+        atomic_load(&d->guard->faulted)) {
         return false;
     }
     for (;;) {
@@ -1009,11 +1019,24 @@ vhu_dev_process(struct vhu_dev *d, int i)
     }
 }
 
+/* The SIGBUS handler replaced part of our guest memory: drop the device. */
+static bool
+memory_faulted(struct vhu_dev *d)
+{
+    if (!atomic_load(&d->guard->faulted)) {
+        return false;
+    }
+    atomic_store(&d->broken, true);
+    log_peer("vhost-user: guest memory vanished under the device (the "
+             "front-end shrank its file); disconnecting");
+    return true;
+}
+
 void
 vhu_dev_run(struct vhu_dev *d, int stop_fd)
 {
-    struct pollfd pfd[2 + VHU_NUM_VQS];
-    int vqidx[2 + VHU_NUM_VQS];
+    struct pollfd pfd[3 + VHU_NUM_VQS];
+    int vqidx[3 + VHU_NUM_VQS];
     bool more[VHU_NUM_VQS] = {false};
     struct timeval tv = {.tv_sec = VHU_RECV_TIMEOUT_S};
 
@@ -1022,7 +1045,12 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
         int n = 0;
         int timeout = -1;
 
+        if (memory_faulted(d)) {
+            return;
+        }
         pfd[n++] = (struct pollfd){.fd = d->sock, .events = POLLIN};
+        vqidx[n] = -2;
+        pfd[n++] = (struct pollfd){.fd = d->guard->efd, .events = POLLIN};
         if (stop_fd >= 0) {
             vqidx[n] = -1;
             pfd[n++] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
@@ -1045,7 +1073,7 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
             return;
         }
         for (int k = 1; k < n; k++) {
-            if (vqidx[k] < 0 && pfd[k].revents) {
+            if (vqidx[k] == -1 && pfd[k].revents) {
                 return; /* stop requested */
             }
         }
@@ -1064,6 +1092,9 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
             if (more[i]) {
                 more[i] = process_batch(d, i);
             }
+        }
+        if (memory_faulted(d)) {
+            return;
         }
         if (pfd[0].revents) {
             if (vhu_dev_dispatch(d) < 0) {

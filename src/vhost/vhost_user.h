@@ -163,6 +163,7 @@ struct vhu_dev {
     uint64_t features;       /* acked by SET_FEATURES */
     uint64_t protocol_features;
     struct vhu_mem *mem;     /* current table; device thread; may be NULL */
+    struct vhu_mem_guard *guard; /* SIGBUS in our guest memory (ref) */
     struct p9s_conn *conn;   /* current 9P session, or NULL */
     atomic_uint inflight;    /* chains submitted, not yet pushed back */
     struct vq vq[VHU_NUM_VQS];

@@ -1,14 +1,171 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest memory tables: region checks and address translation. */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tap.h"
 #include "vhost/vhost_mem.h"
 
 #define MB (1u << 20)
+#define TB (1ull << 40)
+
+static bool
+is_tmpfs(int fd)
+{
+    struct statfs s;
+
+    return fstatfs(fd, &s) == 0 && (uint32_t)s.f_type == 0x01021994u;
+}
+
+/* Checks added with the hostile-VMM review (issue 12). */
+static void
+test_region_limits(void)
+{
+    struct vhu_mem *m = vhu_mem_new();
+    int fd = memfd_create("sparse", MFD_CLOEXEC);
+    char path[64] = "vhost-mem-XXXXXX";
+    int dfd;
+    struct vhu_mem_desc x;
+
+    /* A sparse file far larger than any address space. */
+    if (m == NULL || fd < 0 || ftruncate(fd, (off_t)(200 * TB)) < 0) {
+        tap_ok(false, "sparse memfd");
+        return;
+    }
+    x = (struct vhu_mem_desc){.gpa = 0, .size = 4096, .uaddr = 0x10000,
+                              .mmap_offset = 150 * TB};
+    tap_ok(vhu_mem_add(m, &x, fd) == 0 &&
+               memcmp(vhu_mem_gpa_ptr(m, 0, 8), "\0\0\0\0\0\0\0\0", 8) == 0,
+           "region 150 TiB into its file: only its own page is mapped");
+    x = (struct vhu_mem_desc){.gpa = 1ull << 50, .size = 5 * TB,
+                              .uaddr = 1ull << 50, .mmap_offset = 0};
+    tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL,
+           "a 5 TiB region refused (address space is shared)");
+    x.size = 3 * TB;
+    tap_ok(vhu_mem_add(m, &x, fd) == 0, "a 3 TiB region accepted");
+    x.gpa += 4 * TB;
+    x.uaddr += 4 * TB;
+    tap_ok(vhu_mem_add(m, &x, fd) == -ENOSPC,
+           "a second 3 TiB region refused: table above 4 TiB");
+    x = (struct vhu_mem_desc){.gpa = 8 * MB, .size = 4096, .uaddr = 0x10000,
+                              .mmap_offset = 0};
+    tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL,
+           "region overlapping another in front-end addresses refused");
+    vhu_mem_put(m);
+    close(fd);
+
+    /* A regular file on a disk file system (the build directory, else
+     * /var/tmp; a page fault there may wait for I/O or another process). */
+    m = vhu_mem_new();
+    dfd = mkstemp(path);
+    if (dfd >= 0 && is_tmpfs(dfd)) {
+        close(dfd);
+        unlink(path);
+        snprintf(path, sizeof(path), "/var/tmp/vhost-mem-XXXXXX");
+        dfd = mkstemp(path);
+    }
+    if (m != NULL && dfd >= 0 && !is_tmpfs(dfd) && ftruncate(dfd, 65536) == 0) {
+        x = (struct vhu_mem_desc){.gpa = 0, .size = 65536, .uaddr = 0};
+        tap_ok(vhu_mem_add(m, &x, dfd) == -EINVAL,
+               "region in a file outside tmpfs/hugetlbfs refused");
+    } else {
+        tap_diag("no disk file system found for the file-type check");
+    }
+    if (dfd >= 0) {
+        close(dfd);
+        unlink(path);
+    }
+    vhu_mem_put(m);
+}
+
+struct toucher {
+    volatile uint8_t *p;
+    size_t len;
+};
+
+static void *
+touch_thread(void *arg)
+{
+    struct toucher *t = arg;
+
+    for (size_t i = 0; i < t->len; i += 4096) {
+        t->p[i] = 0x5a; /* a worker writing a reply */
+    }
+    return NULL;
+}
+
+/*
+ * The front-end shrinks the file under a mapped table: accesses from any
+ * thread complete (zero pages), the guard learns of it, and a SIGBUS
+ * outside guest memory still kills.
+ */
+static void
+test_sigbus(void)
+{
+    struct vhu_mem_guard *g = vhu_mem_guard_new();
+    struct vhu_mem *m = g ? vhu_mem_new_guarded(g) : NULL;
+    int fd = memfd_create("shrunk", MFD_CLOEXEC);
+    struct vhu_mem_desc a = {.gpa = 0, .size = 4 * MB, .uaddr = 0x40000000};
+    struct vhu_mem_desc b = {.gpa = 8 * MB, .size = MB, .uaddr = 0x50000000,
+                             .mmap_offset = 4 * MB};
+    struct pollfd pfd;
+    struct toucher t;
+    pthread_t th;
+    uint8_t *p;
+    uint8_t *q;
+    pid_t pid;
+    int status = 0;
+
+    if (m == NULL || fd < 0 || ftruncate(fd, 5 * MB) < 0 ||
+        vhu_mem_add(m, &a, fd) < 0 || vhu_mem_add(m, &b, fd) < 0) {
+        tap_ok(false, "sigbus: setup");
+        return;
+    }
+    p = vhu_mem_gpa_ptr(m, 0, 4 * MB);
+    q = vhu_mem_gpa_ptr(m, 8 * MB, MB);
+    memset(p, 0x11, 4 * MB);
+    memset(q, 0x22, MB);
+    tap_ok(ftruncate(fd, 2 * MB) == 0, "sigbus: file shrunk to 2 MiB");
+    tap_ok(p[100] == 0x11 && !atomic_load(&g->faulted),
+           "sigbus: the part still in the file reads as before");
+    t = (struct toucher){q, MB};
+    tap_ok(pthread_create(&th, NULL, touch_thread, &t) == 0 &&
+               pthread_join(th, NULL) == 0,
+           "sigbus: a thread writing beyond the file survives");
+    tap_ok(atomic_load(&g->faulted), "sigbus: the guard is marked faulted");
+    pfd = (struct pollfd){.fd = g->efd, .events = POLLIN};
+    tap_ok(poll(&pfd, 1, 0) == 1, "sigbus: the guard's eventfd fired");
+    tap_ok(p[3 * MB] == 0, "sigbus: reading the other gone region: zeros");
+    vhu_mem_put(m);
+    vhu_mem_guard_put(g);
+
+    /* Not guest memory: the default action (in a child). */
+    pid = fork();
+    if (pid == 0) {
+        uint8_t *r = mmap(NULL, MB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+        if (r == MAP_FAILED || ftruncate(fd, 0) < 0) {
+            _exit(2);
+        }
+        r[0] = 1;
+        _exit(0);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+        status = -1;
+    }
+    tap_ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+           "sigbus outside guest memory still kills (status %#x)", status);
+    close(fd);
+}
 
 int
 main(void)
@@ -80,7 +237,7 @@ main(void)
     tap_ok(vhu_mem_remove(c, &a) == -ENOENT, "removing twice: ENOENT");
     for (int i = 0; i < VHU_MEM_MAX_SLOTS; i++) {
         x = (struct vhu_mem_desc){.gpa = 8 * MB + (uint64_t)i * 4096,
-                                  .size = 4096};
+                                  .uaddr = (uint64_t)i * 4096, .size = 4096};
         if (vhu_mem_add(c, &x, fd) < 0) {
             tap_ok(c->nregions == VHU_MEM_MAX_SLOTS && i == 31,
                    "slot limit: %d regions, then ENOSPC", c->nregions);
@@ -89,5 +246,7 @@ main(void)
     }
     vhu_mem_put(c);
     close(fd);
+    test_region_limits();
+    test_sigbus();
     return tap_done();
 }
