@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -374,6 +375,68 @@ take_fd(struct vhu_msg *m, int i)
     return fd;
 }
 
+/* st_dev/st_ino of the anonymous inode eventfds share, if /proc is gone. */
+static struct stat anon_st;
+static bool anon_st_ok;
+static pthread_once_t anon_once = PTHREAD_ONCE_INIT;
+
+static void
+anon_init(void)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+
+    if (fd >= 0) {
+        anon_st_ok = fstat(fd, &anon_st) == 0;
+        close(fd);
+    }
+}
+
+/*
+ * Is 'fd' an eventfd?  Kick, call and err fds are read and written by our
+ * threads; anything else (a pipe nobody empties, a file on FUSE, a socket)
+ * could block them or, always readable, spin the device thread.
+ */
+static bool
+is_eventfd(int fd)
+{
+    char path[40];
+    char link[64];
+    struct stat st;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, link, sizeof(link) - 1);
+    if (n >= 0) {
+        link[n] = 0;
+        return strcmp(link, "anon_inode:[eventfd]") == 0;
+    }
+    /* No /proc (a sandbox): at least an anonymous inode, like ours. */
+    pthread_once(&anon_once, anon_init);
+    return anon_st_ok && fstat(fd, &st) == 0 && st.st_dev == anon_st.st_dev &&
+           st.st_ino == anon_st.st_ino;
+}
+
+/*
+ * Take fd 0 of a KICK/CALL/ERR message: an eventfd, made non-blocking
+ * (the file is shared with the front-end, which uses it non-blocking
+ * too).  The fd or -errno (the message keeps a refused fd, to close).
+ */
+static int
+take_eventfd(struct vhu_msg *m, const char *what)
+{
+    int fl;
+
+    if (!is_eventfd(m->fds[0])) {
+        log_peer("vhost-user: %s: not an eventfd", what);
+        return -EINVAL;
+    }
+    fl = fcntl(m->fds[0], F_GETFL);
+    if (fl < 0 || fcntl(m->fds[0], F_SETFL, fl | O_NONBLOCK) < 0) {
+        return -errno;
+    }
+    return take_fd(m, 0);
+}
+
 static int
 h_get_features(struct vhu_dev *d, struct vhu_msg *m)
 {
@@ -577,6 +640,7 @@ h_set_vring_kick(struct vhu_dev *d, struct vhu_msg *m)
 {
     struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
     int err;
+    int fd;
 
     if (vq->kick_fd >= 0) {
         close(vq->kick_fd);
@@ -586,7 +650,11 @@ h_set_vring_kick(struct vhu_dev *d, struct vhu_msg *m)
         /* Polling mode is not supported: a ring nobody kicks never runs. */
         return -ENOTSUP;
     }
-    vq->kick_fd = take_fd(m, 0);
+    fd = take_eventfd(m, "SET_VRING_KICK");
+    if (fd < 0) {
+        return fd;
+    }
+    vq->kick_fd = fd;
     /* Without PROTOCOL_FEATURES a ring is enabled when it starts. */
     if (!((d->features >> VHOST_USER_F_PROTOCOL_FEATURES) & 1u)) {
         vq->enabled = true;
@@ -603,8 +671,12 @@ static int
 h_set_vring_call(struct vhu_dev *d, struct vhu_msg *m)
 {
     struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
+    int fd = -1;
 
-    vq_set_call_fd(vq, m->nfds > 0 ? take_fd(m, 0) : -1);
+    if (m->nfds > 0 && (fd = take_eventfd(m, "SET_VRING_CALL")) < 0) {
+        return fd;
+    }
+    vq_set_call_fd(vq, fd);
     return 0;
 }
 
@@ -612,11 +684,15 @@ static int
 h_set_vring_err(struct vhu_dev *d, struct vhu_msg *m)
 {
     struct vq *vq = &d->vq[m->p.u64 & VHU_VRING_IDX_MASK];
+    int fd = -1;
 
+    if (m->nfds > 0 && (fd = take_eventfd(m, "SET_VRING_ERR")) < 0) {
+        return fd;
+    }
     if (vq->err_fd >= 0) {
         close(vq->err_fd);
     }
-    vq->err_fd = m->nfds > 0 ? take_fd(m, 0) : -1;
+    vq->err_fd = fd;
     return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,7 @@ vq_init(struct vq *vq, atomic_bool *broken)
     vq->kick_fd = -1;
     vq->err_fd = -1;
     vq->call_fd = -1;
+    vq->busy_fd = -1;
     vq->broken = broken;
     vq->scratch = calloc(VQ_MAX_IOV, sizeof(*vq->scratch));
     if (vq->scratch == NULL) {
@@ -210,6 +212,12 @@ vq_stop(struct vq *vq)
         vq->gen++;
     }
     vq->desc = vq->avail = vq->used = NULL;
+    if (vq->notifying && !pthread_equal(vq->notifier, pthread_self())) {
+        /* A write the front-end made block: interrupt it (the server
+         * core's SIGURG handler has no SA_RESTART).  The thread is alive:
+         * it clears 'notifying' under this lock before it goes. */
+        pthread_kill(vq->notifier, SIGURG);
+    }
     pthread_mutex_unlock(&vq->lock);
 }
 
@@ -256,6 +264,10 @@ vq_set_call_fd(struct vq *vq, int fd)
     pthread_mutex_lock(&vq->lock);
     old = vq->call_fd;
     vq->call_fd = fd;
+    if (old >= 0 && old == vq->busy_fd) {
+        vq->close_busy = true; /* being written: the notifier closes it */
+        old = -1;
+    }
     pthread_mutex_unlock(&vq->lock);
     if (old >= 0) {
         close(old);
@@ -457,11 +469,11 @@ vq_push(struct vq_elem *e, size_t len)
 {
     struct vq *vq = e->vq;
     bool notify = false;
+    bool notifier = false;
     uint32_t id32;
     uint32_t len32;
     uint8_t *slot;
     uint16_t old;
-    int fd = -1;
 
     if (len > e->in_len) {
         len = e->in_len;
@@ -487,18 +499,39 @@ vq_push(struct vq_elem *e, size_t len)
         } else {
             notify = !(load16(vq->avail) & VRING_AVAIL_F_NO_INTERRUPT);
         }
-        fd = vq->call_fd;
-        if (notify && fd >= 0) {
-            uint64_t one = 1;
-
-            /* Under the lock: the fd cannot be closed meanwhile. */
-            if (write(fd, &one, sizeof(one)) < 0) {
-                log_peer("vhost-user: call eventfd write failed");
+        if (notify && vq->call_fd >= 0) {
+            if (vq->notifying) {
+                vq->notify_again = true; /* the notifier writes again */
+            } else {
+                vq->notifying = true;
+                vq->notifier = pthread_self();
+                notifier = true;
             }
         }
     }
     if (vq->inflight > 0 && --vq->inflight == 0) {
         pthread_cond_broadcast(&vq->idle);
+    }
+    while (notifier) {
+        uint64_t one = 1;
+        int fd = vq->call_fd;
+
+        vq->notify_again = false;
+        vq->busy_fd = fd;
+        pthread_mutex_unlock(&vq->lock);
+        if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+            log_peer("vhost-user: call eventfd write failed");
+        }
+        pthread_mutex_lock(&vq->lock);
+        vq->busy_fd = -1;
+        if (vq->close_busy) {
+            vq->close_busy = false;
+            close(fd);
+        }
+        if (!vq->notify_again || vq->call_fd < 0) {
+            vq->notifying = false;
+            notifier = false;
+        }
     }
     pthread_mutex_unlock(&vq->lock);
     vhu_mem_put(e->mem);

@@ -75,6 +75,19 @@ struct vq {
     uint16_t used_idx;   /* lock: next used entry */
     int call_fd;         /* lock; -1 none */
     unsigned inflight;   /* lock: popped, not yet pushed */
+    /*
+     * The call eventfd belongs to the front-end, which can make a write to
+     * it block (clear O_NONBLOCK on the shared file, fill the counter).
+     * So it is written outside the lock by one thread at a time (the
+     * notifier); others that need an interrupt meanwhile set notify_again
+     * and the notifier writes once more.  vq_stop() interrupts a notifier
+     * stuck in write() with SIGURG.  All under lock.
+     */
+    bool notifying;
+    bool notify_again;
+    pthread_t notifier;
+    int busy_fd;         /* the fd the notifier writes, -1 */
+    bool close_busy;     /* busy_fd was replaced: the notifier closes it */
 };
 
 /* Initialise; 'broken' is the device latch.  0 or -ENOMEM. */
@@ -99,7 +112,8 @@ void vq_stop(struct vq *vq);
 bool vq_is_started(struct vq *vq);
 /* Wait until every popped element was pushed, at most 'ms'.  true if so. */
 bool vq_wait_idle(struct vq *vq, int ms);
-/* Replace the call eventfd (takes ownership of fd, may be -1). */
+/* Replace the call eventfd (takes ownership of fd, may be -1; it should be
+ * non-blocking). */
 void vq_set_call_fd(struct vq *vq, int fd);
 
 /*

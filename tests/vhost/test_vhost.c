@@ -7,9 +7,12 @@
  * rings and messages, each of which must be refused without a crash.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -626,6 +629,58 @@ test_hostile_messages(void)
     fe_close(&f);
 }
 
+/*
+ * fd abuse (issue 12): a call eventfd the front-end left blocking with its
+ * counter full, and kick/call/err fds that are no eventfds.  Before, the
+ * worker pushing a reply blocked in write() holding the ring lock, and
+ * with it the device thread and every other worker completing a request.
+ */
+static void
+test_hostile_fds(void)
+{
+    struct fe f;
+    uint64_t idx = 0;
+    uint64_t v;
+    int bad;
+    int p[2];
+
+    tap_ok(connect_setup(&f, F_PLAIN), "fd abuse: setup");
+    bad = eventfd(0, EFD_CLOEXEC); /* blocking */
+    v = UINT64_MAX - 1;
+    tap_ok(bad >= 0 && write(bad, &v, 8) == 8 &&
+               fe_ack(&f, VHU_SET_VRING_CALL, &idx, 8, &bad, 1) == 0,
+           "fd abuse: call eventfd blocking and full, accepted");
+    for (int round = 0; round < 2; round++) {
+        uint64_t m = fe_alloc(&f, 64);
+        uint64_t r = fe_alloc(&f, 64);
+        uint8_t b[4] = {1, 2, 3, 4};
+        struct fe_seg s[2] = {{m, put_msg(&f, m, 20, 1, b, 4), false},
+                              {r, 64, true}};
+        uint32_t len = 0;
+
+        tap_ok(roundtrip(&f, s, 2, false, &len) == 0 && len == 11,
+               "fd abuse: request %d completes (no interrupt possible)",
+               round);
+    }
+    tap_ok(fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
+           "fd abuse: device thread still answers");
+    close(bad);
+
+    bad = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+    tap_ok(fe_ack(&f, VHU_SET_VRING_KICK, &idx, 8, &bad, 1) == 1,
+           "fd abuse: a memfd as kick fd refused (always readable)");
+    close(bad);
+    tap_ok(pipe2(p, O_CLOEXEC) == 0 &&
+               fe_ack(&f, VHU_SET_VRING_CALL, &idx, 8, &p[1], 1) == 1 &&
+               fe_ack(&f, VHU_SET_VRING_ERR, &idx, 8, &p[1], 1) == 1,
+           "fd abuse: a pipe as call or err fd refused (can block)");
+    close(p[0]);
+    close(p[1]);
+    tap_ok(fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
+           "fd abuse: connection alive after the refusals");
+    fe_close(&f);
+}
+
 static void
 test_reconnect(void)
 {
@@ -712,6 +767,7 @@ main(void)
     test_requests(F_PLAIN, "plain");
     test_hostile_rings();
     test_hostile_messages();
+    test_hostile_fds();
     test_reset();
     test_reconnect();
 
