@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -52,20 +53,80 @@ vhu_msg_close_fds(struct vhu_msg *m)
     m->nfds = 0;
 }
 
-/* Read exactly 'len' bytes (after a header started to arrive). */
+/* Milliseconds left until 'deadline' (CLOCK_MONOTONIC), at least 0. */
 static int
-read_full(int sock, void *buf, size_t len)
+ms_left(const struct timespec *deadline)
 {
-    uint8_t *p = buf;
+    struct timespec now;
+    long long ms;
 
-    while (len > 0) {
-        ssize_t n = recv(sock, p, len, 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+         (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms < 0 ? 0 : (int)ms;
+}
+
+/*
+ * Wait until 'sock' is ready for 'events', the message deadline passes
+ * (-ETIMEDOUT) or 'stop_fd' (>= 0) fires (-ECANCELED).  A front-end that
+ * sends a message slowly or never reads our replies holds the device
+ * thread at most until the deadline, and never past a stop.
+ */
+static int
+sock_wait(int sock, short events, int stop_fd,
+          const struct timespec *deadline)
+{
+    for (;;) {
+        struct pollfd p[2] = {{.fd = sock, .events = events},
+                              {.fd = stop_fd, .events = POLLIN}};
+        int left = ms_left(deadline);
+        int n = poll(p, stop_fd >= 0 ? 2 : 1, left);
 
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
-            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+            return -errno;
+        }
+        if (stop_fd >= 0 && p[1].revents) {
+            return -ECANCELED;
+        }
+        if (p[0].revents) {
+            return 0;
+        }
+        if (left == 0) {
+            return -ETIMEDOUT;
+        }
+    }
+}
+
+static void
+set_deadline(struct timespec *deadline)
+{
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += VHU_RECV_TIMEOUT_S;
+}
+
+/* Read exactly 'len' bytes (after a header started to arrive). */
+static int
+read_full(int sock, void *buf, size_t len, int stop_fd,
+          const struct timespec *deadline)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        ssize_t n;
+        int err = sock_wait(sock, POLLIN, stop_fd, deadline);
+
+        if (err < 0) {
+            return err;
+        }
+        n = recv(sock, p, len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
         }
         if (n == 0) {
             return -EPROTO; /* EOF inside a message */
@@ -76,9 +137,18 @@ read_full(int sock, void *buf, size_t len)
     return 0;
 }
 
+static int msg_read(int sock, struct vhu_msg *m, int stop_fd);
+
 int
 vhu_msg_read(int sock, struct vhu_msg *m)
 {
+    return msg_read(sock, m, -1);
+}
+
+static int
+msg_read(int sock, struct vhu_msg *m, int stop_fd)
+{
+    struct timespec deadline;
     union {
         char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
         struct cmsghdr align;
@@ -104,6 +174,7 @@ vhu_msg_read(int sock, struct vhu_msg *m)
     if (n == 0) {
         return -ECONNRESET;
     }
+    set_deadline(&deadline);
     /* Take every fd first, so that each error path below closes them. */
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
          c = CMSG_NXTHDR(&mh, c)) {
@@ -131,7 +202,8 @@ vhu_msg_read(int sock, struct vhu_msg *m)
         goto out_err;
     }
     if ((size_t)n < sizeof(hdr)) {
-        err = read_full(sock, hdr + n, sizeof(hdr) - (size_t)n);
+        err = read_full(sock, hdr + n, sizeof(hdr) - (size_t)n, stop_fd,
+                        &deadline);
         if (err < 0) {
             goto out_err;
         }
@@ -145,7 +217,7 @@ vhu_msg_read(int sock, struct vhu_msg *m)
         goto out_err;
     }
     if (m->size > 0) {
-        err = read_full(sock, m->p.bytes, m->size);
+        err = read_full(sock, m->p.bytes, m->size, stop_fd, &deadline);
         if (err < 0) {
             goto out_err;
         }
@@ -158,12 +230,14 @@ out_err:
 }
 
 static int
-msg_send(int sock, uint32_t request, const void *payload, uint32_t size)
+msg_send(struct vhu_dev *d, uint32_t request, const void *payload,
+         uint32_t size)
 {
     uint8_t buf[VHU_HDR_SIZE + VHU_MAX_PAYLOAD];
     uint32_t flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY;
     size_t len = VHU_HDR_SIZE + size;
     size_t off = 0;
+    struct timespec deadline;
 
     memcpy(buf, &request, 4);
     memcpy(buf + 4, &flags, 4);
@@ -171,10 +245,21 @@ msg_send(int sock, uint32_t request, const void *payload, uint32_t size)
     if (size > 0) {
         memcpy(buf + VHU_HDR_SIZE, payload, size);
     }
+    set_deadline(&deadline);
     while (off < len) {
-        ssize_t n = send(sock, buf + off, len - off, MSG_NOSIGNAL);
+        ssize_t n = send(d->sock, buf + off, len - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            /* The front-end does not read its replies. */
+            int err = sock_wait(d->sock, POLLOUT, d->stop_fd, &deadline);
+
+            if (err < 0) {
+                return err;
+            }
             continue;
         }
         if (n < 0) {
@@ -875,6 +960,7 @@ vhu_dev_new(struct p9s_server *srv, int sock, const char *tag)
     atomic_init(&d->broken, false);
     d->srv = srv;
     d->sock = sock;
+    d->stop_fd = -1;
     d->guard = vhu_mem_guard_new();
     if (d->guard == NULL) {
         goto out_free;
@@ -938,7 +1024,7 @@ vhu_dev_handle(struct vhu_dev *d, struct vhu_msg *m)
         if (m->flags & VHU_FLAG_NEED_REPLY) {
             uint64_t fail = 1;
 
-            return msg_send(d->sock, req, &fail, sizeof(fail));
+            return msg_send(d, req, &fail, sizeof(fail));
         }
         return 0;
     }
@@ -954,12 +1040,12 @@ vhu_dev_handle(struct vhu_dev *d, struct vhu_msg *m)
     err = r->handle(d, m);
     vhu_msg_close_fds(m); /* the ones the handler did not take */
     if (r->has_reply) {
-        return msg_send(d->sock, req, m->p.bytes, m->size);
+        return msg_send(d, req, m->p.bytes, m->size);
     }
     if (need_ack) {
         uint64_t status = err < 0 ? 1 : 0;
 
-        return msg_send(d->sock, req, &status, sizeof(status));
+        return msg_send(d, req, &status, sizeof(status));
     }
     return 0;
 }
@@ -968,7 +1054,7 @@ int
 vhu_dev_dispatch(struct vhu_dev *d)
 {
     struct vhu_msg m;
-    int err = vhu_msg_read(d->sock, &m);
+    int err = msg_read(d->sock, &m, d->stop_fd);
 
     if (err < 0) {
         if (err != -ECONNRESET) {
@@ -1116,6 +1202,7 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
     bool more[VHU_NUM_VQS] = {false};
     struct timeval tv = {.tv_sec = VHU_RECV_TIMEOUT_S};
 
+    d->stop_fd = stop_fd;
     setsockopt(d->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     for (;;) {
         int n = 0;

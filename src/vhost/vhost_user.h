@@ -158,6 +158,7 @@ struct vhu_dev {
     atomic_uint refs;        /* device thread + each p9s session */
     struct p9s_server *srv;
     int sock;                /* the front-end connection (owned) */
+    int stop_fd;             /* vhu_dev_run's, -1 */
     atomic_bool broken;      /* guest/front-end violation latched */
     bool err_signalled;      /* the err eventfds were written */
     uint64_t features;       /* acked by SET_FEATURES */

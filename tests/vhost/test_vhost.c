@@ -8,12 +8,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fe.h"
@@ -681,6 +683,71 @@ test_hostile_fds(void)
     fe_close(&f);
 }
 
+static void *
+free_thread(void *arg)
+{
+    vhu_server_free(arg);
+    return NULL;
+}
+
+/*
+ * A front-end that never reads its replies (the device thread's send
+ * blocks) or stops in the middle of a message: the server must still stop
+ * at once (virtfsd's SIGTERM), not hang or wait for the front-end.
+ */
+static void
+stuck_frontend(bool partial)
+{
+    const char *what = partial ? "half a message" : "unread replies";
+    struct vhu_opts o = {.listen_fd = -1, .conn_fd = -1, .tag = "x"};
+    struct vhu_server *vs;
+    struct timespec ts;
+    pthread_t th;
+    uint8_t hdr[12] = {VHU_GET_FEATURES, 0, 0, 0, VHU_FLAG_VERSION, 0, 0, 0,
+                       0, 0, 0, 0};
+    uint64_t sent = 0;
+    int sp[2];
+    bool stopped;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        tap_ok(false, "%s: socketpair", what);
+        return;
+    }
+    o.conn_fd = sp[1];
+    if (vhu_server_new((struct p9s_server *)sp, &o, &vs) < 0 ||
+        vhu_server_start(vs) < 0) {
+        tap_ok(false, "%s: server", what);
+        return;
+    }
+    if (partial) {
+        sent = send(sp[0], hdr, 5, MSG_NOSIGNAL) == 5;
+    } else {
+        /* Requests until both socket buffers are full. */
+        for (int idle = 0; idle < 50;) {
+            if (send(sp[0], hdr, sizeof(hdr), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+                sizeof(hdr)) {
+                sent++;
+                idle = 0;
+            } else {
+                usleep(2000);
+                idle++;
+            }
+        }
+    }
+    usleep(100000);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 3;
+    stopped = pthread_create(&th, NULL, free_thread, vs) == 0 &&
+              pthread_timedjoin_np(th, NULL, &ts) == 0;
+    tap_ok(sent > 0 && stopped,
+           "%s: the server stops within 3 s (%llu requests sent)", what,
+           (unsigned long long)sent);
+    close(sp[0]);
+    if (!stopped) {
+        pthread_join(th, NULL); /* ends with the connection */
+    }
+}
+
 static void
 test_reconnect(void)
 {
@@ -768,6 +835,8 @@ main(void)
     test_hostile_rings();
     test_hostile_messages();
     test_hostile_fds();
+    stuck_frontend(false);
+    stuck_frontend(true);
     test_reset();
     test_reconnect();
 
