@@ -197,6 +197,8 @@ vq_remap(struct vq *vq, struct vhu_mem *mem)
             /* The rings left guest memory: nothing can be pushed now. */
             vq->started = false;
             vq->gen++;
+            vq->gen_inflight = 0;
+            vq->gen_iovs = 0;
         }
     }
     pthread_mutex_unlock(&vq->lock);
@@ -210,6 +212,8 @@ vq_stop(struct vq *vq)
     if (vq->started) {
         vq->started = false;
         vq->gen++;
+        vq->gen_inflight = 0;
+        vq->gen_iovs = 0;
     }
     vq->desc = vq->avail = vq->used = NULL;
     if (vq->notifying && !pthread_equal(vq->notifier, pthread_self())) {
@@ -397,6 +401,8 @@ int
 vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
 {
     struct vq_elem *e;
+    unsigned outstanding;
+    size_t iovs;
     uint16_t avail_idx;
     uint16_t head;
     uint64_t out_len;
@@ -415,6 +421,8 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
         pthread_mutex_unlock(&vq->lock);
         return 0;
     }
+    outstanding = vq->gen_inflight;
+    iovs = vq->gen_iovs;
     pthread_mutex_unlock(&vq->lock);
     /* Only this thread changes the ring pointers: no lock needed now. */
     avail_idx = avail_idx_acquire(vq);
@@ -426,6 +434,12 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
     if (avail_idx == vq->last_avail_idx) {
         return 0;
     }
+    if (outstanding >= vq->num) {
+        /* Heads reused before we returned them: without this, one ring
+         * could make us hold any number of requests. */
+        vq_fail(vq, "more than %u chains in flight (ring size)", vq->num);
+        return -EIO;
+    }
     head = load16(vq->avail + 4 + 2u * (vq->last_avail_idx & (vq->num - 1u)));
     if (head >= vq->num) {
         vq_fail(vq, "avail ring head %u >= ring size %u", head, vq->num);
@@ -434,6 +448,10 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
     err = walk_chain(vq, mem, head, &niov, &nout, &out_len, &in_len);
     if (err != 0) {
         return err;
+    }
+    if ((size_t)niov > VQ_MAX_INFLIGHT_IOV - iovs) {
+        vq_fail(vq, "more than %u buffers in flight", VQ_MAX_INFLIGHT_IOV);
+        return -EIO;
     }
     e = malloc(sizeof(*e) + (size_t)niov * sizeof(e->iov[0]));
     if (e == NULL) {
@@ -452,6 +470,10 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
     vq->last_avail_idx++;
     pthread_mutex_lock(&vq->lock);
     vq->inflight++;
+    if (vq->gen == gen) {
+        vq->gen_inflight++;
+        vq->gen_iovs += (size_t)niov;
+    }
     pthread_mutex_unlock(&vq->lock);
     *out = e;
     return 1;
@@ -508,6 +530,10 @@ vq_push(struct vq_elem *e, size_t len)
                 notifier = true;
             }
         }
+    }
+    if (e->gen == vq->gen && vq->gen_inflight > 0) {
+        vq->gen_inflight--;
+        vq->gen_iovs -= (size_t)(e->out_num + e->in_num);
     }
     if (vq->inflight > 0 && --vq->inflight == 0) {
         pthread_cond_broadcast(&vq->idle);

@@ -28,6 +28,7 @@ struct vhu_mem;
 #define VQ_MAX_SEGS 4096u           /* descriptors per chain, all tables */
 #define VQ_MAX_IOV 8192u            /* iovecs per chain after splitting */
 #define VQ_MAX_BYTES (64u << 20)    /* bytes per direction per chain */
+#define VQ_MAX_INFLIGHT_IOV (1u << 20) /* iovecs of all chains in flight */
 
 #define VRING_DESC_F_NEXT 1u
 #define VRING_DESC_F_WRITE 2u
@@ -75,6 +76,12 @@ struct vq {
     uint16_t used_idx;   /* lock: next used entry */
     int call_fd;         /* lock; -1 none */
     unsigned inflight;   /* lock: popped, not yet pushed */
+    /* lock: chains and their iovecs popped in this generation, not yet
+     * pushed.  A driver owns 'num' descriptors: it cannot have more
+     * chains outstanding, however it reuses heads; the iovec budget
+     * bounds the memory the elements take. */
+    unsigned gen_inflight;
+    size_t gen_iovs;
     /*
      * The call eventfd belongs to the front-end, which can make a write to
      * it block (clear O_NONBLOCK on the shared file, fill the counter).

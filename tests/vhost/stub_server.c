@@ -4,6 +4,8 @@
  * the transport contract of virtfs/server.h with one worker thread.
  *   Tversion (100)  -> Rversion with the client's msize and "9P2000.L"
  *   Tflush (108)    -> dropped (no reply: ops->drop)
+ *   type 202        -> held until the session closes, then dropped (a
+ *                      request that stays in flight)
  *   anything else   -> type + 1, same tag, the T body echoed back
  *                      (truncated to the reply space)
  * A message whose size field differs from its length is refused with
@@ -30,6 +32,7 @@ struct p9s_conn {
     pthread_cond_t cv;
     struct stub_req *head;
     struct stub_req **tail;
+    struct stub_req *held;
     bool closing;
 };
 
@@ -133,6 +136,13 @@ worker(void *arg)
         pthread_mutex_lock(&c->lock);
     }
     pthread_mutex_unlock(&c->lock);
+    while (c->held != NULL) {
+        struct stub_req *r = c->held;
+
+        c->held = r->next;
+        c->ops->drop(c, r->cookie);
+        free(r);
+    }
     c->ops->release(c, c->tp);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cv);
@@ -201,6 +211,12 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
     r->len = len;
     r->next = NULL;
     pthread_mutex_lock(&c->lock);
+    if (r->msg[4] == 202) {
+        r->next = c->held;
+        c->held = r;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
     *c->tail = r;
     c->tail = &r->next;
     pthread_cond_signal(&c->cv);

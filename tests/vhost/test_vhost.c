@@ -483,6 +483,111 @@ bad_jump(struct fe *f)
     fe_set_avail_idx(f, (uint16_t)(f->avail_idx + 257));
 }
 
+/*
+ * A driver reusing a head that is still in flight: each pop makes a new
+ * request, so one ring could make us hold any number of them.  Fill the
+ * ring with requests the stub holds, wait until all are taken, then add
+ * one more.
+ */
+static void
+test_head_reuse(void)
+{
+    struct fe f;
+    uint64_t m;
+    uint64_t r;
+    uint8_t b[4] = {1, 2, 3, 4};
+    uint16_t *avail_event;
+    uint16_t head;
+    uint64_t v;
+    int i;
+
+    if (!connect_setup(&f, F_ALL)) {
+        tap_ok(false, "head reuse: setup");
+        fe_close(&f);
+        return;
+    }
+    m = fe_alloc(&f, 64);
+    r = fe_alloc(&f, 64);
+    {
+        struct fe_seg s[2] = {{m, put_msg(&f, m, 202, 1, b, 4), false},
+                              {r, 64, true}};
+
+        head = fe_chain(&f, s, 2, false);
+    }
+    avail_event = fe_ptr(&f, FE_USED_GPA + 4 + 8ull * f.num);
+    for (i = 0; i < f.num; i++) {
+        fe_publish(&f, head); /* the same head, 256 times */
+    }
+    fe_kick(&f);
+    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
+                               f.avail_idx; i++) {
+        usleep(5000);
+    }
+    tap_ok(i < 400 && !fe_errored(&f, 0),
+           "head reuse: %u chains in flight (one per descriptor) accepted",
+           f.num);
+    fe_publish(&f, head);
+    fe_kick(&f);
+    tap_ok(fe_errored(&f, 2000) && fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
+           "head reuse: chain %u in flight refused (err eventfd, device "
+           "still answers)", f.num + 1);
+    fe_close(&f);
+}
+
+/*
+ * Chains of 8189 buffers each (an indirect table of 4095 descriptors, all
+ * but one straddling the two memory regions), held in flight: 128 fit the
+ * budget of 2^20 buffers in flight, the 129th is refused.
+ */
+static void
+test_iov_budget(void)
+{
+    const uint64_t table = FE_TABLE_GPA;
+    struct fe f;
+    uint64_t m;
+    uint8_t *p;
+    uint16_t *avail_event;
+    uint32_t size = 7 + 4094 * 2;
+    uint64_t v;
+    int i;
+
+    if (!connect_setup(&f, F_ALL)) {
+        tap_ok(false, "buffer budget: setup");
+        fe_close(&f);
+        return;
+    }
+    m = fe_alloc(&f, 64);
+    p = fe_ptr(&f, m);
+    memcpy(p, &size, 4);
+    p[4] = 202; /* held by the stub */
+    p[5] = p[6] = 0;
+    fe_put_desc(&f, table, 0, m, 7, VRING_DESC_F_NEXT, 1);
+    for (uint32_t d = 1; d < 4095; d++) {
+        fe_put_desc(&f, table, d, FE_REGION - 1, 2,
+                    d < 4094 ? VRING_DESC_F_NEXT : 0, (uint16_t)(d + 1));
+    }
+    fe_put_desc(&f, FE_DESC_GPA, 0, table, 4095 * 16, VRING_DESC_F_INDIRECT,
+                0);
+    avail_event = fe_ptr(&f, FE_USED_GPA + 4 + 8ull * f.num);
+    for (i = 0; i < 128; i++) {
+        fe_publish(&f, 0);
+    }
+    fe_kick(&f);
+    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
+                               f.avail_idx; i++) {
+        usleep(5000);
+    }
+    tap_ok(i < 400 && !fe_errored(&f, 0),
+           "buffer budget: 128 chains of 8189 buffers in flight accepted "
+           "(%u taken)", __atomic_load_n(avail_event, __ATOMIC_ACQUIRE));
+    fe_publish(&f, 0);
+    fe_kick(&f);
+    tap_ok(fe_errored(&f, 2000) && fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
+           "buffer budget: the 129th refused (err eventfd, device still "
+           "answers)");
+    fe_close(&f);
+}
+
 static void
 test_hostile_rings(void)
 {
@@ -504,6 +609,8 @@ test_hostile_rings(void)
     hostile_ring("readable after writable", F_ALL, bad_order);
     hostile_ring("avail index jumps by more than the ring size", F_ALL,
                  bad_jump);
+    test_head_reuse();
+    test_iov_budget();
 }
 
 /* A raw message; the back-end must close the connection. */
