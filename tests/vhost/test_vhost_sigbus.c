@@ -186,6 +186,7 @@ main(int argc, char **argv)
     struct fe fb;
     struct fe fc;
     int status = 0;
+    bool up;
 
     signal(SIGPIPE, SIG_IGN);
     if (argc != 2 || mkdtemp(dir) == NULL) {
@@ -198,9 +199,10 @@ main(int argc, char **argv)
     spawn(argv[1]);
     tap_ok(daemon_pid > 0, "virtfsd spawned (pid %d)", (int)daemon_pid);
 
-    if (!tap_ok(vm_up(&fa, sock_a), "VM A: set up, Tversion over its ring") |
-        !tap_ok(vm_up(&fb, sock_b), "VM B: set up, Tversion over its ring") |
-        !tap_ok(stream_version(), "stream client: Tversion")) {
+    up = tap_ok(vm_up(&fa, sock_a), "VM A: set up, Tversion over its ring");
+    up &= tap_ok(vm_up(&fb, sock_b), "VM B: set up, Tversion over its ring");
+    up &= tap_ok(stream_version(), "stream client: Tversion");
+    if (!up) {
         fe_close(&fa);
         fe_close(&fb);
         goto out;
