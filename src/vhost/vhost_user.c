@@ -31,6 +31,7 @@
 
 #include "util/log.h"
 #include "vhost/vhost.h"
+#include "virtfs/p9.h"
 #include "virtfs/server.h"
 
 /* How long GET_VRING_BASE waits for requests in flight to complete. */
@@ -39,6 +40,14 @@
 #define VHU_RECV_TIMEOUT_S 10
 /* Chains popped per kick before the socket gets a look again. */
 #define VHU_POP_BATCH 256
+/* Requests are copied out of guest memory (see stable_request()): the
+ * largest request other than Twrite (two strings of the longest 9P length
+ * fit: Trenameat), and the copies one device may have in flight.  Linux
+ * sends at most a few KiB (16 names of NAME_MAX). */
+#define VHU_MAX_REQ_COPY (136u << 10)
+#define VHU_MAX_COPIED (64u << 20)
+/* Twrite: size[4] type[1] tag[2] fid[4] offset[8] count[4], then data */
+#define TWRITE_HDR 23u
 
 /* ---- message I/O ------------------------------------------------------ */
 
@@ -886,6 +895,14 @@ op_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
     return 0;
 }
 
+/* A request is complete: its copy no longer counts. */
+static void
+copy_done(struct vhu_dev *d, struct vq_elem *e)
+{
+    atomic_fetch_sub(&d->copied, e->copy_len);
+    e->copy_len = 0;
+}
+
 static void
 op_send(struct p9s_conn *c, void *cookie, size_t len)
 {
@@ -893,6 +910,7 @@ op_send(struct p9s_conn *c, void *cookie, size_t len)
     struct vhu_dev *d = e->opaque;
 
     (void)c;
+    copy_done(d, e);
     vq_push(e, len);
     atomic_fetch_sub(&d->inflight, 1);
 }
@@ -905,6 +923,7 @@ op_drop(struct p9s_conn *c, void *cookie)
 
     /* virtio wants every chain back: return it with nothing written. */
     (void)c;
+    copy_done(d, e);
     vq_push(e, 0);
     atomic_fetch_sub(&d->inflight, 1);
 }
@@ -958,6 +977,7 @@ vhu_dev_new(struct p9s_server *srv, int sock, const char *tag)
     }
     atomic_init(&d->refs, 1);
     atomic_init(&d->broken, false);
+    atomic_init(&d->copied, 0);
     d->srv = srv;
     d->sock = sock;
     d->stop_fd = -1;
@@ -1083,6 +1103,102 @@ signal_broken(struct vhu_dev *d)
     }
 }
 
+/* Copy 'len' bytes at offset 'off' of the iovecs into 'dst'. */
+static void
+iov_gather(uint8_t *dst, const struct iovec *iov, int cnt, size_t off,
+           size_t len)
+{
+    for (int i = 0; i < cnt && len > 0; i++) {
+        size_t n;
+
+        if (off >= iov[i].iov_len) {
+            off -= iov[i].iov_len;
+            continue;
+        }
+        n = iov[i].iov_len - off;
+        if (n > len) {
+            n = len;
+        }
+        memcpy(dst, (const uint8_t *)iov[i].iov_base + off, n);
+        dst += n;
+        len -= n;
+        off = 0;
+    }
+}
+
+/*
+ * The request as the core gets it.  Its bytes are in guest memory, which
+ * the guest may rewrite while the core decodes and uses them (strings are
+ * borrowed from the message, a name is checked and then used), so the
+ * core gets a private copy: the whole message, or for a Twrite its header
+ * alone (its payload is file data, which the guest may change as it
+ * likes).  Sets iov and cnt (kept in e->copy) and returns 0, or -E2BIG
+ * when the copy would be too large, -ENOMEM.
+ */
+static int
+stable_request(struct vhu_dev *d, struct vq_elem *e, const struct iovec **iov,
+               int *cnt)
+{
+    uint8_t hdr[TWRITE_HDR];
+    bool twrite = false;
+    size_t clen = e->out_len;
+    size_t off;
+    struct iovec *v;
+    uint8_t *bytes;
+    int n = 1;
+
+    if (e->out_len > p9s_conn_msize(d->conn)) {
+        /* The core refuses it from its length alone: nothing to copy. */
+        *iov = e->iov;
+        *cnt = e->out_num;
+        return 0;
+    }
+    if (e->out_len >= TWRITE_HDR) {
+        /* Read once: what decides is what the core will see. */
+        iov_gather(hdr, e->iov, e->out_num, 0, TWRITE_HDR);
+        twrite = hdr[4] == P9_TWRITE;
+    }
+    if (twrite) {
+        clen = TWRITE_HDR;
+        n += e->out_num; /* at most: the payload's guest buffers */
+    } else if (clen > VHU_MAX_REQ_COPY) {
+        return -E2BIG;
+    }
+    if (atomic_fetch_add(&d->copied, clen) + clen > VHU_MAX_COPIED) {
+        atomic_fetch_sub(&d->copied, clen);
+        return -E2BIG;
+    }
+    e->copy = malloc((size_t)n * sizeof(*v) + clen);
+    if (e->copy == NULL) {
+        atomic_fetch_sub(&d->copied, clen);
+        return -ENOMEM;
+    }
+    e->copy_len = clen;
+    v = e->copy;
+    bytes = (uint8_t *)(v + n);
+    n = 1;
+    v[0] = (struct iovec){.iov_base = bytes, .iov_len = clen};
+    if (!twrite) {
+        iov_gather(bytes, e->iov, e->out_num, 0, clen);
+    } else {
+        memcpy(bytes, hdr, TWRITE_HDR);
+        off = TWRITE_HDR;
+        for (int i = 0; i < e->out_num; i++) {
+            if (off >= e->iov[i].iov_len) {
+                off -= e->iov[i].iov_len;
+                continue;
+            }
+            v[n].iov_base = (uint8_t *)e->iov[i].iov_base + off;
+            v[n].iov_len = e->iov[i].iov_len - off;
+            n++;
+            off = 0;
+        }
+    }
+    *iov = v;
+    *cnt = n;
+    return 0;
+}
+
 /*
  * Hand a chain to the 9P core.  'alone': the ring held nothing after it;
  * with nothing else in flight either, the request may run right on the
@@ -1092,7 +1208,9 @@ signal_broken(struct vhu_dev *d)
 static void
 submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
 {
+    const struct iovec *iov;
     unsigned flags = 0;
+    int cnt;
     int err;
 
     if (e->out_len < 7 || d->conn == NULL) {
@@ -1101,12 +1219,18 @@ submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
         vq_push(e, 0);
         return;
     }
+    err = stable_request(d, e, &iov, &cnt);
+    if (err < 0) {
+        vq_fail(e->vq, "request of %zu bytes cannot be copied (%d)",
+                e->out_len, err);
+        vq_push(e, 0);
+        return;
+    }
     e->opaque = d;
     if (atomic_fetch_add(&d->inflight, 1) == 0 && alone) {
         flags = P9S_SUBMIT_INLINE;
     }
-    err = p9s_conn_submit_flags(d->conn, e->iov, e->out_num, e->out_len, e,
-                                flags);
+    err = p9s_conn_submit_flags(d->conn, iov, cnt, e->out_len, e, flags);
     if (err < 0) {
         /*
          * The element was dropped (returned).  The 9P stream cannot go on

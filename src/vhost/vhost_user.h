@@ -167,6 +167,7 @@ struct vhu_dev {
     struct vhu_mem_guard *guard; /* SIGBUS in our guest memory (ref) */
     struct p9s_conn *conn;   /* current 9P session, or NULL */
     atomic_uint inflight;    /* chains submitted, not yet pushed back */
+    atomic_size_t copied;    /* bytes of request copies in flight */
     struct vq vq[VHU_NUM_VQS];
     uint8_t config[2 + VHU_MAX_TAG];
     size_t config_len;

@@ -460,6 +460,8 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
     e->vq = vq;
     e->mem = vhu_mem_get(mem);
     e->opaque = NULL;
+    e->copy = NULL;
+    e->copy_len = 0;
     e->gen = gen;
     e->head = head;
     e->out_num = nout;
@@ -561,6 +563,7 @@ vq_push(struct vq_elem *e, size_t len)
     }
     pthread_mutex_unlock(&vq->lock);
     vhu_mem_put(e->mem);
+    free(e->copy);
     free(e);
 }
 

@@ -40,6 +40,8 @@ struct vq_elem {
     struct vq *vq;
     struct vhu_mem *mem; /* ref: the table the iovecs point into */
     void *opaque;        /* the caller's */
+    void *copy;          /* the caller's malloc'd buffer, freed with it */
+    size_t copy_len;     /* the caller's accounting of it */
     uint32_t gen;        /* vq generation at pop (stale ones are dropped) */
     uint16_t head;       /* descriptor index that goes in the used ring */
     int out_num;         /* readable (driver -> device) iovecs: iov[0..] */

@@ -6,6 +6,9 @@
  *   Tflush (108)    -> dropped (no reply: ops->drop)
  *   type 202        -> held until the session closes, then dropped (a
  *                      request that stays in flight)
+ *   type 203        -> its buffers are read only when the next request is
+ *                      submitted, then answered like any other (shows
+ *                      whether the transport's buffers are stable)
  *   anything else   -> type + 1, same tag, the T body echoed back
  *                      (truncated to the reply space)
  * A message whose size field differs from its length is refused with
@@ -33,6 +36,10 @@ struct p9s_conn {
     struct stub_req *head;
     struct stub_req **tail;
     struct stub_req *held;
+    const struct iovec *late_iov; /* type 203, not read yet */
+    int late_cnt;
+    size_t late_len;
+    void *late_cookie;
     bool closing;
 };
 
@@ -175,9 +182,33 @@ p9s_conn_new(struct p9s_server *srv, const struct p9s_conn_ops *ops, void *tp,
     return c;
 }
 
+static int submit_now(struct p9s_conn *c, const struct iovec *iov,
+                      int iovcnt, size_t len, void *cookie);
+
 int
 p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
                 size_t len, void *cookie)
+{
+    if (c->late_iov != NULL) {
+        const struct iovec *l = c->late_iov;
+
+        c->late_iov = NULL;
+        submit_now(c, l, c->late_cnt, c->late_len, c->late_cookie);
+    }
+    if (iovcnt > 0 && len >= 7 && iov[0].iov_len >= 5 &&
+        ((const uint8_t *)iov[0].iov_base)[4] == 203) {
+        c->late_iov = iov;
+        c->late_cnt = iovcnt;
+        c->late_len = len;
+        c->late_cookie = cookie;
+        return 0;
+    }
+    return submit_now(c, iov, iovcnt, len, cookie);
+}
+
+static int
+submit_now(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
+           size_t len, void *cookie)
 {
     struct stub_req *r;
     size_t done = 0;
@@ -234,6 +265,10 @@ p9s_conn_msize(struct p9s_conn *c)
 void
 p9s_conn_close(struct p9s_conn *c)
 {
+    if (c->late_iov != NULL) {
+        c->late_iov = NULL;
+        c->ops->drop(c, c->late_cookie);
+    }
     pthread_mutex_lock(&c->lock);
     c->closing = true;
     pthread_cond_signal(&c->cv);

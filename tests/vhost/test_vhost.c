@@ -478,6 +478,21 @@ bad_order(struct fe *f)
 }
 
 static void
+bad_copy_size(struct fe *f)
+{
+    /* 200 KiB, not a Twrite: more than any request to copy needs. */
+    uint64_t m = 0x100000;
+    uint32_t size = 200u << 10;
+    uint8_t *p = fe_ptr(f, m);
+
+    memcpy(p, &size, 4);
+    p[4] = 20;
+    fe_put_desc(f, FE_DESC_GPA, 0, m, size, VRING_DESC_F_NEXT, 1);
+    fe_put_desc(f, FE_DESC_GPA, 1, m + size, 64, VRING_DESC_F_WRITE, 0);
+    fe_publish(f, 0);
+}
+
+static void
 bad_jump(struct fe *f)
 {
     fe_set_avail_idx(f, (uint16_t)(f->avail_idx + 257));
@@ -588,6 +603,65 @@ test_iov_budget(void)
     fe_close(&f);
 }
 
+/*
+ * A guest rewriting a request after it was handed over (after the checks
+ * of a name, before its use): the core must see the bytes as they were
+ * when the chain was popped.  The stub reads a type 203 request only when
+ * the next one arrives; the guest changes it in between.
+ */
+static void
+test_stable_request(void)
+{
+    struct fe f;
+    uint64_t m;
+    uint64_t r;
+    uint64_t m2;
+    uint64_t r2;
+    uint16_t *avail_event;
+    uint32_t id;
+    uint32_t len = 0;
+    uint8_t *rp;
+    bool ok;
+    int i;
+
+    if (!connect_setup(&f, F_ALL)) {
+        tap_ok(false, "stable request: setup");
+        fe_close(&f);
+        return;
+    }
+    avail_event = fe_ptr(&f, FE_USED_GPA + 4 + 8ull * f.num);
+    m = fe_alloc(&f, 64);
+    r = fe_alloc(&f, 64);
+    {
+        struct fe_seg s[2] = {{m, put_msg(&f, m, 203, 1, "name", 4), false},
+                              {r, 64, true}};
+
+        fe_publish(&f, fe_chain(&f, s, 2, false));
+    }
+    fe_kick(&f);
+    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
+                               f.avail_idx; i++) {
+        usleep(5000);
+    }
+    memcpy(fe_ptr(&f, m + 7), "/../", 4); /* the guest rewrites it */
+    m2 = fe_alloc(&f, 64);
+    r2 = fe_alloc(&f, 64);
+    {
+        struct fe_seg s[2] = {{m2, put_msg(&f, m2, 20, 2, "next", 4), false},
+                              {r2, 64, true}};
+
+        fe_publish(&f, fe_chain(&f, s, 2, false));
+    }
+    fe_kick(&f);
+    ok = fe_used(&f, &id, &len) == 0;
+    rp = fe_ptr(&f, r);
+    tap_ok(ok && len == 11 && rp[4] == 204 && memcmp(rp + 7, "name", 4) == 0,
+           "stable request: the core sees the request as popped, not as the "
+           "guest rewrote it (%.4s)", (const char *)rp + 7);
+    fe_used(&f, &id, &len);
+    fe_close(&f);
+}
+
 static void
 test_hostile_rings(void)
 {
@@ -609,8 +683,10 @@ test_hostile_rings(void)
     hostile_ring("readable after writable", F_ALL, bad_order);
     hostile_ring("avail index jumps by more than the ring size", F_ALL,
                  bad_jump);
+    hostile_ring("200 KiB request other than Twrite", F_ALL, bad_copy_size);
     test_head_reuse();
     test_iov_budget();
+    test_stable_request();
 }
 
 /* A raw message; the back-end must close the connection. */
