@@ -469,6 +469,22 @@ take_fd(struct vhu_msg *m, int i)
     return fd;
 }
 
+/*
+ * The front-end shares the open file of each eventfd it gave us and may
+ * clear O_NONBLOCK on it at any time: set it again before each use, so
+ * that a read or write it drained or filled gives EAGAIN instead of a
+ * blocked device thread.
+ */
+static void
+ensure_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
 /* st_dev/st_ino of the anonymous inode eventfds share, if /proc is gone. */
 static struct stat anon_st;
 static bool anon_st_ok;
@@ -1096,6 +1112,9 @@ signal_broken(struct vhu_dev *d)
     }
     d->err_signalled = true;
     for (int i = 0; i < VHU_NUM_VQS; i++) {
+        if (d->vq[i].err_fd >= 0) {
+            ensure_nonblock(d->vq[i].err_fd);
+        }
         if (d->vq[i].err_fd >= 0 &&
             write(d->vq[i].err_fd, &one, sizeof(one)) < 0) {
             log_peer("vhost-user: err eventfd write failed");
@@ -1370,6 +1389,7 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
             if (vqidx[k] < 0 || !(pfd[k].revents & POLLIN)) {
                 continue;
             }
+            ensure_nonblock(pfd[k].fd);
             if (read(pfd[k].fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN) {
                 log_peer("vhost-user: kick eventfd read failed");
             }

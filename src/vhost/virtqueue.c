@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -481,6 +482,24 @@ vq_pop(struct vq *vq, struct vhu_mem *mem, struct vq_elem **out)
     return 1;
 }
 
+/*
+ * Write an eventfd the front-end shares with us.  It may have cleared
+ * O_NONBLOCK on the shared file since we set it: set it again first, so
+ * that a full counter gives EAGAIN instead of a thread stuck for good.
+ * (A front-end racing this check can still block the one notifier; see
+ * struct vq.)
+ */
+static ssize_t
+write_nonblock(int fd, uint64_t v)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    return write(fd, &v, sizeof(v));
+}
+
 /* virtio's vring_need_event(): did new_idx just pass event_idx? */
 static bool
 need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
@@ -547,7 +566,7 @@ vq_push(struct vq_elem *e, size_t len)
         vq->notify_again = false;
         vq->busy_fd = fd;
         pthread_mutex_unlock(&vq->lock);
-        if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        if (fd >= 0 && write_nonblock(fd, one) < 0 && errno != EAGAIN) {
             log_peer("vhost-user: call eventfd write failed");
         }
         pthread_mutex_lock(&vq->lock);

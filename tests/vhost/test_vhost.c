@@ -835,6 +835,8 @@ test_hostile_fds(void)
     tap_ok(bad >= 0 && write(bad, &v, 8) == 8 &&
                fe_ack(&f, VHU_SET_VRING_CALL, &idx, 8, &bad, 1) == 0,
            "fd abuse: call eventfd blocking and full, accepted");
+    /* The file is shared: make it blocking again after the hand-over. */
+    tap_ok(fcntl(bad, F_SETFL, 0) == 0, "fd abuse: O_NONBLOCK cleared again");
     for (int round = 0; round < 2; round++) {
         uint64_t m = fe_alloc(&f, 64);
         uint64_t r = fe_alloc(&f, 64);
