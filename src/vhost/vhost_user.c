@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -483,6 +484,25 @@ ensure_nonblock(int fd)
     if (fl >= 0 && !(fl & O_NONBLOCK)) {
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     }
+}
+
+/*
+ * Reset a kick eventfd.  poll() said it is readable, but the front-end may
+ * have drained it since (and cleared O_NONBLOCK): RWF_NOWAIT makes this
+ * read never block whatever the file's flags, on kernels whose eventfd
+ * honours it; elsewhere O_NONBLOCK is set again first.
+ */
+static ssize_t
+read_kick(int fd, uint64_t *cnt)
+{
+    struct iovec iov = {.iov_base = cnt, .iov_len = sizeof(*cnt)};
+    ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+
+    if (n >= 0 || errno != EOPNOTSUPP) {
+        return n;
+    }
+    ensure_nonblock(fd);
+    return read(fd, cnt, sizeof(*cnt));
 }
 
 /* st_dev/st_ino of the anonymous inode eventfds share, if /proc is gone. */
@@ -1389,8 +1409,7 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
             if (vqidx[k] < 0 || !(pfd[k].revents & POLLIN)) {
                 continue;
             }
-            ensure_nonblock(pfd[k].fd);
-            if (read(pfd[k].fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN) {
+            if (read_kick(pfd[k].fd, &cnt) < 0 && errno != EAGAIN) {
                 log_peer("vhost-user: kick eventfd read failed");
             }
             more[vqidx[k]] = true;
