@@ -13,8 +13,10 @@
  * socket and its kick eventfd, pops request chains and submits them to a
  * new 9P session (p9s_conn) of 'srv'; worker threads write replies
  * straight into the guest's buffers and complete the chains.  When the
- * front-end disconnects, all device state is dropped, the session is
- * closed, and the server accepts the next connection.
+ * front-end disconnects, breaks the protocol or shrinks the guest memory
+ * under us (a SIGBUS, caught: see vhost_mem.h), all device state is
+ * dropped, the session is closed, and the server accepts the next
+ * connection.  docs/security.md lists what a hostile VMM can do.
  */
 #ifndef VIRTFS_VHOST_VHOST_H
 #define VIRTFS_VHOST_VHOST_H
