@@ -125,14 +125,18 @@ read_full(int sock, void *buf, size_t len, int stop_fd,
     uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n;
-        int err = sock_wait(sock, POLLIN, stop_fd, deadline);
+        ssize_t n = recv(sock, p, len, MSG_DONTWAIT);
 
-        if (err < 0) {
-            return err;
+        if (n < 0 && errno == EINTR) {
+            continue;
         }
-        n = recv(sock, p, len, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        if (n < 0 && errno == EAGAIN) {
+            /* The rest of the message is late. */
+            int err = sock_wait(sock, POLLIN, stop_fd, deadline);
+
+            if (err < 0) {
+                return err;
+            }
             continue;
         }
         if (n < 0) {

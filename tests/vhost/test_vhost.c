@@ -27,6 +27,9 @@
 #define F_PLAIN (VHU_FEATURES & ~((1ull << VIRTIO_RING_F_INDIRECT_DESC) |     \
                                   (1ull << VIRTIO_RING_F_EVENT_IDX)))
 
+/* stub_server.c: enable its 'held' and 'read late' request types. */
+extern bool stub_test_types;
+
 static char sock_path[108];
 static struct vhu_server *server;
 
@@ -1004,6 +1007,7 @@ main(void)
 
     signal(SIGPIPE, SIG_IGN);
     log_set_level(LOG_LVL_ERROR);
+    stub_test_types = true;
     if (mkdtemp(dir) == NULL) {
         return 1;
     }
