@@ -29,8 +29,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#define PT_DIRBUF (64 * 1024)
-
 struct pt_dirent64 {
     uint64_t d_ino;
     int64_t d_off;
@@ -91,11 +89,59 @@ pt_mode_to_dtype(mode_t mode)
     return (unsigned char)((mode & S_IFMT) >> 12);
 }
 
+/*
+ * The read-ahead buffer for one call: the handle's kept one, or a new one
+ * charged to the session's memory budget (*kept = true), or -- with the
+ * budget spent -- a buffer for this call only (*kept = false).
+ */
+static char *
+pt_dirbuf_get(struct be_handle *h, bool *kept)
+{
+    char *buf;
+
+    if (h->dbuf != NULL) {
+        *kept = true;
+        return h->dbuf;
+    }
+    *kept = be_budget_charge(h->lim.mem, PT_DIRBUF);
+    buf = malloc(PT_DIRBUF);
+    if (buf == NULL && *kept) {
+        be_budget_uncharge(h->lim.mem, PT_DIRBUF);
+    }
+    if (buf != NULL && *kept) {
+        h->dbuf = buf;
+    }
+    return buf;
+}
+
+/* Let go of the buffer once the call is over, unless it holds entries
+ * a later call can continue from and is paid for. */
+static void
+pt_dirbuf_put(struct be_handle *h, char *buf, bool kept)
+{
+    if (kept && h->dpos < h->dlen) {
+        return; /* resumes without lseek */
+    }
+    if (h->dpos < h->dlen) {
+        /* unpaid leftovers: the fd is past them, so seek next time */
+        h->dvalid = false;
+    }
+    h->dlen = 0;
+    h->dpos = 0;
+    free(buf);
+    if (kept) {
+        h->dbuf = NULL;
+        be_budget_uncharge(h->lim.mem, PT_DIRBUF);
+    }
+}
+
 int
 pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
            be_dirent_fn *fn, void *ctx)
 {
     struct pt_backend *pb = pt_be(be);
+    char *buf;
+    bool kept;
     int err = 0;
 
     if (h->node->type != S_IFDIR) {
@@ -105,30 +151,27 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
         return -EINVAL;
     }
     pthread_mutex_lock(&h->lock);
-    if (h->dbuf == NULL) {
-        h->dbuf = malloc(PT_DIRBUF);
-        if (h->dbuf == NULL) {
-            err = -ENOMEM;
-            goto out_unlock;
-        }
-        h->dvalid = false;
+    buf = pt_dirbuf_get(h, &kept);
+    if (buf == NULL) {
+        err = -ENOMEM;
+        goto out_unlock;
     }
     if (!h->dvalid || offset != h->dcur) {
         /* not where the last Treaddir stopped: seek (offsets are the
          * host's directory cookies, so this resumes exactly) */
         h->dvalid = false;
-        if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
-            err = -errno;
-            goto out_unlock;
-        }
         h->dlen = 0;
         h->dpos = 0;
+        if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
+            err = -errno;
+            goto out_put;
+        }
         h->dcur = offset;
         h->dvalid = true;
     }
     for (;;) {
         while (h->dpos < h->dlen) {
-            struct pt_dirent64 *d = (struct pt_dirent64 *)(h->dbuf + h->dpos);
+            struct pt_dirent64 *d = (struct pt_dirent64 *)(buf + h->dpos);
             unsigned char dtype = d->d_type;
             struct p9_qid qid;
 
@@ -144,13 +187,13 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
             qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
             if (fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
                    strlen(d->d_name)) != 0) {
-                goto out_unlock; /* full: this entry stays for the next call */
+                goto out_put; /* full: this entry stays for the next call */
             }
             h->dpos += d->d_reclen;
             h->dcur = (uint64_t)d->d_off;
         }
         {
-            long nread = syscall(SYS_getdents64, h->fd, h->dbuf, PT_DIRBUF);
+            long nread = syscall(SYS_getdents64, h->fd, buf, PT_DIRBUF);
 
             if (nread < 0) {
                 /*
@@ -159,6 +202,8 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
                  */
                 err = errno == ENOENT ? 0 : -errno;
                 h->dvalid = false;
+                h->dlen = 0;
+                h->dpos = 0;
                 break;
             }
             h->dlen = nread;
@@ -169,6 +214,8 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
         }
     }
 
+out_put:
+    pt_dirbuf_put(h, buf, kept);
 out_unlock:
     pthread_mutex_unlock(&h->lock);
     return err;

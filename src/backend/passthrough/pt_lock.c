@@ -6,11 +6,24 @@
  * processes using fcntl(F_SETLK) locks.  Locks never block a worker: a
  * conflict is P9_LOCK_BLOCKED and the client retries (the Linux client
  * polls for blocking locks).  Closing the handle drops its locks.
+ *
+ * Lock records.  The kernel keeps one record per contiguous range of one
+ * type and owner, and walks the inode's whole list on every F_OFD_SETLK,
+ * so a guest setting thousands of disjoint ranges costs host kernel
+ * memory and makes every lock on the file slower.  Each handle keeps a
+ * copy of its own records, merged and split the way the kernel does it
+ * (for one owner: a new lock absorbs overlapping or adjacent locks of its
+ * type and cuts away the overlapped parts of the other type; an unlock
+ * cuts), so it knows before the fcntl how many records the request adds,
+ * and charges them to the session's lock budget: beyond it the request
+ * fails with ENOLCK, as POSIX allows ("too many segment locks").
  */
 #include "pt.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* 9P range (start, length; 0 = to EOF) to a struct flock. */
@@ -45,11 +58,110 @@ pt_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
     return 0;
 }
 
+void
+pt_handle_limits(struct backend *be, struct be_handle *h,
+                 const struct be_limits *lim)
+{
+    (void)be;
+    h->lim = *lim;
+}
+
+void
+pt_handle_release(struct be_handle *h)
+{
+    if (h->dbuf != NULL) {
+        free(h->dbuf);
+        h->dbuf = NULL;
+        be_budget_uncharge(h->lim.mem, PT_DIRBUF);
+    }
+    be_budget_uncharge(h->lim.locks, h->nlocks);
+    free(h->locks);
+    h->locks = NULL;
+    h->nlocks = 0;
+}
+
+static int
+pt_lockrec_cmp(const void *a, const void *b)
+{
+    const struct pt_lockrec *x = a;
+    const struct pt_lockrec *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Append the parts of 'r' outside [s, e]. */
+static size_t
+pt_lockrec_cut(const struct pt_lockrec *r, int64_t s, int64_t e,
+               struct pt_lockrec *out, size_t n)
+{
+    if (r->end < s || r->start > e) {
+        out[n++] = *r;
+        return n;
+    }
+    if (r->start < s) {
+        out[n] = *r;
+        out[n++].end = s - 1;
+    }
+    if (r->end > e) {
+        out[n] = *r;
+        out[n++].start = e + 1;
+    }
+    return n;
+}
+
+/*
+ * The records the handle would hold after 'fl' succeeds, into a new array
+ * (*out, *nout); -ENOMEM.
+ */
+static int
+pt_lockrec_apply(const struct be_handle *h, const struct flock *fl,
+                 struct pt_lockrec **out, size_t *nout)
+{
+    int64_t s = fl->l_start;
+    int64_t e = fl->l_len == 0 ? INT64_MAX : fl->l_start + fl->l_len - 1;
+    int64_t ms = s;
+    int64_t me = e;
+    struct pt_lockrec *v;
+    size_t n = 0;
+
+    /* each old record gives at most two pieces, plus the new one */
+    v = malloc((2 * h->nlocks + 1) * sizeof(*v));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < h->nlocks; i++) {
+        const struct pt_lockrec *r = &h->locks[i];
+        bool touches = r->end >= s - (s > 0) &&
+                       (e == INT64_MAX || r->start <= e + 1);
+
+        if (fl->l_type != F_UNLCK && r->type == fl->l_type && touches) {
+            /* merged into the new lock */
+            ms = r->start < ms ? r->start : ms;
+            me = r->end > me ? r->end : me;
+            continue;
+        }
+        n = pt_lockrec_cut(r, s, e, v, n);
+    }
+    if (fl->l_type != F_UNLCK) {
+        v[n].start = ms;
+        v[n].end = me;
+        v[n].type = fl->l_type;
+        n++;
+    }
+    qsort(v, n, sizeof(*v), pt_lockrec_cmp);
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
 int
 pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         uint8_t *status)
 {
+    struct pt_lockrec *next = NULL;
     struct flock fl;
+    size_t nnext;
+    uint64_t add = 0;
     int err;
 
     (void)be;
@@ -57,16 +169,40 @@ pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
     if (err < 0) {
         return err;
     }
+    pthread_mutex_lock(&h->lock);
+    err = pt_lockrec_apply(h, &fl, &next, &nnext);
+    if (err < 0) {
+        goto out_unlock;
+    }
+    if (nnext > h->nlocks) {
+        add = nnext - h->nlocks;
+        if (!be_budget_charge(h->lim.locks, add)) {
+            err = -ENOLCK;
+            goto out_unlock;
+        }
+    }
     if (fcntl(h->fd, F_OFD_SETLK, &fl) < 0) {
         err = -errno;
+        be_budget_uncharge(h->lim.locks, add);
         if (err == -EAGAIN || err == -EACCES) {
             *status = P9_LOCK_BLOCKED;
-            return 0;
+            err = 0;
         }
-        return err;
+        goto out_unlock;
     }
+    if (nnext < h->nlocks) {
+        be_budget_uncharge(h->lim.locks, h->nlocks - nnext);
+    }
+    free(h->locks);
+    h->locks = next;
+    h->nlocks = nnext;
+    next = NULL;
     *status = P9_LOCK_SUCCESS;
-    return 0;
+
+out_unlock:
+    pthread_mutex_unlock(&h->lock);
+    free(next);
+    return err;
 }
 
 int
