@@ -89,8 +89,9 @@ struct be_handle {
     struct be_limits lim; /* the session's budgets (handle_limits) */
     /* The OFD lock records this handle holds, as the kernel keeps them
      * (pt_lock.c): counted against lim.locks. */
-    struct pt_lockrec *locks;
+    struct pt_lockrec *locks; /* sorted by start, disjoint */
     size_t nlocks;
+    size_t locks_cap;
 };
 
 /* An attached user. */

@@ -78,87 +78,102 @@ pt_handle_release(struct be_handle *h)
     free(h->locks);
     h->locks = NULL;
     h->nlocks = 0;
-}
-
-static int
-pt_lockrec_cmp(const void *a, const void *b)
-{
-    const struct pt_lockrec *x = a;
-    const struct pt_lockrec *y = b;
-
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Append the parts of 'r' outside [s, e]. */
-static size_t
-pt_lockrec_cut(const struct pt_lockrec *r, int64_t s, int64_t e,
-               struct pt_lockrec *out, size_t n)
-{
-    if (r->end < s || r->start > e) {
-        out[n++] = *r;
-        return n;
-    }
-    if (r->start < s) {
-        out[n] = *r;
-        out[n++].end = s - 1;
-    }
-    if (r->end > e) {
-        out[n] = *r;
-        out[n++].start = e + 1;
-    }
-    return n;
+    h->locks_cap = 0;
 }
 
 /*
- * The records the handle would hold after 'fl' succeeds, into a new array
- * (*out, *nout); -ENOMEM.
+ * Where a lock request [s, e] lands among the handle's records (sorted,
+ * disjoint, so both starts and ends ascend): the records it touches --
+ * overlaps, or borders (a lock merges with a bordering one of its type) --
+ * are [lo, hi), and they are replaced by up to three pieces: what is left
+ * of the first one before s, the new lock (grown by the records of its
+ * type it merges with), and what is left of the last one after e.
  */
-static int
-pt_lockrec_apply(const struct be_handle *h, const struct flock *fl,
-                 struct pt_lockrec **out, size_t *nout)
+struct pt_lockplan {
+    size_t lo;
+    size_t hi;
+    struct pt_lockrec piece[3];
+    size_t npiece;
+};
+
+static void
+pt_lockrec_plan(const struct be_handle *h, const struct flock *fl,
+                struct pt_lockplan *p)
 {
     int64_t s = fl->l_start;
     int64_t e = fl->l_len == 0 ? INT64_MAX : fl->l_start + fl->l_len - 1;
     int64_t ms = s;
     int64_t me = e;
-    struct pt_lockrec *v;
-    size_t n = 0;
+    bool lock = fl->l_type != F_UNLCK;
+    size_t a = 0;
+    size_t b = h->nlocks;
 
-    /* each old record gives at most two pieces, plus the new one */
-    v = malloc((2 * h->nlocks + 1) * sizeof(*v));
-    if (v == NULL) {
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < h->nlocks; i++) {
-        const struct pt_lockrec *r = &h->locks[i];
-        bool touches = r->end >= s - (s > 0) &&
-                       (e == INT64_MAX || r->start <= e + 1);
+    /* first record with end >= s - 1 */
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
 
-        if (fl->l_type != F_UNLCK && r->type == fl->l_type && touches) {
-            /* merged into the new lock */
-            ms = r->start < ms ? r->start : ms;
-            me = r->end > me ? r->end : me;
-            continue;
+        if (s > 0 && h->locks[m].end < s - 1) {
+            a = m + 1;
+        } else {
+            b = m;
         }
-        n = pt_lockrec_cut(r, s, e, v, n);
     }
-    if (fl->l_type != F_UNLCK) {
-        v[n].start = ms;
-        v[n].end = me;
-        v[n].type = fl->l_type;
-        n++;
+    p->lo = a;
+    /* first record with start > e + 1 */
+    b = h->nlocks;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+
+        if (e == INT64_MAX || h->locks[m].start <= e + 1) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
     }
-    qsort(v, n, sizeof(*v), pt_lockrec_cmp);
-    *out = v;
-    *nout = n;
-    return 0;
+    p->hi = a;
+    p->npiece = 0;
+    if (p->lo < p->hi) {
+        const struct pt_lockrec *first = &h->locks[p->lo];
+        const struct pt_lockrec *last = &h->locks[p->hi - 1];
+        struct pt_lockrec right = {0, 0, 0};
+        bool have_right = false;
+
+        if (lock && first->type == fl->l_type) {
+            ms = first->start < ms ? first->start : ms;
+        } else if (first->start < s) {
+            p->piece[p->npiece].start = first->start;
+            p->piece[p->npiece].end = first->end < s - 1 ? first->end : s - 1;
+            p->piece[p->npiece++].type = first->type;
+        }
+        if (lock && last->type == fl->l_type) {
+            me = last->end > me ? last->end : me;
+        } else if (last->end > e) {
+            right.start = last->start > e + 1 ? last->start : e + 1;
+            right.end = last->end;
+            right.type = last->type;
+            have_right = true;
+        }
+        if (lock) {
+            p->piece[p->npiece].start = ms;
+            p->piece[p->npiece].end = me;
+            p->piece[p->npiece++].type = fl->l_type;
+        }
+        if (have_right) {
+            p->piece[p->npiece++] = right;
+        }
+    } else if (lock) {
+        p->piece[0].start = s;
+        p->piece[0].end = e;
+        p->piece[0].type = fl->l_type;
+        p->npiece = 1;
+    }
 }
 
 int
 pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         uint8_t *status)
 {
-    struct pt_lockrec *next = NULL;
+    struct pt_lockplan plan;
     struct flock fl;
     size_t nnext;
     uint64_t add = 0;
@@ -170,16 +185,29 @@ pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         return err;
     }
     pthread_mutex_lock(&h->lock);
-    err = pt_lockrec_apply(h, &fl, &next, &nnext);
-    if (err < 0) {
-        goto out_unlock;
-    }
+    pt_lockrec_plan(h, &fl, &plan);
+    nnext = h->nlocks - (plan.hi - plan.lo) + plan.npiece;
     if (nnext > h->nlocks) {
         add = nnext - h->nlocks;
         if (!be_budget_charge(h->lim.locks, add)) {
             err = -ENOLCK;
             goto out_unlock;
         }
+    }
+    if (nnext > h->locks_cap) {
+        /* room first: once the kernel has the lock, the copy must follow */
+        size_t cap = h->locks_cap ? h->locks_cap * 2 : 8;
+        struct pt_lockrec *v;
+
+        cap = cap < nnext ? nnext : cap;
+        v = realloc(h->locks, cap * sizeof(*v));
+        if (v == NULL) {
+            be_budget_uncharge(h->lim.locks, add);
+            err = -ENOLCK;
+            goto out_unlock;
+        }
+        h->locks = v;
+        h->locks_cap = cap;
     }
     if (fcntl(h->fd, F_OFD_SETLK, &fl) < 0) {
         err = -errno;
@@ -193,15 +221,14 @@ pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
     if (nnext < h->nlocks) {
         be_budget_uncharge(h->lim.locks, h->nlocks - nnext);
     }
-    free(h->locks);
-    h->locks = next;
+    memmove(&h->locks[plan.lo + plan.npiece], &h->locks[plan.hi],
+            (h->nlocks - plan.hi) * sizeof(h->locks[0]));
+    memcpy(&h->locks[plan.lo], plan.piece, plan.npiece * sizeof(plan.piece[0]));
     h->nlocks = nnext;
-    next = NULL;
     *status = P9_LOCK_SUCCESS;
 
 out_unlock:
     pthread_mutex_unlock(&h->lock);
-    free(next);
     return err;
 }
 
