@@ -36,7 +36,8 @@ p9s_conn_new(struct p9s_server *srv, const struct p9s_conn_ops *ops, void *tp,
     c->locks.max = srv->max_locks;
     c->lim.mem = &c->mem;
     c->lim.locks = &c->locks;
-    if (fid_table_init(&c->fids, srv->max_fids, &c->mem, c->peer) < 0) {
+    if (fid_table_init(&c->fids, srv->max_fids, &srv->nfids,
+                       srv->max_fids_total, &c->mem, c->peer) < 0) {
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;

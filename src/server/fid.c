@@ -23,8 +23,8 @@ fid_hash(const struct fid_table *t, uint32_t num)
 }
 
 int
-fid_table_init(struct fid_table *t, unsigned max, struct be_budget *mem,
-               const char *peer)
+fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
+               long max_total, struct be_budget *mem, const char *peer)
 {
     memset(t, 0, sizeof(*t));
     t->shift = 8;
@@ -33,6 +33,8 @@ fid_table_init(struct fid_table *t, unsigned max, struct be_budget *mem,
         return -ENOMEM;
     }
     t->max = max;
+    t->total = total;
+    t->max_total = max_total;
     t->mem = mem;
     t->peer = peer;
     pthread_mutex_init(&t->lock, NULL);
@@ -168,6 +170,18 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
         *err = -EMFILE;
         return NULL;
     }
+    if (atomic_fetch_add_explicit(t->total, 1, memory_order_relaxed) >=
+        t->max_total) {
+        atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        log_peer("%s: fid limit of the server reached (%lu; "
+                 "--max-fids-total), answering ENFILE", t->peer,
+                 (unsigned long)t->max_total);
+        *err = -ENFILE;
+        return NULL;
+    }
     fid_table_grow(t);
     b = fid_hash(t, num);
     f->next = t->bucket[b];
@@ -296,6 +310,7 @@ fid_unlink(struct fid_table *t, uint32_t num)
             *pp = e->next;
             e->next = NULL;
             t->count--;
+            atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
             break;
         }
     }
@@ -317,6 +332,7 @@ fid_clunk_all(struct fid_table *t)
             list = f;
         }
     }
+    atomic_fetch_sub_explicit(t->total, t->count, memory_order_relaxed);
     t->count = 0;
     pthread_mutex_unlock(&t->lock);
     while ((f = list) != NULL) {

@@ -70,15 +70,18 @@ struct fid_table {
     unsigned shift;
     unsigned count;
     unsigned max;               /* fids allowed (EMFILE beyond) */
+    _Atomic long *total;        /* fids of all sessions (the server's) */
+    long max_total;             /* ... allowed (ENFILE beyond) */
     struct be_budget *mem;      /* given to every fid */
     const char *peer;           /* for the log line at the limit */
 };
 
-int fid_table_init(struct fid_table *t, unsigned max, struct be_budget *mem,
-                   const char *peer);
+int fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
+                   long max_total, struct be_budget *mem, const char *peer);
 void fid_table_fini(struct fid_table *t);
 /* New fid (refs = 2: table + caller) or NULL with *err = -EEXIST/-ENOMEM,
- * or -EMFILE when the session holds its maximum of fids. */
+ * -EMFILE when the session holds its maximum of fids, -ENFILE when all
+ * sessions together hold the server's. */
 struct fid *fid_new(struct fid_table *t, uint32_t num,
                     const struct p9s_export *ex, struct suser *user,
                     struct be_node *node, int *err);
@@ -187,6 +190,8 @@ struct workq {
 struct p9s_server {
     uint32_t msize;
     uint32_t max_fids;       /* per session */
+    long max_fids_total;     /* all sessions together */
+    _Atomic long nfids;      /* fids of all sessions */
     uint64_t session_mem;    /* per session, bytes */
     uint32_t max_locks;      /* per session, records */
     bool trace;

@@ -3,8 +3,9 @@
  * Per-session limits (issue 12 #3): one client cannot grow the daemon
  * without bound.  Against a server with small limits (--max-fids 3000,
  * --session-mem 4, --max-locks 64):
- *   - fids: Twalk / Txattrwalk / Tattach beyond the limit answer EMFILE;
- *     a clunk makes room again;
+ *   - fids: Twalk / Txattrwalk / Tattach beyond the limit answer EMFILE,
+ *     beyond the server-wide one (--max-fids-total 5000) ENFILE; a clunk
+ *     makes room again;
  *   - xattr snapshots (Txattrwalk of a 60 kB value): ENOMEM once 4 MiB are
  *     pinned, and the server's RSS grows by no more than the budget;
  *   - xattr values (Txattrcreate + Twrite): Txattrcreate pins nothing,
@@ -22,6 +23,7 @@
 #include <sys/xattr.h>
 
 #define MAX_FIDS 3000
+#define MAX_FIDS_TOTAL 5000
 #define MEM_MIB 4
 #define MAX_LOCKS 64
 #define XVAL 60000
@@ -35,6 +37,7 @@ static void
 config_hook(struct p9s_config *cfg)
 {
     cfg->max_fids = MAX_FIDS;
+    cfg->max_fids_total = MAX_FIDS_TOTAL;
     cfg->session_mem = (uint64_t)MEM_MIB << 20;
     cfg->max_locks = MAX_LOCKS;
 }
@@ -192,27 +195,65 @@ tlock(struct p9c_conn *c, uint32_t fid, uint8_t type, uint64_t start,
 
 /* ---- fids ---------------------------------------------------------------- */
 
+/* Clone the root into fids first.. until an error; how many were made. */
+static int
+fill(struct p9c_conn *c, int first, int max, int *err)
+{
+    int made = 0;
+
+    *err = 0;
+    for (int i = first; i < first + max; i++) {
+        *err = th_walk1(c, TF(0), TF(i), NULL);
+        if (*err < 0) {
+            break;
+        }
+        made++;
+    }
+    return made;
+}
+
+static void
+unfill(struct p9c_conn *c, int first, int n)
+{
+    for (int i = first; i < first + n; i++) {
+        th_clunk(c, TF(i));
+    }
+}
+
+/*
+ * fill() that waits for the fids of closed sessions to go (the server
+ * clunks them after the connection's end, not before close() returns):
+ * retried while the server-wide limit stops it early.
+ */
+static int
+fill_settled(struct p9c_conn *c, int first, int max, int want, int *err)
+{
+    int made = 0;
+
+    for (int tries = 0; tries < 50; tries++) {
+        made = fill(c, first, max, err);
+        if (made >= want || *err != -ENFILE) {
+            break;
+        }
+        unfill(c, first, made);
+        usleep(100000);
+    }
+    return made;
+}
+
 static void
 test_fids(void)
 {
     struct p9c_conn *a = attach(TF(0));
     struct p9c_conn *b = attach(TF(0));
-    int first_err = 0;
-    int made = 0;
+    int made;
     int err;
 
     /* the root fid is one: MAX_FIDS - 1 walks fit */
-    for (int i = 1; i <= MAX_FIDS + 10; i++) {
-        err = th_walk1(a, TF(0), TF(i), NULL);
-        if (err < 0) {
-            first_err = err;
-            break;
-        }
-        made++;
-    }
-    tap_ok(made == MAX_FIDS - 1 && first_err == -EMFILE,
+    made = fill_settled(a, 1, MAX_FIDS + 10, MAX_FIDS - 1, &err);
+    tap_ok(made == MAX_FIDS - 1 && err == -EMFILE,
            "fids/Twalk beyond --max-fids answers EMFILE (%d made, %d)", made,
-           first_err);
+           err);
     err = xattrwalk(a, TF(0), TF(MAX_FIDS + 100), "", NULL);
     tap_ok(err == -EMFILE, "fids/Txattrwalk at the limit: EMFILE (%d)", err);
     err = th_attach(a, TF(MAX_FIDS + 101), "", NULL);
@@ -220,10 +261,23 @@ test_fids(void)
     err = th_getattr(a, TF(MAX_FIDS / 2), NULL);
     tap_ok(err == 0, "fids/the session's fids still work (%d)", err);
 
-    /* another session has its own table */
+    /* another session has its own table, up to the server-wide limit */
     err = th_walk1(b, TF(0), TF(1), NULL);
     tap_ok(err == 0 && th_getattr(b, TF(1), NULL) == 0,
            "fids/a second client keeps working (%d)", err);
+    for (int tries = 0; tries < 50; tries++) {
+        /* fids of the sessions of earlier tests may still be going */
+        made = fill(b, 2, MAX_FIDS, &err);
+        if (made >= MAX_FIDS_TOTAL - MAX_FIDS - 2) {
+            break;
+        }
+        unfill(b, 2, made);
+        usleep(100000);
+    }
+    tap_ok(err == -ENFILE && made == MAX_FIDS_TOTAL - MAX_FIDS - 2,
+           "fids/beyond --max-fids-total: ENFILE (%d more made, %d)", made,
+           err);
+    unfill(b, 2, made);
 
     err = th_clunk(a, TF(1));
     if (err == 0) {
@@ -232,17 +286,11 @@ test_fids(void)
     tap_ok(err == 0, "fids/a clunk makes room again (%d)", err);
     p9c_close(a);
     p9c_close(b);
-    /* a new session after the old one went: full quota again */
+    /* a new session after the old ones went: the whole quota again */
     a = attach(TF(0));
-    made = 0;
-    for (int i = 1; i < MAX_FIDS; i++) {
-        if (th_walk1(a, TF(0), TF(i), NULL) < 0) {
-            break;
-        }
-        made++;
-    }
+    made = fill_settled(a, 1, MAX_FIDS - 1, MAX_FIDS - 1, &err);
     tap_ok(made == MAX_FIDS - 1, "fids/a new session gets its whole quota "
-           "(%d)", made);
+           "(%d, %d)", made, err);
     p9c_close(a);
 }
 
@@ -598,8 +646,9 @@ int
 main(int argc, char **argv)
 {
     struct th_export ex = {.name = NULL, .path = exdir, .ro = false};
-    static const char *const args[] = {"--max-fids", "3000", "--session-mem",
-                                       "4", "--max-locks", "64", NULL};
+    static const char *const args[] = {
+        "--max-fids", "3000", "--max-fids-total", "5000", "--session-mem",
+        "4",          "--max-locks", "64",        NULL};
     static uint8_t big[XVAL];
     struct rlimit rl;
     char path[PATH_MAX + 32];

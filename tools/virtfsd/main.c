@@ -45,7 +45,8 @@ on_stats(int sig)
 }
 
 /* long-only options without a letter */
-enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS };
+enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
+       OPT_MAX_FIDS_TOTAL };
 
 static void
 usage(FILE *out)
@@ -89,6 +90,8 @@ usage(FILE *out)
 "Limits per session (connection or virtio device); beyond them the peer gets\n"
 "an error and the daemon and other sessions go on (see virtfsd(8)):\n"
 "      --max-fids N              fids (default 1048576; then EMFILE)\n"
+"      --max-fids-total N        fids of all sessions together (default\n"
+"                                4194304; then ENFILE)\n"
 "      --session-mem MIB         memory pinned between requests: xattr values\n"
 "                                and snapshots, directory read-ahead (default 16)\n"
 "      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
@@ -226,6 +229,7 @@ main(int argc, char **argv)
         {"max-fids", required_argument, NULL, OPT_MAX_FIDS},
         {"session-mem", required_argument, NULL, OPT_SESSION_MEM},
         {"max-locks", required_argument, NULL, OPT_MAX_LOCKS},
+        {"max-fids-total", required_argument, NULL, OPT_MAX_FIDS_TOTAL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -375,6 +379,14 @@ main(int argc, char **argv)
                 return 2;
             }
             cfg.max_fids = (uint32_t)v;
+            break;
+        case OPT_MAX_FIDS_TOTAL:
+            if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --max-fids-total must be 1..%u\n",
+                        UINT32_MAX - 1);
+                return 2;
+            }
+            cfg.max_fids_total = (uint32_t)v;
             break;
         case OPT_SESSION_MEM:
             if (parse_uint(optarg, 1024 * 1024, &v) < 0 || v == 0) {
