@@ -379,8 +379,10 @@ fid_xattr_commit(struct fid *f)
     if (ops->setxattr == NULL) {
         return -ENOSYS;
     }
-    return ops->setxattr(f->be, f->node, f->xname, f->xbuf, f->xsize,
-                         f->xflags);
+    /* an empty value has no buffer (it grows only as data arrives) */
+    return ops->setxattr(f->be, f->node, f->xname,
+                         f->xbuf != NULL ? (const void *)f->xbuf : "",
+                         f->xsize, f->xflags);
 }
 
 int

@@ -225,6 +225,7 @@ xattr_write(struct p9s_req *r, struct fid *f, const struct p9_twrite *t,
 {
     uint64_t off = t->offset;
     uint32_t len = t->data.len;
+    bool spent = false;
     int err = 0;
 
     pthread_mutex_lock(&f->lock);
@@ -232,9 +233,7 @@ xattr_write(struct p9s_req *r, struct fid *f, const struct p9_twrite *t,
         err = -ENOSPC; /* beyond the size announced in Txattrcreate */
     } else if (len > 0 && fid_xbuf_reserve(f, off + len) < 0) {
         err = -ENOSPC; /* the session's memory budget is spent */
-        log_peer("%s: session memory budget spent (%llu bytes; "
-                 "--session-mem), xattr Twrite answers ENOSPC",
-                 r->conn->peer, (unsigned long long)r->conn->mem.max);
+        spent = true;
     } else {
         p9_data_copy(&t->data, f->xbuf + off);
         if (off + len > f->xfill) {
@@ -243,6 +242,11 @@ xattr_write(struct p9s_req *r, struct fid *f, const struct p9_twrite *t,
         *count = len;
     }
     pthread_mutex_unlock(&f->lock);
+    if (spent) {
+        log_peer("%s: session memory budget spent (%llu bytes; "
+                 "--session-mem), xattr Twrite answers ENOSPC",
+                 r->conn->peer, (unsigned long long)r->conn->mem.max);
+    }
     return err;
 }
 
