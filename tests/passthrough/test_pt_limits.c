@@ -193,6 +193,7 @@ test_dir_budget(struct backend *be, struct be_node *root)
     struct be_handle *h2;
     struct dcoll c1 = {0};
     struct dcoll c2 = {0};
+    uint64_t kept;
     char dir[512];
     int err;
 
@@ -214,13 +215,13 @@ test_dir_budget(struct backend *be, struct be_node *root)
     c1.limit = 1;
     c2.limit = 1;
     err = OPS(be)->readdir(be, h1, 0, dcoll_fn, &c1);
-    tap_ok(err == 0 && c1.count == 1 &&
-               atomic_load(&mem.used) == PT_DIRBUF,
-           "dir/a handle with entries left keeps its read-ahead, charged "
-           "(%llu)", (unsigned long long)atomic_load(&mem.used));
+    kept = atomic_load(&mem.used);
+    tap_ok(err == 0 && c1.count == 1 && kept > PT_DIRBUF / 2 &&
+               kept < PT_DIRBUF,
+           "dir/a handle with entries left keeps them, charged (%llu)",
+           (unsigned long long)kept);
     err = OPS(be)->readdir(be, h2, 0, dcoll_fn, &c2);
-    tap_ok(err == 0 && c2.count == 1 &&
-               atomic_load(&mem.used) == PT_DIRBUF,
+    tap_ok(err == 0 && c2.count == 1 && atomic_load(&mem.used) == kept,
            "dir/beyond the budget another keeps none (%llu)",
            (unsigned long long)atomic_load(&mem.used));
     dcoll_free(&c1);

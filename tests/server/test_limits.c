@@ -15,7 +15,8 @@
  *   - lock records: ENOLCK beyond 64, and the host kernel never holds more
  *     than 64 records of the session (counted in /proc/locks), however
  *     the ranges merge and split;
- * while a second client keeps working and gets its own budgets.
+ * while a second client keeps working and gets its own budgets.  Then,
+ * with the default limits: 100,000 fids work, and snapshots stop at 16 MiB.
  */
 #include "harness.h"
 
@@ -166,7 +167,9 @@ treaddir(struct p9c_conn *c, uint32_t fid, uint64_t off, uint32_t count,
         return err;
     }
     n = r->f.u.rreaddir.data.len;
-    memcpy(buf, r->f.u.rreaddir.data.ptr, (size_t)n);
+    if (n > 0) {
+        memcpy(buf, r->f.u.rreaddir.data.ptr, (size_t)n);
+    }
     p9c_reply_free(r);
     return n;
 }
@@ -642,6 +645,53 @@ test_locks(void)
     p9c_close(b);
 }
 
+/* ---- the defaults ---------------------------------------------------------- */
+
+#define NCLONE 100000
+
+/*
+ * With the default limits: 100,000 fids are fine and cheap, and a client
+ * taking xattr snapshots until it is refused pins no more than 16 MiB.
+ */
+static void
+test_defaults(struct th_export *ex)
+{
+    struct th_srv *def;
+    struct th_srv *keep = srv;
+    struct p9c_conn *a;
+    long rss0;
+    long rss1;
+    long rss2;
+    int made;
+    int snaps = 0;
+    int err = 0;
+
+    th_config_hook = NULL;
+    def = th_start(vfsd, ex, 1, NULL);
+    (void)keep;
+    srv = def; /* for attach() and server_rss_kb() */
+    a = attach(TF(0));
+    rss0 = server_rss_kb();
+    made = fill(a, 1, NCLONE, &err);
+    rss1 = server_rss_kb();
+    tap_ok(made == NCLONE, "defaults/%d fids (%d, %d): %ld bytes each",
+           NCLONE, made, err, made ? (rss1 - rss0) * 1024 / made : 0);
+    err = th_walk1(a, TF(0), TF(NCLONE + 1), "x");
+    for (int i = 0; i < 1000 && err == 0; i++) {
+        err = xattrwalk(a, TF(NCLONE + 1), TF(NCLONE + 2 + i), "user.big",
+                        NULL);
+        snaps += err == 0;
+    }
+    rss2 = server_rss_kb();
+    tap_ok(err == -ENOMEM && snaps == (16 << 20) / XVAL,
+           "defaults/60 kB snapshots until ENOMEM: %d (%d)", snaps, err);
+    tap_ok(rss2 - rss1 < 20 * 1024,
+           "defaults/they grow the server by %ld kB (< 20 MiB)", rss2 - rss1);
+    p9c_close(a);
+    th_stop(def);
+    srv = keep;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -698,6 +748,7 @@ main(int argc, char **argv)
     test_locks();
     tap_ok(th_alive(srv, ""), "the server is alive and serving");
     th_stop(srv);
+    test_defaults(&ex); /* a fresh virtfsd: its own RSS */
     th_rmtree(base);
     free(base);
     return tap_done();

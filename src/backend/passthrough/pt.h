@@ -22,8 +22,8 @@
 
 #include "virtfs/backend.h"
 
-/* Directory read-ahead buffer (pt_dir.c), charged to the session's memory
- * budget while a handle keeps it. */
+/* Directory read buffer of a worker thread (pt_dir.c): the most read
+ * ahead that a handle can keep, charged to the session's memory budget. */
 #define PT_DIRBUF (64 * 1024)
 
 /* "/proc/self/fd/" + a decimal int + NUL */
@@ -78,10 +78,10 @@ struct be_handle {
      * Directory read-ahead: entries getdents64 returned that no Treaddir
      * took yet.  A Treaddir that resumes at 'dcur' continues from here
      * without lseek (which makes e.g. ext4 rebuild its hash-order cache).
-     * Kept between requests only while it holds entries and only as far
+     * Kept between requests only while entries are left and only as far
      * as the session's memory budget allows (pt_dir.c).
      */
-    char *dbuf;           /* PT_DIRBUF bytes while entries are left */
+    char *dbuf;           /* the entries left (dlen bytes, charged) */
     long dlen;            /* bytes of entries in dbuf */
     long dpos;            /* next unreturned entry */
     uint64_t dcur;        /* offset of the position at dpos */
@@ -195,6 +195,7 @@ ssize_t pt_write(struct backend *be, struct be_handle *h,
 int pt_fsync(struct backend *be, struct be_handle *h, bool datasync);
 
 /* pt_dir.c */
+void pt_dirbuf_release(struct be_handle *h);
 int pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
                be_dirent_fn *fn, void *ctx);
 int pt_mkdir(struct backend *be, struct be_node *dir, const char *name,

@@ -69,11 +69,7 @@ pt_handle_limits(struct backend *be, struct be_handle *h,
 void
 pt_handle_release(struct be_handle *h)
 {
-    if (h->dbuf != NULL) {
-        free(h->dbuf);
-        h->dbuf = NULL;
-        be_budget_uncharge(h->lim.mem, PT_DIRBUF);
-    }
+    pt_dirbuf_release(h);
     be_budget_uncharge(h->lim.locks, h->nlocks);
     free(h->locks);
     h->locks = NULL;
