@@ -28,6 +28,7 @@
 #ifndef VIRTFS_BACKEND_H
 #define VIRTFS_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,54 @@ struct be_user;   /* an attached user (opaque) */
  */
 typedef int be_dirent_fn(void *ctx, const struct p9_qid *qid, uint64_t off,
                          uint8_t type, const char *name, size_t namelen);
+
+/*
+ * What a peer may make a backend keep on its behalf between requests
+ * (read-ahead buffers, lock records): a counter shared by every handle of
+ * one session, with a ceiling.  A backend charges before it keeps
+ * something and uncharges when it lets go (at the latest in close()); the
+ * core keeps the budget alive until every handle of the session is
+ * closed.  Beyond the ceiling a backend does without what is optional
+ * (keeps no read-ahead) or fails the op with the errno Linux would give.
+ */
+struct be_budget {
+    _Atomic uint64_t used;
+    uint64_t max;
+};
+
+/* Charge 'n' units; false (nothing charged) if that would pass max.  A NULL
+ * budget is unlimited. */
+static inline bool
+be_budget_charge(struct be_budget *b, uint64_t n)
+{
+    uint64_t cur;
+
+    if (b == NULL || n == 0) {
+        return true;
+    }
+    cur = atomic_load_explicit(&b->used, memory_order_relaxed);
+    do {
+        if (n > b->max || cur > b->max - n) {
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(
+        &b->used, &cur, cur + n, memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+static inline void
+be_budget_uncharge(struct be_budget *b, uint64_t n)
+{
+    if (b != NULL && n != 0) {
+        atomic_fetch_sub_explicit(&b->used, n, memory_order_relaxed);
+    }
+}
+
+/* The budgets of one session, handed to each handle it opens. */
+struct be_limits {
+    struct be_budget *mem;   /* bytes of buffers kept between requests */
+    struct be_budget *locks; /* byte-range lock records held */
+};
 
 struct be_ops {
     /* -- users ------------------------------------------------------------- */
@@ -90,6 +139,13 @@ struct be_ops {
                   struct be_node **node_out, struct be_handle **out,
                   struct p9_qid *qid, uint32_t *iounit);
     void (*close)(struct backend *be, struct be_handle *h);
+    /*
+     * Charge what handle 'h' keeps between requests to 'lim' (see struct
+     * be_budget).  Called once right after open/create, before any other
+     * op on 'h'; without it nothing is charged.  Optional.
+     */
+    void (*handle_limits)(struct backend *be, struct be_handle *h,
+                          const struct be_limits *lim);
     ssize_t (*read)(struct backend *be, struct be_handle *h,
                     const struct iovec *iov, int iovcnt, uint64_t off);
     ssize_t (*write)(struct backend *be, struct be_handle *h,
@@ -136,7 +192,9 @@ struct be_ops {
                        const char *name);
 
     /* -- locks (on an open handle) ----------------------------------------------- */
-    /* Sets *status to P9_LOCK_SUCCESS / BLOCKED / ERROR; never blocks. */
+    /* Sets *status to P9_LOCK_SUCCESS / BLOCKED / ERROR; never blocks.
+     * -ENOLCK when the lock records it would add pass the handle's lock
+     * budget (an unlock that splits a range adds one too). */
     int (*lock)(struct backend *be, struct be_handle *h,
                 const struct p9_tlock *in, uint8_t *status);
     /* In: the lock asked about; out: a conflicting lock, or type UNLCK.

@@ -55,10 +55,26 @@ struct p9s_export {
     struct backend *be;   /* owned by the caller */
 };
 
+/*
+ * Per-session limits: what one peer can make the daemon hold.  Beyond
+ * them the peer gets an error (docs/security.md has the table) and one
+ * rate-limited log line names it; other sessions are not affected.
+ */
+#define P9S_DEFAULT_MAX_FIDS (1024u * 1024u)        /* EMFILE beyond */
+#define P9S_DEFAULT_MAX_FIDS_TOTAL (4l * 1024 * 1024) /* all sessions; ENFILE */
+#define P9S_DEFAULT_SESSION_MEM (16ull * 1024 * 1024) /* bytes; ENOMEM/ENOSPC */
+#define P9S_DEFAULT_MAX_LOCKS 4096u                 /* records; ENOLCK */
+
 struct p9s_config {
     uint32_t msize;       /* server cap; 0 = P9_DEFAULT_MSIZE */
     int threads;          /* worker pool size; 0 = from CPU count */
     bool trace;           /* one decoded line per T and R message */
+    uint32_t max_fids;    /* fids per session; 0 = P9S_DEFAULT_MAX_FIDS */
+    uint32_t max_fids_total; /* fids of all sessions; 0 = default */
+    /* bytes of buffers a session may pin between requests (xattr values
+     * and snapshots, directory read-ahead); 0 = P9S_DEFAULT_SESSION_MEM */
+    uint64_t session_mem;
+    uint32_t max_locks;   /* byte-range lock records per session; 0 = default */
 };
 
 struct p9s_server *p9s_server_new(const struct p9s_config *cfg,

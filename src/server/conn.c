@@ -30,7 +30,18 @@ p9s_conn_new(struct p9s_server *srv, const struct p9s_conn_ops *ops, void *tp,
     snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
     pthread_mutex_init(&c->lock, NULL);
     atomic_init(&c->msize, srv->msize);
-    fid_table_init(&c->fids);
+    atomic_init(&c->mem.used, 0);
+    c->mem.max = srv->session_mem;
+    atomic_init(&c->locks.used, 0);
+    c->locks.max = srv->max_locks;
+    c->lim.mem = &c->mem;
+    c->lim.locks = &c->locks;
+    if (fid_table_init(&c->fids, srv->max_fids, &srv->nfids,
+                       srv->max_fids_total, &c->mem, c->peer) < 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+    }
     atomic_fetch_add(&srv->nconns, 1);
     log_debug("%s: session opened", c->peer);
     return c;
@@ -67,6 +78,15 @@ conn_release(struct p9s_conn *c)
     c->ops->release(c, c->tp);
     pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+void
+conn_handle_limits(struct p9s_conn *c, struct backend *be,
+                   struct be_handle *h)
+{
+    if (be->ops->handle_limits != NULL) {
+        be->ops->handle_limits(be, h, &c->lim);
+    }
 }
 
 void

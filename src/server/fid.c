@@ -14,24 +14,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 static unsigned
-fid_hash(uint32_t num)
+fid_hash(const struct fid_table *t, uint32_t num)
 {
-    return (num * 2654435761u) >> 24 & (FID_BUCKETS - 1);
+    return (uint32_t)(num * 2654435761u) >> (32 - t->shift);
 }
 
-void
-fid_table_init(struct fid_table *t)
+int
+fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
+               long max_total, struct be_budget *mem, const char *peer)
 {
     memset(t, 0, sizeof(*t));
+    t->shift = 8;
+    t->bucket = calloc((size_t)1 << t->shift, sizeof(*t->bucket));
+    if (t->bucket == NULL) {
+        return -ENOMEM;
+    }
+    t->max = max;
+    t->total = total;
+    t->max_total = max_total;
+    t->mem = mem;
+    t->peer = peer;
     pthread_mutex_init(&t->lock, NULL);
+    return 0;
 }
 
 void
 fid_table_fini(struct fid_table *t)
 {
     fid_clunk_all(t);
+    free(t->bucket);
+    t->bucket = NULL;
     pthread_mutex_destroy(&t->lock);
+}
+
+/*
+ * Keep chains short as a session's fids grow (a guest with cache=loose
+ * holds one per cached inode: hundreds of thousands): double the buckets
+ * when there are two fids per bucket.  Table lock held; without memory
+ * the table just stays as it is.
+ */
+static void
+fid_table_grow(struct fid_table *t)
+{
+    unsigned nshift = t->shift + 1;
+    size_t n = (size_t)1 << t->shift;
+    struct fid **nb;
+
+    if (t->count < 2 * n || nshift > 24) {
+        return;
+    }
+    nb = calloc((size_t)1 << nshift, sizeof(*nb));
+    if (nb == NULL) {
+        return;
+    }
+    t->shift = nshift;
+    for (size_t i = 0; i < n; i++) {
+        struct fid *f;
+
+        while ((f = t->bucket[i]) != NULL) {
+            unsigned b = fid_hash(t, f->num);
+
+            t->bucket[i] = f->next;
+            f->next = nb[b];
+            nb[b] = f;
+        }
+    }
+    free(t->bucket);
+    t->bucket = nb;
 }
 
 struct suser *
@@ -77,7 +129,7 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
 {
     struct fid *f;
     struct fid *e;
-    unsigned b = fid_hash(num);
+    unsigned b;
 
     if (num == P9_NOFID) {
         *err = -EINVAL;
@@ -95,9 +147,11 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
     f->user = user;
     f->node = node;
     f->kind = FID_NONE;
+    f->mem = t->mem;
     pthread_mutex_init(&f->lock, NULL);
 
     pthread_mutex_lock(&t->lock);
+    b = fid_hash(t, num);
     for (e = t->bucket[b]; e != NULL; e = e->next) {
         if (e->num == num) {
             pthread_mutex_unlock(&t->lock);
@@ -107,6 +161,29 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
             return NULL;
         }
     }
+    if (t->count >= t->max) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        log_peer("%s: fid limit of the session reached (%u; --max-fids), "
+                 "answering EMFILE", t->peer, t->max);
+        *err = -EMFILE;
+        return NULL;
+    }
+    if (atomic_fetch_add_explicit(t->total, 1, memory_order_relaxed) >=
+        t->max_total) {
+        atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        log_peer("%s: fid limit of the server reached (%lu; "
+                 "--max-fids-total), answering ENFILE", t->peer,
+                 (unsigned long)t->max_total);
+        *err = -ENFILE;
+        return NULL;
+    }
+    fid_table_grow(t);
+    b = fid_hash(t, num);
     f->next = t->bucket[b];
     t->bucket[b] = f;
     t->count++;
@@ -180,7 +257,7 @@ fid_get(struct fid_table *t, uint32_t num)
     struct fid *e;
 
     pthread_mutex_lock(&t->lock);
-    for (e = t->bucket[fid_hash(num)]; e != NULL; e = e->next) {
+    for (e = t->bucket[fid_hash(t, num)]; e != NULL; e = e->next) {
         if (e->num == num) {
             atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
             break;
@@ -215,6 +292,7 @@ fid_put(struct fid *f)
     suser_put(f->user);
     free(f->xname);
     free(f->xbuf);
+    be_budget_uncharge(f->mem, f->xcap);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -226,12 +304,13 @@ fid_unlink(struct fid_table *t, uint32_t num)
     struct fid *e = NULL;
 
     pthread_mutex_lock(&t->lock);
-    for (pp = &t->bucket[fid_hash(num)]; *pp != NULL; pp = &(*pp)->next) {
+    for (pp = &t->bucket[fid_hash(t, num)]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->num == num) {
             e = *pp;
             *pp = e->next;
             e->next = NULL;
             t->count--;
+            atomic_fetch_sub_explicit(t->total, 1, memory_order_relaxed);
             break;
         }
     }
@@ -246,13 +325,14 @@ fid_clunk_all(struct fid_table *t)
     struct fid *f;
 
     pthread_mutex_lock(&t->lock);
-    for (unsigned i = 0; i < FID_BUCKETS; i++) {
+    for (size_t i = 0; i < (size_t)1 << t->shift; i++) {
         while ((f = t->bucket[i]) != NULL) {
             t->bucket[i] = f->next;
             f->next = list;
             list = f;
         }
     }
+    atomic_fetch_sub_explicit(t->total, t->count, memory_order_relaxed);
     t->count = 0;
     pthread_mutex_unlock(&t->lock);
     while ((f = list) != NULL) {
@@ -299,6 +379,39 @@ fid_xattr_commit(struct fid *f)
     if (ops->setxattr == NULL) {
         return -ENOSYS;
     }
-    return ops->setxattr(f->be, f->node, f->xname, f->xbuf, f->xsize,
-                         f->xflags);
+    /* an empty value has no buffer (it grows only as data arrives) */
+    return ops->setxattr(f->be, f->node, f->xname,
+                         f->xbuf != NULL ? (const void *)f->xbuf : "",
+                         f->xsize, f->xflags);
+}
+
+int
+fid_xbuf_reserve(struct fid *f, uint64_t want)
+{
+    uint64_t cap = f->xcap;
+    uint8_t *nb;
+
+    if (want <= cap) {
+        return 0;
+    }
+    /* grow geometrically as the value arrives, never past its size */
+    cap = cap * 2 > want ? cap * 2 : want;
+    if (cap < 4096) {
+        cap = 4096;
+    }
+    if (cap > f->xsize) {
+        cap = f->xsize;
+    }
+    if (!be_budget_charge(f->mem, cap - f->xcap)) {
+        return -ENOMEM;
+    }
+    nb = realloc(f->xbuf, (size_t)cap);
+    if (nb == NULL) {
+        be_budget_uncharge(f->mem, cap - f->xcap);
+        return -ENOMEM;
+    }
+    memset(nb + f->xcap, 0, (size_t)(cap - f->xcap));
+    f->xbuf = nb;
+    f->xcap = cap;
+    return 0;
 }

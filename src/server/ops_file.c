@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 #define RREAD_HDR 11 /* size[4] type[1] tag[2] count[4] */
 #define MAX_IOV 1024
 
@@ -55,6 +57,7 @@ op_lopen(struct p9s_req *r)
         err = -EBUSY; /* a concurrent Tlopen won */
         goto out_put;
     }
+    conn_handle_limits(r->conn, f->be, h);
     f->h = h;
     f->open_flags = t->flags;
     f->kind = (o->qid.type & P9_QTDIR) ? FID_DIR : FID_FILE;
@@ -101,6 +104,7 @@ op_lcreate(struct p9s_req *r)
         err = -EBUSY;
         goto out_put;
     }
+    conn_handle_limits(r->conn, f->be, h);
     old = f->node;
     f->node = n;
     f->h = h;
@@ -216,15 +220,20 @@ out_put:
 }
 
 static int
-xattr_write(struct fid *f, const struct p9_twrite *t, uint32_t *count)
+xattr_write(struct p9s_req *r, struct fid *f, const struct p9_twrite *t,
+            uint32_t *count)
 {
     uint64_t off = t->offset;
     uint32_t len = t->data.len;
+    bool spent = false;
     int err = 0;
 
     pthread_mutex_lock(&f->lock);
     if (off > f->xsize || len > f->xsize - off) {
         err = -ENOSPC; /* beyond the size announced in Txattrcreate */
+    } else if (len > 0 && fid_xbuf_reserve(f, off + len) < 0) {
+        err = -ENOSPC; /* the session's memory budget is spent */
+        spent = true;
     } else {
         p9_data_copy(&t->data, f->xbuf + off);
         if (off + len > f->xfill) {
@@ -233,6 +242,11 @@ xattr_write(struct fid *f, const struct p9_twrite *t, uint32_t *count)
         *count = len;
     }
     pthread_mutex_unlock(&f->lock);
+    if (spent) {
+        log_peer("%s: session memory budget spent (%llu bytes; "
+                 "--session-mem), xattr Twrite answers ENOSPC",
+                 r->conn->peer, (unsigned long long)r->conn->mem.max);
+    }
     return err;
 }
 
@@ -251,7 +265,7 @@ op_write(struct p9s_req *r)
         return err;
     }
     if (u.kind == FID_XATTR_WRITE) {
-        err = xattr_write(u.f, t, &r->r.u.rwrite.count);
+        err = xattr_write(r, u.f, t, &r->r.u.rwrite.count);
         goto out_put;
     }
     if (u.kind != FID_FILE) {

@@ -7,6 +7,12 @@
  * Txattrcreate turns the fid into a write-xattr fid: the client writes the
  * value with Twrite and the attribute is set at Tclunk (fid.c).  Values are
  * bounded by XATTR_SIZE_MAX before anything is allocated.
+ *
+ * Both kinds pin memory until Tclunk, so both are charged to the session's
+ * memory budget (--session-mem): a snapshot when it is taken (beyond the
+ * budget Txattrwalk answers ENOMEM), a value as its Twrite data arrives --
+ * not at the size Txattrcreate announces -- (beyond it Twrite answers
+ * ENOSPC, as setxattr does on a full file system).
  */
 #include "server/srv_int.h"
 
@@ -14,6 +20,8 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/log.h"
 
 #ifndef XATTR_SIZE_MAX
 #define XATTR_SIZE_MAX 65536
@@ -33,10 +41,12 @@ xattr_name(const struct p9_str *s, char *buf, size_t size)
     return 0;
 }
 
-/* Read a value or list into a new buffer; the size may change between
- * the probe and the read, so retry a few times. */
+/* Read a value or list into a new buffer charged to 'mem' (*charged
+ * bytes); the size may change between the probe and the read, so retry a
+ * few times. */
 static ssize_t
-xattr_fetch(struct fid *f, struct be_node *n, const char *name, uint8_t **out)
+xattr_fetch(struct fid *f, struct be_node *n, const char *name,
+            struct be_budget *mem, uint8_t **out, uint64_t *charged)
 {
     const struct be_ops *ops = f->be->ops;
 
@@ -56,21 +66,26 @@ xattr_fetch(struct fid *f, struct be_node *n, const char *name, uint8_t **out)
         if (size > XATTR_SIZE_MAX) {
             return -E2BIG;
         }
+        if (!be_budget_charge(mem, (uint64_t)size)) {
+            return -ENOMEM; /* the session pins its budget already */
+        }
         buf = malloc(size ? (size_t)size : 1);
         if (buf == NULL) {
+            be_budget_uncharge(mem, (uint64_t)size);
             return -ENOMEM;
         }
         got = name[0] ? ops->getxattr(f->be, n, name, buf, (size_t)size)
                       : ops->listxattr(f->be, n, (char *)buf, (size_t)size);
-        if (got == -ERANGE) {
-            free(buf);
-            continue;
-        }
         if (got < 0) {
             free(buf);
+            be_budget_uncharge(mem, (uint64_t)size);
+            if (got == -ERANGE) {
+                continue;
+            }
             return got;
         }
         *out = buf;
+        *charged = (uint64_t)size;
         return got;
     }
     return -ERANGE;
@@ -85,6 +100,7 @@ op_xattrwalk(struct p9s_req *r)
     struct fid *f;
     struct fid *nf;
     uint8_t *buf = NULL;
+    uint64_t charged = 0;
     ssize_t size;
     int err;
 
@@ -97,9 +113,14 @@ op_xattrwalk(struct p9s_req *r)
     if (err < 0) {
         goto out_put;
     }
-    size = xattr_fetch(f, u.node, name, &buf);
+    size = xattr_fetch(f, u.node, name, &r->conn->mem, &buf, &charged);
     if (size < 0) {
         err = (int)size;
+        if (err == -ENOMEM) {
+            log_peer("%s: session memory budget spent (%llu bytes; "
+                     "--session-mem), Txattrwalk answers ENOMEM",
+                     r->conn->peer, (unsigned long long)r->conn->mem.max);
+        }
         goto out_put;
     }
     suser_ref(f->user);
@@ -107,12 +128,14 @@ op_xattrwalk(struct p9s_req *r)
     if (nf == NULL) {
         suser_put(f->user);
         free(buf);
+        be_budget_uncharge(&r->conn->mem, charged);
         goto out_put;
     }
     u.node = NULL; /* the new fid took it */
     pthread_mutex_lock(&nf->lock);
     nf->kind = FID_XATTR_READ;
     nf->xbuf = buf;
+    nf->xcap = charged;
     nf->xsize = (uint64_t)size;
     nf->xfill = (uint64_t)size;
     pthread_mutex_unlock(&nf->lock);
@@ -131,7 +154,6 @@ op_xattrcreate(struct p9s_req *r)
     char name[XATTR_NAME_MAX + 1];
     struct fid_use u;
     struct fid *f;
-    uint8_t *buf;
     char *xname;
     int err;
 
@@ -155,25 +177,21 @@ op_xattrcreate(struct p9s_req *r)
     if (err < 0) {
         goto out_put;
     }
-    buf = calloc(1, t->attr_size ? (size_t)t->attr_size : 1);
+    /* the value buffer grows as Twrite brings data (fid_xbuf_reserve) */
     xname = strdup(name);
-    if (buf == NULL || xname == NULL) {
-        free(buf);
-        free(xname);
+    if (xname == NULL) {
         err = -ENOMEM;
         goto out_put;
     }
     pthread_mutex_lock(&f->lock);
     if (f->kind != FID_NONE) {
         pthread_mutex_unlock(&f->lock);
-        free(buf);
         free(xname);
         err = -EBUSY;
         goto out_put;
     }
     f->kind = FID_XATTR_WRITE;
     f->xname = xname;
-    f->xbuf = buf;
     f->xsize = t->attr_size;
     f->xfill = 0;
     f->xflags = t->flags;
@@ -209,6 +227,11 @@ op_lock(struct p9s_req *r)
         return err;
     }
     err = BE_CALL(u.f, lock, u.h, t, &r->r.u.rlock.status);
+    if (err == -ENOLCK) {
+        log_peer("%s: lock records of the session at the limit (%llu; "
+                 "--max-locks), Tlock answers ENOLCK", r->conn->peer,
+                 (unsigned long long)r->conn->locks.max);
+    }
     fid_drop(&u);
     return err;
 }

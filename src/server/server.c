@@ -46,6 +46,12 @@ p9s_server_new(const struct p9s_config *cfg, const struct p9s_export *exports,
         srv->msize = P9_MAX_MSIZE;
     }
     srv->trace = cfg->trace;
+    srv->max_fids = cfg->max_fids ? cfg->max_fids : P9S_DEFAULT_MAX_FIDS;
+    srv->max_fids_total = cfg->max_fids_total ? (long)cfg->max_fids_total
+                                              : P9S_DEFAULT_MAX_FIDS_TOTAL;
+    srv->session_mem =
+        cfg->session_mem ? cfg->session_mem : P9S_DEFAULT_SESSION_MEM;
+    srv->max_locks = cfg->max_locks ? cfg->max_locks : P9S_DEFAULT_MAX_LOCKS;
     srv->exports = calloc((size_t)nexports, sizeof(*srv->exports));
     if (srv->exports == NULL) {
         free(srv);

@@ -56,23 +56,32 @@ struct fid {
     /* xattr fids */
     char *xname;
     uint8_t *xbuf;
+    uint64_t xcap;              /* bytes allocated at xbuf, charged to mem */
     uint64_t xsize;
     uint64_t xfill;
     uint32_t xflags;
+    struct be_budget *mem;      /* the session's memory budget */
     struct fid *next;           /* hash chain (table lock) */
 };
 
-#define FID_BUCKETS 256
-
 struct fid_table {
     pthread_mutex_t lock;
-    struct fid *bucket[FID_BUCKETS];
+    struct fid **bucket;        /* 1 << shift chains; grows with count */
+    unsigned shift;
     unsigned count;
+    unsigned max;               /* fids allowed (EMFILE beyond) */
+    _Atomic long *total;        /* fids of all sessions (the server's) */
+    long max_total;             /* ... allowed (ENFILE beyond) */
+    struct be_budget *mem;      /* given to every fid */
+    const char *peer;           /* for the log line at the limit */
 };
 
-void fid_table_init(struct fid_table *t);
+int fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
+                   long max_total, struct be_budget *mem, const char *peer);
 void fid_table_fini(struct fid_table *t);
-/* New fid (refs = 2: table + caller) or NULL with *err = -EEXIST/-ENOMEM. */
+/* New fid (refs = 2: table + caller) or NULL with *err = -EEXIST/-ENOMEM,
+ * -EMFILE when the session holds its maximum of fids, -ENFILE when all
+ * sessions together hold the server's. */
 struct fid *fid_new(struct fid_table *t, uint32_t num,
                     const struct p9s_export *ex, struct suser *user,
                     struct be_node *node, int *err);
@@ -85,6 +94,9 @@ struct fid *fid_unlink(struct fid_table *t, uint32_t num);
 void fid_clunk_all(struct fid_table *t);
 /* Finish a write-xattr fid at clunk: setxattr/removexattr. */
 int fid_xattr_commit(struct fid *f);
+/* Make room for 'want' bytes of xattr value at f->xbuf (f->lock held),
+ * charged to the session's memory budget: 0 or -ENOMEM. */
+int fid_xbuf_reserve(struct fid *f, uint64_t want);
 
 /* ---- requests --------------------------------------------------------- */
 
@@ -143,6 +155,10 @@ struct p9s_conn {
     bool released;
     _Atomic uint32_t msize;
     struct fid_table fids;
+    /* what this session may make the daemon keep (server.h limits) */
+    struct be_budget mem;       /* bytes of pinned buffers */
+    struct be_budget locks;     /* byte-range lock records */
+    struct be_limits lim;       /* both, for backend handles */
 };
 
 /* ---- server ------------------------------------------------------------- */
@@ -173,6 +189,11 @@ struct workq {
 
 struct p9s_server {
     uint32_t msize;
+    uint32_t max_fids;       /* per session */
+    long max_fids_total;     /* all sessions together */
+    _Atomic long nfids;      /* fids of all sessions */
+    uint64_t session_mem;    /* per session, bytes */
+    uint32_t max_locks;      /* per session, records */
     bool trace;
     struct p9s_export *exports;
     int nexports;
@@ -194,6 +215,9 @@ int req_out(struct p9s_req *r, size_t need);
 
 /* conn.c */
 void conn_reset_session(struct p9s_conn *c);
+/* Attach the session's budgets to a backend handle it just opened. */
+void conn_handle_limits(struct p9s_conn *c, struct backend *be,
+                        struct be_handle *h);
 /* Every request is done: clunk what is left and hand the session back. */
 void conn_release(struct p9s_conn *c);
 

@@ -71,6 +71,9 @@ static struct backend *(*th_wrap_backend)(struct backend *be);
  * instead of a passthrough backend on ex->path. */
 static int (*th_make_backend)(const struct th_export *ex,
                               struct backend **out);
+/* Optional: adjust the in-process server's configuration (the spawned
+ * virtfsd gets the same through extra_args). */
+static void (*th_config_hook)(struct p9s_config *cfg);
 
 /* A TAP "# TODO" line: a known bug, reported; does not fail the run. */
 static __attribute__((unused)) void
@@ -390,6 +393,9 @@ th_start(const char *virtfsd, const struct th_export *ex, int nex,
             pex[i].path = ex[i].path;
             pex[i].readonly = ex[i].ro;
             pex[i].be = be;
+        }
+        if (th_config_hook != NULL) {
+            th_config_hook(&cfg);
         }
         s->srv = p9s_server_new(&cfg, pex, nex);
         s->loop = s->srv ? xp_loop_new(s->srv) : NULL;

@@ -44,6 +44,10 @@ on_stats(int sig)
     stats_flag = 1;
 }
 
+/* long-only options without a letter */
+enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
+       OPT_MAX_FIDS_TOTAL };
+
 static void
 usage(FILE *out)
 {
@@ -83,6 +87,14 @@ usage(FILE *out)
 "      --no-remap                qid.path = inode number only (default: remap\n"
 "                                (dev, ino) so files on different host mounts\n"
 "                                under one export never share a qid)\n"
+"Limits per session (connection or virtio device); beyond them the peer gets\n"
+"an error and the daemon and other sessions go on (see virtfsd(8)):\n"
+"      --max-fids N              fids (default 1048576; then EMFILE)\n"
+"      --max-fids-total N        fids of all sessions together (default\n"
+"                                4194304; then ENFILE)\n"
+"      --session-mem MIB         memory pinned between requests: xattr values\n"
+"                                and snapshots, directory read-ahead (default 16)\n"
+"      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
 "Operation:\n"
 "      --log-level LEVEL         error, warn, info (default) or debug\n"
 "      --syslog                  log to syslog instead of stderr\n"
@@ -214,6 +226,10 @@ main(int argc, char **argv)
         {"fd", required_argument, NULL, 'F'},
         {"tag", required_argument, NULL, 'G'},
         {"print-capabilities", no_argument, NULL, 'C'},
+        {"max-fids", required_argument, NULL, OPT_MAX_FIDS},
+        {"session-mem", required_argument, NULL, OPT_SESSION_MEM},
+        {"max-locks", required_argument, NULL, OPT_MAX_LOCKS},
+        {"max-fids-total", required_argument, NULL, OPT_MAX_FIDS_TOTAL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -355,6 +371,38 @@ main(int argc, char **argv)
             break;
         case 'P':
             pidfile = optarg;
+            break;
+        case OPT_MAX_FIDS: /* per-session limits (server.h) */
+            if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --max-fids must be 1..%u\n",
+                        UINT32_MAX - 1);
+                return 2;
+            }
+            cfg.max_fids = (uint32_t)v;
+            break;
+        case OPT_MAX_FIDS_TOTAL:
+            if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --max-fids-total must be 1..%u\n",
+                        UINT32_MAX - 1);
+                return 2;
+            }
+            cfg.max_fids_total = (uint32_t)v;
+            break;
+        case OPT_SESSION_MEM:
+            if (parse_uint(optarg, 1024 * 1024, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --session-mem must be 1..1048576 "
+                        "(MiB)\n");
+                return 2;
+            }
+            cfg.session_mem = (uint64_t)v << 20;
+            break;
+        case OPT_MAX_LOCKS:
+            if (parse_uint(optarg, 16u << 20, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n",
+                        16u << 20);
+                return 2;
+            }
+            cfg.max_locks = (uint32_t)v;
             break;
         case 'h':
             usage(stdout);

@@ -22,6 +22,10 @@
 
 #include "virtfs/backend.h"
 
+/* Directory read buffer of a worker thread (pt_dir.c): the most read
+ * ahead that a handle can keep, charged to the session's memory budget. */
+#define PT_DIRBUF (64 * 1024)
+
 /* "/proc/self/fd/" + a decimal int + NUL */
 #define PT_PROC_PATH_MAX 32
 
@@ -74,12 +78,20 @@ struct be_handle {
      * Directory read-ahead: entries getdents64 returned that no Treaddir
      * took yet.  A Treaddir that resumes at 'dcur' continues from here
      * without lseek (which makes e.g. ext4 rebuild its hash-order cache).
+     * Kept between requests only while entries are left and only as far
+     * as the session's memory budget allows (pt_dir.c).
      */
-    char *dbuf;           /* PT_DIRBUF bytes, allocated on first readdir */
+    char *dbuf;           /* the entries left (dlen bytes, charged) */
     long dlen;            /* bytes of entries in dbuf */
     long dpos;            /* next unreturned entry */
     uint64_t dcur;        /* offset of the position at dpos */
     bool dvalid;          /* dbuf/dcur describe the fd's stream */
+    struct be_limits lim; /* the session's budgets (handle_limits) */
+    /* The OFD lock records this handle holds, as the kernel keeps them
+     * (pt_lock.c): counted against lim.locks. */
+    struct pt_lockrec *locks; /* sorted by start, disjoint */
+    size_t nlocks;
+    size_t locks_cap;
 };
 
 /* An attached user. */
@@ -183,6 +195,7 @@ ssize_t pt_write(struct backend *be, struct be_handle *h,
 int pt_fsync(struct backend *be, struct be_handle *h, bool datasync);
 
 /* pt_dir.c */
+void pt_dirbuf_release(struct be_handle *h);
 int pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
                be_dirent_fn *fn, void *ctx);
 int pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
@@ -212,6 +225,15 @@ int pt_setxattr(struct backend *be, struct be_node *n, const char *name,
 int pt_removexattr(struct backend *be, struct be_node *n, const char *name);
 
 /* pt_lock.c */
+struct pt_lockrec {
+    int64_t start;
+    int64_t end; /* inclusive; INT64_MAX: to EOF */
+    short type;  /* F_RDLCK or F_WRLCK */
+};
+void pt_handle_limits(struct backend *be, struct be_handle *h,
+                      const struct be_limits *lim);
+/* Uncharge and free what the handle keeps (called by pt_close). */
+void pt_handle_release(struct be_handle *h);
 int pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
             uint8_t *status);
 int pt_getlock(struct backend *be, struct be_handle *h,

@@ -22,14 +22,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-
-#define PT_DIRBUF (64 * 1024)
 
 struct pt_dirent64 {
     uint64_t d_ino;
@@ -91,11 +90,112 @@ pt_mode_to_dtype(mode_t mode)
     return (unsigned char)((mode & S_IFMT) >> 12);
 }
 
+/*
+ * Read-ahead.  getdents64 fills a buffer of the worker thread (one per
+ * thread, for the thread's life), never one per handle.  When a reply is
+ * full before the buffer is used up, the entries left over are copied to
+ * the handle (h->dbuf, exactly their size, charged to the session's
+ * memory budget), so the next Treaddir resumes without lseek -- which
+ * makes e.g. ext4 rebuild its hash-order cache.  Without budget they are
+ * dropped and the next Treaddir seeks to its offset instead.  So a handle
+ * pins memory only while a listing is paused mid-batch, within budget.
+ */
+static pthread_key_t pt_dirbuf_key;
+static pthread_once_t pt_dirbuf_once = PTHREAD_ONCE_INIT;
+
+static void
+pt_dirbuf_key_init(void)
+{
+    (void)pthread_key_create(&pt_dirbuf_key, free);
+}
+
+static char *
+pt_thread_dirbuf(void)
+{
+    char *buf;
+
+    pthread_once(&pt_dirbuf_once, pt_dirbuf_key_init);
+    buf = pthread_getspecific(pt_dirbuf_key);
+    if (buf == NULL) {
+        buf = malloc(PT_DIRBUF);
+        if (buf != NULL && pthread_setspecific(pt_dirbuf_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
+/* Drop the handle's leftovers and their charge. */
+void
+pt_dirbuf_release(struct be_handle *h)
+{
+    if (h->dbuf != NULL) {
+        free(h->dbuf);
+        h->dbuf = NULL;
+        be_budget_uncharge(h->lim.mem, (uint64_t)h->dlen);
+    }
+    h->dlen = 0;
+    h->dpos = 0;
+}
+
+/* Emit the entries in buf[*pos, len); 1 when the reply is full (the
+ * entry at *pos did not fit), 0 when all were taken. */
+static int
+pt_dir_emit(struct pt_backend *pb, struct be_handle *h, const char *buf,
+            long *pos, long len, be_dirent_fn *fn, void *ctx)
+{
+    while (*pos < len) {
+        const struct pt_dirent64 *d = (const void *)(buf + *pos);
+        unsigned char dtype = d->d_type;
+        struct p9_qid qid;
+
+        if (dtype == DT_UNKNOWN) {
+            struct stat st;
+
+            if (fstatat(h->fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                dtype = pt_mode_to_dtype(st.st_mode);
+            }
+        }
+        qid.type = pt_dtype_to_qtype(dtype);
+        qid.version = 0;
+        qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
+        if (fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
+               strlen(d->d_name)) != 0) {
+            return 1; /* full: this entry stays for the next call */
+        }
+        *pos += d->d_reclen;
+        h->dcur = (uint64_t)d->d_off;
+    }
+    return 0;
+}
+
+/* Keep buf[pos, len) on the handle if the budget allows; else the next
+ * call must seek. */
+static void
+pt_dir_keep(struct be_handle *h, const char *buf, long pos, long len)
+{
+    uint64_t n = (uint64_t)(len - pos);
+
+    if (be_budget_charge(h->lim.mem, n)) {
+        h->dbuf = malloc((size_t)n);
+        if (h->dbuf != NULL) {
+            memcpy(h->dbuf, buf + pos, (size_t)n);
+            h->dlen = (long)n;
+            h->dpos = 0;
+            return;
+        }
+        be_budget_uncharge(h->lim.mem, n);
+    }
+    h->dvalid = false; /* the fd is past entries nobody took */
+}
+
 int
 pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
            be_dirent_fn *fn, void *ctx)
 {
     struct pt_backend *pb = pt_be(be);
+    char *buf;
     int err = 0;
 
     if (h->node->type != S_IFDIR) {
@@ -104,68 +204,48 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
     if (offset > (uint64_t)INT64_MAX) {
         return -EINVAL;
     }
-    pthread_mutex_lock(&h->lock);
-    if (h->dbuf == NULL) {
-        h->dbuf = malloc(PT_DIRBUF);
-        if (h->dbuf == NULL) {
-            err = -ENOMEM;
-            goto out_unlock;
-        }
-        h->dvalid = false;
+    buf = pt_thread_dirbuf();
+    if (buf == NULL) {
+        return -ENOMEM;
     }
+    pthread_mutex_lock(&h->lock);
     if (!h->dvalid || offset != h->dcur) {
         /* not where the last Treaddir stopped: seek (offsets are the
          * host's directory cookies, so this resumes exactly) */
+        pt_dirbuf_release(h);
         h->dvalid = false;
         if (lseek(h->fd, (off_t)offset, SEEK_SET) < 0) {
             err = -errno;
             goto out_unlock;
         }
-        h->dlen = 0;
-        h->dpos = 0;
         h->dcur = offset;
         h->dvalid = true;
     }
-    for (;;) {
-        while (h->dpos < h->dlen) {
-            struct pt_dirent64 *d = (struct pt_dirent64 *)(h->dbuf + h->dpos);
-            unsigned char dtype = d->d_type;
-            struct p9_qid qid;
-
-            if (dtype == DT_UNKNOWN) {
-                struct stat st;
-
-                if (fstatat(h->fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                    dtype = pt_mode_to_dtype(st.st_mode);
-                }
-            }
-            qid.type = pt_dtype_to_qtype(dtype);
-            qid.version = 0;
-            qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
-            if (fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
-                   strlen(d->d_name)) != 0) {
-                goto out_unlock; /* full: this entry stays for the next call */
-            }
-            h->dpos += d->d_reclen;
-            h->dcur = (uint64_t)d->d_off;
+    if (h->dbuf != NULL) {
+        if (pt_dir_emit(pb, h, h->dbuf, &h->dpos, h->dlen, fn, ctx)) {
+            goto out_unlock; /* still left over, still charged */
         }
-        {
-            long nread = syscall(SYS_getdents64, h->fd, h->dbuf, PT_DIRBUF);
+        pt_dirbuf_release(h);
+    }
+    for (;;) {
+        long pos = 0;
+        long nread = syscall(SYS_getdents64, h->fd, buf, PT_DIRBUF);
 
-            if (nread < 0) {
-                /*
-                 * A removed directory answers ENOENT; it has no entries,
-                 * so report an empty (ended) directory to the open handle.
-                 */
-                err = errno == ENOENT ? 0 : -errno;
-                h->dvalid = false;
-                break;
-            }
-            h->dlen = nread;
-            h->dpos = 0;
-            if (nread == 0) {
-                break; /* the end; dcur stays valid for a later call */
-            }
+        if (nread < 0) {
+            /*
+             * A removed directory answers ENOENT; it has no entries,
+             * so report an empty (ended) directory to the open handle.
+             */
+            err = errno == ENOENT ? 0 : -errno;
+            h->dvalid = false;
+            break;
+        }
+        if (nread == 0) {
+            break; /* the end; dcur stays valid for a later call */
+        }
+        if (pt_dir_emit(pb, h, buf, &pos, nread, fn, ctx)) {
+            pt_dir_keep(h, buf, pos, nread);
+            break;
         }
     }
 

@@ -311,7 +311,7 @@ pt_close(struct backend *be, struct be_handle *h)
     close(h->fd);
     pthread_mutex_destroy(&h->lock);
     pt_node_put(be, h->node);
-    free(h->dbuf);
+    pt_handle_release(h); /* read-ahead and lock records, uncharged */
     free(h);
 }
 

@@ -6,11 +6,24 @@
  * processes using fcntl(F_SETLK) locks.  Locks never block a worker: a
  * conflict is P9_LOCK_BLOCKED and the client retries (the Linux client
  * polls for blocking locks).  Closing the handle drops its locks.
+ *
+ * Lock records.  The kernel keeps one record per contiguous range of one
+ * type and owner, and walks the inode's whole list on every F_OFD_SETLK,
+ * so a guest setting thousands of disjoint ranges costs host kernel
+ * memory and makes every lock on the file slower.  Each handle keeps a
+ * copy of its own records, merged and split the way the kernel does it
+ * (for one owner: a new lock absorbs overlapping or adjacent locks of its
+ * type and cuts away the overlapped parts of the other type; an unlock
+ * cuts), so it knows before the fcntl how many records the request adds,
+ * and charges them to the session's lock budget: beyond it the request
+ * fails with ENOLCK, as POSIX allows ("too many segment locks").
  */
 #include "pt.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* 9P range (start, length; 0 = to EOF) to a struct flock. */
@@ -45,11 +58,121 @@ pt_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
     return 0;
 }
 
+void
+pt_handle_limits(struct backend *be, struct be_handle *h,
+                 const struct be_limits *lim)
+{
+    (void)be;
+    h->lim = *lim;
+}
+
+void
+pt_handle_release(struct be_handle *h)
+{
+    pt_dirbuf_release(h);
+    be_budget_uncharge(h->lim.locks, h->nlocks);
+    free(h->locks);
+    h->locks = NULL;
+    h->nlocks = 0;
+    h->locks_cap = 0;
+}
+
+/*
+ * Where a lock request [s, e] lands among the handle's records (sorted,
+ * disjoint, so both starts and ends ascend): the records it touches --
+ * overlaps, or borders (a lock merges with a bordering one of its type) --
+ * are [lo, hi), and they are replaced by up to three pieces: what is left
+ * of the first one before s, the new lock (grown by the records of its
+ * type it merges with), and what is left of the last one after e.
+ */
+struct pt_lockplan {
+    size_t lo;
+    size_t hi;
+    struct pt_lockrec piece[3];
+    size_t npiece;
+};
+
+static void
+pt_lockrec_plan(const struct be_handle *h, const struct flock *fl,
+                struct pt_lockplan *p)
+{
+    int64_t s = fl->l_start;
+    int64_t e = fl->l_len == 0 ? INT64_MAX : fl->l_start + fl->l_len - 1;
+    int64_t ms = s;
+    int64_t me = e;
+    bool lock = fl->l_type != F_UNLCK;
+    size_t a = 0;
+    size_t b = h->nlocks;
+
+    /* first record with end >= s - 1 */
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+
+        if (s > 0 && h->locks[m].end < s - 1) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    p->lo = a;
+    /* first record with start > e + 1 */
+    b = h->nlocks;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+
+        if (e == INT64_MAX || h->locks[m].start <= e + 1) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    p->hi = a;
+    p->npiece = 0;
+    if (p->lo < p->hi) {
+        const struct pt_lockrec *first = &h->locks[p->lo];
+        const struct pt_lockrec *last = &h->locks[p->hi - 1];
+        struct pt_lockrec right = {0, 0, 0};
+        bool have_right = false;
+
+        if (lock && first->type == fl->l_type) {
+            ms = first->start < ms ? first->start : ms;
+        } else if (first->start < s) {
+            p->piece[p->npiece].start = first->start;
+            p->piece[p->npiece].end = first->end < s - 1 ? first->end : s - 1;
+            p->piece[p->npiece++].type = first->type;
+        }
+        if (lock && last->type == fl->l_type) {
+            me = last->end > me ? last->end : me;
+        } else if (last->end > e) {
+            right.start = last->start > e + 1 ? last->start : e + 1;
+            right.end = last->end;
+            right.type = last->type;
+            have_right = true;
+        }
+        if (lock) {
+            p->piece[p->npiece].start = ms;
+            p->piece[p->npiece].end = me;
+            p->piece[p->npiece++].type = fl->l_type;
+        }
+        if (have_right) {
+            p->piece[p->npiece++] = right;
+        }
+    } else if (lock) {
+        p->piece[0].start = s;
+        p->piece[0].end = e;
+        p->piece[0].type = fl->l_type;
+        p->npiece = 1;
+    }
+}
+
 int
 pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         uint8_t *status)
 {
+    struct pt_lockplan plan;
     struct flock fl;
+    size_t nnext;
+    uint64_t add = 0;
     int err;
 
     (void)be;
@@ -57,16 +180,52 @@ pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
     if (err < 0) {
         return err;
     }
+    pthread_mutex_lock(&h->lock);
+    pt_lockrec_plan(h, &fl, &plan);
+    nnext = h->nlocks - (plan.hi - plan.lo) + plan.npiece;
+    if (nnext > h->nlocks) {
+        add = nnext - h->nlocks;
+        if (!be_budget_charge(h->lim.locks, add)) {
+            err = -ENOLCK;
+            goto out_unlock;
+        }
+    }
+    if (nnext > h->locks_cap) {
+        /* room first: once the kernel has the lock, the copy must follow */
+        size_t cap = h->locks_cap ? h->locks_cap * 2 : 8;
+        struct pt_lockrec *v;
+
+        cap = cap < nnext ? nnext : cap;
+        v = realloc(h->locks, cap * sizeof(*v));
+        if (v == NULL) {
+            be_budget_uncharge(h->lim.locks, add);
+            err = -ENOLCK;
+            goto out_unlock;
+        }
+        h->locks = v;
+        h->locks_cap = cap;
+    }
     if (fcntl(h->fd, F_OFD_SETLK, &fl) < 0) {
         err = -errno;
+        be_budget_uncharge(h->lim.locks, add);
         if (err == -EAGAIN || err == -EACCES) {
             *status = P9_LOCK_BLOCKED;
-            return 0;
+            err = 0;
         }
-        return err;
+        goto out_unlock;
     }
+    if (nnext < h->nlocks) {
+        be_budget_uncharge(h->lim.locks, h->nlocks - nnext);
+    }
+    memmove(&h->locks[plan.lo + plan.npiece], &h->locks[plan.hi],
+            (h->nlocks - plan.hi) * sizeof(h->locks[0]));
+    memcpy(&h->locks[plan.lo], plan.piece, plan.npiece * sizeof(plan.piece[0]));
+    h->nlocks = nnext;
     *status = P9_LOCK_SUCCESS;
-    return 0;
+
+out_unlock:
+    pthread_mutex_unlock(&h->lock);
+    return err;
 }
 
 int

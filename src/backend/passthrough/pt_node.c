@@ -35,6 +35,7 @@ static const struct be_ops pt_ops = {
     .open = pt_open,
     .create = pt_create,
     .close = pt_close,
+    .handle_limits = pt_handle_limits,
     .read = pt_read,
     .write = pt_write,
     .fsync = pt_fsync,
