@@ -692,14 +692,23 @@ test_emfile(struct backend *be, struct be_node *root)
     int count = 0;
     int err = 0;
 
+    /* Distinct files: walks to one file share one node (and descriptor). */
+    for (int i = 0; i < 256; i++) {
+        char p[600];
+
+        snprintf(p, sizeof(p), "%s/em%d", exp_root, i);
+        close(open(p, O_CREAT | O_WRONLY, 0644));
+    }
     getrlimit(RLIMIT_NOFILE, &old);
     lim = old;
     lim.rlim_cur = 64;
     setrlimit(RLIMIT_NOFILE, &lim);
     while (count < 256) {
         struct p9_qid q;
+        char name[16];
 
-        err = OPS(be)->walk1(be, root, "xa", &nodes[count], &q);
+        snprintf(name, sizeof(name), "em%d", count);
+        err = OPS(be)->walk1(be, root, name, &nodes[count], &q);
         if (err < 0) {
             break;
         }

@@ -57,15 +57,39 @@ struct pt_backend {
     size_t map_size;            /* buckets, power of two */
     size_t map_count;
     uint64_t map_next; /* next counter value */
+
+    /*
+     * The node table: (dev, ino) -> node, chained hash.  nt_lock also
+     * protects every node's parent/name/hnext/hashed and the 0 <-> 1
+     * transitions of refs.  It is a leaf lock: nothing that can block
+     * runs under it.
+     */
+    pthread_mutex_t nt_lock;
+    struct be_node **nt;
+    size_t nt_size; /* buckets, power of two */
+    size_t nt_count;
+    atomic_ulong st_dotdot_fast;   /* ".." answered from the parent link */
+    atomic_ulong st_dotdot_slow;   /* ".." verified by climbing */
+    atomic_ulong st_verify_calls;  /* openat2 calls made by those checks */
 };
 
-/* A file system object: an O_PATH descriptor, never a path. */
+/*
+ * A file system object: an O_PATH descriptor, never a path.  There is one
+ * node per (dev, ino) per export, shared by every fid of every connection
+ * (the node table in pt_node.c).  A node knows the directory and name it
+ * was last reached by ('parent' holds a reference, so the chain up to the
+ * root stays alive); ".." is answered from that link (pt_walk.c).
+ */
 struct be_node {
-    atomic_uint refs;
+    struct be_node *hnext;   /* node table chain; under nt_lock */
+    struct be_node *parent;  /* one ref; NULL for the root or unknown */
+    char *name;              /* name in 'parent'; NULL if unknown */
+    atomic_uint refs;        /* drops to 0 only under nt_lock */
     int fd;    /* O_PATH|O_NOFOLLOW, owned */
     dev_t dev; /* identity at open time */
     ino_t ino;
     mode_t type; /* st_mode & S_IFMT; an inode never changes type */
+    bool hashed; /* in the node table */
 };
 
 /* An open file or directory. */
@@ -130,7 +154,11 @@ pt_mode_bits(const struct pt_backend *pb, mode_t type, uint32_t mode)
 }
 
 /* pt_node.c */
-int pt_node_new(int fd, struct be_node **out, struct stat *st);
+int pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
+                const char *name, struct be_node **out, struct stat *st);
+void pt_node_relink(struct pt_backend *pb, struct be_node *n,
+                    struct be_node *parent, const char *name);
+struct be_node *pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino);
 void pt_node_get(struct backend *be, struct be_node *n);
 void pt_node_put(struct backend *be, struct be_node *n);
 void pt_proc_path(char buf[PT_PROC_PATH_MAX], int fd);

@@ -409,6 +409,8 @@ pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
             struct be_node *newdir, const char *newname)
 {
     struct pt_backend *pb = pt_be(be);
+    struct be_node *moved;
+    struct stat st;
     int err = pt_dir_mut(pb, olddir, oldname);
 
     if (err < 0) {
@@ -418,8 +420,17 @@ pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
     if (err < 0) {
         return err;
     }
+    /* Which object moves, so that its node's link can follow it. */
+    if (fstatat(olddir->fd, oldname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return -errno;
+    }
     if (renameat(olddir->fd, oldname, newdir->fd, newname) < 0) {
         return -errno;
+    }
+    moved = pt_node_lookup(pb, st.st_dev, st.st_ino);
+    if (moved != NULL) {
+        pt_node_relink(pb, moved, newdir, newname);
+        pt_node_put(be, moved);
     }
     return 0;
 }
@@ -462,6 +473,8 @@ pt_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
     }
     if (renameat(pfd, name, newdir->fd, newname) < 0) {
         err = -errno;
+    } else {
+        pt_node_relink(pb, n, newdir, newname);
     }
     close(pfd);
     free(name);

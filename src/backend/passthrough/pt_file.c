@@ -249,7 +249,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (pfd < 0) {
             return pfd;
         }
-        err = pt_node_new(pfd, &n, NULL);
+        err = pt_node_new(pb, pfd, dir, name, &n, NULL);
         if (err < 0) {
             return err;
         }
@@ -276,7 +276,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         err = -errno;
         goto out_close;
     }
-    err = pt_node_new(pfd, &n, &st);
+    err = pt_node_new(pb, pfd, dir, name, &n, &st);
     if (err < 0) {
         goto out_close;
     }

@@ -3,8 +3,13 @@
  * Passthrough backend: the export, node lifetime and the ops table.
  *
  * A node owns one O_PATH|O_NOFOLLOW descriptor and the (dev, ino) it had
- * when opened.  Nodes are refcounted with C11 atomics and are not deduped:
- * two walks to the same file give two nodes with the same qid.
+ * when opened.  Nodes are refcounted with C11 atomics and shared: the
+ * export's node table maps (dev, ino) to the one node for that object, so
+ * any number of fids (over any number of connections) to one file cost
+ * one node and one descriptor.  The table holds no reference: the last
+ * put unhashes the node.  An object's node lives as long as some fid or a
+ * child's parent link uses it, so while it lives its descriptor pins the
+ * inode and (dev, ino) cannot be reused by another file.
  */
 #include "pt.h"
 
@@ -78,35 +83,245 @@ pt_is_root(struct pt_backend *pb, const struct be_node *n)
     return n->dev == pb->root->dev && n->ino == pb->root->ino;
 }
 
+#define PT_NT_INIT 256
+
+static size_t
+pt_nt_hash(dev_t dev, ino_t ino, size_t size)
+{
+    uint64_t h = (uint64_t)ino * UINT64_C(0x9E3779B97F4A7C15);
+
+    h ^= (uint64_t)dev * UINT64_C(0xC2B2AE3D27D4EB4F);
+    h ^= h >> 31;
+    return (size_t)(h & (size - 1));
+}
+
+/* Caller holds nt_lock.  Growth failure keeps the old (slower) table. */
+static void
+pt_nt_grow(struct pt_backend *pb)
+{
+    size_t nsize = pb->nt_size ? pb->nt_size * 2 : PT_NT_INIT;
+    struct be_node **nt = calloc(nsize, sizeof(*nt));
+
+    if (nt == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < pb->nt_size; i++) {
+        struct be_node *n = pb->nt[i];
+
+        while (n != NULL) {
+            struct be_node *next = n->hnext;
+            size_t b = pt_nt_hash(n->dev, n->ino, nsize);
+
+            n->hnext = nt[b];
+            nt[b] = n;
+            n = next;
+        }
+    }
+    free(pb->nt);
+    pb->nt = nt;
+    pb->nt_size = nsize;
+}
+
+/* Caller holds nt_lock. */
+static struct be_node *
+pt_nt_find(struct pt_backend *pb, dev_t dev, ino_t ino)
+{
+    struct be_node *n;
+
+    if (pb->nt_size == 0) {
+        return NULL;
+    }
+    for (n = pb->nt[pt_nt_hash(dev, ino, pb->nt_size)]; n != NULL;
+         n = n->hnext) {
+        if (n->dev == dev && n->ino == ino) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/* Caller holds nt_lock. */
+static void
+pt_nt_unhash(struct pt_backend *pb, struct be_node *n)
+{
+    struct be_node **pp;
+
+    if (!n->hashed) {
+        return;
+    }
+    pp = &pb->nt[pt_nt_hash(n->dev, n->ino, pb->nt_size)];
+    while (*pp != n) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = n->hnext;
+    n->hashed = false;
+    pb->nt_count--;
+}
+
+/* Caller holds nt_lock. */
+static bool
+pt_nt_insert(struct pt_backend *pb, struct be_node *n)
+{
+    size_t b;
+
+    if (pb->nt_count >= pb->nt_size) {
+        pt_nt_grow(pb);
+    }
+    if (pb->nt_size == 0) {
+        return false;
+    }
+    b = pt_nt_hash(n->dev, n->ino, pb->nt_size);
+    n->hnext = pb->nt[b];
+    pb->nt[b] = n;
+    n->hashed = true;
+    pb->nt_count++;
+    return true;
+}
+
 /*
- * Make a node that takes ownership of the O_PATH descriptor 'fd' (closed
- * on failure too).  Fills *st when given.
+ * Point n's parent link at (parent, name).  Caller holds nt_lock.  Returns
+ * the old parent, whose reference the caller drops after unlocking.  A
+ * link that would close a loop (the host moved a directory below one of
+ * its own descendants) is cleared instead: a node with an unknown parent
+ * answers ".." the slow way.  The root never gets a parent.
+ */
+static struct be_node *
+pt_link_locked(struct pt_backend *pb, struct be_node *n, struct be_node *parent,
+               const char *name)
+{
+    struct be_node *old = n->parent;
+    char *nm = NULL;
+
+    if (n == pb->root) {
+        return NULL;
+    }
+    if (parent == old && parent != NULL && n->name != NULL && name != NULL &&
+        strcmp(n->name, name) == 0) {
+        return NULL; /* unchanged: the common case of a repeated walk */
+    }
+    if (parent != NULL && n->type == S_IFDIR) {
+        for (struct be_node *a = parent; a != NULL; a = a->parent) {
+            if (a == n) {
+                parent = NULL;
+                break;
+            }
+        }
+    }
+    if (parent != NULL && name != NULL) {
+        nm = strdup(name);
+        if (nm == NULL) {
+            parent = NULL; /* no name: unknown parent, still correct */
+        }
+    } else {
+        parent = NULL;
+    }
+    if (parent != NULL) {
+        atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
+    }
+    free(n->name);
+    n->name = nm;
+    n->parent = parent;
+    return old;
+}
+
+void
+pt_node_relink(struct pt_backend *pb, struct be_node *n, struct be_node *parent,
+               const char *name)
+{
+    struct be_node *old;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    old = pt_link_locked(pb, n, parent, name);
+    pthread_mutex_unlock(&pb->nt_lock);
+    pt_node_put(&pb->be, old);
+}
+
+/* A new reference to the node for (dev, ino), or NULL if there is none. */
+struct be_node *
+pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino)
+{
+    struct be_node *n;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    n = pt_nt_find(pb, dev, ino);
+    if (n != NULL) {
+        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    return n;
+}
+
+/*
+ * The node for the object O_PATH descriptor 'fd' names (ownership of fd
+ * passes here; it is closed on failure, and also when the object already
+ * has a node, which keeps its own).  The node's parent link becomes
+ * (parent, name) when both are given: the most recent way the object was
+ * reached.  Fills *st when given.
  */
 int
-pt_node_new(int fd, struct be_node **out, struct stat *st)
+pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
+            const char *name, struct be_node **out, struct stat *st)
 {
+    struct be_node *old = NULL;
     struct stat sb;
     struct be_node *n;
+    struct be_node *nn = NULL;
     int err;
 
     err = pt_fstat(fd, &sb);
     if (err < 0) {
         goto out_close;
     }
-    n = calloc(1, sizeof(*n));
-    if (n == NULL) {
-        err = -ENOMEM;
-        goto out_close;
-    }
-    atomic_init(&n->refs, 1);
-    n->fd = fd;
-    n->dev = sb.st_dev;
-    n->ino = sb.st_ino;
-    n->type = sb.st_mode & S_IFMT;
     if (st != NULL) {
         *st = sb;
     }
-    *out = n;
+    pthread_mutex_lock(&pb->nt_lock);
+    n = pt_nt_find(pb, sb.st_dev, sb.st_ino);
+    if (n != NULL) {
+        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+        if (parent != NULL) {
+            old = pt_link_locked(pb, n, parent, name);
+        }
+        pthread_mutex_unlock(&pb->nt_lock);
+        pt_node_put(&pb->be, old);
+        close(fd);
+        *out = n;
+        return 0;
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+
+    nn = calloc(1, sizeof(*nn));
+    if (nn == NULL) {
+        err = -ENOMEM;
+        goto out_close;
+    }
+    atomic_init(&nn->refs, 1);
+    nn->fd = fd;
+    nn->dev = sb.st_dev;
+    nn->ino = sb.st_ino;
+    nn->type = sb.st_mode & S_IFMT;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    n = pt_nt_find(pb, sb.st_dev, sb.st_ino);
+    if (n != NULL) {
+        /* Another walk made it meanwhile: use that one. */
+        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+        if (parent != NULL) {
+            old = pt_link_locked(pb, n, parent, name);
+        }
+        pthread_mutex_unlock(&pb->nt_lock);
+        pt_node_put(&pb->be, old);
+        free(nn);
+        close(fd);
+        *out = n;
+        return 0;
+    }
+    (void)pt_nt_insert(pb, nn); /* not hashed on ENOMEM: a private node */
+    if (parent != NULL) {
+        (void)pt_link_locked(pb, nn, parent, name);
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    *out = nn;
     return 0;
 
 out_close:
@@ -121,16 +336,50 @@ pt_node_get(struct backend *be, struct be_node *n)
     atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
 }
 
+/*
+ * Drop a reference.  The last one unhashes and frees the node under
+ * nt_lock (so a concurrent lookup never revives a node being freed), then
+ * drops the parent's reference: iteratively, since a deep chain of
+ * otherwise unused directories can go at once.
+ */
 void
 pt_node_put(struct backend *be, struct be_node *n)
 {
-    (void)be;
-    if (n == NULL) {
-        return;
-    }
-    if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
+    struct pt_backend *pb = be != NULL ? pt_be(be) : NULL;
+
+    while (n != NULL) {
+        unsigned r = atomic_load_explicit(&n->refs, memory_order_relaxed);
+        struct be_node *parent;
+
+        if (r > 1) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &n->refs, &r, r - 1, memory_order_acq_rel,
+                    memory_order_relaxed)) {
+                return;
+            }
+            continue;
+        }
+        if (pb != NULL) {
+            pthread_mutex_lock(&pb->nt_lock);
+        }
+        if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) !=
+            1) {
+            if (pb != NULL) {
+                pthread_mutex_unlock(&pb->nt_lock);
+            }
+            return;
+        }
+        if (pb != NULL) {
+            pt_nt_unhash(pb, n);
+        }
+        parent = n->parent;
+        if (pb != NULL) {
+            pthread_mutex_unlock(&pb->nt_lock);
+        }
         close(n->fd);
+        free(n->name);
         free(n);
+        n = parent;
     }
 }
 
@@ -208,7 +457,15 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
         close(fd);
         return -ENOMEM;
     }
-    err = pt_node_new(fd, &pb->root, &st);
+    pb->be.ops = &pt_ops;
+    pb->be.priv = pb;
+    err = pthread_mutex_init(&pb->nt_lock, NULL);
+    if (err != 0) {
+        close(fd);
+        free(pb);
+        return -err;
+    }
+    err = pt_node_new(pb, fd, NULL, NULL, &pb->root, &st);
     if (err < 0) {
         goto out_free;
     }
@@ -232,14 +489,14 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
      * process-wide setting, as in virtiofsd).
      */
     umask(0);
-    pb->be.ops = &pt_ops;
-    pb->be.priv = pb;
     *out = &pb->be;
     return 0;
 
 out_put:
-    pt_node_put(NULL, pb->root);
+    pt_node_put(&pb->be, pb->root);
 out_free:
+    free(pb->nt);
+    pthread_mutex_destroy(&pb->nt_lock);
     free(pb);
     return err;
 }
@@ -254,6 +511,12 @@ pt_destroy(struct backend *be)
     }
     pb = pt_be(be);
     pt_node_put(be, pb->root);
+    if (pb->nt_count != 0) {
+        log_warn("passthrough: %zu node(s) still referenced at exit",
+                 pb->nt_count);
+    }
     pt_qid_fini(pb);
+    free(pb->nt);
+    pthread_mutex_destroy(&pb->nt_lock);
     free(pb);
 }

@@ -8,6 +8,8 @@
  * when the kernel has it (plain openat otherwise).  A host symlink becomes
  * a node of type symlink; walking *through* it fails with ENOTDIR because
  * its descriptor is not a directory.  ".." at the export root is the root.
+ * ".." below it is the directory's parent link, checked against the
+ * kernel (pt_walk_dotdot).
  *
  * pt_locate() finds where a node lives now (for Trename / Tremove): the
  * kernel's current path for the descriptor is only a hint, it is re-walked
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* 1 until openat2 is found missing (ENOSYS), then plain openat. */
@@ -128,6 +131,150 @@ pt_beneath_root(struct pt_backend *pb, int fd)
     return err;
 }
 
+/* ".." steps per openat in pt_verify_links: 3 bytes each, under PATH_MAX. */
+#define PT_DOTDOT_CHUNK 1024
+
+/*
+ * Is directory node 'p' still below the root, as its parent links say?
+ * Its link depth L (hops to the root) is counted in memory; then the
+ * kernel climbs "../../.." from p's descriptor, up to PT_DOTDOT_CHUNK
+ * levels per openat, and after exactly L levels must stand on the root.
+ * If it does, the root is an ancestor of p now.  That is a few syscalls
+ * whatever the depth (the kernel's ".." steps are cheap), where climbing
+ * one openat at a time costs three syscalls per level.
+ * Returns 0, -ESTALE when the links are stale or unknown or p is not
+ * there (the caller then climbs the slow way), or another -errno.
+ */
+static int
+pt_verify_links(struct pt_backend *pb, struct be_node *p)
+{
+    static char dots[PT_DOTDOT_CHUNK * 3];
+    struct stat st;
+    size_t depth = 0;
+    int cur;
+    int err = 0;
+
+    if (p == pb->root) {
+        return 0;
+    }
+    pthread_mutex_lock(&pb->nt_lock);
+    for (struct be_node *a = p; a != pb->root; a = a->parent) {
+        if (a == NULL || ++depth > (1u << 20)) {
+            pthread_mutex_unlock(&pb->nt_lock);
+            return -ESTALE;
+        }
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    if (dots[0] == '\0') {
+        /* idempotent: every thread writes the same bytes */
+        for (size_t i = 0; i < PT_DOTDOT_CHUNK; i++) {
+            memcpy(dots + 3 * i, "../", 3);
+        }
+    }
+    cur = p->fd;
+    while (depth > 0) {
+        size_t k = depth < PT_DOTDOT_CHUNK ? depth : PT_DOTDOT_CHUNK;
+        char buf[PT_DOTDOT_CHUNK * 3];
+        int nfd;
+
+        memcpy(buf, dots, k * 3);
+        buf[k * 3 - 1] = '\0';
+        atomic_fetch_add_explicit(&pb->st_verify_calls, 1,
+                                  memory_order_relaxed);
+        nfd = openat(cur, buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur != p->fd) {
+            close(cur);
+        }
+        if (nfd < 0) {
+            return errno == EMFILE || errno == ENFILE || errno == ENOMEM
+                       ? -errno
+                       : -ESTALE;
+        }
+        cur = nfd;
+        depth -= k;
+    }
+    if (fstat(cur, &st) < 0) {
+        err = -errno;
+    } else if (st.st_dev != pb->root->dev || st.st_ino != pb->root->ino) {
+        err = -ESTALE;
+    }
+    close(cur);
+    return err;
+}
+
+/*
+ * ".." of directory 'dir' below the root.  The answer is dir's parent link
+ * when the kernel agrees that it is dir's parent now (one openat and one
+ * fstat) and the link chain still leads down from the root
+ * (pt_verify_links).  Otherwise (the host moved something) the old proof
+ * runs: climb ".." to the root, and the link is repaired.
+ */
+static int
+pt_walk_dotdot(struct pt_backend *pb, struct be_node *dir, struct be_node **out,
+               struct p9_qid *qid)
+{
+    struct be_node *p;
+    struct stat st;
+    int fd;
+    int err;
+
+    fd = openat(dir->fd, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    err = pt_fstat(fd, &st);
+    if (err < 0) {
+        close(fd);
+        return err;
+    }
+    pthread_mutex_lock(&pb->nt_lock);
+    p = dir->parent;
+    if (p != NULL) {
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    if (p != NULL && p->dev == st.st_dev && p->ino == st.st_ino) {
+        err = pt_verify_links(pb, p);
+        if (err == 0) {
+            atomic_fetch_add_explicit(&pb->st_dotdot_fast, 1,
+                                      memory_order_relaxed);
+            close(fd);
+            pt_stat_to_qid(pb, &st, qid);
+            *out = p;
+            return 0;
+        }
+        if (err != -ESTALE) {
+            close(fd);
+            pt_node_put(&pb->be, p);
+            return err;
+        }
+    }
+    pt_node_put(&pb->be, p);
+    /*
+     * RESOLVE_BENEATH would refuse "..", so a plain openat, and then proof
+     * that the parent is still inside the export (a host process, or a
+     * client of an overlapping export, may have moved this directory out
+     * of it).
+     */
+    atomic_fetch_add_explicit(&pb->st_dotdot_slow, 1, memory_order_relaxed);
+    err = pt_beneath_root(pb, fd);
+    if (err < 0) {
+        close(fd);
+        return err;
+    }
+    /*
+     * Known or not, the parent's own link is left alone (unknown if new),
+     * and so is dir's: its name in the new parent is not known here.  The
+     * next walk by name repairs both.
+     */
+    err = pt_node_new(pb, fd, NULL, NULL, out, &st);
+    if (err < 0) {
+        return err;
+    }
+    pt_stat_to_qid(pb, &st, qid);
+    return 0;
+}
+
 int
 pt_walk1(struct backend *be, struct be_node *dir, const char *name,
          struct be_node **out, struct p9_qid *qid)
@@ -149,28 +296,13 @@ pt_walk1(struct backend *be, struct be_node *dir, const char *name,
         if (pt_is_root(pb, dir)) {
             return pt_root(be, out, qid);
         }
-        /*
-         * ".." of a directory below the root: RESOLVE_BENEATH would refuse
-         * it, so a plain openat, and then proof that the parent is still
-         * inside the export (a host process, or a client of an overlapping
-         * export, may have moved this directory out of it).
-         */
-        fd = openat(dir->fd, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            return -errno;
-        }
-        err = pt_beneath_root(pb, fd);
-        if (err < 0) {
-            close(fd);
-            return err;
-        }
-    } else {
-        fd = pt_open_child(dir->fd, name, 0);
-        if (fd < 0) {
-            return fd;
-        }
+        return pt_walk_dotdot(pb, dir, out, qid);
     }
-    err = pt_node_new(fd, out, &st);
+    fd = pt_open_child(dir->fd, name, 0);
+    if (fd < 0) {
+        return fd;
+    }
+    err = pt_node_new(pb, fd, dir, name, out, &st);
     if (err < 0) {
         return err;
     }
@@ -204,8 +336,9 @@ pt_fd_path(int fd, char *buf, size_t size)
  * -ENOENT for an unlinked node, -ESTALE if the node is not (or no longer)
  * reachable from the export root under the path the kernel reports.
  */
-int
-pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd, char **name)
+static int
+pt_locate_by_path(struct pt_backend *pb, struct be_node *n, int *parent_fd,
+                  char **name)
 {
     char *npath;
     char *rpath;
@@ -217,15 +350,6 @@ pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd, char **name)
     int dfd;
     int err;
 
-    if (pt_is_root(pb, n)) {
-        return -EBUSY;
-    }
-    if (fstat(n->fd, &st) < 0) {
-        return -errno;
-    }
-    if (st.st_nlink == 0) {
-        return -ENOENT;
-    }
     npath = malloc(PATH_MAX);
     rpath = malloc(PATH_MAX);
     if (npath == NULL || rpath == NULL) {
@@ -306,5 +430,62 @@ pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd, char **name)
 out_free:
     free(npath);
     free(rpath);
+    return err;
+}
+
+/*
+ * Find the directory and name under which node 'n' is reachable now.
+ * On success *parent_fd is a new O_PATH descriptor of the parent and *name
+ * a malloc'd copy of the last element.  Fails with -EBUSY for the root,
+ * -ENOENT for an unlinked node, -ESTALE if the node is not (or no longer)
+ * reachable from the export root.
+ *
+ * The node's parent link is tried first: it is the name the client used
+ * last (for a file with several hard links, the link the client means),
+ * and pt_verify_links proves the parent is still below the root.  When
+ * the link is unknown or stale, the kernel's current path for the
+ * descriptor is the hint, re-walked from the root one element at a time.
+ */
+int
+pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd, char **name)
+{
+    struct be_node *p;
+    struct stat st;
+    char *nm = NULL;
+    int err;
+
+    if (pt_is_root(pb, n)) {
+        return -EBUSY;
+    }
+    if (fstat(n->fd, &st) < 0) {
+        return -errno;
+    }
+    if (st.st_nlink == 0) {
+        return -ENOENT;
+    }
+    pthread_mutex_lock(&pb->nt_lock);
+    p = n->parent;
+    if (p != NULL && n->name != NULL) {
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+        nm = strdup(n->name);
+    } else {
+        p = NULL;
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    if (p != NULL && nm != NULL && pt_verify_links(pb, p) == 0 &&
+        fstatat(p->fd, nm, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_dev == n->dev && st.st_ino == n->ino) {
+        int dfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+
+        if (dfd >= 0) {
+            pt_node_put(&pb->be, p);
+            *parent_fd = dfd;
+            *name = nm;
+            return 0;
+        }
+    }
+    free(nm);
+    pt_node_put(&pb->be, p);
+    err = pt_locate_by_path(pb, n, parent_fd, name);
     return err;
 }
