@@ -205,6 +205,8 @@ struct be_ops {
 
     /* -- lifetime ------------------------------------------------------------- */
     void (*destroy)(struct backend *be);
+    /* Optional: log the backend's own counters (virtfsd --stats). */
+    void (*dump_stats)(struct backend *be);
 };
 
 struct backend {
@@ -222,7 +224,17 @@ struct pt_options {
     bool nosuid;        /* set-uid/set-gid files and file capabilities
                            never reach the host */
     bool nodev;         /* creating device nodes is refused */
+    /* How nodes whose O_PATH descriptor was reclaimed are found again:
+     * PT_FH_PREFER (default) reopens by file handle where the host allows
+     * it, else by name from the parent; NEVER always by name; MANDATORY
+     * refuses to start without file handles. */
+    int inode_file_handles;
+    /* Descriptors the export may hold (node cache + open files); 0 = the
+     * NOFILE soft limit minus a reserve for the rest of the daemon. */
+    long fd_budget;
 };
+
+enum { PT_FH_PREFER = 0, PT_FH_NEVER = 1, PT_FH_MANDATORY = 2 };
 
 /* Open the export; returns 0 and a new backend, or -errno. */
 int pt_backend_new(const struct pt_options *opt, struct backend **out);

@@ -154,4 +154,11 @@ p9s_server_dump_stats(struct p9s_server *srv)
                  (unsigned long long)stats_quantile(s, n, 0.99),
                  (unsigned long long)(atomic_load(&s->max_ns) / 1000));
     }
+    for (int i = 0; i < srv->nexports; i++) {
+        struct backend *be = srv->exports[i].be;
+
+        if (be != NULL && be->ops->dump_stats != NULL) {
+            be->ops->dump_stats(be);
+        }
+    }
 }

@@ -37,6 +37,40 @@
 
 struct pt_qidmap_ent;
 
+struct file_handle;
+
+/*
+ * A file system object: an O_PATH descriptor, never a path.  There is one
+ * node per (dev, ino) per export, shared by every fid of every connection
+ * (the node table in pt_node.c).  A node knows the directory and name it
+ * was last reached by ('parent' holds a reference, so the chain up to the
+ * root stays alive); ".." is answered from that link (pt_walk.c).
+ */
+struct be_node {
+    struct be_node *hnext;   /* node table chain; under nt_lock */
+    struct be_node *parent;  /* one ref; NULL for the root or unknown */
+    char *name;              /* name in 'parent'; NULL if unknown */
+    atomic_uint refs;        /* drops to 0 only under nt_lock */
+    /*
+     * O_PATH|O_NOFOLLOW, owned; -1 while reclaimed (pt_fdcache.c).  Under
+     * fd_lock; valid without it while the node is pinned (pins > 0): every
+     * op pins the nodes it is given, so op code reads n->fd directly.
+     */
+    int fd;
+    unsigned pins;                 /* under fd_lock */
+    struct be_node *lru_prev;      /* fd cache LRU, under fd_lock */
+    struct be_node *lru_next;
+    struct file_handle *fh;        /* identity + reopen; NULL if none */
+    dev_t dev; /* identity at open time */
+    ino_t ino;
+    mode_t type; /* st_mode & S_IFMT; an inode never changes type */
+    bool hashed;   /* in the node table */
+    bool on_lru;   /* fd >= 0, unpinned, reclaimable */
+    bool pinned_for_good; /* fd can never be reopened: never reclaimed */
+    bool fh_mnt_ok; /* fh was taken on the root's mount */
+    bool dying;     /* freed while the reclaimer held it (pt_fdcache.c) */
+};
+
 /* The export.  Immutable after pt_backend_new() except the qid maps. */
 struct pt_backend {
     struct backend be;    /* be.priv points back here */
@@ -68,28 +102,26 @@ struct pt_backend {
     struct be_node **nt;
     size_t nt_size; /* buckets, power of two */
     size_t nt_count;
+    /* The descriptor cache (pt_fdcache.c). */
+    int fh_mode;          /* PT_FH_NEVER / PREFER / MANDATORY */
+    bool fh_open;         /* open_by_handle_at works (CAP_DAC_READ_SEARCH) */
+    int root_mnt_id;
+    int mount_fd;         /* root opened O_RDONLY, for open_by_handle_at */
+    pthread_mutex_t fd_lock;  /* leaf lock: LRU, n->fd, n->pins, counts */
+    struct be_node lru;       /* list head: lru.lru_next = most recent */
+    long fd_budget;           /* node + open-file descriptors we may hold */
+    long fd_nodes;            /* node descriptors held (under fd_lock) */
+    atomic_long fd_files;     /* open-file descriptors held */
+    atomic_ulong st_hits;     /* pin found the descriptor open */
+    atomic_ulong st_misses;   /* pin had to reopen */
+    atomic_ulong st_reopen_fh;    /* reopened by file handle */
+    atomic_ulong st_reopen_name;  /* reopened by name from the parent */
+    atomic_ulong st_stale;        /* reopen found another file: ESTALE */
+    atomic_ulong st_evict;        /* descriptors reclaimed */
+    atomic_ulong st_emfile;       /* EMFILE/ENFILE answered to a client */
     atomic_ulong st_dotdot_fast;   /* ".." answered from the parent link */
     atomic_ulong st_dotdot_slow;   /* ".." verified by climbing */
     atomic_ulong st_verify_calls;  /* openat2 calls made by those checks */
-};
-
-/*
- * A file system object: an O_PATH descriptor, never a path.  There is one
- * node per (dev, ino) per export, shared by every fid of every connection
- * (the node table in pt_node.c).  A node knows the directory and name it
- * was last reached by ('parent' holds a reference, so the chain up to the
- * root stays alive); ".." is answered from that link (pt_walk.c).
- */
-struct be_node {
-    struct be_node *hnext;   /* node table chain; under nt_lock */
-    struct be_node *parent;  /* one ref; NULL for the root or unknown */
-    char *name;              /* name in 'parent'; NULL if unknown */
-    atomic_uint refs;        /* drops to 0 only under nt_lock */
-    int fd;    /* O_PATH|O_NOFOLLOW, owned */
-    dev_t dev; /* identity at open time */
-    ino_t ino;
-    mode_t type; /* st_mode & S_IFMT; an inode never changes type */
-    bool hashed; /* in the node table */
 };
 
 /* An open file or directory. */
@@ -166,6 +198,23 @@ int pt_root(struct backend *be, struct be_node **out, struct p9_qid *qid);
 int pt_fstat(int fd, struct stat *st);
 bool pt_is_root(struct pt_backend *pb, const struct be_node *n);
 int pt_set_gid(int fd, const struct stat *st, uint32_t gid);
+
+/* pt_fdcache.c */
+int pt_fdcache_init(struct pt_backend *pb, const struct pt_options *opt);
+int pt_fdcache_probe(struct pt_backend *pb);
+bool pt_fdcache_install(struct pt_backend *pb, struct be_node *n, int fd);
+void pt_node_free(struct be_node *n);
+void pt_fdcache_fini(struct pt_backend *pb);
+void pt_fdcache_adopt(struct pt_backend *pb, struct be_node *n);
+void pt_fdcache_forget(struct pt_backend *pb, struct be_node *n);
+struct file_handle *pt_fh_of(int fd, int *mnt_id);
+bool pt_fh_equal(const struct file_handle *a, const struct file_handle *b);
+int pt_pin(struct pt_backend *pb, struct be_node *n);
+void pt_unpin(struct pt_backend *pb, struct be_node *n);
+int pt_pin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
+void pt_unpin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
+bool pt_fd_pressure(struct pt_backend *pb, int err, const char *what);
+void pt_dump_stats(struct backend *be);
 
 /* pt_qid.c */
 int pt_qid_init(struct pt_backend *pb);

@@ -72,7 +72,8 @@ pt_oflags(uint32_t flags, int *out)
 }
 
 static int
-pt_handle_new(struct be_node *n, int fd, int oflags, struct be_handle **out)
+pt_handle_new(struct pt_backend *pb, struct be_node *n, int fd, int oflags,
+              struct be_handle **out)
 {
     struct be_handle *h;
     int err;
@@ -89,6 +90,7 @@ pt_handle_new(struct be_node *n, int fd, int oflags, struct be_handle **out)
     pt_node_get(NULL, n);
     h->node = n;
     h->fd = fd;
+    atomic_fetch_add_explicit(&pb->fd_files, 1, memory_order_relaxed);
     h->oflags = oflags;
     *out = h;
     return 0;
@@ -135,6 +137,9 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
     }
     pt_proc_path(proc, n->fd);
     fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && pt_fd_pressure(pb, -errno, "open")) {
+        fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
+    }
     if (fd < 0) {
         return -errno;
     }
@@ -147,7 +152,7 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
         err = -ESTALE;
         goto out_close;
     }
-    err = pt_handle_new(n, fd, oflags, out);
+    err = pt_handle_new(pb, n, fd, oflags, out);
     if (err < 0) {
         goto out_close;
     }
@@ -235,6 +240,11 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         }
         fd = openat(dir->fd, name, cflags, pt_mode_bits(pb, S_IFREG, mode));
         err = fd >= 0 ? 0 : -errno;
+        if (fd < 0 && pt_fd_pressure(pb, err, "create")) {
+            fd = openat(dir->fd, name, cflags,
+                        pt_mode_bits(pb, S_IFREG, mode));
+            err = fd >= 0 ? 0 : -errno;
+        }
         pt_cred_fsgid_restore(pb, saved_gid);
         if (fd >= 0) {
             break;
@@ -255,8 +265,9 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         }
         if (n->type == S_IFDIR) {
             err = -EISDIR;
-        } else {
+        } else if ((err = pt_pin(pb, n)) >= 0) {
             err = pt_open_node(pb, n, oflags, out, qid);
+            pt_unpin(pb, n);
         }
         if (err < 0) {
             pt_node_put(be, n);
@@ -280,11 +291,16 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         goto out_close;
     }
-    err = pt_set_gid(n->fd, &st, gid);
+    err = pt_pin(pb, n);
     if (err < 0) {
         goto out_put;
     }
-    err = pt_handle_new(n, fd, oflags & ~O_TRUNC, out);
+    err = pt_set_gid(n->fd, &st, gid);
+    pt_unpin(pb, n);
+    if (err < 0) {
+        goto out_put;
+    }
+    err = pt_handle_new(pb, n, fd, oflags & ~O_TRUNC, out);
     if (err < 0) {
         goto out_put;
     }
@@ -309,6 +325,7 @@ pt_close(struct backend *be, struct be_handle *h)
         return;
     }
     close(h->fd);
+    atomic_fetch_sub_explicit(&pt_be(be)->fd_files, 1, memory_order_relaxed);
     pthread_mutex_destroy(&h->lock);
     pt_node_put(be, h->node);
     pt_handle_release(h); /* read-ahead and lock records, uncharged */

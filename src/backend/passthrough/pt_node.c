@@ -24,42 +24,354 @@
 
 static void pt_destroy(struct backend *be);
 
+/*
+ * The ops as the core sees them: each pins the nodes it is given for the
+ * duration of the op (pt_fdcache.c), so the op code can use n->fd.
+ */
+#define PB(be) pt_be(be)
+
+static int
+pt_op_walk1(struct backend *be, struct be_node *dir, const char *name,
+            struct be_node **out, struct p9_qid *qid)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_walk1(be, dir, name, out, qid);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static int
+pt_op_qid(struct backend *be, struct be_node *n, struct p9_qid *qid)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_qid(be, n, qid);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static int
+pt_op_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
+              uint64_t request_mask, struct p9_rgetattr *out)
+{
+    int err;
+
+    if (h != NULL) {
+        return pt_getattr(be, n, h, request_mask, out); /* uses h->fd */
+    }
+    err = pt_pin(PB(be), n);
+    if (err < 0) {
+        return err;
+    }
+    err = pt_getattr(be, n, h, request_mask, out);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static int
+pt_op_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
+              const struct p9_tsetattr *in)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_setattr(be, n, h, in);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static int
+pt_op_statfs(struct backend *be, struct be_node *n, struct p9_rstatfs *out)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_statfs(be, n, out);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static ssize_t
+pt_op_readlink(struct backend *be, struct be_node *n, char *buf, size_t size)
+{
+    ssize_t len;
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    len = pt_readlink(be, n, buf, size);
+    pt_unpin(PB(be), n);
+    return len;
+}
+
+static int
+pt_op_open(struct backend *be, struct be_node *n, uint32_t flags,
+           struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_open(be, n, flags, out, qid, iounit);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static int
+pt_op_create(struct backend *be, struct be_node *dir, const char *name,
+             uint32_t flags, uint32_t mode, uint32_t gid,
+             struct be_node **node_out, struct be_handle **out,
+             struct p9_qid *qid, uint32_t *iounit)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_create(be, dir, name, flags, mode, gid, node_out, out, qid,
+                    iounit);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static ssize_t
+pt_op_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
+            int iovcnt, uint64_t off)
+{
+    struct be_node *n = h->node;
+    ssize_t len;
+    int err;
+
+    if (!PB(be)->clear_suid) {
+        return pt_write(be, h, iov, iovcnt, off); /* uses h->fd only */
+    }
+    err = pt_pin(PB(be), n); /* set-id clearing uses the node */
+    if (err < 0) {
+        return err;
+    }
+    len = pt_write(be, h, iov, iovcnt, off);
+    pt_unpin(PB(be), n);
+    return len;
+}
+
+static int
+pt_op_mkdir(struct backend *be, struct be_node *dir, const char *name,
+            uint32_t mode, uint32_t gid, struct p9_qid *qid)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_mkdir(be, dir, name, mode, gid, qid);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static int
+pt_op_mknod(struct backend *be, struct be_node *dir, const char *name,
+            uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
+            struct p9_qid *qid)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_mknod(be, dir, name, mode, major, minor, gid, qid);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static int
+pt_op_symlink(struct backend *be, struct be_node *dir, const char *name,
+              const char *target, uint32_t gid, struct p9_qid *qid)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_symlink(be, dir, name, target, gid, qid);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static int
+pt_op_link(struct backend *be, struct be_node *dir, const char *name,
+           struct be_node *target)
+{
+    int err = pt_pin2(PB(be), dir, target);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_link(be, dir, name, target);
+    pt_unpin2(PB(be), dir, target);
+    return err;
+}
+
+static int
+pt_op_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
+               struct be_node *newdir, const char *newname)
+{
+    int err = pt_pin2(PB(be), olddir, newdir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_renameat(be, olddir, oldname, newdir, newname);
+    pt_unpin2(PB(be), olddir, newdir);
+    return err;
+}
+
+static int
+pt_op_unlinkat(struct backend *be, struct be_node *dir, const char *name,
+               uint32_t flags)
+{
+    int err = pt_pin(PB(be), dir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_unlinkat(be, dir, name, flags);
+    pt_unpin(PB(be), dir);
+    return err;
+}
+
+static int
+pt_op_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
+             const char *newname)
+{
+    int err = pt_pin2(PB(be), n, newdir);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_rename(be, n, newdir, newname);
+    pt_unpin2(PB(be), n, newdir);
+    return err;
+}
+
+static int
+pt_op_remove(struct backend *be, struct be_node *n)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_remove(be, n);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static ssize_t
+pt_op_getxattr(struct backend *be, struct be_node *n, const char *name,
+               void *buf, size_t size)
+{
+    ssize_t len;
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    len = pt_getxattr(be, n, name, buf, size);
+    pt_unpin(PB(be), n);
+    return len;
+}
+
+static ssize_t
+pt_op_listxattr(struct backend *be, struct be_node *n, char *buf, size_t size)
+{
+    ssize_t len;
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    len = pt_listxattr(be, n, buf, size);
+    pt_unpin(PB(be), n);
+    return len;
+}
+
+static int
+pt_op_setxattr(struct backend *be, struct be_node *n, const char *name,
+               const void *value, size_t size, uint32_t flags)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_setxattr(be, n, name, value, size, flags);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
+static int
+pt_op_removexattr(struct backend *be, struct be_node *n, const char *name)
+{
+    int err = pt_pin(PB(be), n);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_removexattr(be, n, name);
+    pt_unpin(PB(be), n);
+    return err;
+}
+
 static const struct be_ops pt_ops = {
     .user_get = pt_user_get,
     .user_put = pt_user_put,
     .user_enter = pt_user_enter,
     .root = pt_root,
-    .walk1 = pt_walk1,
+    .walk1 = pt_op_walk1,
     .node_get = pt_node_get,
     .node_put = pt_node_put,
-    .qid = pt_qid,
-    .getattr = pt_getattr,
-    .setattr = pt_setattr,
-    .statfs = pt_statfs,
-    .readlink = pt_readlink,
-    .open = pt_open,
-    .create = pt_create,
+    .qid = pt_op_qid,
+    .getattr = pt_op_getattr,
+    .setattr = pt_op_setattr,
+    .statfs = pt_op_statfs,
+    .readlink = pt_op_readlink,
+    .open = pt_op_open,
+    .create = pt_op_create,
     .close = pt_close,
     .handle_limits = pt_handle_limits,
     .read = pt_read,
-    .write = pt_write,
+    .write = pt_op_write,
     .fsync = pt_fsync,
     .readdir = pt_readdir,
-    .mkdir = pt_mkdir,
-    .mknod = pt_mknod,
-    .symlink = pt_symlink,
-    .link = pt_link,
-    .renameat = pt_renameat,
-    .unlinkat = pt_unlinkat,
-    .rename = pt_rename,
-    .remove = pt_remove,
-    .getxattr = pt_getxattr,
-    .listxattr = pt_listxattr,
-    .setxattr = pt_setxattr,
-    .removexattr = pt_removexattr,
+    .mkdir = pt_op_mkdir,
+    .mknod = pt_op_mknod,
+    .symlink = pt_op_symlink,
+    .link = pt_op_link,
+    .renameat = pt_op_renameat,
+    .unlinkat = pt_op_unlinkat,
+    .rename = pt_op_rename,
+    .remove = pt_op_remove,
+    .getxattr = pt_op_getxattr,
+    .listxattr = pt_op_listxattr,
+    .setxattr = pt_op_setxattr,
+    .removexattr = pt_op_removexattr,
     .lock = pt_lock,
     .getlock = pt_getlock,
     .destroy = pt_destroy,
+    .dump_stats = pt_dump_stats,
 };
 
 void
@@ -254,14 +566,22 @@ pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino)
 /*
  * The node for the object O_PATH descriptor 'fd' names (ownership of fd
  * passes here; it is closed on failure, and also when the object already
- * has a node, which keeps its own).  The node's parent link becomes
+ * has a node with a descriptor).  The node's parent link becomes
  * (parent, name) when both are given: the most recent way the object was
  * reached.  Fills *st when given.
+ *
+ * A node found by (dev, ino) that has lost its descriptor (pt_fdcache.c)
+ * no longer pins its inode, so the number may have been reused: its file
+ * handle (which carries the generation) must match fd's, else that node
+ * is stale, leaves the table, and the file gets a new node.
  */
 int
 pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
             const char *name, struct be_node **out, struct stat *st)
 {
+    struct file_handle *fh = NULL;
+    bool have_fh = false;
+    int mnt = -1;
     struct be_node *old = NULL;
     struct stat sb;
     struct be_node *n;
@@ -275,16 +595,47 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
     if (st != NULL) {
         *st = sb;
     }
-    pthread_mutex_lock(&pb->nt_lock);
-    n = pt_nt_find(pb, sb.st_dev, sb.st_ino);
-    if (n != NULL) {
-        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
-        if (parent != NULL) {
-            old = pt_link_locked(pb, n, parent, name);
+    for (;;) {
+        bool has_fd;
+
+        pthread_mutex_lock(&pb->nt_lock);
+        n = pt_nt_find(pb, sb.st_dev, sb.st_ino);
+        if (n == NULL) {
+            break; /* still holding nt_lock */
         }
+        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&pb->nt_lock);
-        pt_node_put(&pb->be, old);
-        close(fd);
+
+        pthread_mutex_lock(&pb->fd_lock);
+        has_fd = n->fd >= 0;
+        pthread_mutex_unlock(&pb->fd_lock);
+        if (!has_fd) {
+            if (!have_fh) {
+                fh = pt_fh_of(fd, &mnt);
+                have_fh = true;
+            }
+            if (n->fh != NULL && (fh == NULL || !pt_fh_equal(fh, n->fh))) {
+                /* another file with a reused inode number */
+                pthread_mutex_lock(&pb->nt_lock);
+                pt_nt_unhash(pb, n);
+                pthread_mutex_unlock(&pb->nt_lock);
+                pt_node_put(&pb->be, n);
+                continue;
+            }
+            if (pt_fdcache_install(pb, n, fd)) {
+                fd = -1;
+            }
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(fh);
+        if (parent != NULL) {
+            pthread_mutex_lock(&pb->nt_lock);
+            old = pt_link_locked(pb, n, parent, name);
+            pthread_mutex_unlock(&pb->nt_lock);
+            pt_node_put(&pb->be, old);
+        }
         *out = n;
         return 0;
     }
@@ -292,6 +643,7 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
 
     nn = calloc(1, sizeof(*nn));
     if (nn == NULL) {
+        free(fh);
         err = -ENOMEM;
         goto out_close;
     }
@@ -300,18 +652,23 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
     nn->dev = sb.st_dev;
     nn->ino = sb.st_ino;
     nn->type = sb.st_mode & S_IFMT;
+    if (have_fh) {
+        nn->fh = fh;
+        nn->fh_mnt_ok = fh != NULL && mnt == pb->root_mnt_id;
+    }
 
     pthread_mutex_lock(&pb->nt_lock);
     n = pt_nt_find(pb, sb.st_dev, sb.st_ino);
     if (n != NULL) {
-        /* Another walk made it meanwhile: use that one. */
+        /* Another walk made it meanwhile: use that one (it has a
+         * descriptor: it is brand new). */
         atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
         if (parent != NULL) {
             old = pt_link_locked(pb, n, parent, name);
         }
         pthread_mutex_unlock(&pb->nt_lock);
         pt_node_put(&pb->be, old);
-        free(nn);
+        pt_node_free(nn);
         close(fd);
         *out = n;
         return 0;
@@ -320,13 +677,25 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
     if (parent != NULL) {
         (void)pt_link_locked(pb, nn, parent, name);
     }
+    /* Pinned until adopted, so the reclaimer cannot see a half-made node. */
+    nn->pins = 1;
     pthread_mutex_unlock(&pb->nt_lock);
+    pt_fdcache_adopt(pb, nn);
+    pt_unpin(pb, nn);
     *out = nn;
     return 0;
 
 out_close:
     close(fd);
     return err;
+}
+
+void
+pt_node_free(struct be_node *n)
+{
+    free(n->fh);
+    free(n->name);
+    free(n);
 }
 
 void
@@ -375,10 +744,11 @@ pt_node_put(struct backend *be, struct be_node *n)
         parent = n->parent;
         if (pb != NULL) {
             pthread_mutex_unlock(&pb->nt_lock);
+            pt_fdcache_forget(pb, n);
+        } else {
+            close(n->fd);
+            pt_node_free(n);
         }
-        close(n->fd);
-        free(n->name);
-        free(n);
         n = parent;
     }
 }
@@ -465,9 +835,20 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
         free(pb);
         return -err;
     }
+    err = pt_fdcache_init(pb, opt);
+    if (err != 0) {
+        close(fd);
+        pthread_mutex_destroy(&pb->nt_lock);
+        free(pb);
+        return err;
+    }
     err = pt_node_new(pb, fd, NULL, NULL, &pb->root, &st);
     if (err < 0) {
         goto out_free;
+    }
+    err = pt_fdcache_probe(pb);
+    if (err < 0) {
+        goto out_put;
     }
     if (!S_ISDIR(st.st_mode)) {
         err = -ENOTDIR;
@@ -496,6 +877,7 @@ out_put:
     pt_node_put(&pb->be, pb->root);
 out_free:
     free(pb->nt);
+    pt_fdcache_fini(pb);
     pthread_mutex_destroy(&pb->nt_lock);
     free(pb);
     return err;
@@ -517,6 +899,7 @@ pt_destroy(struct backend *be)
     }
     pt_qid_fini(pb);
     free(pb->nt);
+    pt_fdcache_fini(pb);
     pthread_mutex_destroy(&pb->nt_lock);
     free(pb);
 }

@@ -171,6 +171,10 @@ pt_verify_links(struct pt_backend *pb, struct be_node *p)
             memcpy(dots + 3 * i, "../", 3);
         }
     }
+    err = pt_pin(pb, p);
+    if (err < 0) {
+        return err;
+    }
     cur = p->fd;
     while (depth > 0) {
         size_t k = depth < PT_DOTDOT_CHUNK ? depth : PT_DOTDOT_CHUNK;
@@ -182,13 +186,14 @@ pt_verify_links(struct pt_backend *pb, struct be_node *p)
         atomic_fetch_add_explicit(&pb->st_verify_calls, 1,
                                   memory_order_relaxed);
         nfd = openat(cur, buf, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        err = nfd < 0 ? -errno : 0;
         if (cur != p->fd) {
             close(cur);
         }
         if (nfd < 0) {
-            return errno == EMFILE || errno == ENFILE || errno == ENOMEM
-                       ? -errno
-                       : -ESTALE;
+            pt_unpin(pb, p);
+            return err == -EMFILE || err == -ENFILE || err == -ENOMEM ? err
+                                                                       : -ESTALE;
         }
         cur = nfd;
         depth -= k;
@@ -199,6 +204,7 @@ pt_verify_links(struct pt_backend *pb, struct be_node *p)
         err = -ESTALE;
     }
     close(cur);
+    pt_unpin(pb, p);
     return err;
 }
 
@@ -299,6 +305,9 @@ pt_walk1(struct backend *be, struct be_node *dir, const char *name,
         return pt_walk_dotdot(pb, dir, out, qid);
     }
     fd = pt_open_child(dir->fd, name, 0);
+    if (fd < 0 && pt_fd_pressure(pb, fd, "walk")) {
+        fd = pt_open_child(dir->fd, name, 0);
+    }
     if (fd < 0) {
         return fd;
     }
@@ -473,10 +482,14 @@ pt_locate(struct pt_backend *pb, struct be_node *n, int *parent_fd, char **name)
     }
     pthread_mutex_unlock(&pb->nt_lock);
     if (p != NULL && nm != NULL && pt_verify_links(pb, p) == 0 &&
-        fstatat(p->fd, nm, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        st.st_dev == n->dev && st.st_ino == n->ino) {
-        int dfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+        pt_pin(pb, p) >= 0) {
+        int dfd = -1;
 
+        if (fstatat(p->fd, nm, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            st.st_dev == n->dev && st.st_ino == n->ino) {
+            dfd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+        }
+        pt_unpin(pb, p);
         if (dfd >= 0) {
             pt_node_put(&pb->be, p);
             *parent_fd = dfd;

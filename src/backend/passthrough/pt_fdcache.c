@@ -1,0 +1,609 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The node descriptor cache: how many fids the guests hold no longer
+ * decides how many descriptors the daemon holds.
+ *
+ * Every node normally owns an O_PATH descriptor.  Unpinned nodes whose
+ * descriptor could be found again sit on an LRU list; when the export holds
+ * more descriptors than its budget (node descriptors + open files, below
+ * the NOFILE limit with a reserve for the rest of the daemon), the least
+ * recently used ones are closed.  A node without a descriptor is reopened
+ * the next time an op pins it:
+ *
+ *  - by file handle: open_by_handle_at() relative to the export root,
+ *    when the host allows it (CAP_DAC_READ_SEARCH, a file system with
+ *    handles, the node on the root's mount) and --inode-file-handles is
+ *    not "never".  Handles are the server's own, taken with
+ *    name_to_handle_at() from descriptors it opened; none ever comes from
+ *    a peer.  A handle follows its file across renames, like a descriptor.
+ *  - by name: the node's parent (pinned, reopened the same way if needed)
+ *    and the name the node was last reached by, opened with
+ *    pt_open_child() (one element, no symlinks), and the result must be
+ *    the same file: (dev, ino) and, where the file system has handles,
+ *    the handle (which carries the inode generation, so a reused inode
+ *    number is told apart).  Anything else is -ESTALE: never another file.
+ *
+ * Never reclaimed: the root, nodes that cannot be found again (no handle
+ * and no parent link), and unlinked files (nlink 0: neither way finds
+ * them again; they keep their descriptor while a fid holds them).
+ *
+ * Ops pin the nodes they are given (the wrappers in pt_node.c), so op code
+ * reads n->fd directly; an unpinned node may lose its descriptor at any
+ * time.  fd_lock is a leaf lock except that it may be held while taking
+ * nt_lock (never the reverse).
+ */
+#include "pt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+/* Descriptors kept back for listeners, connections, vhost, logs... */
+#define PT_FD_RESERVE_MIN 32
+#define PT_FD_RESERVE_MAX 256
+/* Nodes reclaimed at most per trim call, and under EMFILE pressure. */
+#define PT_TRIM_BATCH 64
+
+struct file_handle *
+pt_fh_of(int fd, int *mnt_id)
+{
+    union {
+        struct file_handle fh;
+        char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+    } u;
+    struct file_handle *fh;
+
+    u.fh.handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(fd, "", &u.fh, mnt_id, AT_EMPTY_PATH) < 0) {
+        return NULL;
+    }
+    fh = malloc(sizeof(*fh) + u.fh.handle_bytes);
+    if (fh != NULL) {
+        memcpy(fh, &u.fh, sizeof(*fh) + u.fh.handle_bytes);
+    }
+    return fh;
+}
+
+bool
+pt_fh_equal(const struct file_handle *a, const struct file_handle *b)
+{
+    return a->handle_type == b->handle_type &&
+           a->handle_bytes == b->handle_bytes &&
+           memcmp(a->f_handle, b->f_handle, a->handle_bytes) == 0;
+}
+
+static void
+pt_lru_del(struct be_node *n)
+{
+    n->lru_prev->lru_next = n->lru_next;
+    n->lru_next->lru_prev = n->lru_prev;
+    n->lru_prev = n->lru_next = NULL;
+    n->on_lru = false;
+}
+
+static void
+pt_lru_add(struct pt_backend *pb, struct be_node *n)
+{
+    n->lru_next = pb->lru.lru_next;
+    n->lru_prev = &pb->lru;
+    pb->lru.lru_next->lru_prev = n;
+    pb->lru.lru_next = n;
+    n->on_lru = true;
+}
+
+int
+pt_fdcache_init(struct pt_backend *pb, const struct pt_options *opt)
+{
+    struct rlimit rl;
+    int err;
+
+    err = pthread_mutex_init(&pb->fd_lock, NULL);
+    if (err != 0) {
+        return -err;
+    }
+    pb->lru.lru_next = pb->lru.lru_prev = &pb->lru;
+    pb->mount_fd = -1;
+    pb->fh_mode = opt->inode_file_handles;
+    if (opt->fd_budget > 0) {
+        pb->fd_budget = opt->fd_budget;
+    } else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+               rl.rlim_cur != RLIM_INFINITY) {
+        long lim = (long)rl.rlim_cur;
+        long reserve = lim / 8;
+
+        reserve = reserve < PT_FD_RESERVE_MIN ? PT_FD_RESERVE_MIN : reserve;
+        reserve = reserve > PT_FD_RESERVE_MAX ? PT_FD_RESERVE_MAX : reserve;
+        pb->fd_budget = lim - reserve > 16 ? lim - reserve : 16;
+    } else {
+        pb->fd_budget = 1L << 20;
+    }
+    return 0;
+}
+
+/* After the root node exists: may reopen by handle here? */
+int
+pt_fdcache_probe(struct pt_backend *pb)
+{
+    struct be_node *r = pb->root;
+    int fd;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (r->on_lru) {
+        pt_lru_del(r);
+    }
+    r->pinned_for_good = true;
+    pthread_mutex_unlock(&pb->fd_lock);
+    pb->root_mnt_id = -1;
+    free(pt_fh_of(r->fd, &pb->root_mnt_id));
+    r->fh_mnt_ok = r->fh != NULL;
+    if (pb->fh_mode == PT_FH_NEVER) {
+        return 0;
+    }
+    if (r->fh != NULL) {
+        char proc[PT_PROC_PATH_MAX];
+
+        /* open_by_handle_at wants a real (not O_PATH) descriptor on the
+         * mount: the root directory opened for reading. */
+        pt_proc_path(proc, r->fd);
+        pb->mount_fd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = pb->mount_fd < 0 ? -1
+                              : open_by_handle_at(pb->mount_fd, r->fh,
+                                                  O_PATH | O_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            pb->fh_open = true;
+        } else if (pb->mount_fd >= 0) {
+            close(pb->mount_fd);
+            pb->mount_fd = -1;
+        }
+    }
+    if (!pb->fh_open && pb->fh_mode == PT_FH_MANDATORY) {
+        log_err("passthrough: --inode-file-handles=mandatory, but file "
+                "handles cannot be opened here (needs CAP_DAC_READ_SEARCH "
+                "and a file system that has them)");
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
+
+void
+pt_fdcache_fini(struct pt_backend *pb)
+{
+    if (pb->mount_fd >= 0) {
+        close(pb->mount_fd);
+    }
+    pthread_mutex_destroy(&pb->fd_lock);
+}
+
+/* Pick reclaim victims from the LRU tail.  Caller holds fd_lock. */
+static int
+pt_pick_victims(struct pt_backend *pb, struct be_node **v, int max, bool force)
+{
+    int nv = 0;
+
+    while (nv < max && pb->lru.lru_prev != &pb->lru &&
+           (force || pb->fd_nodes + atomic_load(&pb->fd_files) - nv >
+                         pb->fd_budget)) {
+        struct be_node *n = pb->lru.lru_prev;
+
+        pt_lru_del(n);
+        n->pins++; /* ours, while we look at it outside the lock */
+        v[nv++] = n;
+    }
+    return nv;
+}
+
+/*
+ * Reclaim the descriptors of victims picked by pt_pick_victims, unless
+ * the node cannot be found again (then it keeps its descriptor for good)
+ * or someone pinned it meanwhile.  Returns how many were closed.
+ */
+static int
+pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
+{
+    int closed = 0;
+
+    for (int i = 0; i < nv; i++) {
+        struct be_node *n = v[i];
+        struct stat st;
+        bool findable;
+        int fd = -1;
+
+        pthread_mutex_lock(&pb->nt_lock);
+        findable = (pb->fh_open && n->fh != NULL && n->fh_mnt_ok) ||
+                   (n->parent != NULL && n->name != NULL);
+        pthread_mutex_unlock(&pb->nt_lock);
+        if (findable && fstat(n->fd, &st) == 0 && st.st_nlink == 0) {
+            findable = false; /* unlinked: only this descriptor has it */
+        }
+        pthread_mutex_lock(&pb->fd_lock);
+        n->pins--;
+        if (n->dying) {
+            /* freed while we looked: ours to finish (pt_fdcache_forget) */
+            if (n->pins == 0) {
+                if (n->fd >= 0) {
+                    pb->fd_nodes--;
+                    close(n->fd);
+                }
+                pthread_mutex_unlock(&pb->fd_lock);
+                pt_node_free(n);
+                continue;
+            }
+        } else if (!findable) {
+            n->pinned_for_good = true;
+        } else if (n->pins == 0) {
+            fd = n->fd;
+            n->fd = -1;
+            pb->fd_nodes--;
+        }
+        /* else: pinned meanwhile; its unpin puts it back on the LRU */
+        pthread_mutex_unlock(&pb->fd_lock);
+        if (fd >= 0) {
+            close(fd);
+            closed++;
+            atomic_fetch_add_explicit(&pb->st_evict, 1, memory_order_relaxed);
+        }
+    }
+    return closed;
+}
+
+/* Bring the export back under its descriptor budget. */
+static void
+pt_trim(struct pt_backend *pb)
+{
+    struct be_node *v[PT_TRIM_BATCH];
+    int nv;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    nv = pt_pick_victims(pb, v, PT_TRIM_BATCH, false);
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (nv > 0) {
+        (void)pt_reclaim(pb, v, nv);
+    }
+}
+
+/*
+ * A new node with its descriptor: take its file handle (identity, and
+ * the way back if the descriptor is reclaimed) unless 'fh' is given, and
+ * put it on the LRU.
+ */
+void
+pt_fdcache_adopt(struct pt_backend *pb, struct be_node *n)
+{
+    int mnt = -1;
+
+    if (n->fh == NULL) {
+        n->fh = pt_fh_of(n->fd, &mnt);
+        n->fh_mnt_ok = n->fh != NULL && mnt == pb->root_mnt_id;
+    }
+    pthread_mutex_lock(&pb->fd_lock);
+    pb->fd_nodes++;
+    if (n->pins == 0 && !n->pinned_for_good && n != pb->root) {
+        pt_lru_add(pb, n);
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    pt_trim(pb);
+}
+
+/*
+ * An existing node that had lost its descriptor was walked to again:
+ * install 'fd' (already checked to be the same file).  Returns false if
+ * the node has one again already (the caller closes fd).
+ */
+bool
+pt_fdcache_install(struct pt_backend *pb, struct be_node *n, int fd)
+{
+    bool used = false;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->fd < 0) {
+        n->fd = fd;
+        pb->fd_nodes++;
+        if (n->pins == 0 && !n->pinned_for_good) {
+            pt_lru_add(pb, n);
+        }
+        used = true;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (used) {
+        pt_trim(pb);
+    }
+    return used;
+}
+
+/*
+ * The node has no references left and is unhashed: close its descriptor
+ * and free it.  The reclaimer may be looking at it (it pins without a
+ * reference); then it is marked dying and the reclaimer frees it.
+ */
+void
+pt_fdcache_forget(struct pt_backend *pb, struct be_node *n)
+{
+    int fd = -1;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->on_lru) {
+        pt_lru_del(n);
+    }
+    if (n->pins > 0) {
+        n->dying = true;
+        pthread_mutex_unlock(&pb->fd_lock);
+        return;
+    }
+    if (n->fd >= 0) {
+        pb->fd_nodes--;
+        fd = n->fd;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (fd >= 0) {
+        close(fd);
+    }
+    pt_node_free(n);
+}
+
+/* One rate-limited line when the host's limit is hit anyway. */
+static void
+pt_log_emfile(struct pt_backend *pb, int err, const char *what)
+{
+    static atomic_llong last;
+    long long now = (long long)time(NULL);
+    long long prev = atomic_load_explicit(&last, memory_order_relaxed);
+
+    atomic_fetch_add_explicit(&pb->st_emfile, 1, memory_order_relaxed);
+    if (now - prev >= 10 &&
+        atomic_compare_exchange_strong(&last, &prev, now)) {
+        log_warn("passthrough: %s: %s for the requesting client (uid %u); "
+                 "holding %ld node and %ld open-file descriptors, budget %ld",
+                 what, err == -ENFILE ? "ENFILE" : "EMFILE",
+                 (unsigned)pt_current_uid(), pb->fd_nodes,
+                 atomic_load(&pb->fd_files), pb->fd_budget);
+    }
+}
+
+/*
+ * After a syscall failed with 'err': if that is EMFILE/ENFILE, close some
+ * cached descriptors and return true (the caller retries once).  When
+ * there is nothing to close, log (rate-limited) and return false: only
+ * this request fails.
+ */
+bool
+pt_fd_pressure(struct pt_backend *pb, int err, const char *what)
+{
+    struct be_node *v[PT_TRIM_BATCH];
+    int nv;
+
+    if (err != -EMFILE && err != -ENFILE) {
+        return false;
+    }
+    pthread_mutex_lock(&pb->fd_lock);
+    nv = pt_pick_victims(pb, v, PT_TRIM_BATCH / 2, true);
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (nv > 0 && pt_reclaim(pb, v, nv) > 0) {
+        return true;
+    }
+    pt_log_emfile(pb, err, what);
+    return false;
+}
+
+/* Find node n's file again (n has no descriptor).  New descriptor or -errno. */
+static int
+pt_reopen(struct pt_backend *pb, struct be_node *n)
+{
+    struct file_handle *fh;
+    struct be_node *p;
+    struct stat st;
+    char *name = NULL;
+    int mnt;
+    int pfd;
+    int fd;
+
+    if (pb->fh_open && n->fh != NULL && n->fh_mnt_ok) {
+        fd = open_by_handle_at(pb->mount_fd, n->fh,
+                               O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && pt_fd_pressure(pb, -errno, "reopen")) {
+            fd = open_by_handle_at(pb->mount_fd, n->fh,
+                                   O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) {
+            int err = -errno;
+
+            if (err == -ESTALE || err == -ENOENT) {
+                atomic_fetch_add_explicit(&pb->st_stale, 1,
+                                          memory_order_relaxed);
+                return -ESTALE;
+            }
+            return err;
+        }
+        if (pt_fstat(fd, &st) < 0 || st.st_dev != n->dev ||
+            st.st_ino != n->ino) {
+            close(fd);
+            atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
+            return -ESTALE;
+        }
+        atomic_fetch_add_explicit(&pb->st_reopen_fh, 1, memory_order_relaxed);
+        return fd;
+    }
+
+    pthread_mutex_lock(&pb->nt_lock);
+    p = n->parent;
+    if (p != NULL && n->name != NULL) {
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+        name = strdup(n->name);
+    } else {
+        p = NULL;
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    if (p == NULL || name == NULL) {
+        pt_node_put(&pb->be, p);
+        free(name);
+        atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
+        return -ESTALE;
+    }
+    pfd = pt_pin(pb, p);
+    if (pfd < 0) {
+        fd = pfd;
+    } else {
+        fd = pt_open_child(pfd, name, 0);
+        if (fd < 0 && pt_fd_pressure(pb, fd, "reopen")) {
+            fd = pt_open_child(pfd, name, 0);
+        }
+        pt_unpin(pb, p);
+    }
+    pt_node_put(&pb->be, p);
+    free(name);
+    if (fd < 0) {
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM) {
+            return fd;
+        }
+        atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
+        return -ESTALE;
+    }
+    /* The same file, not whatever has the name now. */
+    if (pt_fstat(fd, &st) < 0 || st.st_dev != n->dev || st.st_ino != n->ino) {
+        goto out_stale;
+    }
+    if (n->fh != NULL) {
+        fh = pt_fh_of(fd, &mnt);
+        if (fh == NULL || !pt_fh_equal(fh, n->fh)) {
+            free(fh);
+            goto out_stale;
+        }
+        free(fh);
+    }
+    atomic_fetch_add_explicit(&pb->st_reopen_name, 1, memory_order_relaxed);
+    return fd;
+
+out_stale:
+    close(fd);
+    atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
+    return -ESTALE;
+}
+
+/*
+ * Make n->fd valid until pt_unpin: returns the descriptor or -errno
+ * (-ESTALE when the file cannot be found again).
+ */
+int
+pt_pin(struct pt_backend *pb, struct be_node *n)
+{
+    int extra = -1;
+    int fd;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->fd >= 0) {
+        n->pins++;
+        if (n->on_lru) {
+            pt_lru_del(n);
+        }
+        fd = n->fd;
+        pthread_mutex_unlock(&pb->fd_lock);
+        atomic_fetch_add_explicit(&pb->st_hits, 1, memory_order_relaxed);
+        return fd;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    atomic_fetch_add_explicit(&pb->st_misses, 1, memory_order_relaxed);
+    fd = pt_reopen(pb, n);
+    if (fd < 0) {
+        return fd;
+    }
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->fd >= 0) {
+        extra = fd; /* another thread reopened it first */
+    } else {
+        n->fd = fd;
+        pb->fd_nodes++;
+    }
+    n->pins++;
+    if (n->on_lru) {
+        pt_lru_del(n);
+    }
+    fd = n->fd;
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (extra >= 0) {
+        close(extra);
+    }
+    pt_trim(pb);
+    return fd;
+}
+
+void
+pt_unpin(struct pt_backend *pb, struct be_node *n)
+{
+    bool over;
+
+    if (n == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&pb->fd_lock);
+    if (--n->pins == 0 && n->fd >= 0 && !n->pinned_for_good &&
+        !n->on_lru && n != pb->root) {
+        pt_lru_add(pb, n);
+    }
+    over = pb->fd_nodes + atomic_load(&pb->fd_files) > pb->fd_budget;
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (over) {
+        pt_trim(pb);
+    }
+}
+
+/* Pin two nodes (either may be NULL or both the same). */
+int
+pt_pin2(struct pt_backend *pb, struct be_node *a, struct be_node *b)
+{
+    int err;
+
+    if (a != NULL) {
+        err = pt_pin(pb, a);
+        if (err < 0) {
+            return err;
+        }
+    }
+    if (b != NULL) {
+        err = pt_pin(pb, b);
+        if (err < 0) {
+            pt_unpin(pb, a);
+            return err;
+        }
+    }
+    return 0;
+}
+
+void
+pt_unpin2(struct pt_backend *pb, struct be_node *a, struct be_node *b)
+{
+    pt_unpin(pb, b);
+    pt_unpin(pb, a);
+}
+
+void
+pt_dump_stats(struct backend *be)
+{
+    struct pt_backend *pb = pt_be(be);
+    size_t nodes;
+    long fd_nodes;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    nodes = pb->nt_count;
+    pthread_mutex_unlock(&pb->nt_lock);
+    pthread_mutex_lock(&pb->fd_lock);
+    fd_nodes = pb->fd_nodes;
+    pthread_mutex_unlock(&pb->fd_lock);
+    log_info("stats: passthrough nodes %zu; descriptors: nodes %ld, open "
+             "files %ld, budget %ld; file handles %s",
+             nodes, fd_nodes, atomic_load(&pb->fd_files), pb->fd_budget,
+             pb->fh_open ? "used" : "not used");
+    log_info("stats: passthrough cache hits %lu misses %lu; reopened by "
+             "handle %lu, by name %lu; stale %lu; reclaimed %lu; "
+             "EMFILE/ENFILE %lu; '..' fast %lu slow %lu",
+             atomic_load(&pb->st_hits), atomic_load(&pb->st_misses),
+             atomic_load(&pb->st_reopen_fh), atomic_load(&pb->st_reopen_name),
+             atomic_load(&pb->st_stale), atomic_load(&pb->st_evict),
+             atomic_load(&pb->st_emfile), atomic_load(&pb->st_dotdot_fast),
+             atomic_load(&pb->st_dotdot_slow));
+}
