@@ -30,6 +30,9 @@
 static volatile sig_atomic_t stop_flag;
 static volatile sig_atomic_t stats_flag;
 
+/* long-only options of the node descriptor cache */
+enum { OPT_RLIMIT_NOFILE = 0x200, OPT_FILE_HANDLES };
+
 static void
 on_stop(int sig)
 {
@@ -95,6 +98,13 @@ usage(FILE *out)
 "      --session-mem MIB         memory pinned between requests: xattr values\n"
 "                                and snapshots, directory read-ahead (default 16)\n"
 "      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
+"      --rlimit-nofile N         set the descriptor limit (RLIMIT_NOFILE) to N;\n"
+"                                exports keep their descriptors below it, with a\n"
+"                                reserve for connections (default: current limit)\n"
+"      --inode-file-handles MODE how a file whose cached descriptor was closed\n"
+"                                is found again: prefer (default: file handles\n"
+"                                where the host allows, else by name), never\n"
+"                                (by name), mandatory (fail without handles)\n"
 "Operation:\n"
 "      --log-level LEVEL         error, warn, info (default) or debug\n"
 "      --syslog                  log to syslog instead of stderr\n"
@@ -230,6 +240,9 @@ main(int argc, char **argv)
         {"session-mem", required_argument, NULL, OPT_SESSION_MEM},
         {"max-locks", required_argument, NULL, OPT_MAX_LOCKS},
         {"max-fids-total", required_argument, NULL, OPT_MAX_FIDS_TOTAL},
+        /* node descriptor cache (pt_fdcache.c) */
+        {"rlimit-nofile", required_argument, NULL, OPT_RLIMIT_NOFILE},
+        {"inode-file-handles", required_argument, NULL, OPT_FILE_HANDLES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -248,6 +261,9 @@ main(int argc, char **argv)
     bool use_stdio = false;
     bool multiuser = geteuid() == 0;
     bool remap = true;
+    unsigned long rlimit_nofile = 0;
+    int file_handles = PT_FH_PREFER;
+    long fd_budget = 0;
     const char *pidfile = NULL;
     unsigned long stats_every = 0;
     struct p9s_config cfg = {0};
@@ -403,6 +419,26 @@ main(int argc, char **argv)
                 return 2;
             }
             cfg.max_locks = (uint32_t)v;
+        case OPT_RLIMIT_NOFILE:
+            if (parse_uint(optarg, 1UL << 30, &v) < 0 || v < 64) {
+                fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
+                        "64\n");
+                return 2;
+            }
+            rlimit_nofile = v;
+            break;
+        case OPT_FILE_HANDLES:
+            if (strcmp(optarg, "prefer") == 0) {
+                file_handles = PT_FH_PREFER;
+            } else if (strcmp(optarg, "never") == 0) {
+                file_handles = PT_FH_NEVER;
+            } else if (strcmp(optarg, "mandatory") == 0) {
+                file_handles = PT_FH_MANDATORY;
+            } else {
+                fprintf(stderr, "virtfsd: --inode-file-handles is never, "
+                        "prefer or mandatory\n");
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -440,6 +476,33 @@ main(int argc, char **argv)
         }
         vopts[i].tag = tag;
     }
+    /* Descriptors: the limit, a reserve for the rest, the rest split
+     * evenly between the exports' node caches and open files. */
+    {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            rl.rlim_cur = rl.rlim_max = 1024;
+        }
+        if (rlimit_nofile > 0) {
+            rl.rlim_cur = (rlim_t)rlimit_nofile;
+            if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur) {
+                rl.rlim_max = rl.rlim_cur;
+            }
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                fprintf(stderr, "virtfsd: --rlimit-nofile %lu: %s\n",
+                        rlimit_nofile, strerror(errno));
+                return 1;
+            }
+        }
+        if (rl.rlim_cur != RLIM_INFINITY) {
+            long lim = (long)rl.rlim_cur;
+            long reserve = lim / 8 < 32 ? 32 : lim / 8 > 256 ? 256 : lim / 8;
+
+            fd_budget = (lim - reserve) / nexports;
+            fd_budget = fd_budget < 16 ? 16 : fd_budget;
+        }
+    }
     for (int i = 0; i < nexports; i++) {
         struct pt_options po = {
             .root = exargs[i].path,
@@ -448,6 +511,8 @@ main(int argc, char **argv)
             .remap_devs = remap,
             .nosuid = exargs[i].nosuid,
             .nodev = exargs[i].nodev,
+            .inode_file_handles = file_handles,
+            .fd_budget = fd_budget,
         };
         struct backend *be;
         int err;
