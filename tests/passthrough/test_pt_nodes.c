@@ -374,6 +374,54 @@ test_reclaim(int mode, const char *tag)
            "reclaim/%s: after the I/O, %d descriptors", tag,
            count_fds() - fds0);
 
+    /* Idle open files give their descriptors back too, and are reopened
+     * with their flags (O_TRUNC not again) at the next I/O. */
+    {
+        enum { NOPEN = 100 };
+        struct be_handle *hs[NOPEN];
+        int nopen = 0;
+        int obad = 0;
+
+        for (; nopen < NOPEN; nopen++) {
+            uint32_t iounit;
+            char c[16];
+            struct iovec iov = {.iov_base = c};
+
+            if (OPS(be)->open(be, nodes[100 + nopen],
+                              P9_DOTL_RDWR | P9_DOTL_TRUNC, &hs[nopen], &q,
+                              &iounit) < 0) {
+                break;
+            }
+            snprintf(c, sizeof(c), "w%d", nopen);
+            iov.iov_len = strlen(c);
+            obad += OPS(be)->write(be, hs[nopen], &iov, 1, 0) !=
+                    (ssize_t)strlen(c);
+        }
+        tap_ok(nopen == NOPEN && obad == 0,
+               "reclaim/%s: %d files open and written (%d bad)", tag, nopen,
+               obad);
+        tap_ok(count_fds() - fds0 <= BUDGET + 2,
+               "reclaim/%s: with %d open files, %d descriptors", tag, nopen,
+               count_fds() - fds0);
+        for (int i = 0; i < nopen; i++) {
+            char buf[16];
+            char want[16];
+
+            snprintf(want, sizeof(want), "w%d", i);
+            read_all(be, hs[i], buf, sizeof(buf));
+            obad += strcmp(buf, want) != 0;
+        }
+        tap_ok(obad == 0 && atomic_load(&pb->st_hevict) > 0 &&
+                   atomic_load(&pb->st_hreopen) > 0,
+               "reclaim/%s: every open file reads back its data, not "
+               "truncated again (%d bad; %lu reclaimed, %lu reopened)",
+               tag, obad, atomic_load(&pb->st_hevict),
+               atomic_load(&pb->st_hreopen));
+        for (int i = 0; i < nopen; i++) {
+            OPS(be)->close(be, hs[i]);
+        }
+    }
+
     /* Host renames f1 (its node long reclaimed), and replaces f2 with a
      * new file made after f2 was deleted (the inode number may be reused). */
     snprintf(p, sizeof(p), "%s/r-%s/f1", exp_root, tag);

@@ -6,7 +6,8 @@
  * (NF = FIDS / 5, 1,000 per directory).  Three connections walk every file
  * once (NF distinct nodes), then fill up to FIDS fids in total with
  * repeated walks and clones, with getattr, open, read and write on
- * random fids along the way.  Every request must succeed, the daemon's
+ * random fids along the way, and holding over a thousand of them open
+ * (Tlopen).  Every request must succeed, the daemon's
  * descriptor count (sampled every 20 ms) must stay under the limit, and a
  * fourth connection attaches and works while the others hold their fids.
  * The daemon's memory per idle fid and per node is printed (from its RSS
@@ -65,6 +66,8 @@ struct worker {
     struct p9c_fid **fids;
     long nf;
     unsigned seed;
+    struct p9c_fid *open[4096]; /* fids held open (Tlopen) meanwhile */
+    int nopen;
 };
 
 static double
@@ -238,11 +241,34 @@ work(void *arg)
                 fail("getattr", k, err);
             }
         }
+        if (w->nf % 211 == 0 && w->nopen < 4096) {
+            /* hold an open fid: open files count against the limit too */
+            long k = (long)(rand_r(&w->seed) % (unsigned)distinct);
+            struct p9c_fid *c = NULL;
+
+            err = p9c_walk(w->fids[k], "", &c);
+            err = err ? err : p9c_open(c, P9_DOTL_RDONLY);
+            if (err < 0) {
+                fail("open (held)", k, err);
+                p9c_clunk(c);
+            } else {
+                w->open[w->nopen++] = c;
+            }
+        }
         if (w->nf % 4999 == 0) {
             long k = (long)(rand_r(&w->seed) % (unsigned)distinct);
 
             /* fids[k] of phase A is file idx + k * NCONN */
             io_check(w->fids[k], w->idx + k * NCONN);
+        }
+    }
+    /* every held open fid still reads */
+    for (int i = 0; i < w->nopen; i++) {
+        char buf[16];
+        ssize_t n = p9c_pread(w->open[i], buf, sizeof(buf), 0);
+
+        if (n < 0) {
+            fail("read (held open)", i, (int)n);
         }
     }
     pthread_barrier_wait(&barrier);
@@ -575,6 +601,9 @@ main(int argc, char **argv)
            "meanwhile (%d)", atomic_load(&fourth_ok));
     tap_ok(atomic_load(&ops_done) > 0, "%ld I/O operations on random fids",
            atomic_load(&ops_done));
+    tap_ok(w[0].nopen + w[1].nopen + w[2].nopen > (nfids >= 300000 ? 1024 : 0),
+           "%d fids held open meanwhile, each read at the end",
+           w[0].nopen + w[1].nopen + w[2].nopen);
     host_changes(w);
     atomic_store(&stop_monitor, true);
     pthread_join(mon, NULL);
@@ -600,6 +629,9 @@ main(int argc, char **argv)
     }
 
     for (int i = 0; i < NCONN; i++) {
+        for (int k = 0; k < w[i].nopen; k++) {
+            p9c_fid_forget(w[i].open[k]);
+        }
         for (long k = 0; k < w[i].nf; k++) {
             p9c_fid_forget(w[i].fids[k]); /* the server drops them at close */
         }

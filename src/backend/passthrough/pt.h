@@ -38,6 +38,7 @@
 struct pt_qidmap_ent;
 
 struct file_handle;
+struct pt_lockrec;
 
 /*
  * A file system object: an O_PATH descriptor, never a path.  There is one
@@ -69,6 +70,43 @@ struct be_node {
     bool pinned_for_good; /* fd can never be reopened: never reclaimed */
     bool fh_mnt_ok; /* fh was taken on the root's mount */
     bool dying;     /* freed while the reclaimer held it (pt_fdcache.c) */
+};
+
+/* An open file or directory. */
+struct be_handle {
+    struct be_node *node; /* one ref */
+    /*
+     * A real open descriptor, owned; -1 while reclaimed (pt_fdcache.c).
+     * Under fd_lock; valid without it while io_pins > 0 (the wrappers in
+     * pt_node.c pin the handle around every op that uses it).
+     */
+    int fd;
+    int oflags;           /* the open(2) flags used (O_TRUNC dropped) */
+    unsigned io_pins;     /* under fd_lock */
+    struct be_handle *hl_prev; /* open-file LRU, under fd_lock */
+    struct be_handle *hl_next;
+    bool on_lru;
+    bool keep;            /* carries state: never reclaimed */
+    bool dying;           /* closed while the reclaimer held it */
+    pthread_mutex_t lock; /* serialises readdir; protects the fields below */
+    /*
+     * Directory read-ahead: entries getdents64 returned that no Treaddir
+     * took yet.  A Treaddir that resumes at 'dcur' continues from here
+     * without lseek (which makes e.g. ext4 rebuild its hash-order cache).
+     * Kept between requests only while entries are left and only as far
+     * as the session's memory budget allows (pt_dir.c).
+     */
+    char *dbuf;           /* the entries left (dlen bytes, charged) */
+    long dlen;            /* bytes of entries in dbuf */
+    long dpos;            /* next unreturned entry */
+    uint64_t dcur;        /* offset of the position at dpos */
+    bool dvalid;          /* dbuf/dcur describe the fd's stream */
+    struct be_limits lim; /* the session's budgets (handle_limits) */
+    /* The OFD lock records this handle holds, as the kernel keeps them
+     * (pt_lock.c): counted against lim.locks. */
+    struct pt_lockrec *locks; /* sorted by start, disjoint */
+    size_t nlocks;
+    size_t locks_cap;
 };
 
 /* The export.  Immutable after pt_backend_new() except the qid maps. */
@@ -109,6 +147,7 @@ struct pt_backend {
     int mount_fd;         /* root opened O_RDONLY, for open_by_handle_at */
     pthread_mutex_t fd_lock;  /* leaf lock: LRU, n->fd, n->pins, counts */
     struct be_node lru;       /* list head: lru.lru_next = most recent */
+    struct be_handle hlru;    /* open files that may be reclaimed */
     long fd_budget;           /* node + open-file descriptors we may hold */
     long fd_nodes;            /* node descriptors held (under fd_lock) */
     atomic_long fd_files;     /* open-file descriptors held */
@@ -119,35 +158,11 @@ struct pt_backend {
     atomic_ulong st_stale;        /* reopen found another file: ESTALE */
     atomic_ulong st_evict;        /* descriptors reclaimed */
     atomic_ulong st_emfile;       /* EMFILE/ENFILE answered to a client */
+    atomic_ulong st_hevict;       /* open-file descriptors reclaimed */
+    atomic_ulong st_hreopen;      /* open files reopened for I/O */
     atomic_ulong st_dotdot_fast;   /* ".." answered from the parent link */
     atomic_ulong st_dotdot_slow;   /* ".." verified by climbing */
     atomic_ulong st_verify_calls;  /* openat2 calls made by those checks */
-};
-
-/* An open file or directory. */
-struct be_handle {
-    struct be_node *node; /* one ref */
-    int fd;               /* a real open descriptor, owned */
-    int oflags;           /* the open(2) flags used */
-    pthread_mutex_t lock; /* serialises readdir; protects the fields below */
-    /*
-     * Directory read-ahead: entries getdents64 returned that no Treaddir
-     * took yet.  A Treaddir that resumes at 'dcur' continues from here
-     * without lseek (which makes e.g. ext4 rebuild its hash-order cache).
-     * Kept between requests only while entries are left and only as far
-     * as the session's memory budget allows (pt_dir.c).
-     */
-    char *dbuf;           /* the entries left (dlen bytes, charged) */
-    long dlen;            /* bytes of entries in dbuf */
-    long dpos;            /* next unreturned entry */
-    uint64_t dcur;        /* offset of the position at dpos */
-    bool dvalid;          /* dbuf/dcur describe the fd's stream */
-    struct be_limits lim; /* the session's budgets (handle_limits) */
-    /* The OFD lock records this handle holds, as the kernel keeps them
-     * (pt_lock.c): counted against lim.locks. */
-    struct pt_lockrec *locks; /* sorted by start, disjoint */
-    size_t nlocks;
-    size_t locks_cap;
 };
 
 /* An attached user. */
@@ -215,6 +230,12 @@ int pt_pin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
 void pt_unpin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
 bool pt_fd_pressure(struct pt_backend *pb, int err, const char *what);
 void pt_dump_stats(struct backend *be);
+void pt_hcache_adopt(struct pt_backend *pb, struct be_handle *h, bool keep);
+void pt_hcache_keep(struct pt_backend *pb, struct be_handle *h);
+bool pt_hcache_forget(struct pt_backend *pb, struct be_handle *h);
+int pt_hpin(struct pt_backend *pb, struct be_handle *h);
+void pt_hunpin(struct pt_backend *pb, struct be_handle *h);
+void pt_handle_free(struct pt_backend *pb, struct be_handle *h);
 
 /* pt_qid.c */
 int pt_qid_init(struct pt_backend *pb);

@@ -108,6 +108,7 @@ pt_fdcache_init(struct pt_backend *pb, const struct pt_options *opt)
         return -err;
     }
     pb->lru.lru_next = pb->lru.lru_prev = &pb->lru;
+    pb->hlru.hl_next = pb->hlru.hl_prev = &pb->hlru;
     pb->mount_fd = -1;
     pb->fh_mode = opt->inode_file_handles;
     if (opt->fd_budget > 0) {
@@ -253,18 +254,228 @@ pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
     return closed;
 }
 
-/* Bring the export back under its descriptor budget. */
+static void pt_trim(struct pt_backend *pb);
+
+/* ---- open files ---------------------------------------------------------- */
+
+static void
+pt_hlru_del(struct be_handle *h)
+{
+    h->hl_prev->hl_next = h->hl_next;
+    h->hl_next->hl_prev = h->hl_prev;
+    h->hl_prev = h->hl_next = NULL;
+    h->on_lru = false;
+}
+
+static void
+pt_hlru_add(struct pt_backend *pb, struct be_handle *h)
+{
+    h->hl_next = pb->hlru.hl_next;
+    h->hl_prev = &pb->hlru;
+    pb->hlru.hl_next->hl_prev = h;
+    pb->hlru.hl_next = h;
+    h->on_lru = true;
+}
+
+/* Caller holds fd_lock. */
+static int
+pt_pick_hvictims(struct pt_backend *pb, struct be_handle **v, int max,
+                 long over)
+{
+    int nv = 0;
+
+    while (nv < max && nv < over && pb->hlru.hl_prev != &pb->hlru) {
+        struct be_handle *h = pb->hlru.hl_prev;
+
+        pt_hlru_del(h);
+        h->io_pins++;
+        v[nv++] = h;
+    }
+    return nv;
+}
+
+static int
+pt_hreclaim(struct pt_backend *pb, struct be_handle **v, int nv)
+{
+    int closed = 0;
+
+    for (int i = 0; i < nv; i++) {
+        struct be_handle *h = v[i];
+        struct stat st;
+        bool keep = false;
+        int fd = -1;
+
+        /* An unlinked file: a reopen could not find it again. */
+        if (fstat(h->fd, &st) == 0 && st.st_nlink == 0) {
+            keep = true;
+        }
+        pthread_mutex_lock(&pb->fd_lock);
+        h->io_pins--;
+        if (h->dying) {
+            if (h->io_pins == 0) {
+                pthread_mutex_unlock(&pb->fd_lock);
+                pt_handle_free(pb, h);
+                continue;
+            }
+        } else if (keep) {
+            h->keep = true;
+        } else if (h->io_pins == 0 && !h->keep) {
+            fd = h->fd;
+            h->fd = -1;
+        }
+        pthread_mutex_unlock(&pb->fd_lock);
+        if (fd >= 0) {
+            close(fd);
+            atomic_fetch_sub_explicit(&pb->fd_files, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&pb->st_hevict, 1, memory_order_relaxed);
+            closed++;
+        }
+    }
+    return closed;
+}
+
+/* A new open file; 'keep' when it may never be reclaimed. */
+void
+pt_hcache_adopt(struct pt_backend *pb, struct be_handle *h, bool keep)
+{
+    pthread_mutex_lock(&pb->fd_lock);
+    h->keep = keep;
+    if (!keep) {
+        pt_hlru_add(pb, h);
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    pt_trim(pb);
+}
+
+/* The open file now carries state (a lock): it keeps its descriptor. */
+void
+pt_hcache_keep(struct pt_backend *pb, struct be_handle *h)
+{
+    pthread_mutex_lock(&pb->fd_lock);
+    h->keep = true;
+    if (h->on_lru) {
+        pt_hlru_del(h);
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+}
+
+/* Tclunk: true if the caller frees h now, false if the reclaimer will. */
+bool
+pt_hcache_forget(struct pt_backend *pb, struct be_handle *h)
+{
+    bool now = true;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (h->on_lru) {
+        pt_hlru_del(h);
+    }
+    if (h->io_pins > 0) {
+        h->dying = true;
+        now = false;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    return now;
+}
+
+/*
+ * Make h->fd valid until pt_hunpin.  A reclaimed open file is reopened
+ * through its node with the flags it was opened with (O_TRUNC dropped)
+ * and must still be the same inode.  The kernel checks permissions again:
+ * a file made unreadable on the host since the open answers EACCES.
+ */
+int
+pt_hpin(struct pt_backend *pb, struct be_handle *h)
+{
+    char proc[PT_PROC_PATH_MAX];
+    struct stat st;
+    int extra = -1;
+    int fd;
+    int err;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (h->fd >= 0) {
+        h->io_pins++;
+        if (h->on_lru) {
+            pt_hlru_del(h);
+        }
+        pthread_mutex_unlock(&pb->fd_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    err = pt_pin(pb, h->node);
+    if (err < 0) {
+        return err;
+    }
+    pt_proc_path(proc, h->node->fd);
+    fd = open(proc, h->oflags | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && pt_fd_pressure(pb, -errno, "reopen for I/O")) {
+        fd = open(proc, h->oflags | O_CLOEXEC | O_NOCTTY);
+    }
+    err = fd < 0 ? -errno : 0;
+    pt_unpin(pb, h->node);
+    if (err < 0) {
+        return err;
+    }
+    if (fstat(fd, &st) < 0 || st.st_dev != h->node->dev ||
+        st.st_ino != h->node->ino) {
+        close(fd);
+        return -ESTALE;
+    }
+    atomic_fetch_add_explicit(&pb->st_hreopen, 1, memory_order_relaxed);
+    pthread_mutex_lock(&pb->fd_lock);
+    if (h->fd >= 0) {
+        extra = fd;
+    } else {
+        h->fd = fd;
+        atomic_fetch_add_explicit(&pb->fd_files, 1, memory_order_relaxed);
+    }
+    h->io_pins++;
+    if (h->on_lru) {
+        pt_hlru_del(h);
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (extra >= 0) {
+        close(extra);
+    }
+    pt_trim(pb);
+    return 0;
+}
+
+void
+pt_hunpin(struct pt_backend *pb, struct be_handle *h)
+{
+    pthread_mutex_lock(&pb->fd_lock);
+    if (--h->io_pins == 0 && !h->keep && !h->on_lru && h->fd >= 0) {
+        pt_hlru_add(pb, h);
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+}
+
+/*
+ * Bring the export back under its descriptor budget: node descriptors
+ * first (cheap to find again), then idle open files.
+ */
 static void
 pt_trim(struct pt_backend *pb)
 {
     struct be_node *v[PT_TRIM_BATCH];
+    struct be_handle *hv[PT_TRIM_BATCH];
+    long over;
     int nv;
+    int nh = 0;
 
     pthread_mutex_lock(&pb->fd_lock);
     nv = pt_pick_victims(pb, v, PT_TRIM_BATCH, false);
+    over = pb->fd_nodes - nv + atomic_load(&pb->fd_files) - pb->fd_budget;
+    if (over > 0) {
+        nh = pt_pick_hvictims(pb, hv, PT_TRIM_BATCH, over);
+    }
     pthread_mutex_unlock(&pb->fd_lock);
     if (nv > 0) {
         (void)pt_reclaim(pb, v, nv);
+    }
+    if (nh > 0) {
+        (void)pt_hreclaim(pb, hv, nh);
     }
 }
 
@@ -376,15 +587,24 @@ bool
 pt_fd_pressure(struct pt_backend *pb, int err, const char *what)
 {
     struct be_node *v[PT_TRIM_BATCH];
+    struct be_handle *hv[PT_TRIM_BATCH / 2];
     int nv;
+    int nh = 0;
 
     if (err != -EMFILE && err != -ENFILE) {
         return false;
     }
+
     pthread_mutex_lock(&pb->fd_lock);
     nv = pt_pick_victims(pb, v, PT_TRIM_BATCH / 2, true);
+    if (nv == 0) {
+        nh = pt_pick_hvictims(pb, hv, PT_TRIM_BATCH / 2, PT_TRIM_BATCH / 2);
+    }
     pthread_mutex_unlock(&pb->fd_lock);
     if (nv > 0 && pt_reclaim(pb, v, nv) > 0) {
+        return true;
+    }
+    if (nh > 0 && pt_hreclaim(pb, hv, nh) > 0) {
         return true;
     }
     pt_log_emfile(pb, err, what);
@@ -600,10 +820,12 @@ pt_dump_stats(struct backend *be)
              pb->fh_open ? "used" : "not used");
     log_info("stats: passthrough cache hits %lu misses %lu; reopened by "
              "handle %lu, by name %lu; stale %lu; reclaimed %lu; "
+             "open files reclaimed %lu, reopened %lu; "
              "EMFILE/ENFILE %lu; '..' fast %lu slow %lu",
              atomic_load(&pb->st_hits), atomic_load(&pb->st_misses),
              atomic_load(&pb->st_reopen_fh), atomic_load(&pb->st_reopen_name),
              atomic_load(&pb->st_stale), atomic_load(&pb->st_evict),
+             atomic_load(&pb->st_hevict), atomic_load(&pb->st_hreopen),
              atomic_load(&pb->st_emfile), atomic_load(&pb->st_dotdot_fast),
              atomic_load(&pb->st_dotdot_slow));
 }

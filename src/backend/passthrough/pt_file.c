@@ -73,7 +73,7 @@ pt_oflags(uint32_t flags, int *out)
 
 static int
 pt_handle_new(struct pt_backend *pb, struct be_node *n, int fd, int oflags,
-              struct be_handle **out)
+              bool created, struct be_handle **out)
 {
     struct be_handle *h;
     int err;
@@ -91,6 +91,13 @@ pt_handle_new(struct pt_backend *pb, struct be_node *n, int fd, int oflags,
     h->node = n;
     h->fd = fd;
     atomic_fetch_add_explicit(&pb->fd_files, 1, memory_order_relaxed);
+    /*
+     * Open files that carry state of their own keep their descriptor:
+     * directories (the readdir stream), FIFOs, and files this server just
+     * created (a reopen would re-check a mode the creator may not have).
+     * Held locks and unlinked files are found when reclaiming.
+     */
+    pt_hcache_adopt(pb, h, n->type != S_IFREG || created);
     h->oflags = oflags;
     *out = h;
     return 0;
@@ -152,7 +159,7 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
         err = -ESTALE;
         goto out_close;
     }
-    err = pt_handle_new(pb, n, fd, oflags, out);
+    err = pt_handle_new(pb, n, fd, oflags & ~O_TRUNC, false, out);
     if (err < 0) {
         goto out_close;
     }
@@ -300,7 +307,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         goto out_put;
     }
-    err = pt_handle_new(pb, n, fd, oflags & ~O_TRUNC, out);
+    err = pt_handle_new(pb, n, fd, oflags & ~O_TRUNC, true, out);
     if (err < 0) {
         goto out_put;
     }
@@ -324,10 +331,21 @@ pt_close(struct backend *be, struct be_handle *h)
     if (h == NULL) {
         return;
     }
-    close(h->fd);
-    atomic_fetch_sub_explicit(&pt_be(be)->fd_files, 1, memory_order_relaxed);
+    if (pt_hcache_forget(pt_be(be), h)) {
+        pt_handle_free(pt_be(be), h);
+    }
+}
+
+/* The rest of pt_close, also run by the reclaimer for a handle it held. */
+void
+pt_handle_free(struct pt_backend *pb, struct be_handle *h)
+{
+    if (h->fd >= 0) {
+        close(h->fd);
+        atomic_fetch_sub_explicit(&pb->fd_files, 1, memory_order_relaxed);
+    }
     pthread_mutex_destroy(&h->lock);
-    pt_node_put(be, h->node);
+    pt_node_put(&pb->be, h->node);
     pt_handle_release(h); /* read-ahead and lock records, uncharged */
     free(h);
 }

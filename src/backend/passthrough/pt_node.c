@@ -64,7 +64,13 @@ pt_op_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
     int err;
 
     if (h != NULL) {
-        return pt_getattr(be, n, h, request_mask, out); /* uses h->fd */
+        err = pt_hpin(PB(be), h); /* uses h->fd only */
+        if (err < 0) {
+            return err;
+        }
+        err = pt_getattr(be, n, h, request_mask, out);
+        pt_hunpin(PB(be), h);
+        return err;
     }
     err = pt_pin(PB(be), n);
     if (err < 0) {
@@ -84,7 +90,14 @@ pt_op_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
     if (err < 0) {
         return err;
     }
+    if (h != NULL && (err = pt_hpin(PB(be), h)) < 0) {
+        pt_unpin(PB(be), n);
+        return err;
+    }
     err = pt_setattr(be, n, h, in);
+    if (h != NULL) {
+        pt_hunpin(PB(be), h);
+    }
     pt_unpin(PB(be), n);
     return err;
 }
@@ -151,20 +164,87 @@ static ssize_t
 pt_op_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
             int iovcnt, uint64_t off)
 {
-    struct be_node *n = h->node;
+    struct be_node *n = PB(be)->clear_suid ? h->node : NULL;
     ssize_t len;
     int err;
 
-    if (!PB(be)->clear_suid) {
-        return pt_write(be, h, iov, iovcnt, off); /* uses h->fd only */
+    if (n != NULL && (err = pt_pin(PB(be), n)) < 0) {
+        return err; /* set-id clearing uses the node */
     }
-    err = pt_pin(PB(be), n); /* set-id clearing uses the node */
+    err = pt_hpin(PB(be), h);
     if (err < 0) {
+        if (n != NULL) {
+            pt_unpin(PB(be), n);
+        }
         return err;
     }
     len = pt_write(be, h, iov, iovcnt, off);
-    pt_unpin(PB(be), n);
+    pt_hunpin(PB(be), h);
+    if (n != NULL) {
+        pt_unpin(PB(be), n);
+    }
     return len;
+}
+
+static ssize_t
+pt_op_read(struct backend *be, struct be_handle *h, const struct iovec *iov,
+           int iovcnt, uint64_t off)
+{
+    ssize_t len;
+    int err = pt_hpin(PB(be), h);
+
+    if (err < 0) {
+        return err;
+    }
+    len = pt_read(be, h, iov, iovcnt, off);
+    pt_hunpin(PB(be), h);
+    return len;
+}
+
+static int
+pt_op_fsync(struct backend *be, struct be_handle *h, bool datasync)
+{
+    int err = pt_hpin(PB(be), h);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_fsync(be, h, datasync);
+    pt_hunpin(PB(be), h);
+    return err;
+}
+
+/* A lock lives in the open file description: that file keeps its
+ * descriptor from the first lock on. */
+static int
+pt_op_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
+           uint8_t *status)
+{
+    int err = pt_hpin(PB(be), h);
+
+    if (err < 0) {
+        return err;
+    }
+    if (in->type != P9_LOCK_TYPE_UNLCK) {
+        pt_hcache_keep(PB(be), h);
+    }
+    err = pt_lock(be, h, in, status);
+    pt_hunpin(PB(be), h);
+    return err;
+}
+
+static int
+pt_op_getlock(struct backend *be, struct be_handle *h,
+              const struct p9_tgetlock *in, struct p9_rgetlock *out)
+{
+    int err = pt_hpin(PB(be), h);
+
+    if (err < 0) {
+        return err;
+    }
+    err = pt_getlock(be, h, in, out);
+    pt_hunpin(PB(be), h);
+    return err;
 }
 
 static int
@@ -352,9 +432,9 @@ static const struct be_ops pt_ops = {
     .create = pt_op_create,
     .close = pt_close,
     .handle_limits = pt_handle_limits,
-    .read = pt_read,
+    .read = pt_op_read,
     .write = pt_op_write,
-    .fsync = pt_fsync,
+    .fsync = pt_op_fsync,
     .readdir = pt_readdir,
     .mkdir = pt_op_mkdir,
     .mknod = pt_op_mknod,
@@ -368,8 +448,8 @@ static const struct be_ops pt_ops = {
     .listxattr = pt_op_listxattr,
     .setxattr = pt_op_setxattr,
     .removexattr = pt_op_removexattr,
-    .lock = pt_lock,
-    .getlock = pt_getlock,
+    .lock = pt_op_lock,
+    .getlock = pt_op_getlock,
     .destroy = pt_destroy,
     .dump_stats = pt_dump_stats,
 };
