@@ -4,7 +4,9 @@
  * be_ops contract (include/virtfs/backend.h).
  *
  * Every node is an O_PATH|O_NOFOLLOW descriptor plus the (dev, ino) it had
- * when opened; no node stores a path string.  Walks open exactly one name
+ * when opened, one node per file per export (pt_node.c); no node stores a
+ * path string, only the last name it was reached by in its parent.  The
+ * descriptor may be reclaimed and found again (pt_fdcache.c).  Walks open exactly one name
  * relative to the parent's descriptor and never follow a symlink.  I/O
  * reopens the inode through /proc/self/fd/N (regular files, directories and
  * FIFOs only), so a name swapped for a symlink after a walk cannot redirect

@@ -29,8 +29,7 @@
  *
  * Ops pin the nodes they are given (the wrappers in pt_node.c), so op code
  * reads n->fd directly; an unpinned node may lose its descriptor at any
- * time.  fd_lock is a leaf lock except that it may be held while taking
- * nt_lock (never the reverse).
+ * time.  fd_lock and nt_lock are leaf locks, never held together.
  */
 #include "pt.h"
 
