@@ -10,6 +10,7 @@
 #include "pt_test.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -484,6 +485,108 @@ test_reclaim(int mode, const char *tag)
     OPS(be)->destroy(be);
 }
 
+/*
+ * Threads walking, putting, stat'ing, opening, reading and closing the same
+ * few hundred files under a budget of 16 descriptors: reclaim races with
+ * pins, reopens and the last put of a node or close of a file.
+ */
+struct stress_arg {
+    struct backend *be;
+    struct be_node *dir;
+    unsigned seed;
+    int bad;
+};
+
+static void *
+stress_thread(void *p)
+{
+    struct stress_arg *a = p;
+    struct backend *be = a->be;
+
+    for (int i = 0; i < 6000; i++) {
+        struct be_node *n = NULL;
+        struct be_handle *h = NULL;
+        struct p9_rgetattr at;
+        struct p9_qid q;
+        uint32_t iounit;
+        char name[16];
+        char buf[16];
+        char want[16];
+
+        snprintf(name, sizeof(name), "f%u", rand_r(&a->seed) % 300);
+        if (OPS(be)->walk1(be, a->dir, name, &n, &q) < 0) {
+            a->bad++;
+            continue;
+        }
+        if (OPS(be)->getattr(be, n, NULL, P9_GETATTR_BASIC, &at) < 0) {
+            a->bad++;
+        }
+        if (rand_r(&a->seed) % 4 == 0) {
+            if (OPS(be)->open(be, n, P9_DOTL_RDONLY, &h, &q, &iounit) < 0) {
+                a->bad++;
+            } else {
+                read_all(be, h, buf, sizeof(buf));
+                snprintf(want, sizeof(want), "%s", name);
+                a->bad += strcmp(buf, want) != 0;
+                OPS(be)->close(be, h);
+            }
+        }
+        OPS(be)->node_put(be, n);
+    }
+    return NULL;
+}
+
+static void
+test_stress(int mode, const char *tag)
+{
+    struct pt_options o = {.root = exp_root,
+                           .remap_devs = true,
+                           .inode_file_handles = mode,
+                           .fd_budget = 16};
+    struct stress_arg args[4];
+    pthread_t th[4];
+    struct backend *be = NULL;
+    struct be_node *root;
+    struct be_node *dir = NULL;
+    struct p9_qid q;
+    char p[700];
+    int bad = 0;
+
+    snprintf(p, sizeof(p), "%s/r-%s", exp_root, tag);
+    for (int i = 0; i < 300; i++) {
+        char c[32];
+
+        snprintf(c, sizeof(c), "f%d", i);
+        put_file(p, c, c);
+    }
+    if (pt_backend_new(&o, &be) < 0) {
+        tap_ok(0, "stress/%s backend", tag);
+        return;
+    }
+    root = get_root(be, NULL);
+    snprintf(p, sizeof(p), "r-%s", tag);
+    if (OPS(be)->walk1(be, root, p, &dir, &q) < 0) {
+        exit(1);
+    }
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct stress_arg){.be = be, .dir = dir,
+                                      .seed = 7u + (unsigned)i};
+        pthread_create(&th[i], NULL, stress_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    tap_ok(bad == 0, "stress/%s: 4 threads x 6000 walk/getattr/open/read "
+           "under a budget of 16 (%d failed; %lu reclaimed)", tag, bad,
+           atomic_load(&pt_be(be)->st_evict));
+    OPS(be)->node_put(be, dir);
+    OPS(be)->node_put(be, root);
+    tap_ok(pt_be(be)->nt_count == 1, "stress/%s: only the root left (%zu)",
+           tag, pt_be(be)->nt_count);
+    OPS(be)->destroy(be);
+}
+
 int
 main(void)
 {
@@ -504,6 +607,8 @@ main(void)
     test_dotdot_cost(be, root);
     test_reclaim(PT_FH_PREFER, "prefer");
     test_reclaim(PT_FH_NEVER, "never");
+    test_stress(PT_FH_PREFER, "prefer");
+    test_stress(PT_FH_NEVER, "never");
 
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);
