@@ -164,25 +164,14 @@ static ssize_t
 pt_op_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
             int iovcnt, uint64_t off)
 {
-    struct be_node *n = PB(be)->clear_suid ? h->node : NULL;
     ssize_t len;
-    int err;
+    int err = pt_hpin(PB(be), h);
 
-    if (n != NULL && (err = pt_pin(PB(be), n)) < 0) {
-        return err; /* set-id clearing uses the node */
-    }
-    err = pt_hpin(PB(be), h);
     if (err < 0) {
-        if (n != NULL) {
-            pt_unpin(PB(be), n);
-        }
         return err;
     }
     len = pt_write(be, h, iov, iovcnt, off);
     pt_hunpin(PB(be), h);
-    if (n != NULL) {
-        pt_unpin(PB(be), n);
-    }
     return len;
 }
 
