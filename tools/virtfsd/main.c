@@ -419,6 +419,7 @@ main(int argc, char **argv)
                 return 2;
             }
             cfg.max_locks = (uint32_t)v;
+            break;
         case OPT_RLIMIT_NOFILE:
             if (parse_uint(optarg, 1UL << 30, &v) < 0 || v < 64) {
                 fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
