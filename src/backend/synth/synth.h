@@ -38,7 +38,8 @@ struct synth_options {
 int synth_backend_new(const struct synth_options *opt, struct backend **out);
 
 /*
- * Populate from the host side (tests): create 'path' (relative to the
+ * Populate from the host side (tests), before the backend serves (it
+ * lifts 'readonly' for the call): create 'path' (relative to the
  * root, '/'-separated, parents must exist) with 'mode' (type and
  * permission bits).  Regular files get 'data'/'len' as contents, symlinks
  * get it as their target; other types ignore it.  0 or -errno.
