@@ -611,7 +611,9 @@ submit(struct fz_prog *pg, struct fz_msg *m, struct fz_in *in)
     s->in_submit = m;
     pthread_mutex_unlock(&s->m);
 
-    rc = p9s_conn_submit_flags(pg->conn, m->iov, m->iovcnt, m->len, m, flags);
+    rc = flags == 0 ? p9s_conn_submit(pg->conn, m->iov, m->iovcnt, m->len, m)
+                    : p9s_conn_submit_flags(pg->conn, m->iov, m->iovcnt,
+                                            m->len, m, flags);
 
     pthread_mutex_lock(&s->m);
     s->in_submit = NULL;
@@ -885,6 +887,16 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         f.u.tattach.aname.s = anames[(b >> 2) & 3];
         f.u.tattach.aname.len = (uint16_t)strlen(anames[(b >> 2) & 3]);
         f.u.tattach.n_uname = (b & 0x20) ? P9_NONUNAME : (b & 0x40) ? 1000 : 0;
+        if (b & 0x80) {
+            /* Tauth has the same fields, afid first */
+            struct p9_tattach a = f.u.tattach;
+
+            f.type = P9_TAUTH;
+            f.u.tauth.afid = a.fid;
+            f.u.tauth.uname = a.uname;
+            f.u.tauth.aname = a.aname;
+            f.u.tauth.n_uname = a.n_uname;
+        }
         break;
     }
     case OP_WALK: {
