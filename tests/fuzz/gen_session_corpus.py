@@ -82,6 +82,11 @@ SEEDS = {
     # no preamble: requests before Tversion / Tattach
     "no-preamble": [NOPRE, GETATTR, 0, 1, ATTACH, 0, 0, VERSION, 2, 1,
                     ATTACH, 0, 1, WALK, 1, 2, 1, N[".."]],
+    # partial walks (the qids so far, newfid unbound): into a missing name,
+    # through a file, up and down again
+    "partial-walk": [0] + walk(0, 1, "d", "x") + walk(0, 2, "f", "e") +
+                    walk(0, 3, "d", "..", "y") + [SYNC, GETATTR, 1, 1,
+                                                  CLUNK, 2],
     # bad names and deep walks
     "names": [0] + walk(0, 1, "..", "..", "d", "..", "d", "e") +
              walk(0, 2, "a/b") + walk(0, 3, ".") + walk(0, 4, "") +
