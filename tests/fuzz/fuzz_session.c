@@ -679,7 +679,8 @@ send_fcall(struct fz_prog *pg, struct p9_fcall *f, struct fz_in *in,
     submit(pg, m, in);
 }
 
-static struct fz_msg *flush_target(struct fz_sess *s, uint16_t oldtag);
+static struct fz_msg *flush_target(struct fz_sess *s, uint16_t tag,
+                                   uint16_t oldtag);
 
 /* Submit raw bytes as a frame; the header fields come from the bytes. */
 static void
@@ -689,7 +690,8 @@ send_raw(struct fz_prog *pg, const uint8_t *p, size_t len, struct fz_in *in)
 
     if (len == 9 && p[4] == P9_TFLUSH) {
         /* a well-formed Tflush after all: what it names may be dropped */
-        m->target = flush_target(pg->s, (uint16_t)(p[7] | p[8] << 8));
+        m->target = flush_target(pg->s, (uint16_t)(p[5] | p[6] << 8),
+                                 (uint16_t)(p[7] | p[8] << 8));
     }
 
     memcpy(m->frame, p, len);
@@ -705,24 +707,37 @@ send_raw(struct fz_prog *pg, const uint8_t *p, size_t len, struct fz_in *in)
     submit(pg, m, in);
 }
 
-/* Mark what a Tflush of 'oldtag' names (before it is submitted, so a
- * drop() racing with the submit is already allowed). */
+/*
+ * Mark what a Tflush of 'oldtag' with tag 'tag' names (before it is
+ * submitted, so a drop() racing with the submit is already allowed).
+ * Returns the message whose reply must come before Rflush, or NULL when
+ * the client itself broke the rules (the Tflush reuses the tag of a
+ * request whose reply it has not seen, or two requests hold 'oldtag'):
+ * the server may then answer either first.
+ */
 static struct fz_msg *
-flush_target(struct fz_sess *s, uint16_t oldtag)
+flush_target(struct fz_sess *s, uint16_t tag, uint16_t oldtag)
 {
     struct fz_msg *t = NULL;
+    bool own_tag_pending = false;
     int n = 0;
 
     pthread_mutex_lock(&s->m);
     for (size_t i = 0; i < s->nmsgs; i++) {
-        if (s->msgs[i]->tag == oldtag && s->msgs[i]->state == M_PENDING) {
+        if (s->msgs[i]->state != M_PENDING) {
+            continue;
+        }
+        if (s->msgs[i]->tag == oldtag) {
             s->msgs[i]->flush_named = true;
             t = s->msgs[i];
             n++;
         }
+        if (s->msgs[i]->tag == tag) {
+            own_tag_pending = true;
+        }
     }
     pthread_mutex_unlock(&s->m);
-    return n == 1 ? t : NULL; /* ordering is checked when unambiguous */
+    return n == 1 && !own_tag_pending ? t : NULL;
 }
 
 static void
@@ -1100,7 +1115,7 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         }
         f.type = P9_TFLUSH;
         f.u.tflush.oldtag = old;
-        t = flush_target(s, old);
+        t = flush_target(s, f.tag, old);
         send_fcall(pg, &f, in, t);
         return;
     }
