@@ -75,11 +75,15 @@ struct p9s_config {
      * and snapshots, directory read-ahead); 0 = P9S_DEFAULT_SESSION_MEM */
     uint64_t session_mem;
     uint32_t max_locks;   /* byte-range lock records per session; 0 = default */
+    bool defer_start;     /* no threads until p9s_server_start() */
 };
 
 struct p9s_server *p9s_server_new(const struct p9s_config *cfg,
                                   const struct p9s_export *exports,
                                   int nexports);
+/* Start the worker threads of a server made with defer_start (no-op
+ * otherwise).  Requests queued before are served then. */
+int p9s_server_start(struct p9s_server *srv);
 /* Wait for in-flight requests of all connections, stop the workers. */
 void p9s_server_free(struct p9s_server *srv);
 /* Print per-message counts and latency to the log. */

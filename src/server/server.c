@@ -67,13 +67,29 @@ p9s_server_new(const struct p9s_config *cfg, const struct p9s_export *exports,
             threads = 4;
         }
     }
-    if (workq_init(srv, threads) < 0) {
+    if (workq_init(srv, threads) < 0 ||
+        (!cfg->defer_start && p9s_server_start(srv) < 0)) {
         log_err("cannot start worker threads");
         free(srv->exports);
         free(srv);
         return NULL;
     }
     return srv;
+}
+
+int
+p9s_server_start(struct p9s_server *srv)
+{
+    int err;
+
+    if (srv->started) {
+        return 0;
+    }
+    err = workq_start(srv);
+    if (err == 0) {
+        srv->started = true;
+    }
+    return err;
 }
 
 void

@@ -198,12 +198,14 @@ struct p9s_server {
     struct p9s_export *exports;
     int nexports;
     struct workq wq;
+    bool started; /* workq_start() ran (p9s_server_start) */
     _Atomic long nconns;
     struct p9s_stat stats[256];
 };
 
 /* workq.c */
 int workq_init(struct p9s_server *srv, int threads);
+int workq_start(struct p9s_server *srv);
 void workq_push(struct p9s_server *srv, struct p9s_req *r);
 void workq_fini(struct p9s_server *srv);
 

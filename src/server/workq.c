@@ -58,7 +58,6 @@ workq_init(struct p9s_server *srv, int threads)
 {
     struct workq *wq = &srv->wq;
     struct sigaction sa;
-    int err = 0;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = wake_handler;
@@ -73,6 +72,21 @@ workq_init(struct p9s_server *srv, int threads)
     pthread_cond_init(&wq->mgr_cond, NULL);
     wq->min_threads = threads;
     wq->max_threads = threads * 4 + 64;
+    return 0;
+}
+
+/*
+ * Start the workers and the manager.  Separate from workq_init() so that a
+ * daemon can build its server, then confine itself while it is still one
+ * thread (namespaces and capabilities are per thread), then start.
+ */
+int
+workq_start(struct p9s_server *srv)
+{
+    struct workq *wq = &srv->wq;
+    int threads = wq->min_threads;
+    int err = 0;
+
     pthread_mutex_lock(&wq->lock);
     for (int i = 0; i < threads && err == 0; i++) {
         err = workq_spawn(srv);

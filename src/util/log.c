@@ -45,7 +45,8 @@ log_get_level(void)
 void
 log_use_syslog(const char *ident)
 {
-    openlog(ident, LOG_PID, LOG_DAEMON);
+    /* connect now: a sandboxed daemon cannot reach /dev/log later */
+    openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
     use_syslog = true;
 }
 

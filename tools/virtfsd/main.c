@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sandbox.h"
+#include "svc.h"
 #include "transport/stream.h"
 #include "vhost/vhost.h"
 #include "util/log.h"
@@ -105,6 +107,7 @@ usage(FILE *out)
 "                                is found again: prefer (default: file handles\n"
 "                                where the host allows, else by name), never\n"
 "                                (by name), mandatory (fail without handles)\n"
+SANDBOX_USAGE
 "Operation:\n"
 "      --log-level LEVEL         error, warn, info (default) or debug\n"
 "      --syslog                  log to syslog instead of stderr\n"
@@ -245,6 +248,7 @@ main(int argc, char **argv)
         {"inode-file-handles", required_argument, NULL, OPT_FILE_HANDLES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        SANDBOX_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     struct export_arg exargs[MAX_EXPORTS];
@@ -267,6 +271,7 @@ main(int argc, char **argv)
     const char *pidfile = NULL;
     unsigned long stats_every = 0;
     struct p9s_config cfg = {0};
+    struct sandbox_opts sbo;
     struct p9s_server *srv;
     struct xp_loop *loop;
     struct sigaction sa;
@@ -274,8 +279,16 @@ main(int argc, char **argv)
     int c;
     int rc = 1;
 
+    sandbox_opts_init(&sbo);
     while ((c = getopt_long(argc, argv, "e:l:m:t:hV", opts, NULL)) != -1) {
         switch (c) {
+        case SANDBOX_OPT_MODE:
+        case SANDBOX_OPT_SECCOMP:
+        case SANDBOX_OPT_MODCAPS:
+            if (sandbox_parse(&sbo, c, optarg) < 0) {
+                return 2;
+            }
+            break;
         case 'e':
             if (nexports == MAX_EXPORTS) {
                 fprintf(stderr, "virtfsd: too many exports (max %d)\n",
@@ -457,6 +470,39 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    {
+        /*
+         * systemd socket activation: a socket named "9p" (or "listen*")
+         * is a --listen fd:N, any other a vhost-user --fd N.
+         */
+        static char fdargs[MAX_LISTEN][16];
+        const char *names[MAX_LISTEN + MAX_VHOST];
+        int n = svc_listen_fds(names, MAX_LISTEN + MAX_VHOST);
+
+        if (n < 0) {
+            fprintf(stderr, "virtfsd: LISTEN_FDS: %s\n", strerror(-n));
+            return 2;
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = SVC_LISTEN_FDS_START + i;
+
+            if ((strcmp(names[i], "9p") == 0 ||
+                 strncmp(names[i], "listen", 6) == 0) && nlisten < MAX_LISTEN) {
+                snprintf(fdargs[nlisten], sizeof(fdargs[0]), "fd:%d", fd);
+                listens[nlisten] = fdargs[nlisten];
+                nlisten++;
+            } else if (nvhost < MAX_VHOST) {
+                memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
+                vopts[nvhost].listen_fd = fd;
+                vopts[nvhost].conn_fd = -1;
+                vtags[nvhost] = NULL;
+                vargs[nvhost++] = NULL;
+            } else {
+                fprintf(stderr, "virtfsd: too many activated sockets\n");
+                return 2;
+            }
+        }
+    }
     if (nexports == 0) {
         fprintf(stderr, "virtfsd: no --export given\n");
         usage(stderr);
@@ -555,6 +601,8 @@ main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 
+    /* threads start after the sandbox: see sandbox_enter() */
+    cfg.defer_start = true;
     srv = p9s_server_new(&cfg, exports, nexports);
     if (srv == NULL) {
         fprintf(stderr, "virtfsd: cannot start the server\n");
@@ -582,9 +630,6 @@ main(int argc, char **argv)
     for (int i = 0; i < nvhost; i++) {
         int err = vhu_server_new(srv, &vopts[i], &vhosts[i]);
 
-        if (err == 0) {
-            err = vhu_server_start(vhosts[i]);
-        }
         if (err < 0) {
             fprintf(stderr, "virtfsd: vhost-user %s: %s\n",
                     vopts[i].socket_path ? vopts[i].socket_path : "fd",
@@ -594,10 +639,6 @@ main(int argc, char **argv)
         log_info("vhost-user virtio-9p device on %s%s, tag '%s'",
                  vopts[i].socket_path ? vopts[i].socket_path : "fd ",
                  vopts[i].socket_path ? "" : "(inherited)", vopts[i].tag);
-    }
-    if (use_stdio && xp_loop_add_conn(loop, 0, 1, "stdio", true) < 0) {
-        fprintf(stderr, "virtfsd: cannot serve stdin/stdout\n");
-        goto out_vhost;
     }
     if (pidfile != NULL) {
         FILE *pf = fopen(pidfile, "w");
@@ -609,6 +650,24 @@ main(int argc, char **argv)
         }
         fprintf(pf, "%ld\n", (long)getpid());
         fclose(pf);
+    }
+    /* every socket and export is open, one thread so far: confine */
+    if (svc_notify_open() < 0) {
+        log_warn("NOTIFY_SOCKET unusable: no readiness notification");
+    }
+    if (sandbox_enter(&sbo, exports, nexports) < 0 ||
+        p9s_server_start(srv) < 0) {
+        goto out_vhost;
+    }
+    for (int i = 0; i < nvhost; i++) {
+        if (vhu_server_start(vhosts[i]) < 0) {
+            fprintf(stderr, "virtfsd: cannot start a vhost-user thread\n");
+            goto out_vhost;
+        }
+    }
+    if (use_stdio && xp_loop_add_conn(loop, 0, 1, "stdio", true) < 0) {
+        fprintf(stderr, "virtfsd: cannot serve stdin/stdout\n");
+        goto out_vhost;
     }
     for (int i = 0; i < nexports; i++) {
         log_info("exporting %s%s%s%s%s%s", exports[i].path,
@@ -634,7 +693,9 @@ main(int argc, char **argv)
             timer_settime(tid, 0, &its, NULL);
         }
     }
+    svc_notify("READY=1");
     xp_loop_run(loop, &stop_flag, &stats_flag);
+    svc_notify("STOPPING=1");
     log_info("shutting down");
     rc = 0;
 

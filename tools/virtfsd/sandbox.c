@@ -1,0 +1,913 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtfsd's confinement, applied once at start in this order:
+ *
+ *   1. namespaces (--sandbox namespace): unshare mount, pid, net, ipc, uts
+ *      and cgroup namespaces (and a user namespace when not root), fork so
+ *      the daemon is pid 1 of the new pid namespace (unshare(CLONE_NEWPID)
+ *      only moves children; virtiofsd does the same), build a new root on
+ *      a private tmpfs holding a bind mount of each export at its host path
+ *      and a /proc of the new pid namespace (the passthrough backend
+ *      reopens through /proc/self/fd), pivot_root into it and detach the
+ *      old root.  Each export root descriptor, opened on the host before,
+ *      is then replaced (dup3 onto the same number) by one opened inside
+ *      the new root, so even ".." from an export root ends in the new root.
+ *   2. rlimits: already applied by main() before this runs.
+ *   3. capabilities: keep in the permitted and effective sets only what the
+ *      exports need, clear the inheritable, ambient and bounding sets.
+ *   4. PR_SET_DUMPABLE 0, PR_SET_NO_NEW_PRIVS 1.
+ *   5. seccomp: an allow-list of the system calls virtfsd makes.
+ *
+ * All of it happens while virtfsd is one thread: namespaces and capability
+ * sets are per thread and unshare(CLONE_NEWNS) refuses a process whose
+ * threads share its fs_struct; every thread started later inherits them.
+ * Sockets (listeners, vhost-user, TCP) exist before the network namespace
+ * is entered and keep working: a listening socket keeps its namespace, so
+ * accept() on it (a VMM reconnecting to the same vhost-user socket, a new
+ * TCP client) works from inside.
+ */
+#include "sandbox.h"
+
+#include <cap-ng.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "backend/passthrough/pt.h"
+#include "util/log.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SB_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SB_SANITIZER 1
+#endif
+#endif
+
+#define SANDBOX_MAX_EXPORTS 256
+
+/* Where the new root is built, inside the new mount namespace only. */
+static const char *const sb_newroot_dirs[] = {"/tmp", "/mnt", "/run"};
+
+void
+sandbox_opts_init(struct sandbox_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->mode = SANDBOX_AUTO;
+    o->seccomp = SANDBOX_SECCOMP_KILL;
+}
+
+static int
+parse_cap(const char *name)
+{
+    char buf[64];
+    size_t i;
+
+    if (strncasecmp(name, "cap_", 4) == 0) {
+        name += 4;
+    }
+    for (i = 0; name[i] != '\0' && i < sizeof(buf) - 1; i++) {
+        buf[i] = (char)tolower((unsigned char)name[i]);
+    }
+    buf[i] = '\0';
+    return capng_name_to_capability(buf);
+}
+
+/* "+cap:-cap:..." */
+static int
+parse_modcaps(struct sandbox_opts *o, const char *arg)
+{
+    char *s = strdup(arg);
+    char *save = NULL;
+    int rc = 0;
+
+    if (s == NULL) {
+        return -1;
+    }
+    for (char *t = strtok_r(s, ":,", &save); t != NULL;
+         t = strtok_r(NULL, ":,", &save)) {
+        int cap = (t[0] == '+' || t[0] == '-') ? parse_cap(t + 1) : -1;
+
+        if (cap < 0 || cap >= 64) {
+            fprintf(stderr, "virtfsd: --modcaps: '%s': want +CAP or -CAP "
+                    "with a capability name (e.g. +sys_admin)\n", t);
+            rc = -1;
+            break;
+        }
+        if (t[0] == '+') {
+            o->caps_add |= UINT64_C(1) << cap;
+            o->caps_drop &= ~(UINT64_C(1) << cap);
+        } else {
+            o->caps_drop |= UINT64_C(1) << cap;
+            o->caps_add &= ~(UINT64_C(1) << cap);
+        }
+    }
+    free(s);
+    return rc;
+}
+
+int
+sandbox_parse(struct sandbox_opts *o, int opt, const char *arg)
+{
+    switch (opt) {
+    case SANDBOX_OPT_MODE:
+        if (strcmp(arg, "namespace") == 0) {
+            o->mode = SANDBOX_NAMESPACE;
+        } else if (strcmp(arg, "chroot") == 0) {
+            o->mode = SANDBOX_CHROOT;
+        } else if (strcmp(arg, "none") == 0) {
+            o->mode = SANDBOX_NONE;
+        } else {
+            fprintf(stderr, "virtfsd: --sandbox: namespace, chroot or none\n");
+            return -1;
+        }
+        return 0;
+    case SANDBOX_OPT_SECCOMP:
+        if (strcmp(arg, "kill") == 0) {
+            o->seccomp = SANDBOX_SECCOMP_KILL;
+        } else if (strcmp(arg, "log") == 0) {
+            o->seccomp = SANDBOX_SECCOMP_LOG;
+        } else if (strcmp(arg, "trap") == 0) {
+            o->seccomp = SANDBOX_SECCOMP_TRAP;
+        } else if (strcmp(arg, "none") == 0) {
+            o->seccomp = SANDBOX_SECCOMP_NONE;
+        } else {
+            fprintf(stderr, "virtfsd: --seccomp: kill, log, trap or none\n");
+            return -1;
+        }
+        return 0;
+    case SANDBOX_OPT_MODCAPS:
+        return parse_modcaps(o, arg);
+    default:
+        return -1;
+    }
+}
+
+/* ---- namespaces -------------------------------------------------------- */
+
+static volatile sig_atomic_t sb_child_pid;
+
+static void
+forward_signal(int sig)
+{
+    if (sb_child_pid > 0) {
+        kill((pid_t)sb_child_pid, sig);
+    }
+}
+
+/*
+ * The process left outside the namespaces: it is what started virtfsd
+ * (a shell's $!, systemd's main pid, the --pid-file), so it passes on
+ * the signals a daemon gets and exits as the daemon did.
+ */
+static void __attribute__((noreturn))
+supervise(pid_t child)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2,
+                               SIGQUIT};
+    struct sigaction sa;
+    int status;
+
+    sb_child_pid = child;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        sigaction(sigs[i], &sa, NULL);
+    }
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            _exit(1);
+        }
+    }
+    if (WIFSIGNALED(status)) {
+        /* die the same way, so callers see e.g. SIGSYS of a seccomp kill */
+        signal(WTERMSIG(status), SIG_DFL);
+        raise(WTERMSIG(status));
+        _exit(128 + WTERMSIG(status));
+    }
+    _exit(WEXITSTATUS(status));
+}
+
+static int
+write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n;
+    int err = 0;
+
+    if (fd < 0) {
+        return -errno;
+    }
+    n = write(fd, text, strlen(text));
+    if (n != (ssize_t)strlen(text)) {
+        err = n < 0 ? -errno : -EIO;
+    }
+    close(fd);
+    return err;
+}
+
+/* Map our own uid/gid into a new user namespace (unprivileged start). */
+static int
+map_ids(uid_t uid, gid_t gid)
+{
+    char line[64];
+    int err;
+
+    snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    err = write_file("/proc/self/uid_map", line);
+    if (err == 0) {
+        err = write_file("/proc/self/setgroups", "deny\n");
+    }
+    if (err == 0) {
+        snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)gid,
+                 (unsigned)gid);
+        err = write_file("/proc/self/gid_map", line);
+    }
+    return err;
+}
+
+/* mkdir -p of an absolute path below root (components already there are
+ * fine: inside an earlier bind mount they are the host's own). */
+static int
+mkdirs(const char *root, const char *path)
+{
+    char buf[PATH_MAX];
+    size_t rl = strlen(root);
+
+    if (rl + strlen(path) + 1 > sizeof(buf)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, root, rl);
+    memcpy(buf + rl, path, strlen(path) + 1);
+    for (char *p = buf + rl + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = c;
+            if (c == '\0') {
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+export_root_fd(const struct p9s_export *ex)
+{
+    struct pt_backend *pb = ex->be->priv;
+
+    return pb->root->fd;
+}
+
+/*
+ * Bind one export at its host path below newroot, read-only if it is.
+ * srcfd: the export opened in this mount namespace (the kernel binds only
+ * mounts of the caller's namespace, so not the backend's descriptor).
+ */
+static int
+bind_export(const char *newroot, const struct p9s_export *ex, int srcfd,
+            bool userns)
+{
+    char src[PT_PROC_PATH_MAX];
+    char dst[PATH_MAX + 16];
+    struct statvfs sv;
+    int err;
+
+    err = mkdirs(newroot, ex->path);
+    if (err < 0) {
+        return err;
+    }
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", srcfd);
+    snprintf(dst, sizeof(dst), "%s%s", newroot, ex->path);
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
+        return -errno;
+    }
+    if (ex->readonly && !userns && statvfs(dst, &sv) == 0) {
+        unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY;
+
+        /* a bind remount must repeat the flags the kernel locked */
+        fl |= (sv.f_flag & ST_NOSUID) ? MS_NOSUID : 0;
+        fl |= (sv.f_flag & ST_NODEV) ? MS_NODEV : 0;
+        fl |= (sv.f_flag & ST_NOEXEC) ? MS_NOEXEC : 0;
+        fl |= (sv.f_flag & ST_NOATIME) ? MS_NOATIME : 0;
+        fl |= (sv.f_flag & ST_NODIRATIME) ? MS_NODIRATIME : 0;
+        fl |= (sv.f_flag & ST_RELATIME) ? MS_RELATIME : 0;
+        if (mount(NULL, dst, NULL, fl, NULL) < 0) {
+            log_warn("sandbox: read-only bind of %s: %s (the export stays "
+                     "read-only in virtfsd)", ex->path, strerror(errno));
+        }
+    }
+    return 0;
+}
+
+/*
+ * Open the export by path (in the current mount namespace) and check it is
+ * the inode the backend opened at start.  Returns the descriptor or -errno.
+ */
+static int
+open_export(const struct p9s_export *ex)
+{
+    struct stat a;
+    struct stat b;
+    int fd;
+    int err = 0;
+
+    fd = open(ex->path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fstat(fd, &a) < 0 || fstat(export_root_fd(ex), &b) < 0) {
+        err = -errno;
+    } else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        err = -ESTALE; /* the path changed since the export was opened */
+    }
+    if (err < 0) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/*
+ * Replace the export root descriptor (opened in the host's mount
+ * namespace) with one opened through the new root, same number, same
+ * inode.  Nothing else holds a directory of the old tree.
+ */
+static int
+reroot_export(const struct p9s_export *ex)
+{
+    int fd = open_export(ex);
+    int err = 0;
+
+    if (fd < 0) {
+        return fd;
+    }
+    if (dup3(fd, export_root_fd(ex), O_CLOEXEC) < 0) {
+        err = -errno;
+    }
+    close(fd);
+    return err;
+}
+
+static int
+build_root(const struct p9s_export *exports, int nexports, bool userns)
+{
+    const char *newroot = NULL;
+    char proc[64];
+    int srcfds[SANDBOX_MAX_EXPORTS];
+    int err = 0;
+
+    /* nothing we mount may propagate back to the host */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        return -errno;
+    }
+    if (nexports > SANDBOX_MAX_EXPORTS) {
+        return -E2BIG;
+    }
+    /* before the tmpfs below can hide them (an export under /tmp) */
+    for (int i = 0; i < nexports; i++) {
+        srcfds[i] = open_export(&exports[i]);
+        if (srcfds[i] < 0) {
+            err = srcfds[i];
+            log_err("sandbox: open %s: %s", exports[i].path, strerror(-err));
+            while (i-- > 0) {
+                close(srcfds[i]);
+            }
+            return err;
+        }
+    }
+    for (size_t i = 0; i < sizeof(sb_newroot_dirs) / sizeof(*sb_newroot_dirs);
+         i++) {
+        if (mount("virtfsd-root", sb_newroot_dirs[i], "tmpfs",
+                  MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") ==
+            0) {
+            newroot = sb_newroot_dirs[i];
+            break;
+        }
+    }
+    if (newroot == NULL) {
+        err = -errno;
+    }
+    /* shortest paths first: an export inside another is bound on top */
+    for (size_t len = 1; len <= PATH_MAX && err == 0; len++) {
+        for (int i = 0; i < nexports && err == 0; i++) {
+            if (strlen(exports[i].path) != len) {
+                continue;
+            }
+            err = bind_export(newroot, &exports[i], srcfds[i], userns);
+            if (err < 0) {
+                log_err("sandbox: bind mount of %s: %s", exports[i].path,
+                        strerror(-err));
+            }
+        }
+    }
+    for (int i = 0; i < nexports; i++) {
+        close(srcfds[i]);
+    }
+    if (err < 0) {
+        return err;
+    }
+    snprintf(proc, sizeof(proc), "%s/proc", newroot);
+    if (mkdir(proc, 0555) < 0 && errno != EEXIST) {
+        return -errno;
+    }
+    /* subset=pid (Linux 5.8): only the pid directories, no /proc/sys */
+    if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "subset=pid") < 0 &&
+        mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+            0) {
+        err = -errno;
+        log_err("sandbox: mount /proc: %s", strerror(-err));
+        return err;
+    }
+    if (chdir(newroot) < 0) {
+        return -errno;
+    }
+    /* the old root ends up under the new one; detach it at once */
+    if (syscall(SYS_pivot_root, ".", ".") < 0) {
+        err = -errno;
+        log_err("sandbox: pivot_root: %s", strerror(-err));
+        return err;
+    }
+    if (umount2(".", MNT_DETACH) < 0) {
+        return -errno;
+    }
+    if (chdir("/") < 0) {
+        return -errno;
+    }
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+              MS_NODEV | MS_NOEXEC, NULL) < 0) {
+        log_warn("sandbox: cannot make the new root read-only: %s",
+                 strerror(errno));
+    }
+    for (int i = 0; i < nexports; i++) {
+        err = reroot_export(&exports[i]);
+        if (err < 0) {
+            log_err("sandbox: reopen %s in the new root: %s", exports[i].path,
+                    strerror(-err));
+            return err;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Returns 0 in the confined child, never returns in the parent.
+ * *userns is set when a user namespace was made (unprivileged start).
+ */
+static int
+enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
+                 bool *forked)
+{
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                CLONE_NEWUTS | CLONE_NEWCGROUP;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    pid_t child;
+    int err;
+
+    *userns = uid != 0;
+    if (*userns) {
+        flags |= CLONE_NEWUSER;
+    }
+    if (unshare(flags) < 0) {
+        return -errno;
+    }
+    if (*userns) {
+        err = map_ids(uid, gid);
+        if (err < 0) {
+            return err;
+        }
+    }
+    fflush(NULL);
+    child = fork();
+    if (child < 0) {
+        return -errno;
+    }
+    if (child > 0) {
+        supervise(child);
+    }
+    *forked = true;
+    /* the daemon goes when its supervisor goes (e.g. SIGKILLed) */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    sethostname("virtfsd", 7);
+    return build_root(exports, nexports, *userns);
+}
+
+/* ---- capabilities ------------------------------------------------------ */
+
+static const int sb_caps_rw[] = {
+    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
+    CAP_FSETID, CAP_SETUID, CAP_SETGID, CAP_MKNOD,
+};
+/* with only read-only exports nothing is created, chowned or chmodded */
+static const int sb_caps_ro[] = {
+    CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_SETUID, CAP_SETGID,
+};
+
+static uint64_t
+caps_wanted(const struct sandbox_opts *o, const struct p9s_export *exports,
+            int nexports, bool privileged)
+{
+    bool all_ro = true;
+    uint64_t set = 0;
+
+    for (int i = 0; i < nexports; i++) {
+        all_ro = all_ro && exports[i].readonly;
+    }
+    if (privileged) {
+        const int *caps = all_ro ? sb_caps_ro : sb_caps_rw;
+        size_t n = all_ro ? sizeof(sb_caps_ro) / sizeof(int)
+                          : sizeof(sb_caps_rw) / sizeof(int);
+
+        for (size_t i = 0; i < n; i++) {
+            set |= UINT64_C(1) << caps[i];
+        }
+    }
+    return (set | o->caps_add) & ~o->caps_drop;
+}
+
+static void
+caps_string(uint64_t set, char *buf, size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (int c = 0; c < 64 && off < len; c++) {
+        const char *name;
+
+        if (!(set & (UINT64_C(1) << c))) {
+            continue;
+        }
+        name = capng_capability_to_name((unsigned)c);
+        off += (size_t)snprintf(buf + off, len - off, "%s%s",
+                                off ? "," : "", name ? name : "?");
+    }
+    if (buf[0] == '\0') {
+        snprintf(buf, len, "none");
+    }
+}
+
+static int
+apply_caps(uint64_t keep)
+{
+    int rc;
+
+    capng_clear(CAPNG_SELECT_ALL);
+    for (int c = 0; c < 64; c++) {
+        if ((keep & (UINT64_C(1) << c)) &&
+            capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED,
+                         (unsigned)c) < 0) {
+            return -EINVAL;
+        }
+    }
+    /* bounding (needs CAP_SETPCAP, still held), then the sets; ambient
+     * and inheritable stay empty */
+    rc = capng_apply(CAPNG_SELECT_ALL);
+    if (rc < 0) {
+        log_err("sandbox: capng_apply failed (%d)", rc);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* ---- seccomp ----------------------------------------------------------- */
+
+/*
+ * Every system call virtfsd makes on any transport, and what glibc makes
+ * for it: threads, memory, signals, time.  Names a given architecture does
+ * not have (e.g. open, stat on arm64) are skipped.
+ */
+static const char *const sb_syscalls[] = {
+    /* files: the passthrough backend (walks, I/O, attributes, dirs) */
+    "openat", "openat2", "open", "close", "close_range", "read", "write",
+    "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
+    "pwritev2", "lseek", "_llseek", "fstat", "fstat64", "newfstatat",
+    "fstatat64", "stat", "lstat", "statx", "statfs", "fstatfs", "statfs64",
+    "fstatfs64", "getdents64", "getdents", "readlinkat", "readlink",
+    "mkdirat", "mkdir", "mknodat", "mknod", "symlinkat", "symlink", "linkat",
+    "link", "unlinkat", "unlink", "rmdir", "renameat", "renameat2", "rename",
+    "fchownat", "fchown", "fchown32", "lchown", "chown", "fchmodat",
+    "fchmodat2", "fchmod", "chmod", "utimensat", "utimensat_time64",
+    "futimesat", "truncate", "ftruncate", "truncate64", "ftruncate64",
+    "fallocate", "fsync", "fdatasync", "sync_file_range", "syncfs",
+    "faccessat", "faccessat2", "access", "flock", "fcntl", "fcntl64",
+    "name_to_handle_at", "open_by_handle_at", "copy_file_range", "splice",
+    "sendfile", "sendfile64", "fadvise64", "fadvise64_64", "umask",
+    "getxattr", "lgetxattr", "fgetxattr", "setxattr", "lsetxattr",
+    "fsetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr",
+    "lremovexattr", "fremovexattr", "getcwd", "chdir", "fchdir", "dup",
+    "dup2", "dup3", "pipe2",
+    /* per-request identity (setfsuid/setfsgid/setgroups, capset per
+     * thread) and queries */
+    "setfsuid", "setfsgid", "setfsuid32", "setfsgid32", "setgroups",
+    "setgroups32", "capget", "capset", "getuid", "geteuid", "getgid",
+    "getegid", "getresuid", "getresgid", "getgroups", "getuid32",
+    "geteuid32", "getgid32", "getegid32", "getgroups32",
+    /* event loops, transports (stream, vhost-user), eventfds */
+    "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
+    "epoll_pwait2", "poll", "ppoll", "ppoll_time64", "select", "pselect6",
+    "pselect6_time64", "eventfd2", "accept", "accept4", "recvmsg", "sendmsg",
+    "recvfrom", "sendto", "recvmmsg", "sendmmsg", "shutdown", "getsockopt",
+    "setsockopt", "getsockname", "getpeername", "connect",
+    /* memory (guest memory regions of vhost-user, malloc) */
+    "mmap", "mmap2", "munmap", "mprotect", "mremap", "madvise", "brk",
+    "membarrier",
+    /* threads, futexes, signals, glibc */
+    "clone", "clone3", "futex", "futex_time64", "futex_waitv",
+    "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
+    "gettid", "getpid", "getppid", "tgkill", "tkill", "exit", "exit_group",
+    "sched_yield", "sched_getaffinity", "rt_sigaction", "rt_sigprocmask",
+    "rt_sigreturn", "sigreturn", "sigaltstack", "rt_sigtimedwait",
+    "rt_sigtimedwait_time64", "rt_sigsuspend", "restart_syscall",
+    /* time, timers (--stats), entropy, limits */
+    "clock_gettime", "clock_gettime64", "clock_getres", "clock_nanosleep",
+    "clock_nanosleep_time64", "nanosleep", "gettimeofday", "time",
+    "timer_create", "timer_settime", "timer_settime64", "timer_delete",
+    "timer_gettime", "getrandom", "uname", "getrlimit", "prlimit64",
+    "ugetrlimit", "sysinfo", "getpriority",
+};
+
+#ifdef SB_SANITIZER
+/* ASan/LSan: the leak checker's stop-the-world thread ptraces ours */
+static const char *const sb_syscalls_sanitizer[] = {
+    "ptrace", "wait4", "waitid", "prctl", "kill", "sched_setaffinity",
+    "getpgid", "readlink", "process_vm_readv",
+};
+#endif
+
+static void
+on_sigsys(int sig, siginfo_t *si, void *uc_)
+{
+    static const char msg[] = "virtfsd: seccomp: blocked system call ";
+    char num[16];
+    int n = 0;
+    unsigned v = (unsigned)si->si_syscall;
+    ucontext_t *uc = uc_;
+
+    (void)sig;
+    /* async-signal-safe: write(2) of a fixed text and a number */
+    do {
+        num[sizeof(num) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 && n < 14);
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
+        write(STDERR_FILENO, num + sizeof(num) - n, (size_t)n) < 0 ||
+        write(STDERR_FILENO, "\n", 1) < 0) {
+        /* nothing to do: the log is gone */
+    }
+    /* the call did not happen: make it fail with ENOSYS */
+#if defined(__x86_64__)
+    uc->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+#elif defined(__aarch64__)
+    uc->uc_mcontext.regs[0] = (unsigned long long)-ENOSYS;
+#else
+    (void)uc;
+    _exit(159);
+#endif
+}
+
+static int
+add_rule(scmp_filter_ctx ctx, const char *name, unsigned nargs,
+         const struct scmp_arg_cmp *args)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+
+    if (nr == __NR_SCMP_ERROR) {
+        return 0; /* not on this architecture */
+    }
+    return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, nargs, args);
+}
+
+static int
+apply_seccomp(enum sandbox_seccomp mode)
+{
+    uint32_t deflt;
+    scmp_filter_ctx ctx;
+    int err = 0;
+
+    switch (mode) {
+    case SANDBOX_SECCOMP_KILL:
+        deflt = SCMP_ACT_KILL_PROCESS;
+        break;
+    case SANDBOX_SECCOMP_LOG:
+        deflt = SCMP_ACT_LOG;
+        break;
+    case SANDBOX_SECCOMP_TRAP: {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_sigsys;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSYS, &sa, NULL);
+        deflt = SCMP_ACT_TRAP;
+        break;
+    }
+    default:
+        return 0;
+    }
+    ctx = seccomp_init(deflt);
+    if (ctx == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < sizeof(sb_syscalls) / sizeof(*sb_syscalls) &&
+                       err == 0; i++) {
+        err = add_rule(ctx, sb_syscalls[i], 0, NULL);
+    }
+#ifdef SB_SANITIZER
+    for (size_t i = 0; i < sizeof(sb_syscalls_sanitizer) /
+                           sizeof(*sb_syscalls_sanitizer) && err == 0; i++) {
+        err = add_rule(ctx, sb_syscalls_sanitizer[i], 0, NULL);
+    }
+#else
+    {
+        /* prctl: thread names and queries, not PR_SET_DUMPABLE etc. */
+        static const int pr_ok[] = {PR_SET_NAME, PR_GET_NAME,
+                                    PR_CAPBSET_READ, PR_GET_DUMPABLE,
+                                    PR_GET_SECUREBITS, PR_GET_NO_NEW_PRIVS,
+                                    PR_GET_KEEPCAPS};
+
+        for (size_t i = 0; i < sizeof(pr_ok) / sizeof(*pr_ok) && err == 0;
+             i++) {
+            struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pr_ok[i]);
+
+            err = add_rule(ctx, "prctl", 1, &a);
+        }
+    }
+#endif
+    {
+        /* new sockets: only AF_UNIX (syslog reconnects to /dev/log) */
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+
+        if (err == 0) {
+            err = add_rule(ctx, "socket", 1, &a);
+        }
+    }
+    {
+        /* ioctl: glibc's isatty and socket queries only */
+        static const unsigned long io_ok[] = {TCGETS, FIONREAD, FIONBIO,
+                                              FIOCLEX};
+
+        for (size_t i = 0; i < sizeof(io_ok) / sizeof(*io_ok) && err == 0;
+             i++) {
+            struct scmp_arg_cmp a = SCMP_A1(SCMP_CMP_EQ, io_ok[i]);
+
+            err = add_rule(ctx, "ioctl", 1, &a);
+        }
+    }
+    /* every thread, and no-new-privs (libseccomp's default) with it */
+    if (err == 0) {
+        err = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    }
+    if (err == 0) {
+        err = seccomp_load(ctx);
+    }
+    seccomp_release(ctx);
+    return err;
+}
+
+/* ---- the whole --------------------------------------------------------- */
+
+static const char *
+mode_name(enum sandbox_mode m)
+{
+    switch (m) {
+    case SANDBOX_NAMESPACE:
+        return "namespace";
+    case SANDBOX_CHROOT:
+        return "chroot";
+    case SANDBOX_NONE:
+        return "none";
+    default:
+        return "auto";
+    }
+}
+
+static const char *
+seccomp_name(enum sandbox_seccomp s)
+{
+    static const char *const names[] = {"kill", "log", "trap", "none"};
+
+    return names[s];
+}
+
+#ifdef VIRTFSD_TEST_HOOKS
+/*
+ * Test builds only (virtfsd-testhooks, never installed): make one system
+ * call that is not on the allow-list, so tests/sandbox can see each
+ * seccomp action at work.  syslog(SYSLOG_ACTION_SIZE_BUFFER) is harmless.
+ */
+static void
+test_hook_forbidden_call(void)
+{
+    const char *e = getenv("VIRTFSD_TEST_FORBIDDEN_SYSCALL");
+    long r;
+
+    if (e == NULL || strcmp(e, "1") != 0) {
+        return;
+    }
+    errno = 0;
+    r = syscall(SYS_syslog, 10, NULL, 0);
+    log_info("test hook: forbidden system call %d returned %ld (%s)",
+             (int)SYS_syslog, r, r < 0 ? strerror(errno) : "ok");
+}
+#endif
+
+int
+sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
+              int nexports)
+{
+    enum sandbox_mode mode = o->mode;
+    bool privileged = geteuid() == 0;
+    bool userns = false;
+    bool forked = false;
+    uint64_t keep;
+    char caps[512];
+    char note[128] = "";
+    int err;
+
+    if (mode == SANDBOX_CHROOT) {
+        /*
+         * The passthrough backend reopens every file through
+         * /proc/self/fd/N: a chroot without a mount namespace has no
+         * /proc to offer it.  Refuse instead of pretending.
+         */
+        log_err("--sandbox chroot is not supported by this virtfsd (the "
+                "backend needs /proc/self/fd); use namespace or none");
+        return -ENOTSUP;
+    }
+    if (mode == SANDBOX_AUTO || mode == SANDBOX_NAMESPACE) {
+        err = enter_namespaces(exports, nexports, &userns, &forked);
+        if (err < 0 && (mode == SANDBOX_NAMESPACE || forked)) {
+            log_err("--sandbox namespace: %s", strerror(-err));
+            return err;
+        }
+        if (err < 0) {
+            /* only possible before the fork: nothing changed yet */
+            snprintf(note, sizeof(note), " (namespaces unavailable: %s)",
+                     strerror(-err));
+            mode = SANDBOX_NONE;
+        } else {
+            mode = SANDBOX_NAMESPACE;
+        }
+    }
+
+    /* rlimits (RLIMIT_NOFILE, --rlimit-nofile) are set by main() before */
+
+    keep = caps_wanted(o, exports, nexports, privileged);
+    if (privileged || userns) {
+        err = apply_caps(userns ? 0 : keep);
+        if (err < 0) {
+            return err;
+        }
+        if (userns) {
+            keep = 0;
+        }
+    } else {
+        keep = 0; /* an unprivileged daemon has none to drop */
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 ||
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        err = -errno;
+        log_err("sandbox: prctl: %s", strerror(-err));
+        return err;
+    }
+    err = apply_seccomp(o->seccomp);
+    if (err < 0) {
+        log_err("sandbox: cannot load the seccomp filter: %s",
+                strerror(-err));
+        return err;
+    }
+    caps_string(keep, caps, sizeof(caps));
+    log_info("sandbox: %s%s%s, seccomp %s, capabilities kept: %s",
+             mode_name(mode), userns ? " (user namespace)" : "", note,
+             seccomp_name(o->seccomp), caps);
+#ifdef VIRTFSD_TEST_HOOKS
+    test_hook_forbidden_call();
+#endif
+    return 0;
+}
