@@ -58,6 +58,22 @@ if run_build build; then
     count_meson build
 fi
 
+log "systemd units: systemd-analyze verify"
+if command -v systemd-analyze >/dev/null && [ -f share/systemd/virtfsd@.service.in ]; then
+    # the unit as installed, its ExecStart pointed at the binary just built
+    ud=$(mktemp -d)
+    sed "s|@SBINDIR@|$top/build/tools/virtfsd|" share/systemd/virtfsd@.service.in >"$ud/virtfsd@.service"
+    cp share/systemd/virtfsd@.socket "$ud/"
+    if (cd "$ud" && systemd-analyze verify --man=no ./virtfsd@vm1.service ./virtfsd@vm1.socket) 2>&1; then
+        echo "ok - systemd-analyze verify virtfsd@.service virtfsd@.socket"; passed=$((passed + 1))
+    else
+        echo "not ok - systemd-analyze verify (output above)"; failed=$((failed + 1))
+    fi
+    rm -rf "$ud"
+else
+    failed=$((failed + 1)); notes+=("systemd-analyze missing")
+fi
+
 log "clang build (-Werror) and unit suites"
 if command -v clang >/dev/null; then
     if CC=clang run_build build-clang; then

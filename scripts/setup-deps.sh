@@ -12,7 +12,8 @@
 # boots the 6.12 kernel from there).
 set -euo pipefail
 
-BUILD_PKGS=(meson ninja-build gcc clang libclang-rt-14-dev libc6-dev pkg-config python3)
+BUILD_PKGS=(meson ninja-build gcc clang libclang-rt-14-dev libc6-dev pkg-config python3
+            libseccomp-dev libcap-ng-dev systemd)
 GUEST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio xz-utils socat attr acl linux-libc-dev
             ca-certificates)
 mode=all

@@ -1,0 +1,192 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The sandbox of a running virtfsd, seen from the host (TAP):
+#   /proc/PID/status of the confined process (Seccomp, NoNewPrivs, CapEff,
+#   CapBnd ...), /proc/PID/root holding only the exports and /proc, the
+#   start log line, every transport still serving (Unix, TCP, vhost-user
+#   reconnect), --modcaps, read-only exports, and each --seccomp action
+#   against a system call outside the allow-list (virtfsd-testhooks).
+# Usage: t-sandbox.sh VIRTFSD VIRTFSD_TESTHOOKS VIRTFS       (needs root)
+set -u
+VIRTFSD=$1
+HOOKS=$2
+VIRTFS=$3
+T=$(mktemp -d /tmp/vfst-sbx-XXXXXX)
+EX=$T/export
+mkdir -p "$EX" "$T/ro"
+echo hello >"$EX/a"
+echo ro >"$T/ro/r"
+n=0
+failed=0
+pids=()
+
+ok() {   # ok DESC CMD...
+    local desc=$1; shift
+    n=$((n + 1))
+    if "$@" >"$T/out" 2>"$T/err"; then
+        echo "ok $n - $desc"
+    else
+        failed=$((failed + 1))
+        echo "not ok $n - $desc"
+        sed 's/^/# /' "$T/out" "$T/err" | head -20
+    fi
+}
+check() { ok "$1" bash -c "$2"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# start NAME ARGS...: virtfsd in the background, stderr to $T/NAME.log,
+# pid file $T/NAME.pid; waits for the start log line.  Sets PID (the
+# process started) and CPID (the confined daemon: its child in namespace
+# mode, itself otherwise).
+start() {
+    local name=$1; shift
+    local bin=$VIRTFSD
+    if [ "$1" = hooks ]; then bin=$HOOKS; shift; fi
+    "$bin" --pid-file "$T/$name.pid" "$@" 2>"$T/$name.log" &
+    PID=$!
+    pids+=("$PID")
+    for _ in $(seq 500); do
+        grep -q 'sandbox: ' "$T/$name.log" 2>/dev/null && break
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.01
+    done
+    sleep 0.1
+    CPID=$PID
+    if [ -r "/proc/$PID/task/$PID/children" ]; then
+        read -r c _ <"/proc/$PID/task/$PID/children" || true
+        [ -n "${c:-}" ] && CPID=$c
+    fi
+}
+stop() { kill -TERM "$PID" 2>/dev/null; wait "$PID"; }
+field() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$CPID/status"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "1..0 # needs root"
+    exit 1   # a skip must not count as a pass
+fi
+
+# --- defaults: namespace, seccomp kill, the read-write capability set ---
+S=$T/s.sock
+port=$((20000 + RANDOM % 20000))
+start def --export "$EX" --listen "unix:$S" --listen "tcp:127.0.0.1:$port"
+check "start log line: mode, seccomp action, capabilities" \
+    "grep -q 'sandbox: namespace, seccomp kill, capabilities kept: chown,dac_override,dac_read_search,fowner,fsetid,setgid,setuid,mknod' '$T/def.log'"
+check "the daemon is another process than the one started (pid 1 of its namespace)" \
+    "[ '$CPID' != '$PID' ] && grep -q '^NSpid:.*[[:space:]]1\$' /proc/$CPID/status"
+check "Seccomp: 2 (filter)" "[ '$(field Seccomp)' = 2 ]"
+check "NoNewPrivs: 1" "[ '$(field NoNewPrivs)' = 1 ]"
+check "CapEff = CapPrm = the 8 file-system capabilities (0x80000df)" \
+    "[ '$(field CapEff)' = 00000000080000df ] && [ '$(field CapPrm)' = 00000000080000df ]"
+check "CapBnd, CapAmb, CapInh empty" \
+    "[ '$(field CapBnd)' = 0000000000000000 ] && [ '$(field CapAmb)' = 0000000000000000 ] && [ '$(field CapInh)' = 0000000000000000 ]"
+# everything reachable by path from inside: the export's path and /proc
+(cd "/proc/$CPID/root" && find . -path ./proc -prune -print -o -print | sort) >"$T/tree"
+printf '%s\n' . ./proc $(p=.; IFS=/; for c in ${EX#/}; do p=$p/$c; echo "$p"; done) \
+    "./${EX#/}/a" | sort >"$T/want"
+check "/proc/PID/root holds only the export (at its path) and /proc" "diff '$T/want' '$T/tree'"
+check "no /etc, /usr, /home inside" "[ ! -e /proc/$CPID/root/etc ] && [ ! -e /proc/$CPID/root/usr ] && [ ! -e /proc/$CPID/root/home ]"
+check "/proc inside shows only the daemon's pid namespace" \
+    "[ \"\$(ls /proc/$CPID/root/proc | grep -c '^[0-9]')\" = 1 ]"
+check "its network namespace is not the host's" \
+    "[ \"\$(readlink /proc/$CPID/ns/net)\" != \"\$(readlink /proc/self/ns/net)\" ]"
+check "its mount namespace is not the host's" \
+    "[ \"\$(readlink /proc/$CPID/ns/mnt)\" != \"\$(readlink /proc/self/ns/mnt)\" ]"
+check "Unix socket: read a file" "[ \"\$('$VIRTFS' -s unix:$S cat /a)\" = hello ]"
+check "Unix socket: write a file, host sees it" \
+    "echo w > $T/w && '$VIRTFS' -s unix:$S put $T/w /w && [ \"\$(cat $EX/w)\" = w ]"
+check "Unix socket: mkdir, mv, rm" \
+    "'$VIRTFS' -s unix:$S mkdir /d && '$VIRTFS' -s unix:$S mv /w /d/w && '$VIRTFS' -s unix:$S rm /d/w && [ ! -e $EX/d/w ]"
+check "TCP listener made before the network namespace still serves" \
+    "[ \"\$('$VIRTFS' -s tcp:127.0.0.1:$port cat /a)\" = hello ]"
+stop
+check "SIGTERM to the started process: clean exit 0" "[ $? = 0 ]"
+check "the daemon is gone too" "! kill -0 $CPID 2>/dev/null"
+
+# --- vhost-user: a VMM reconnecting to the same socket is accepted ---
+V=$T/v.sock
+start vh --export "$EX" --vhost-user "$V"
+python3 - "$V" <<'PY' >"$T/vh.out" 2>&1
+import socket, sys, time
+for i in range(3):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    time.sleep(0.2)
+    s.close()
+    time.sleep(0.2)
+PY
+check "vhost-user: three connections in a row on one socket, each accepted" \
+    "[ \"\$(grep -c 'front-end connected' '$T/vh.log')\" = 3 ]"
+stop
+
+# --- read-only exports keep fewer capabilities; --modcaps ---
+start ro --export "$T/ro,ro" --listen "unix:$T/r.sock"
+check "read-only exports only: CapEff 0xce (no chown, fsetid, mknod)" \
+    "[ '$(field CapEff)' = 00000000000000ce ]"
+check "read-only export is a read-only bind mount inside" \
+    "grep -q ' ${T}/ro .* ro[, ]' /proc/$CPID/mountinfo"
+stop
+start mc --export "$EX" --listen "unix:$T/m.sock" --modcaps=+sys_admin:-mknod
+check "--modcaps=+sys_admin:-mknod" \
+    "[ '$(field CapEff)' = 00000000002000df ] && grep -q 'kept: .*sys_admin' '$T/mc.log'"
+stop
+check "--modcaps with an unknown capability is refused" \
+    "! '$VIRTFSD' --export $EX --stdio --modcaps=+nosuchcap </dev/null"
+check "--sandbox chroot is refused with a message (unsupported)" \
+    "! '$VIRTFSD' --export $EX --stdio --sandbox chroot </dev/null 2>$T/chroot.err && grep -q chroot $T/chroot.err"
+
+# --- --sandbox none --seccomp none: nothing but the capability drop ---
+start none --export "$EX" --listen "unix:$T/n.sock" --sandbox none --seccomp none
+check "--sandbox none --seccomp none: same process, Seccomp 0, host root" \
+    "[ '$CPID' = '$PID' ] && [ '$(field Seccomp)' = 0 ] && [ \"\$(readlink /proc/$CPID/root)\" = / ]"
+check "--sandbox none: capabilities still dropped, no-new-privs" \
+    "[ '$(field CapEff)' = 00000000080000df ] && [ '$(field NoNewPrivs)' = 1 ]"
+check "--sandbox none: serves" "[ \"\$('$VIRTFS' -s unix:$T/n.sock cat /a)\" = hello ]"
+stop
+
+# --- a system call outside the allow-list (test hook: syslog(2), nr 103
+#     on x86_64) under each action ---
+nr=$(printf '#include <sys/syscall.h>\nSYS_syslog\n' | cpp -P 2>/dev/null | tail -n1)
+export VIRTFSD_TEST_FORBIDDEN_SYSCALL=1
+start log hooks --export "$EX" --listen "unix:$T/l.sock" --seccomp log
+check "log: the forbidden call ran (the daemon logged its result)" \
+    "grep -q 'test hook: forbidden system call $nr returned' '$T/log.log'"
+check "log: the kernel logged it (audit type=1326, syscall=$nr, our pid)" \
+    "dmesg 2>/dev/null | grep 'type=1326' | grep 'pid=$CPID ' | grep -q 'syscall=$nr '"
+check "log: the daemon keeps serving" "[ \"\$('$VIRTFS' -s unix:$T/l.sock cat /a)\" = hello ]"
+stop
+start trap hooks --export "$EX" --listen "unix:$T/t.sock" --seccomp trap
+check "trap: SIGSYS handler names the call" \
+    "grep -q 'seccomp: blocked system call $nr\$' '$T/trap.log'"
+check "trap: the call failed with ENOSYS, the daemon lives on" \
+    "grep -q 'returned -1 (Function not implemented)' '$T/trap.log' && [ \"\$('$VIRTFS' -s unix:$T/t.sock cat /a)\" = hello ]"
+stop
+start kill hooks --export "$EX" --listen "unix:$T/k.sock"
+wait "$PID"; st=$?
+check "kill (default): the daemon is killed by SIGSYS (status $st = 128+31)" "[ $st = 159 ]"
+check "kill: the call never returned" "! grep -q 'test hook' '$T/kill.log'"
+unset VIRTFSD_TEST_FORBIDDEN_SYSCALL
+start nohook hooks --export "$EX" --listen "unix:$T/h.sock"
+check "kill: without the hook the test binary serves (the filter allows the rest)" \
+    "[ \"\$('$VIRTFS' -s unix:$T/h.sock cat /a)\" = hello ]"
+stop
+
+# --- unprivileged start: a user namespace, or none and a log line ---
+chmod 755 "$T"; chmod -R a+rwX "$EX"; mkdir -m 1777 "$T/u"
+if command -v setpriv >/dev/null; then
+    setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$VIRTFSD" --export "$EX" --listen "unix:$T/u/u.sock" 2>"$T/u.log" &
+    PID=$!; pids+=("$PID")
+    for _ in $(seq 300); do grep -q 'sandbox: ' "$T/u.log" && break; sleep 0.01; done
+    check "unprivileged: user namespace, or 'none' said in the log line" \
+        "grep -Eq 'sandbox: (namespace \\(user namespace\\)|none \\(namespaces unavailable)' '$T/u.log'"
+    check "unprivileged: serves" "[ \"\$('$VIRTFS' -s unix:$T/u/u.sock cat /a)\" = hello ]"
+    stop
+fi
+
+echo "1..$n"
+echo "# $((n - failed)) passed, $failed failed"
+[ "$failed" = 0 ]
