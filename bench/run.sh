@@ -9,7 +9,8 @@
 #                     [-m MSIZE] [-f FILES] [-s SIZE_MIB] [-d TMPDIR]
 #                     [--no-diod] [--no-virtfsd] [--keep]
 #
-# Environment: VIRTFSD, VIRTFS, DIOD override the binaries' paths.
+# Environment: VIRTFSD, VIRTFS, DIOD override the binaries' paths;
+# VIRTFSD_ARGS adds options (e.g. "--sandbox none --seccomp none").
 # diod must run as root here (it switches to the attaching user); without
 # root the diod column is skipped.
 set -eu
@@ -122,12 +123,16 @@ run_bench() {
 if [ "$run_virtfsd" = 1 ]; then
     mkdir -p "$work/export-virtfsd"
     port=$(pick_port 1)
+    # shellcheck disable=SC2086  # VIRTFSD_ARGS: extra options, split
     "$virtfsd" --export "$work/export-virtfsd" \
-        --listen "tcp:127.0.0.1:$port" 2>"$work/virtfsd.log" &
+        --listen "tcp:127.0.0.1:$port" ${VIRTFSD_ARGS:-} 2>"$work/virtfsd.log" &
     vpid=$!
     pids="$pids $vpid"
     wait_ready "tcp:127.0.0.1:$port" "" || { cat "$work/virtfsd.log" >&2; exit 1; }
-    run_bench virtfsd "tcp:127.0.0.1:$port" "" "$vpid"
+    # --sandbox namespace: the serving daemon is the child (pid 1 of its
+    # namespace); its CPU is what counts
+    read -r cpid _ <"/proc/$vpid/task/$vpid/children" 2>/dev/null || cpid=
+    run_bench virtfsd "tcp:127.0.0.1:$port" "" "${cpid:-$vpid}"
 fi
 
 if [ "$run_diod" = 1 ]; then

@@ -105,6 +105,8 @@ check "TCP listener made before the network namespace still serves" \
 stop
 check "SIGTERM to the started process: clean exit 0" "[ $? = 0 ]"
 check "the daemon is gone too" "! kill -0 $CPID 2>/dev/null"
+check "its Unix socket and pid file are removed (by the process outside)" \
+    "[ ! -e '$S' ] && [ ! -e '$T/def.pid' ]"
 
 # --- vhost-user: a VMM reconnecting to the same socket is accepted ---
 V=$T/v.sock

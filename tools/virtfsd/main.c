@@ -655,6 +655,19 @@ main(int argc, char **argv)
     if (svc_notify_open() < 0) {
         log_warn("NOTIFY_SOCKET unusable: no readiness notification");
     }
+    for (int i = 0; i < nlisten; i++) {
+        if (strncmp(listens[i], "unix:", 5) == 0) {
+            sandbox_cleanup_path(listens[i] + 5);
+        }
+    }
+    for (int i = 0; i < nvhost; i++) {
+        if (vopts[i].socket_path != NULL) {
+            sandbox_cleanup_path(vopts[i].socket_path);
+        }
+    }
+    if (pidfile != NULL) {
+        sandbox_cleanup_path(pidfile);
+    }
     if (sandbox_enter(&sbo, exports, nexports) < 0 ||
         p9s_server_start(srv) < 0) {
         goto out_vhost;

@@ -164,6 +164,41 @@ sandbox_parse(struct sandbox_opts *o, int opt, const char *arg)
 
 static volatile sig_atomic_t sb_child_pid;
 
+#define SB_MAX_CLEANUP 64
+static struct {
+    const char *path;
+    dev_t dev;
+    ino_t ino;
+} sb_cleanup[SB_MAX_CLEANUP];
+static int sb_ncleanup;
+
+void
+sandbox_cleanup_path(const char *path)
+{
+    struct stat st;
+
+    if (sb_ncleanup < SB_MAX_CLEANUP && lstat(path, &st) == 0) {
+        sb_cleanup[sb_ncleanup].path = path;
+        sb_cleanup[sb_ncleanup].dev = st.st_dev;
+        sb_cleanup[sb_ncleanup].ino = st.st_ino;
+        sb_ncleanup++;
+    }
+}
+
+/* only what the daemon made: a newer daemon may have replaced it */
+static void
+run_cleanup(void)
+{
+    for (int i = 0; i < sb_ncleanup; i++) {
+        struct stat st;
+
+        if (lstat(sb_cleanup[i].path, &st) == 0 &&
+            st.st_dev == sb_cleanup[i].dev && st.st_ino == sb_cleanup[i].ino) {
+            unlink(sb_cleanup[i].path);
+        }
+    }
+}
+
 static void
 forward_signal(int sig)
 {
@@ -196,6 +231,9 @@ supervise(pid_t child)
         if (errno != EINTR) {
             _exit(1);
         }
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        run_cleanup();
     }
     if (WIFSIGNALED(status)) {
         /* die the same way, so callers see e.g. SIGSYS of a seccomp kill */
@@ -482,8 +520,11 @@ static int
 enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
                  bool *forked)
 {
-    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-                CLONE_NEWUTS | CLONE_NEWCGROUP;
+    /* the others are made by the child: the process that stays outside
+     * keeps the host's mount namespace (it removes the sockets at exit) */
+    int child_flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
+                      CLONE_NEWUTS | CLONE_NEWCGROUP;
+    int flags = CLONE_NEWPID;
     uid_t uid = geteuid();
     gid_t gid = getegid();
     pid_t child;
@@ -513,6 +554,11 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
     *forked = true;
     /* the daemon goes when its supervisor goes (e.g. SIGKILLed) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (unshare(child_flags) < 0) {
+        err = -errno;
+        log_err("sandbox: unshare: %s", strerror(-err));
+        return err;
+    }
     sethostname("virtfsd", 7);
     return build_root(exports, nexports, *userns);
 }

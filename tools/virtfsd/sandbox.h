@@ -54,6 +54,13 @@ void sandbox_opts_init(struct sandbox_opts *o);
 int sandbox_parse(struct sandbox_opts *o, int opt, const char *arg);
 
 /*
+ * A file the daemon removes when it exits (Unix socket, pid file): from
+ * inside the new root it cannot, so the process that stays outside does,
+ * after a clean exit, if the path still names the same file.
+ */
+void sandbox_cleanup_path(const char *path);
+
+/*
  * Confine the process.  Call while virtfsd is still one thread, after
  * every listening socket exists and every export is open, and before
  * anything reaches a path outside the exports.  In namespace mode the
