@@ -215,8 +215,9 @@ forward_signal(int sig)
 static void __attribute__((noreturn))
 supervise(pid_t child)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2,
-                               SIGQUIT};
+    /* the signals virtfsd handles; any other kills this process as it
+     * did the daemon before, and the daemon follows (PR_SET_PDEATHSIG) */
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     struct sigaction sa;
     int status;
 
