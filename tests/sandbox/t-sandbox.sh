@@ -85,10 +85,13 @@ check "CapBnd, CapAmb, CapInh empty" \
     "[ '$(field CapBnd)' = 0000000000000000 ] && [ '$(field CapAmb)' = 0000000000000000 ] && [ '$(field CapInh)' = 0000000000000000 ]"
 # everything reachable by path from inside: the export's path and /proc
 (cd "/proc/$CPID/root" && find . -path ./proc -prune -print -o -print | sort) >"$T/tree"
+etc=$(for f in passwd group nsswitch.conf; do [ -e /etc/$f ] && echo ./etc/$f; done)
 printf '%s\n' . ./proc $(p=.; IFS=/; for c in ${EX#/}; do p=$p/$c; echo "$p"; done) \
-    "./${EX#/}/a" | sort >"$T/want"
-check "/proc/PID/root holds only the export (at its path) and /proc" "diff '$T/want' '$T/tree'"
-check "no /etc, /usr, /home inside" "[ ! -e /proc/$CPID/root/etc ] && [ ! -e /proc/$CPID/root/usr ] && [ ! -e /proc/$CPID/root/home ]"
+    "./${EX#/}/a" ${etc:+./etc} $etc | sort >"$T/want"
+check "/proc/PID/root holds only the export (at its path), /proc and the user databases" "diff '$T/want' '$T/tree'"
+check "no /etc/shadow, /usr, /home inside" "[ ! -e /proc/$CPID/root/etc/shadow ] && [ ! -e /proc/$CPID/root/usr ] && [ ! -e /proc/$CPID/root/home ]"
+check "Tattach by user name (uname root, no n_uname) resolves inside" \
+    "[ \"\$('$VIRTFS' -s unix:$S -u root --uid 4294967295 cat /a)\" = hello ]"
 check "/proc inside shows only the daemon's pid namespace" \
     "[ \"\$(ls /proc/$CPID/root/proc | grep -c '^[0-9]')\" = 1 ]"
 check "its network namespace is not the host's" \

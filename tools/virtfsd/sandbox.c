@@ -6,9 +6,10 @@
  *      and cgroup namespaces (and a user namespace when not root), fork so
  *      the daemon is pid 1 of the new pid namespace (unshare(CLONE_NEWPID)
  *      only moves children; virtiofsd does the same), build a new root on
- *      a private tmpfs holding a bind mount of each export at its host path
- *      and a /proc of the new pid namespace (the passthrough backend
- *      reopens through /proc/self/fd), pivot_root into it and detach the
+ *      a private tmpfs holding a bind mount of each export at its host path,
+ *      a /proc of the new pid namespace (the passthrough backend reopens
+ *      through /proc/self/fd) and read-only /etc/passwd, /etc/group and
+ *      /etc/nsswitch.conf (Tattach user names), pivot_root into it and detach the
  *      old root.  Each export root descriptor, opened on the host before,
  *      is then replaced (dup3 onto the same number) by one opened inside
  *      the new root, so even ".." from an export root ends in the new root.
@@ -411,6 +412,45 @@ reroot_export(const struct p9s_export *ex)
     return err;
 }
 
+/*
+ * The user and group databases, read-only: a Tattach names its user
+ * (uname, or n_uname mapped to a name and groups), resolved through NSS
+ * files.  Bound file by file (no /etc/shadow); a database replaced on the
+ * host by rename is seen after a restart of virtfsd.
+ */
+static const char *const sb_etc_files[] = {
+    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+};
+
+static int
+bind_etc_file(const char *newroot, const char *path, bool userns)
+{
+    char dst[64];
+    int fd;
+
+    if (access(path, F_OK) < 0) {
+        return 0; /* nothing to show */
+    }
+    snprintf(dst, sizeof(dst), "%s/etc", newroot);
+    if (mkdir(dst, 0755) < 0 && errno != EEXIST) {
+        return -errno;
+    }
+    snprintf(dst, sizeof(dst), "%s%s", newroot, path);
+    fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    close(fd);
+    if (mount(path, dst, NULL, MS_BIND, NULL) < 0) {
+        return -errno;
+    }
+    if (!userns && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+                         MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+        log_warn("sandbox: read-only bind of %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
 static int
 build_root(const struct p9s_export *exports, int nexports, bool userns)
 {
@@ -468,6 +508,15 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
     }
     if (err < 0) {
         return err;
+    }
+    for (size_t i = 0; i < sizeof(sb_etc_files) / sizeof(*sb_etc_files);
+         i++) {
+        err = bind_etc_file(newroot, sb_etc_files[i], userns);
+        if (err < 0) {
+            log_err("sandbox: bind mount of %s: %s", sb_etc_files[i],
+                    strerror(-err));
+            return err;
+        }
     }
     snprintf(proc, sizeof(proc), "%s/proc", newroot);
     if (mkdir(proc, 0555) < 0 && errno != EEXIST) {
