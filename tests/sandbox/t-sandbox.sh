@@ -127,6 +127,21 @@ check "vhost-user: three connections in a row on one socket, each accepted" \
     "[ \"\$(grep -c 'front-end connected' '$T/vh.log')\" = 3 ]"
 stop
 
+# --- --stdio: the connection on stdin/stdout, held by both processes ---
+check "--stdio: Tversion answered inside the sandbox, exit 0 at EOF" "python3 - '$VIRTFSD' '$EX' <<'PY'
+import socket, struct, subprocess, sys
+a, b = socket.socketpair()
+p = subprocess.Popen([sys.argv[1], '--export', sys.argv[2], '--stdio'],
+                     stdin=b, stdout=b, stderr=subprocess.DEVNULL)
+b.close()
+v = b'9P2000.L'
+a.sendall(struct.pack('<IBHIH', 13 + len(v), 100, 0xffff, 65536, len(v)) + v)
+a.settimeout(10)
+r = a.recv(64)
+a.close()
+sys.exit(0 if r[4] == 101 and p.wait(timeout=10) == 0 else 1)
+PY"
+
 # --- read-only exports keep fewer capabilities; --modcaps ---
 start ro --export "$T/ro,ro" --listen "unix:$T/r.sock"
 check "read-only exports only: CapEff 0xce (no chown, fsetid, mknod)" \
