@@ -933,6 +933,23 @@ test_hook_forbidden_call(void)
 }
 #endif
 
+/*
+ * Threads already running would not follow: a fork keeps only the calling
+ * thread, and capability sets are per thread.  Count them (/proc/self/task)
+ * so a thread started too early is an error at start, not a hole.
+ */
+static int
+count_threads(void)
+{
+    struct stat st;
+
+    /* a directory's link count: 2 + one per subdirectory (task) */
+    if (stat("/proc/self/task", &st) < 0) {
+        return -errno;
+    }
+    return (int)st.st_nlink - 2;
+}
+
 int
 sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
               int nexports)
@@ -946,6 +963,12 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     char note[128] = "";
     int err;
 
+    err = count_threads();
+    if (err > 1) {
+        log_err("sandbox: %d threads run already; virtfsd must start none "
+                "before it confines itself", err);
+        return -EBUSY;
+    }
     if (mode == SANDBOX_CHROOT) {
         /*
          * The passthrough backend reopens every file through
