@@ -194,6 +194,9 @@ check "kill: without the hook the test binary serves (the filter allows the rest
     "[ \"\$('$VIRTFS' -s unix:$T/h.sock cat /a)\" = hello ]"
 stop
 
+check "a thread started before the sandbox: refused at start, exit 1" \
+    "! VIRTFSD_TEST_EARLY_THREAD=1 '$HOOKS' --export $EX --stdio </dev/null 2>$T/early.err && grep -q 'threads run already' $T/early.err"
+
 # --- unprivileged start: a user namespace, or none and a log line ---
 chmod 755 "$T"; chmod -R a+rwX "$EX"; mkdir -m 1777 "$T/u"
 if command -v setpriv >/dev/null; then

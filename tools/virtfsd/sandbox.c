@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -950,6 +951,29 @@ count_threads(void)
     return (int)st.st_nlink - 2;
 }
 
+#ifdef VIRTFSD_TEST_HOOKS
+static void *
+test_hook_sleeper(void *arg)
+{
+    (void)arg;
+    pause();
+    return NULL;
+}
+
+/* VIRTFSD_TEST_EARLY_THREAD=1: a thread started before the sandbox */
+static void
+test_hook_early_thread(void)
+{
+    const char *e = getenv("VIRTFSD_TEST_EARLY_THREAD");
+    pthread_t th;
+
+    if (e != NULL && strcmp(e, "1") == 0 &&
+        pthread_create(&th, NULL, test_hook_sleeper, NULL) == 0) {
+        pthread_detach(th);
+    }
+}
+#endif
+
 int
 sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
               int nexports)
@@ -963,6 +987,9 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     char note[128] = "";
     int err;
 
+#ifdef VIRTFSD_TEST_HOOKS
+    test_hook_early_thread();
+#endif
     err = count_threads();
     if (err > 1) {
         log_err("sandbox: %d threads run already; virtfsd must start none "
