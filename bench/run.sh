@@ -131,7 +131,14 @@ if [ "$run_virtfsd" = 1 ]; then
     wait_ready "tcp:127.0.0.1:$port" "" || { cat "$work/virtfsd.log" >&2; exit 1; }
     # --sandbox namespace: the serving daemon is the child (pid 1 of its
     # namespace); its CPU is what counts
-    read -r cpid _ <"/proc/$vpid/task/$vpid/children" 2>/dev/null || cpid=
+    # (the listening socket accepts before the sandbox is up: wait for its
+    # log line first)
+    for _ in $(seq 100); do
+        grep -q 'sandbox: ' "$work/virtfsd.log" && break
+        sleep 0.05
+    done
+    cpid=
+    read -r cpid _ <"/proc/$vpid/task/$vpid/children" 2>/dev/null || true  # no newline: status 1
     run_bench virtfsd "tcp:127.0.0.1:$port" "" "${cpid:-$vpid}"
 fi
 
