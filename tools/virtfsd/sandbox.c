@@ -565,11 +565,12 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
 
 /*
  * Returns 0 in the confined child, never returns in the parent.
- * *userns is set when a user namespace was made (unprivileged start).
+ * *userns is set when a user namespace was made (unprivileged start),
+ * *committed once a namespace exists (a later error is fatal).
  */
 static int
 enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
-                 bool *forked)
+                 bool *committed)
 {
     /* the others are made by the child: the process that stays outside
      * keeps the host's mount namespace (it removes the sockets at exit) */
@@ -588,6 +589,9 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
     if (unshare(flags) < 0) {
         return -errno;
     }
+    /* from here a failure is fatal: a user namespace without a mapping
+     * cannot just go on unconfined */
+    *committed = true;
     if (*userns) {
         err = map_ids(uid, gid);
         if (err < 0) {
@@ -602,7 +606,6 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
     if (child > 0) {
         supervise(child);
     }
-    *forked = true;
     /* the daemon goes when its supervisor goes (e.g. SIGKILLed) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (unshare(child_flags) < 0) {
@@ -986,7 +989,7 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     enum sandbox_mode mode = o->mode;
     bool privileged = geteuid() == 0;
     bool userns = false;
-    bool forked = false;
+    bool committed = false;
     uint64_t keep;
     char caps[512];
     char note[128] = "";
@@ -1012,13 +1015,13 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
         return -ENOTSUP;
     }
     if (mode == SANDBOX_AUTO || mode == SANDBOX_NAMESPACE) {
-        err = enter_namespaces(exports, nexports, &userns, &forked);
-        if (err < 0 && (mode == SANDBOX_NAMESPACE || forked)) {
+        err = enter_namespaces(exports, nexports, &userns, &committed);
+        if (err < 0 && (mode == SANDBOX_NAMESPACE || committed)) {
             log_err("--sandbox namespace: %s", strerror(-err));
             return err;
         }
         if (err < 0) {
-            /* only possible before the fork: nothing changed yet */
+            /* the first unshare failed: nothing changed yet */
             snprintf(note, sizeof(note), " (namespaces unavailable: %s)",
                      strerror(-err));
             mode = SANDBOX_NONE;
