@@ -91,6 +91,26 @@ file_content(long i, char *buf, size_t size)
     snprintf(buf, size, "f%07ld", i);
 }
 
+/* The process that serves: with the default --sandbox namespace virtfsd
+ * forks and its child (pid 1 of a new pid namespace) does the work. */
+static int
+serving_pid(void)
+{
+    char p[64];
+    long child = 0;
+    FILE *f;
+
+    snprintf(p, sizeof(p), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    f = fopen(p, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &child) != 1) {
+            child = 0;
+        }
+        fclose(f);
+    }
+    return child > 0 ? (int)child : (int)pid;
+}
+
 static long
 rss_kb(void)
 {
@@ -99,7 +119,7 @@ rss_kb(void)
     long kb = -1;
     FILE *f;
 
-    snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+    snprintf(p, sizeof(p), "/proc/%d/status", serving_pid());
     f = fopen(p, "r");
     if (f == NULL) {
         return -1;
@@ -121,7 +141,7 @@ daemon_fds(void)
     DIR *d;
     int n = 0;
 
-    snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+    snprintf(p, sizeof(p), "/proc/%d/fd", serving_pid());
     d = opendir(p);
     if (d == NULL) {
         return -1;

@@ -408,6 +408,20 @@ reroot_export(const struct p9s_export *ex)
     }
     if (dup3(fd, export_root_fd(ex), O_CLOEXEC) < 0) {
         err = -errno;
+    } else {
+        /* the root now lies on the bind mount: file handles of nodes
+         * found below it carry that mount's id (pt_fdcache.c) */
+        struct pt_backend *pb = ex->be->priv;
+        struct {
+            struct file_handle fh;
+            unsigned char buf[MAX_HANDLE_SZ];
+        } u;
+        int mnt = -1;
+
+        u.fh.handle_bytes = MAX_HANDLE_SZ;
+        if (name_to_handle_at(fd, "", &u.fh, &mnt, AT_EMPTY_PATH) == 0) {
+            pb->root_mnt_id = mnt;
+        }
     }
     close(fd);
     return err;
