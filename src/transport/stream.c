@@ -331,6 +331,7 @@ add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
     }
     atomic_fetch_add(&loop->nconns, 1);
     open_link(loop, xc);
+    log_info("%s: connected", peer); /* before the thread logs anything */
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, CONN_STACK);
@@ -350,7 +351,6 @@ add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
         p9s_conn_close(xc->sc); /* releases xc */
         return err;
     }
-    log_info("%s: connected", peer);
     return 0;
 
 out_free:
