@@ -931,8 +931,7 @@ loop_accept(struct xp_loop *loop, struct listener *l)
             /* the last descriptors are kept for control paths */
             log_peer("%s: refused: descriptors are running out (%u kept in "
                      "reserve)", peer, fdbudget_reserve());
-            listener_backoff(loop, l);
-            return;
+            continue; /* closed again: the next one may be refused too */
         }
         if ((atomic_load(&l->nconns) >= loop->max_conns &&
              !reclaim_one(loop, l, peer)) ||
