@@ -169,6 +169,8 @@ S5=$T/s5
 D9=$!
 PIDS="$PIDS $D9"
 wait_sock "$S5"
+i=0
+while [ ! -s "$T/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
 check "pid file holds the pid" "[ \"\$(cat '$T/pid')\" = $D9 ]"
 check "pid file is 0644 under umask 022" "[ \"\$(stat -c %a '$T/pid')\" = 644 ]"
 check "the daemon's process umask stays 0022" "grep -q '^Umask:[[:space:]]*0022' /proc/$D9/status"
