@@ -340,6 +340,69 @@ test_silent_and_partial(void)
     stop(pid);
 }
 
+/* ---- size headers alone do not allocate msize ---------------------------- */
+
+static long
+vm_data_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmData: %ld kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+static void
+test_header_memory(void)
+{
+    enum { NPEER = 200 };
+    char sock[128], addr[160], log[128];
+    const char *args[] = {"--listen", addr, "--frame-timeout", "60", NULL};
+    /* size[4] = 1000000 (below the default msize), then type and tag */
+    const uint8_t hdr[8] = {0x40, 0x42, 0x0f, 0x00, 118, 1, 0, 0};
+    static int fds[NPEER];
+    long before, after;
+    int sent = 0;
+    pid_t pid;
+
+    snprintf(sock, sizeof(sock), "%s/mem.sock", tmp);
+    snprintf(addr, sizeof(addr), "unix:%s", sock);
+    snprintf(log, sizeof(log), "%s/mem.log", tmp);
+    pid = spawn(args, 0, log, sock);
+    for (int i = 0; i < NPEER; i++) {
+        fds[i] = sock_connect_unix(sock);
+    }
+    usleep(500000);
+    before = vm_data_kib(pid);
+    for (int i = 0; i < NPEER; i++) {
+        sent += fds[i] >= 0 && write(fds[i], hdr, sizeof(hdr)) == 8;
+    }
+    usleep(1000000);
+    after = vm_data_kib(pid);
+    tap_ok(sent == NPEER && before > 0 && after > 0 &&
+           after - before < 64 * 1024,
+           "memory: %d peers that sent only a 1 MB size header grew the "
+           "daemon's data by %ld KiB (< 64 MiB; msize-sized buffers would "
+           "be ~200 MiB)", sent, after - before);
+    for (int i = 0; i < NPEER; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    stop(pid);
+}
+
 /* ---- descriptors running out ------------------------------------------- */
 
 static void
@@ -499,6 +562,9 @@ main(int argc, char **argv)
     }
     if (only == NULL || strcmp(only, "silent") == 0) {
         test_silent_and_partial();
+    }
+    if (only == NULL || strcmp(only, "memory") == 0) {
+        test_header_memory();
     }
     if (only == NULL || strcmp(only, "emfile") == 0) {
         test_emfile();
