@@ -36,7 +36,7 @@ p9c_connect(const char *addr, struct p9c_conn **out)
         char *end;
         long n = strtol(addr + 3, &end, 10);
 
-        if (*end != '\0' || end == addr + 3 || n < 0 || n > INT32_MAX) {
+        if (addr[3] < '0' || addr[3] > '9' || *end != '\0' || n > INT32_MAX) {
             return -EINVAL;
         }
         fd = (int)n;

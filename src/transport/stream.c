@@ -584,7 +584,8 @@ xconn_big_room(struct xconn *xc)
     if (xc->big_got < xc->big_cap) {
         return true;
     }
-    cap = xc->big_cap * 2 < xc->big_len ? xc->big_cap * 2 : xc->big_len;
+    /* x4: a large write arriving at full speed is moved at most twice */
+    cap = xc->big_cap * 4 < xc->big_len ? xc->big_cap * 4 : xc->big_len;
     p = realloc(xc->big, cap);
     if (p == NULL) {
         return false;
