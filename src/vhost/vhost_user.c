@@ -1541,8 +1541,13 @@ vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
 static void
 serve_conn(struct vhu_server *vs, int fd)
 {
-    struct vhu_dev *d = vhu_dev_new(vs->srv, fd, vs->tag);
+    struct vhu_dev *d;
 
+    /* the device's own descriptors (its wake-up eventfd) are a control
+     * path too: spare numbers if clients have used the rest */
+    fdbudget_release(2);
+    d = vhu_dev_new(vs->srv, fd, vs->tag);
+    fdbudget_refill();
     if (d == NULL) {
         log_err("vhost-user: cannot create a device");
         return;
