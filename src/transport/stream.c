@@ -890,9 +890,10 @@ listeners_resume(struct xp_loop *loop)
 /*
  * Accept failed for want of descriptors or memory.  Log it, then take the
  * waiting client off the backlog with a spare descriptor and close it, so
- * it sees the refusal instead of hanging; back off either way.
+ * it sees the refusal instead of hanging (true: go on with the next one);
+ * without a spare, back off.
  */
-static void
+static bool
 accept_starved(struct xp_loop *loop, struct listener *l, int err)
 {
     int fd = -1;
@@ -906,7 +907,10 @@ accept_starved(struct xp_loop *loop, struct listener *l, int err)
         }
         fdbudget_refill();
     }
-    listener_backoff(loop, l);
+    if (fd < 0) {
+        listener_backoff(loop, l); /* nothing to do but wait */
+    }
+    return fd >= 0; /* one refused: the next waiting client may follow */
 }
 
 static void
@@ -918,9 +922,10 @@ loop_accept(struct xp_loop *loop, struct listener *l)
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-                errno == ENOBUFS) {
-                accept_starved(loop, l, errno);
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+                 errno == ENOBUFS) &&
+                accept_starved(loop, l, errno)) {
+                continue;
             }
             return;
         }
