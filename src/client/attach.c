@@ -7,108 +7,14 @@
  * reply (or failure) came back, since the fid is gone either way then.
  */
 #include "client/p9c_impl.h"
+#include "util/sock.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* ---- addresses ---------------------------------------------------------------- */
-
-static int
-connect_unix(const char *path, int *fdp)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd;
-    int err;
-
-    if (strlen(path) >= sizeof(sa.sun_path) || path[0] == '\0') {
-        return -ENAMETOOLONG;
-    }
-    strcpy(sa.sun_path, path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        err = -errno;
-        close(fd);
-        return err;
-    }
-    *fdp = fd;
-    return 0;
-}
-
-static int
-connect_tcp(const char *hostport, int *fdp)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    struct addrinfo *ai;
-    char host[256];
-    const char *colon;
-    const char *port;
-    size_t hlen;
-    int one = 1;
-    int err = -ECONNREFUSED;
-    int fd;
-
-    if (hostport[0] == '[') {
-        const char *end = strchr(hostport, ']');
-
-        if (end == NULL || end[1] != ':') {
-            return -EINVAL;
-        }
-        hlen = (size_t)(end - hostport - 1);
-        if (hlen >= sizeof(host)) {
-            return -EINVAL;
-        }
-        memcpy(host, hostport + 1, hlen);
-        port = end + 2;
-    } else {
-        colon = strrchr(hostport, ':');
-        if (colon == NULL) {
-            return -EINVAL;
-        }
-        hlen = (size_t)(colon - hostport);
-        if (hlen >= sizeof(host)) {
-            return -EINVAL;
-        }
-        memcpy(host, hostport, hlen);
-        port = colon + 1;
-    }
-    host[hlen] = '\0';
-    if (*port == '\0') {
-        return -EINVAL;
-    }
-    if (getaddrinfo(hlen ? host : NULL, port, &hints, &res) != 0) {
-        return -EHOSTUNREACH;
-    }
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            /* RPCs are small and latency-bound: no Nagle delay */
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            freeaddrinfo(res);
-            *fdp = fd;
-            return 0;
-        }
-        err = -errno;
-        close(fd);
-    }
-    freeaddrinfo(res);
-    return err;
-}
 
 int
 p9c_connect(const char *addr, struct p9c_conn **out)
@@ -121,20 +27,23 @@ p9c_connect(const char *addr, struct p9c_conn **out)
         return -EINVAL;
     }
     if (strncmp(addr, "unix:", 5) == 0) {
-        err = connect_unix(addr + 5, &fd);
+        fd = sock_connect_unix(addr + 5);
+        err = fd < 0 ? fd : 0;
     } else if (strncmp(addr, "tcp:", 4) == 0) {
-        err = connect_tcp(addr + 4, &fd);
+        fd = sock_connect_tcp(addr + 4);
+        err = fd < 0 ? fd : 0;
     } else if (strncmp(addr, "fd:", 3) == 0) {
         char *end;
         long n = strtol(addr + 3, &end, 10);
 
-        if (*end != '\0' || end == addr + 3 || n < 0 || n > INT32_MAX) {
+        if (addr[3] < '0' || addr[3] > '9' || *end != '\0' || n > INT32_MAX) {
             return -EINVAL;
         }
         fd = (int)n;
         err = 0;
     } else if (strchr(addr, '/') != NULL) {
-        err = connect_unix(addr, &fd);
+        fd = sock_connect_unix(addr);
+        err = fd < 0 ? fd : 0;
     } else {
         return -EINVAL;
     }

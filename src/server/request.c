@@ -138,7 +138,7 @@ trace_request(struct p9s_req *r)
                  p9_type_name(r->t.type) ? p9_type_name(r->t.type) : "T?",
                  r->t.tag, strerror(-r->decode_err));
     }
-    log_msg(LOG_LVL_INFO, "%s <- %s", r->conn->peer, line);
+    log_trace("%s <- %s", r->conn->peer, line);
 }
 
 /* Decode into a new request; NULL (cookie dropped) with *err on failure. */
@@ -371,7 +371,7 @@ trace_reply(struct p9s_req *r)
     char line[512];
 
     p9_format(&r->r, line, sizeof(line));
-    log_msg(LOG_LVL_INFO, "%s -> %s", r->conn->peer, line);
+    log_trace("%s -> %s", r->conn->peer, line);
 }
 
 /* Encode and send (or drop) the reply of 'r'. */

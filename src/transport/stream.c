@@ -44,11 +44,10 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fdbudget.h"
 #include "util/log.h"
 #include "virtfs/p9.h"
 #include "virtfs/server.h"
@@ -58,7 +57,9 @@
 #define PAUSE_AT 128         /* stop reading with this many requests pending */
 #define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
 #define CONN_STACK (256 * 1024)
-#define MAX_CONNS 4096       /* a thread each; beyond this, refused */
+#define MAX_CONNS 4096       /* a thread each, over all listeners */
+#define STAGE_MIN (4 * 1024) /* a large frame's buffer starts at this ... */
+#define ACCEPT_BACKOFF_MS 100 /* accept failed for want of resources */
 
 /* Reply bytes the socket did not take yet. */
 struct obuf {
@@ -71,6 +72,10 @@ struct obuf {
 struct listener {
     int fd;
     char name[128];
+    bool tcp;
+    atomic_uint nconns;     /* connections counted against this listener */
+    long backoff_until;     /* ms, monotonic; loop thread only */
+    bool paused;            /* out of epoll during a back-off */
     struct listener *next;
 };
 
@@ -82,6 +87,12 @@ struct xconn {
     bool sock;              /* rfd is a socket (send/shutdown usable) */
     bool last;
     char peer[160];
+    struct listener *lst;   /* NULL for --stdio and xp_loop_add_conn */
+    atomic_bool uncounted;  /* no longer counted in lst->nconns */
+    atomic_bool attached;   /* an Rattach was sent: never reclaimed */
+    atomic_bool mid_frame;  /* part of a frame has arrived */
+    atomic_long last_rx;    /* ms of the last byte read (or of connect) */
+    long frame_t0;          /* ms the current partial frame began (thread) */
     struct p9s_conn *sc;
     struct xconn *open_prev, *open_next; /* loop's open list (open_lock) */
     pthread_mutex_t wlock;  /* one writer at a time; guards the fields below */
@@ -96,7 +107,8 @@ struct xconn {
     uint8_t *stage;
     size_t stage_len;       /* bytes in stage */
     uint8_t *big;           /* a frame larger than what is staged */
-    size_t big_len;
+    size_t big_len;         /* its length */
+    size_t big_cap;         /* allocated: grows with what has arrived */
     size_t big_got;
 };
 
@@ -113,6 +125,8 @@ struct xp_loop {
     struct listener *listeners;
     atomic_int nconns;
     atomic_bool last_gone;
+    unsigned max_conns;     /* per listener */
+    unsigned frame_timeout_ms;
     bool have_last;
     pthread_mutex_t open_lock;
     struct xconn *open;     /* connections whose thread runs (open_lock) */
@@ -122,149 +136,25 @@ static const struct p9s_conn_ops xconn_ops;
 
 static void xconn_drop_output_locked(struct xconn *xc);
 
-/* ---- listening -------------------------------------------------------- */
-
-static int
-listen_unix(const char *path, char *msg, size_t msgsize)
+static long
+now_ms(void)
 {
-    struct sockaddr_un sa;
-    struct stat st;
-    mode_t old_mask;
-    int rc;
-    int fd;
-    int err;
+    struct timespec ts;
 
-    if (strlen(path) >= sizeof(sa.sun_path) || path[0] == '\0') {
-        snprintf(msg, msgsize, "unix socket path too long or empty: %s",
-                 path);
-        return -ENAMETOOLONG;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path));
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(msg, msgsize, "%s exists and is not a socket", path);
-            return -EEXIST;
-        }
-        unlink(path); /* a stale socket from an earlier run */
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        err = -errno;
-        snprintf(msg, msgsize, "socket: %s", strerror(-err));
-        return err;
-    }
-    /* owner-only socket whatever the process umask (the passthrough
-     * backend sets umask 0): a local user who can connect can attach as
-     * any uid when virtfsd runs as root */
-    old_mask = umask(0177);
-    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old_mask);
-    if (rc < 0 || listen(fd, 128) < 0) {
-        err = -errno;
-        snprintf(msg, msgsize, "bind/listen %s: %s", path, strerror(-err));
-        close(fd);
-        return err;
-    }
-    return fd;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int
-listen_tcp(const char *hostport, char *msg, size_t msgsize)
+/* The connection no longer takes a place of its listener (closed, or
+ * being reclaimed). */
+static void
+xconn_uncount(struct xconn *xc)
 {
-    struct addrinfo hints;
-    struct addrinfo *res;
-    struct addrinfo *ai;
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    const char *port;
-    int one = 1;
-    int fd = -1;
-    int err = -EADDRNOTAVAIL;
-    size_t hl;
-
-    if (colon == NULL || colon[1] == '\0') {
-        snprintf(msg, msgsize, "tcp address must be HOST:PORT: %s", hostport);
-        return -EINVAL;
+    if (xc->lst != NULL && !atomic_exchange(&xc->uncounted, true)) {
+        atomic_fetch_sub(&xc->lst->nconns, 1);
     }
-    hl = (size_t)(colon - hostport);
-    if (hl >= sizeof(host)) {
-        snprintf(msg, msgsize, "host name too long");
-        return -EINVAL;
-    }
-    memcpy(host, hostport, hl);
-    host[hl] = '\0';
-    /* [::1]:564 */
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    port = colon + 1;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    err = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (err != 0) {
-        snprintf(msg, msgsize, "%s: %s", hostport, gai_strerror(err));
-        return -EINVAL;
-    }
-    err = -EADDRNOTAVAIL;
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            listen(fd, 128) == 0) {
-            break;
-        }
-        err = -errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        snprintf(msg, msgsize, "bind/listen %s: %s", hostport,
-                 strerror(-err));
-        return err;
-    }
-    return fd;
 }
 
-int
-xp_listen(const char *spec, char *msg, size_t msgsize)
-{
-    if (strncmp(spec, "unix:", 5) == 0) {
-        return listen_unix(spec + 5, msg, msgsize);
-    }
-    if (strncmp(spec, "tcp:", 4) == 0) {
-        return listen_tcp(spec + 4, msg, msgsize);
-    }
-    if (strncmp(spec, "fd:", 3) == 0) {
-        char *end;
-        long n = strtol(spec + 3, &end, 10);
-        int acc = 0;
-        socklen_t len = sizeof(acc);
-
-        if (*end != '\0' || n < 0 || n > 65535 ||
-            getsockopt((int)n, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 ||
-            !acc) {
-            snprintf(msg, msgsize, "%s is not a listening socket", spec);
-            return -EINVAL;
-        }
-        return (int)n;
-    }
-    snprintf(msg, msgsize,
-             "unknown listen address '%s' (use unix:PATH, tcp:HOST:PORT or "
-             "fd:N)",
-             spec);
-    return -EINVAL;
-}
 /* ---- loop --------------------------------------------------------------- */
 
 struct xp_loop *
@@ -276,6 +166,8 @@ xp_loop_new(struct p9s_server *srv)
         return NULL;
     }
     loop->srv = srv;
+    loop->max_conns = XP_DEFAULT_MAX_CONNS;
+    loop->frame_timeout_ms = XP_DEFAULT_FRAME_TIMEOUT * 1000u;
     pthread_mutex_init(&loop->open_lock, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
@@ -284,6 +176,13 @@ xp_loop_new(struct p9s_server *srv)
         return NULL;
     }
     return loop;
+}
+
+void
+xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
+{
+    loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
+    loop->frame_timeout_ms = lim->frame_timeout * 1000u;
 }
 
 void
@@ -315,6 +214,13 @@ xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name)
     }
     l->fd = fd;
     snprintf(l->name, sizeof(l->name), "%s", name);
+    {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        l->tcp = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                 (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+    }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
@@ -371,9 +277,9 @@ xconn_wake(struct xconn *xc)
 
 static void *xconn_main(void *arg);
 
-int
-xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
-                 bool last)
+static int
+add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
+         const char *peer, bool last)
 {
     struct xconn *xc = calloc(1, sizeof(*xc));
     pthread_attr_t attr;
@@ -390,12 +296,20 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
     xc->wfd = wfd;
     xc->sock = getsockopt(rfd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
     xc->last = last;
+    xc->lst = lst;
+    atomic_init(&xc->uncounted, lst == NULL);
+    atomic_init(&xc->last_rx, now_ms());
     snprintf(xc->peer, sizeof(xc->peer), "%s", peer);
     pthread_mutex_init(&xc->wlock, NULL);
-    xc->stage = malloc(STAGE_SIZE);
+    /* the staging buffer comes with the first byte: an idle connection
+     * costs no buffer */
     xc->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (xc->stage == NULL || xc->evfd < 0) {
-        err = xc->evfd < 0 ? -errno : -ENOMEM;
+    if (xc->evfd < 0) {
+        err = -errno;
+        goto out_free;
+    }
+    if (lst != NULL && (xc->evfd = fdbudget_admit(xc->evfd)) < 0) {
+        err = xc->evfd; /* the reserve is for control paths */
         goto out_free;
     }
     xc->sc = p9s_conn_new(loop->srv, &xconn_ops, xc, peer);
@@ -410,8 +324,12 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
     if (last) {
         loop->have_last = true;
     }
+    if (lst != NULL) {
+        atomic_fetch_add(&lst->nconns, 1);
+    }
     atomic_fetch_add(&loop->nconns, 1);
     open_link(loop, xc);
+    log_info("%s: connected", peer); /* before the thread logs anything */
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, CONN_STACK);
@@ -420,14 +338,17 @@ xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
     if (err < 0) {
         log_err("%s: cannot start a connection thread: %s", peer,
                 strerror(-err));
+        xconn_uncount(xc);
         open_unlink(loop, xc);
         pthread_mutex_lock(&xc->wlock);
         xc->closing = true;
         pthread_mutex_unlock(&xc->wlock);
-        p9s_conn_close(xc->sc); /* releases xc (and closes the fds) */
+        /* the caller keeps (and closes) rfd/wfd on failure */
+        xc->rfd = -1;
+        xc->wfd = -1;
+        p9s_conn_close(xc->sc); /* releases xc */
         return err;
     }
-    log_info("%s: connected", peer);
     return 0;
 
 out_free:
@@ -440,10 +361,18 @@ out_free:
     return err;
 }
 
+int
+xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
+                 bool last)
+{
+    return add_conn(loop, NULL, rfd, wfd, peer, last);
+}
+
 /* The connection thread is done with this connection. */
 static void
 xconn_close(struct xconn *xc)
 {
+    xconn_uncount(xc);
     open_unlink(xc->loop, xc);
     pthread_mutex_lock(&xc->wlock);
     xc->closing = true;
@@ -466,8 +395,10 @@ xconn_release(struct p9s_conn *c, void *tp)
 
     (void)c;
     log_info("%s: disconnected", xc->peer);
-    close(xc->rfd);
-    if (xc->wfd != xc->rfd) {
+    if (xc->rfd >= 0) {
+        close(xc->rfd);
+    }
+    if (xc->wfd != xc->rfd && xc->wfd >= 0) {
         close(xc->wfd);
     }
     close(xc->evfd);
@@ -572,9 +503,9 @@ xconn_submit(struct xconn *xc, uint8_t *buf, size_t len, bool alone)
     return p9s_conn_submit_flags(xc->sc, &m->in, 1, len, m, flags);
 }
 
-/* Parse complete frames out of the staging buffer. */
+/* Parse complete frames out of the staging buffer; *nframes counts them. */
 static int
-xconn_parse(struct xconn *xc)
+xconn_parse(struct xconn *xc, unsigned *nframes)
 {
     size_t pos = 0;
     int err = 0;
@@ -600,15 +531,26 @@ xconn_parse(struct xconn *xc)
         }
         if ((size_t)flen > xc->stage_len - pos) {
             if ((size_t)flen > BIG_FRAME) {
-                /* a large frame: read the rest straight into its buffer */
-                xc->big = malloc((size_t)flen);
+                /*
+                 * A large frame: read the rest straight into its buffer.
+                 * The buffer grows with what arrives (a peer that sends
+                 * only a size header pins a few KiB, not msize).
+                 */
+                size_t got = xc->stage_len - pos;
+                size_t cap = got * 2 > STAGE_MIN ? got * 2 : STAGE_MIN;
+
+                if (cap > (size_t)flen) {
+                    cap = (size_t)flen;
+                }
+                xc->big = malloc(cap);
                 if (xc->big == NULL) {
                     err = -ENOMEM;
                     break;
                 }
                 xc->big_len = (size_t)flen;
-                xc->big_got = xc->stage_len - pos;
-                memcpy(xc->big, xc->stage + pos, xc->big_got);
+                xc->big_cap = cap;
+                xc->big_got = got;
+                memcpy(xc->big, xc->stage + pos, got);
                 pos = xc->stage_len;
             }
             break;
@@ -621,6 +563,7 @@ xconn_parse(struct xconn *xc)
         memcpy(buf, xc->stage + pos, (size_t)flen);
         pos += (size_t)flen;
         alone = xc->stage_len - pos < 4; /* nothing more buffered */
+        (*nframes)++;
         err = xconn_submit(xc, buf, (size_t)flen, alone);
         if (err < 0) {
             break;
@@ -631,15 +574,65 @@ xconn_parse(struct xconn *xc)
     return err;
 }
 
+/* Room for the next read of a large frame; false when out of memory. */
+static bool
+xconn_big_room(struct xconn *xc)
+{
+    size_t cap;
+    uint8_t *p;
+
+    if (xc->big_got < xc->big_cap) {
+        return true;
+    }
+    /* x4: a large write arriving at full speed is moved at most twice */
+    cap = xc->big_cap * 4 < xc->big_len ? xc->big_cap * 4 : xc->big_len;
+    p = realloc(xc->big, cap);
+    if (p == NULL) {
+        return false;
+    }
+    xc->big = p;
+    xc->big_cap = cap;
+    return true;
+}
+
+/*
+ * After reading or parsing: the deadline of a partial frame runs from its
+ * first byte (approximated by the time the frame before it completed).
+ */
+static void
+xconn_frame_state(struct xconn *xc, unsigned nframes)
+{
+    if (xc->stage_len == 0 && xc->big == NULL) {
+        xc->frame_t0 = 0;
+    } else if (xc->frame_t0 == 0 || nframes > 0) {
+        xc->frame_t0 = now_ms();
+    }
+    atomic_store(&xc->mid_frame, xc->frame_t0 != 0);
+}
+
 /* Read what is there; false when the connection must close. */
 static bool
 xconn_read(struct xconn *xc)
 {
+    unsigned nframes = 0;
+    bool ok = true;
+
+    if (xc->stage == NULL) {
+        xc->stage = malloc(STAGE_SIZE);
+        if (xc->stage == NULL) {
+            log_peer("%s: out of memory, closing connection", xc->peer);
+            return false;
+        }
+    }
     for (int rounds = 0; rounds < 16; rounds++) {
         ssize_t n;
 
         if (xc->big != NULL) {
-            n = read(xc->rfd, xc->big + xc->big_got, xc->big_len - xc->big_got);
+            if (!xconn_big_room(xc)) {
+                log_peer("%s: out of memory, closing connection", xc->peer);
+                return false;
+            }
+            n = read(xc->rfd, xc->big + xc->big_got, xc->big_cap - xc->big_got);
         } else {
             n = read(xc->rfd, xc->stage + xc->stage_len,
                      STAGE_SIZE - xc->stage_len);
@@ -649,16 +642,19 @@ xconn_read(struct xconn *xc)
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                return true;
+                break;
             }
-            return errno == EINTR;
+            ok = errno == EINTR;
+            break;
         }
+        atomic_store(&xc->last_rx, now_ms());
         if (xc->big != NULL) {
             xc->big_got += (size_t)n;
             if (xc->big_got == xc->big_len) {
                 uint8_t *buf = xc->big;
 
                 xc->big = NULL;
+                nframes++;
                 if (xconn_submit(xc, buf, xc->big_len, xc->stage_len == 0) <
                     0) {
                     return false;
@@ -667,7 +663,7 @@ xconn_read(struct xconn *xc)
             continue;
         }
         xc->stage_len += (size_t)n;
-        if (xconn_parse(xc) < 0) {
+        if (xconn_parse(xc, &nframes) < 0) {
             log_peer("%s: protocol error, closing connection", xc->peer);
             return false;
         }
@@ -675,10 +671,11 @@ xconn_read(struct xconn *xc)
         n = xconn_paused(xc);
         pthread_mutex_unlock(&xc->wlock);
         if (n) {
-            return true;
+            break;
         }
     }
-    return true;
+    xconn_frame_state(xc, nframes);
+    return ok;
 }
 
 static void *
@@ -686,12 +683,14 @@ xconn_main(void *arg)
 {
     struct xconn *xc = arg;
     struct timespec t_stop = {0};
+    unsigned frame_ms = xc->loop->frame_timeout_ms;
 
     for (;;) {
         struct pollfd pfd[3];
         int nfd = 0;
         int ri = -1;
         int wi = -1;
+        int timeout = -1;
         bool reading;
         bool writing;
         bool stopping;
@@ -716,19 +715,33 @@ xconn_main(void *arg)
             } else if (now.tv_sec - t_stop.tv_sec > 10) {
                 break; /* give up on what cannot be delivered */
             }
+            timeout = 100;
         }
         if (reading && xc->big == NULL && xc->stage_len >= 4) {
             /* frames staged while reading was paused: submit them first
              * (the socket may have nothing new to wake us for them) */
             size_t before = xc->stage_len;
+            unsigned nframes = 0;
 
-            if (xconn_parse(xc) < 0) {
+            if (xconn_parse(xc, &nframes) < 0) {
                 log_peer("%s: protocol error, closing connection", xc->peer);
                 break;
             }
+            xconn_frame_state(xc, nframes);
             if (xc->stage_len != before) {
                 continue;
             }
+        }
+        if (!stopping && reading && xc->frame_t0 != 0 && frame_ms > 0) {
+            /* a partial frame holds a buffer: it has a deadline */
+            long left = xc->frame_t0 + (long)frame_ms - now_ms();
+
+            if (left <= 0) {
+                log_peer("%s: frame not completed within %u s, closing "
+                         "connection", xc->peer, frame_ms / 1000);
+                break;
+            }
+            timeout = (int)left;
         }
         if (reading || xc->wfd == xc->rfd) {
             /* even when not reading, hang-ups are seen on the socket */
@@ -747,8 +760,7 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
-        if (poll(pfd, (nfds_t)nfd, stopping ? 100 : -1) < 0 &&
-            errno != EINTR) {
+        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
             break;
         }
         if (pfd[nfd - 1].revents & POLLIN) {
@@ -773,6 +785,134 @@ xconn_main(void *arg)
     return NULL;
 }
 
+/*
+ * The listener 'l' (or, with l == NULL, the whole loop) is full and a
+ * client waits: drop the connection that never attached, has nothing in
+ * flight and no partial frame, and was idle longest.  A connection that
+ * never sent a byte qualifies only here, when someone else needs its
+ * place.  Returns true if one was dropped.
+ */
+static bool
+reclaim_one(struct xp_loop *loop, struct listener *l, const char *waiting)
+{
+    struct xconn *best = NULL;
+    long best_rx = 0;
+    bool done = false;
+
+    pthread_mutex_lock(&loop->open_lock);
+    for (struct xconn *xc = loop->open; xc != NULL; xc = xc->open_next) {
+        long rx;
+        bool busy;
+
+        if (xc->lst == NULL || (l != NULL && xc->lst != l) ||
+            atomic_load(&xc->uncounted) || atomic_load(&xc->attached) ||
+            atomic_load(&xc->mid_frame)) {
+            continue;
+        }
+        pthread_mutex_lock(&xc->wlock);
+        busy = xc->pending > 0 || xc->oq_head != NULL || xc->closing;
+        pthread_mutex_unlock(&xc->wlock);
+        rx = atomic_load(&xc->last_rx);
+        if (!busy && (best == NULL || rx < best_rx)) {
+            best = xc;
+            best_rx = rx;
+        }
+    }
+    if (best != NULL) {
+        log_peer("%s: dropped (no attach, idle %ld s) to admit a new client "
+                 "on %s", best->peer, (now_ms() - best_rx) / 1000, waiting);
+        xconn_uncount(best);
+        /* its thread sees the hang-up and closes; best stays valid while
+         * open_lock is held (it unlinks itself first) */
+        shutdown(best->rfd, SHUT_RDWR);
+        done = true;
+    }
+    pthread_mutex_unlock(&loop->open_lock);
+    return done;
+}
+
+static void
+peer_name(struct listener *l, int fd, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[64] = "?";
+    char port[16] = "?";
+
+    if (l->tcp && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
+                    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+        snprintf(buf, size, "%.96s#%d(%s%s%s:%s)", l->name, fd,
+                 ss.ss_family == AF_INET6 ? "[" : "", host,
+                 ss.ss_family == AF_INET6 ? "]" : "", port);
+        return;
+    }
+    if (!l->tcp) {
+        struct ucred uc;
+        socklen_t ul = sizeof(uc);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0) {
+            snprintf(buf, size, "%.96s#%d(pid %ld uid %u)", l->name, fd,
+                     (long)uc.pid, (unsigned)uc.uid);
+            return;
+        }
+    }
+    snprintf(buf, size, "%.96s#%d", l->name, fd);
+}
+
+/* Stop watching a listener for a while: accept cannot succeed now. */
+static void
+listener_backoff(struct xp_loop *loop, struct listener *l)
+{
+    struct epoll_event ev = {.events = 0, .data.ptr = l};
+
+    l->backoff_until = now_ms() + ACCEPT_BACKOFF_MS;
+    if (!l->paused && epoll_ctl(loop->epfd, EPOLL_CTL_MOD, l->fd, &ev) == 0) {
+        l->paused = true;
+    }
+}
+
+static void
+listeners_resume(struct xp_loop *loop)
+{
+    long now = now_ms();
+
+    for (struct listener *l = loop->listeners; l != NULL; l = l->next) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = l};
+
+        if (l->paused && now >= l->backoff_until &&
+            epoll_ctl(loop->epfd, EPOLL_CTL_MOD, l->fd, &ev) == 0) {
+            l->paused = false;
+        }
+    }
+}
+
+/*
+ * Accept failed for want of descriptors or memory.  Log it, then take the
+ * waiting client off the backlog with a spare descriptor and close it, so
+ * it sees the refusal instead of hanging (true: go on with the next one);
+ * without a spare, back off.
+ */
+static bool
+accept_starved(struct xp_loop *loop, struct listener *l, int err)
+{
+    int fd = -1;
+
+    log_peer("accept on %s: %s; refusing new clients for now", l->name,
+             strerror(err));
+    if ((err == EMFILE || err == ENFILE) && fdbudget_release(1) == 1) {
+        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+        }
+        fdbudget_refill();
+    }
+    if (fd < 0) {
+        listener_backoff(loop, l); /* nothing to do but wait */
+    }
+    return fd >= 0; /* one refused: the next waiting client may follow */
+}
+
 static void
 loop_accept(struct xp_loop *loop, struct listener *l)
 {
@@ -782,23 +922,35 @@ loop_accept(struct xp_loop *loop, struct listener *l)
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                /* out of descriptors: the pending connection stays in the
-                 * backlog; do not spin on it */
-                log_peer("accept on %s: %s", l->name, strerror(errno));
-                usleep(50000);
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+                 errno == ENOBUFS) &&
+                accept_starved(loop, l, errno)) {
+                continue;
             }
             return;
         }
-        if (atomic_load(&loop->nconns) >= MAX_CONNS) {
-            log_peer("%s: %d connections already, refusing another",
-                     l->name, MAX_CONNS);
+        peer_name(l, fd, peer, sizeof(peer));
+        fd = fdbudget_admit(fd);
+        if (fd < 0) {
+            /* the last descriptors are kept for control paths */
+            log_peer("%s: refused: descriptors are running out (%u kept in "
+                     "reserve)", peer, fdbudget_reserve());
+            continue; /* closed again: the next one may be refused too */
+        }
+        if ((atomic_load(&l->nconns) >= loop->max_conns &&
+             !reclaim_one(loop, l, peer)) ||
+            (atomic_load(&loop->nconns) >= MAX_CONNS &&
+             !reclaim_one(loop, NULL, peer))) {
+            log_peer("%s: refused: %u connections on %s (all attached or "
+                     "busy)", peer, atomic_load(&l->nconns), l->name);
             close(fd);
             continue;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        snprintf(peer, sizeof(peer), "%s#%d", l->name, fd);
-        if (xp_loop_add_conn(loop, fd, fd, peer, false) < 0) {
+        if (l->tcp) {
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        if (add_conn(loop, l, fd, fd, peer, false) < 0) {
+            log_peer("%s: refused: cannot set up the connection", peer);
             close(fd);
         }
     }
@@ -818,9 +970,17 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
         }
         if (stats != NULL && *stats) {
             *stats = 0;
+            log_force(true); /* asked for: shown whatever --log-level */
             p9s_server_dump_stats(loop->srv);
+            log_force(false);
         }
-        n = epoll_wait(loop->epfd, evs, 16, 200);
+        bool paused = false;
+
+        listeners_resume(loop);
+        for (struct listener *l = loop->listeners; l != NULL; l = l->next) {
+            paused |= l->paused;
+        }
+        n = epoll_wait(loop->epfd, evs, 16, paused ? 20 : 200);
         for (int i = 0; i < n; i++) {
             loop_accept(loop, evs[i].data.ptr);
         }
@@ -905,6 +1065,9 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     bool queued = false;
 
     (void)c;
+    if (len > 4 && p[4] == P9_RATTACH) {
+        atomic_store(&xc->attached, true); /* holds fids: never reclaimed */
+    }
     pthread_mutex_lock(&xc->wlock);
     if (xc->oq_head == NULL) {
         while (left > 0 && !xc->dead) {

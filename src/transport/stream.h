@@ -2,9 +2,9 @@
 /*
  * Byte-stream transports: Unix and TCP listeners, inherited sockets, and a
  * single connection on a pair of fds (--stdio).  One event-loop thread
- * (epoll) accepts, reads and frames size[4]-prefixed 9P messages for every
- * connection and submits them to the server core; worker threads write the
- * replies (one writer at a time per connection).
+ * (epoll) accepts; every connection has a thread that reads and frames
+ * size[4]-prefixed 9P messages and submits them to the server core; worker
+ * threads write the replies (one writer at a time per connection).
  */
 #ifndef VIRTFS_TRANSPORT_STREAM_H
 #define VIRTFS_TRANSPORT_STREAM_H
@@ -16,15 +16,41 @@
 struct p9s_server;
 struct xp_loop;
 
+struct sock_unix_id;
+
 /*
  * Open a listening socket for "unix:PATH", "tcp:HOST:PORT" or "fd:N" (an
- * inherited, already listening socket).  A stale Unix socket file at PATH
- * is replaced; any other file there is an error.  Returns the fd or
- * -errno, with a message in 'msg'.
+ * inherited, already listening stream socket).  A Unix socket file at PATH
+ * is replaced only if stale (nobody accepts on it); a live one or any
+ * other file there is an error.  'id' (may be NULL) identifies the socket
+ * file created for unix:PATH.  Returns the fd or -errno, with a message in
+ * 'msg'.  Implemented in listen.c.
  */
-int xp_listen(const char *spec, char *msg, size_t msgsize);
+int xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
+              size_t msgsize);
+
+/*
+ * Admission control (docs/security.md):
+ *  max_conns      connections per listener (and 4096 in all).  When a
+ *                 listener is full and a client waits, the connection that
+ *                 never attached and has been idle longest is dropped to
+ *                 admit it; a session that attached is never dropped.
+ *                 With no such connection the new client is refused.
+ *  frame_timeout  seconds a frame may take from its first byte to its
+ *                 last (a partial frame holds a buffer); 0 = no limit.
+ * A connection that never sends a byte is never timed out (a virtio-serial
+ * port is connected at VM start and the guest may speak minutes later).
+ */
+#define XP_DEFAULT_MAX_CONNS 1024
+#define XP_DEFAULT_FRAME_TIMEOUT 30
+struct xp_limits {
+    unsigned max_conns;      /* 0 = XP_DEFAULT_MAX_CONNS */
+    unsigned frame_timeout;  /* seconds; 0 = none */
+};
 
 struct xp_loop *xp_loop_new(struct p9s_server *srv);
+/* Set before adding listeners and connections. */
+void xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim);
 void xp_loop_free(struct xp_loop *loop);
 int xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name);
 /* Serve one connection on rfd/wfd (may be equal).  With 'last' the loop

@@ -7,6 +7,7 @@
 #define VIRTFS_UTIL_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
     LOG_LVL_ERROR = 0,
@@ -22,8 +23,27 @@ enum log_level log_get_level(void);
 /* Send messages to syslog (ident) instead of stderr. */
 void log_use_syslog(const char *ident);
 
+/*
+ * Copy src to dst (size bytes, NUL-terminated) with every control
+ * character (C0, DEL, C1), line or paragraph separator, bidirectional
+ * override and invalid UTF-8 byte written as \xNN.  Every log line goes
+ * through it.  Returns the length written.
+ */
+size_t log_escape(char *dst, size_t size, const char *src);
+
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level lvl,
                                                     const char *fmt, ...);
+
+/*
+ * Output the user asked for explicitly (--trace lines, --stats and SIGUSR1
+ * reports): written whatever the --log-level, tagged with 'lvl'.
+ */
+__attribute__((format(printf, 2, 3))) void log_always(enum log_level lvl,
+                                                       const char *fmt, ...);
+#define log_trace(...) log_always(LOG_LVL_INFO, __VA_ARGS__)
+/* While on (nestable, this thread only), every level is written: wrap a
+ * report the user asked for whose lines use log_info. */
+void log_force(bool on);
 
 /*
  * Peer-triggerable message: at most 'burst' lines per 10 s per call site

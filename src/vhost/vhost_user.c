@@ -26,11 +26,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fdbudget.h"
 #include "util/log.h"
+#include "util/sock.h"
 #include "vhost/vhost.h"
 #include "virtfs/p9.h"
 #include "virtfs/server.h"
@@ -49,6 +50,7 @@
 #define VHU_MAX_COPIED (64u << 20)
 /* Twrite: size[4] type[1] tag[2] fid[4] offset[8] count[4], then data */
 #define TWRITE_HDR 23u
+#define ACCEPT_BACKOFF_MS 100 /* accept failed for want of resources */
 
 /* ---- message I/O ------------------------------------------------------ */
 
@@ -179,11 +181,19 @@ msg_read(int sock, struct vhu_msg *m, int stop_fd)
     int err;
 
     m->nfds = 0;
+    /*
+     * A message may carry descriptors (SET_MEM_TABLE, SET_VRING_KICK/CALL):
+     * if the process is out of them, the kernel drops them (MSG_CTRUNC) and
+     * the device would be lost.  Free spare numbers for them first.
+     */
+    fdbudget_release(VHU_MAX_FDS);
     do {
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    err = errno;
+    fdbudget_refill();
     if (n < 0) {
-        return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        return err == EAGAIN ? -ETIMEDOUT : -err;
     }
     if (n == 0) {
         return -ECONNRESET;
@@ -211,7 +221,10 @@ msg_read(int sock, struct vhu_msg *m, int stop_fd)
         }
     }
     if (mh.msg_flags & MSG_CTRUNC) {
-        /* More fds than any message may carry: some were discarded. */
+        /* More fds than any message may carry (or no descriptor left to
+         * receive them in): some were discarded. */
+        log_peer("vhost-user: descriptors of a message were dropped "
+                 "(too many, or out of descriptors)");
         err = -EPROTO;
         goto out_err;
     }
@@ -1463,47 +1476,13 @@ struct vhu_server {
     int conn_fd;       /* pre-connected socket, -1 after use */
     int stop_fd;       /* eventfd */
     char *unlink_path; /* socket file we created */
+    struct sock_unix_id unlink_id;
     char tag[VHU_MAX_TAG + 1];
     bool once;
     pthread_t thread;
     bool has_thread;
     int result;
 };
-
-static int
-listen_unix(const char *path, int *out)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stat st;
-    mode_t old_mask;
-    int rc;
-    int fd;
-
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    /* Replace a stale socket, never another kind of file. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        unlink(path);
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    /* owner-only socket whatever the process umask */
-    old_mask = umask(0177);
-    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old_mask);
-    if (rc < 0 || listen(fd, 1) < 0) {
-        int err = -errno;
-
-        close(fd);
-        return err;
-    }
-    *out = fd;
-    return 0;
-}
 
 int
 vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
@@ -1533,13 +1512,26 @@ vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
         free(vs);
         return err;
     }
+    if (o->listen_fd >= 0 && (err = sock_check_listening(o->listen_fd)) < 0) {
+        log_err("vhost-user: fd %d is not a listening stream socket",
+                o->listen_fd);
+        close(vs->stop_fd);
+        free(vs);
+        return err == -EINVAL ? -ENOTSOCK : err;
+    }
     if (o->socket_path != NULL) {
-        err = listen_unix(o->socket_path, &vs->listen_fd);
-        if (err < 0) {
+        char msg[256];
+        /* one front-end at a time; a second waits in the backlog */
+        int fd = sock_listen_unix(o->socket_path, 1, &vs->unlink_id, msg,
+                                  sizeof(msg));
+
+        if (fd < 0) {
+            log_err("vhost-user: %s", msg);
             close(vs->stop_fd);
             free(vs);
-            return err;
+            return fd;
         }
+        vs->listen_fd = fd;
         vs->unlink_path = strdup(o->socket_path);
     }
     *out = vs;
@@ -1549,8 +1541,13 @@ vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
 static void
 serve_conn(struct vhu_server *vs, int fd)
 {
-    struct vhu_dev *d = vhu_dev_new(vs->srv, fd, vs->tag);
+    struct vhu_dev *d;
 
+    /* the device's own descriptors (its wake-up eventfd) are a control
+     * path too: spare numbers if clients have used the rest */
+    fdbudget_release(2);
+    d = vhu_dev_new(vs->srv, fd, vs->tag);
+    fdbudget_refill();
     if (d == NULL) {
         log_err("vhost-user: cannot create a device");
         return;
@@ -1596,12 +1593,30 @@ vhu_server_run(struct vhu_server *vs)
             break;
         }
         fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+            fdbudget_release(1) == 1) {
+            /* the VMM is a control path: it may use a spare */
+            fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        }
         if (fd < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) {
+            int err = errno;
+
+            if (err == EINTR || err == EAGAIN || err == ECONNABORTED) {
                 continue;
             }
-            log_err("vhost-user: accept: %s", strerror(errno));
-            return -errno;
+            if (err == EMFILE || err == ENFILE || err == ENOMEM ||
+                err == ENOBUFS || err == EPROTO || err == EPERM) {
+                /*
+                 * Out of resources (or a connection that failed before we
+                 * took it): this socket stays served.  Wait a little, so
+                 * the backlog entry does not spin us, then try again.
+                 */
+                log_peer("vhost-user: accept: %s; retrying", strerror(err));
+                poll(&p[1], 1, ACCEPT_BACKOFF_MS);
+                continue;
+            }
+            log_err("vhost-user: accept: %s", strerror(err));
+            return -err;
         }
         serve_conn(vs, fd);
         if (vs->once) {
@@ -1669,7 +1684,7 @@ vhu_server_free(struct vhu_server *vs)
         close(vs->listen_fd);
     }
     if (vs->unlink_path != NULL) {
-        unlink(vs->unlink_path);
+        sock_unix_unlink(vs->unlink_path, &vs->unlink_id);
         free(vs->unlink_path);
     }
     close(vs->stop_fd);

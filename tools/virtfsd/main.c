@@ -3,6 +3,7 @@
  * virtfsd: export host directories to VM guests over 9P2000.L.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
@@ -19,7 +20,9 @@
 #include "svc.h"
 #include "transport/stream.h"
 #include "vhost/vhost.h"
+#include "util/fdbudget.h"
 #include "util/log.h"
+#include "util/sock.h"
 #include "virtfs/backend.h"
 #include "virtfs/p9.h"
 #include "virtfs/server.h"
@@ -51,7 +54,7 @@ on_stats(int sig)
 
 /* long-only options without a letter */
 enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
-       OPT_MAX_FIDS_TOTAL };
+       OPT_MAX_FIDS_TOTAL, OPT_MAX_CONNS, OPT_FRAME_TIMEOUT, OPT_FD_RESERVE };
 
 static void
 usage(FILE *out)
@@ -72,14 +75,16 @@ usage(FILE *out)
 "                                nodev   creating device nodes fails (EPERM)\n"
 "Transports:\n"
 "  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
-"                                  unix:PATH       Unix socket (stale socket replaced)\n"
-"                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640)\n"
+"                                  unix:PATH       Unix socket (a stale socket file is\n"
+"                                                  replaced; a live one is an error)\n"
+"                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640,\n"
+"                                                  tcp:[::1]:5640); PORT 1..65535\n"
 "                                  fd:N            inherited listening socket N\n"
 "      --stdio                   serve one connection on stdin/stdout, exit at EOF\n"
 "      --vhost-user PATH[,tag=T] be the vhost-user back-end of a virtio-9p device\n"
 "                                on socket PATH (repeatable: one socket per VM;\n"
 "                                a VM reconnecting after a reboot is served again)\n"
-"      --fd N                    like --vhost-user on an inherited listening socket\n"
+"      --fd N[,tag=T]            like --vhost-user on an inherited listening socket\n"
 "      --tag TAG                 default virtio-9p mount tag (default \"virtfs\")\n"
 "      --print-capabilities      print the vhost-user back-end JSON and exit\n"
 "Protocol and server:\n"
@@ -107,14 +112,23 @@ usage(FILE *out)
 "                                is found again: prefer (default: file handles\n"
 "                                where the host allows, else by name), never\n"
 "                                (by name), mandatory (fail without handles)\n"
+"Connections and descriptors (see virtfsd(8)):\n"
+"      --max-connections N       connections per --listen socket (default %u);\n"
+"                                when full, the longest-idle connection that\n"
+"                                never attached is dropped for a new client\n"
+"      --frame-timeout SECONDS   a message must arrive whole within SECONDS of\n"
+"                                its first byte (default %u, 0 = no limit)\n"
+"      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
+"                                listeners); clients may not use them (default %u)\n"
 SANDBOX_USAGE
 "Operation:\n"
 "      --log-level LEVEL         error, warn, info (default) or debug\n"
 "      --syslog                  log to syslog instead of stderr\n"
 "      --trace                   log one decoded line per T and R message\n"
+"                                (whatever the --log-level)\n"
 "      --stats SECONDS           log per-message counts and latency every\n"
-"                                SECONDS (also on SIGUSR1)\n"
-"      --pid-file PATH           write the process id to PATH\n"
+"                                SECONDS (also on SIGUSR1, whatever the level)\n"
+"      --pid-file PATH           write the process id to PATH (mode 0644)\n"
 "  -h, --help                    show this help\n"
 "  -V, --version                 show the version\n"
 "\n"
@@ -122,7 +136,9 @@ SANDBOX_USAGE
 "Linux: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
 "Guest over vhost-user: mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt\n"
 "See virtfsd(8).\n",
-            P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE);
+            P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE,
+            XP_DEFAULT_MAX_CONNS, XP_DEFAULT_FRAME_TIMEOUT,
+            FDBUDGET_DEFAULT_RESERVE);
 }
 
 static int
@@ -235,6 +251,9 @@ main(int argc, char **argv)
         {"trace", no_argument, NULL, 'T'},
         {"stats", required_argument, NULL, 's'},
         {"pid-file", required_argument, NULL, 'P'},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+        {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
+        {"fd-reserve", required_argument, NULL, OPT_FD_RESERVE},
         {"vhost-user", required_argument, NULL, 'H'},
         {"fd", required_argument, NULL, 'F'},
         {"tag", required_argument, NULL, 'G'},
@@ -254,6 +273,13 @@ main(int argc, char **argv)
     struct export_arg exargs[MAX_EXPORTS];
     struct p9s_export exports[MAX_EXPORTS];
     const char *listens[MAX_LISTEN];
+    struct sock_unix_id listen_ids[MAX_LISTEN];
+    int nlistening = 0;
+    struct xp_limits limits = {
+        .max_conns = XP_DEFAULT_MAX_CONNS,
+        .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+    };
+    unsigned fd_reserve = FDBUDGET_DEFAULT_RESERVE;
     struct vhu_opts vopts[MAX_VHOST];
     char *vtags[MAX_VHOST];
     char *vargs[MAX_VHOST]; /* the strdup'd argument vtags point into */
@@ -326,11 +352,27 @@ main(int argc, char **argv)
                 return 1;
             }
             vargs[nvhost] = arg;
-            t = strstr(arg, ",tag=");
             vtags[nvhost] = NULL;
+            /* PATH[,tag=T]: every suboption must be known (as --export) */
+            t = strchr(arg, ',');
             if (t != NULL) {
-                *t = '\0';
-                vtags[nvhost] = t + 5;
+                *t++ = '\0';
+            }
+            while (t != NULL) {
+                char *next = strchr(t, ',');
+
+                if (next != NULL) {
+                    *next++ = '\0';
+                }
+                if (strncmp(t, "tag=", 4) == 0 && vtags[nvhost] == NULL) {
+                    vtags[nvhost] = t + 4;
+                } else {
+                    fprintf(stderr, "virtfsd: --%s %s: unknown or repeated "
+                            "option '%s' (only ,tag=T)\n",
+                            c == 'H' ? "vhost-user" : "fd", optarg, t);
+                    return 2;
+                }
+                t = next;
             }
             memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
             vopts[nvhost].listen_fd = -1;
@@ -339,6 +381,10 @@ main(int argc, char **argv)
                 vopts[nvhost].socket_path = arg;
             } else if (parse_uint(arg, 65535, &v) < 0) {
                 fprintf(stderr, "virtfsd: --fd needs a descriptor number\n");
+                return 2;
+            } else if (sock_check_listening((int)v) < 0) {
+                fprintf(stderr, "virtfsd: --fd %lu is not a listening stream "
+                        "socket\n", v);
                 return 2;
             } else {
                 vopts[nvhost].listen_fd = (int)v;
@@ -453,6 +499,29 @@ main(int argc, char **argv)
                         "prefer or mandatory\n");
                 return 2;
             }
+            break;
+        case OPT_MAX_CONNS: /* admission (transport/stream.h) */
+            if (parse_uint(optarg, 65536, &v) < 0 || v == 0) {
+                fprintf(stderr, "virtfsd: --max-connections must be "
+                        "1..65536\n");
+                return 2;
+            }
+            limits.max_conns = (unsigned)v;
+            break;
+        case OPT_FRAME_TIMEOUT:
+            if (parse_uint(optarg, 86400, &v) < 0) {
+                fprintf(stderr, "virtfsd: --frame-timeout must be 0..86400 "
+                        "s\n");
+                return 2;
+            }
+            limits.frame_timeout = (unsigned)v;
+            break;
+        case OPT_FD_RESERVE:
+            if (parse_uint(optarg, 1u << 20, &v) < 0) {
+                fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
+                return 2;
+            }
+            fd_reserve = (unsigned)v;
             break;
         case 'h':
             usage(stdout);
@@ -593,6 +662,9 @@ main(int argc, char **argv)
     sa.sa_handler = on_stats;
     sigaction(SIGUSR1, &sa, NULL);
     raise_nofile();
+    if (fdbudget_init(fd_reserve) < 0) {
+        log_warn("cannot read RLIMIT_NOFILE: no descriptor reserve");
+    }
     /*
      * Message buffers (up to msize) come and go on every request, on many
      * threads: keep them on the heap instead of mmap/munmap per buffer,
@@ -613,14 +685,16 @@ main(int argc, char **argv)
         fprintf(stderr, "virtfsd: cannot create the event loop\n");
         goto out_srv;
     }
+    xp_loop_set_limits(loop, &limits);
     for (int i = 0; i < nlisten; i++) {
         char msg[256];
-        int fd = xp_listen(listens[i], msg, sizeof(msg));
+        int fd = xp_listen(listens[i], &listen_ids[i], msg, sizeof(msg));
 
         if (fd < 0) {
             fprintf(stderr, "virtfsd: --listen %s\n", msg);
             goto out_loop;
         }
+        nlistening = i + 1;
         if (xp_loop_add_listener(loop, fd, listens[i]) < 0) {
             fprintf(stderr, "virtfsd: cannot watch %s\n", listens[i]);
             goto out_loop;
@@ -641,15 +715,23 @@ main(int argc, char **argv)
                  vopts[i].socket_path ? "" : "(inherited)", vopts[i].tag);
     }
     if (pidfile != NULL) {
-        FILE *pf = fopen(pidfile, "w");
+        /* an explicit mode: never what the umask happens to allow, never
+         * through a symlink planted at PATH */
+        int pfd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                                    O_NOFOLLOW, 0644);
+        char line[32];
+        int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
-        if (pf == NULL) {
+        if (pfd < 0 || fchmod(pfd, 0644) < 0 ||
+            write(pfd, line, (size_t)n) != n) {
             fprintf(stderr, "virtfsd: --pid-file %s: %s\n", pidfile,
                     strerror(errno));
+            if (pfd >= 0) {
+                close(pfd);
+            }
             goto out_vhost;
         }
-        fprintf(pf, "%ld\n", (long)getpid());
-        fclose(pf);
+        close(pfd);
     }
     /* every socket and export is open, one thread so far: confine */
     if (svc_notify_open() < 0) {
@@ -718,9 +800,11 @@ out_vhost:
         vhu_server_free(vhosts[i]); /* NULL is a no-op */
     }
 out_loop:
-    for (int i = 0; i < nlisten; i++) {
-        if (strncmp(listens[i], "unix:", 5) == 0 && rc == 0) {
-            unlink(listens[i] + 5);
+    for (int i = 0; i < nlistening; i++) {
+        /* only the socket file this process created (a newer daemon may
+         * have replaced it after ours went stale) */
+        if (strncmp(listens[i], "unix:", 5) == 0) {
+            sock_unix_unlink(listens[i] + 5, &listen_ids[i]);
         }
     }
 out_srv:

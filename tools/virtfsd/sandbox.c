@@ -874,6 +874,16 @@ apply_seccomp(enum sandbox_seccomp mode)
     }
 #endif
     {
+        /* unshare: only CLONE_FS, which each creating thread uses once for
+         * a umask of its own (pt_exact_modes: exact modes for the guest
+         * without a process-wide umask 0) */
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, CLONE_FS);
+
+        if (err == 0) {
+            err = add_rule(ctx, "unshare", 1, &a);
+        }
+    }
+    {
         /* new sockets: only AF_UNIX (syslog reconnects to /dev/log) */
         struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
 

@@ -260,6 +260,8 @@ int pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
                 struct be_user **out);
 void pt_user_put(struct backend *be, struct be_user *u);
 int pt_user_enter(struct backend *be, struct be_user *u);
+/* This thread creates files with the exact modes given (pt_cred.c). */
+void pt_exact_modes(void);
 uid_t pt_current_uid(void);
 void pt_cred_init(struct pt_backend *pb);
 bool pt_cred_limited(struct pt_backend *pb);

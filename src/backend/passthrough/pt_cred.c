@@ -53,14 +53,17 @@
  * left with an empty effective set (fail closed).
  */
 #include "pt.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -527,4 +530,30 @@ pt_user_enter(struct backend *be, struct be_user *u)
 out_lockdown:
     pt_caps_lockdown();
     return err;
+}
+
+/*
+ * Modes from the wire already carry the guest's umask, so the server's own
+ * must not be applied on top.  The umask is per process, and a process-wide
+ * umask(0) would make everything else the daemon creates (pid file,
+ * sockets, logs) world-writable.  So each thread that creates files gets
+ * a private file-system context (unshare(CLONE_FS): umask, cwd and root
+ * become its own, and the backend uses neither cwd nor root) with umask 0,
+ * once, on its first create.
+ */
+void
+pt_exact_modes(void)
+{
+    static _Thread_local bool done;
+
+    if (done) {
+        return;
+    }
+    done = true;
+    if (unshare(CLONE_FS) < 0) {
+        log_peer("passthrough: unshare(CLONE_FS): %s; created files get "
+                 "the daemon's umask", strerror(errno));
+        return;
+    }
+    umask(0);
 }

@@ -293,6 +293,7 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    pt_exact_modes();
     err = mkdirat(dir->fd, name, pt_mode_bits(pb, S_IFDIR, mode)) < 0 ? -errno
                                                                     : 0;
     pt_cred_fsgid_restore(pb, saved);
@@ -337,6 +338,7 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    pt_exact_modes();
     err = mknodat(dir->fd, name, m, makedev(major, minor)) < 0 ? -errno : 0;
     pt_cred_fsgid_restore(pb, saved);
     if (err < 0) {

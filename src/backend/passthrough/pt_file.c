@@ -195,7 +195,7 @@ pt_open(struct backend *be, struct be_node *n, uint32_t flags,
  * the client did not ask for O_EXCL, open the existing object through a
  * one-element O_PATH walk instead, so an existing symlink, device or FIFO
  * is never opened by the create path itself.  The mode is used as given
- * (the guest applied its umask; pt_backend_new sets the server's to 0).
+ * (the guest applied its umask; pt_exact_modes gives this thread umask 0).
  * In multiuser mode the file is made with fsgid = the client's gid
  * (pt_cred_fsgid), so it is born with that group (or the set-gid
  * directory's); otherwise the group is set afterwards where the kernel
@@ -238,6 +238,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         return (flags & P9_DOTL_EXCL) ? -EEXIST : -EISDIR;
     }
     cflags = oflags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+    pt_exact_modes();
     for (int tries = 0; tries < PT_CREATE_TRIES; tries++) {
         uint32_t saved_gid;
 

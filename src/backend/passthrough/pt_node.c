@@ -933,12 +933,7 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     if (err < 0) {
         goto out_put;
     }
-    /*
-     * Modes from the wire already carry the guest's umask; the server's
-     * own must not be applied on top (umask is per process: this is a
-     * process-wide setting, as in virtiofsd).
-     */
-    umask(0);
+    /* exact create modes: per thread, see pt_exact_modes() */
     *out = &pb->be;
     return 0;
 
