@@ -191,8 +191,9 @@ if [ $gcc_ok = 1 ]; then
     # too, and the test fails when it does not exit 0.  Leaks count when
     # definite.  (valgrind 3.19 does not know openat2 and answers ENOSYS, so
     # this tier walks through the openat fallback of pt_walk.c.)
+    # (meson names the log after the wrapper: meson-logs/testlog-valgrind.json)
     meson test -C build --print-errorlogs --num-processes 2 --suite server --suite vhost \
-        --logbase testlog-valgrind --timeout-multiplier 10 \
+        --timeout-multiplier 10 \
         --wrapper "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-origins=yes --trace-children=yes" || true
     count_meson build testlog-valgrind
 fi

@@ -205,14 +205,14 @@ th_hash_dir(int dfd)
         return -1;
     }
     while ((e = readdir(d)) != NULL && n < 4096) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
             names[n++] = strdup(e->d_name);
         }
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof(names[0]), th_namecmp);
     for (int i = 0; i < n; i++) {
-        struct stat st;
+        struct stat st = {0}; /* clang-analyzer-14 does not model fstatat */
         char buf[8192];
 
         th_fnv(names[i], strlen(names[i]) + 1);

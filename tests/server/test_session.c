@@ -93,10 +93,10 @@ test_auth_attach(struct th_srv *s)
 {
     struct p9c_conn *c = th_connect(s);
     struct p9_fcall t = {.type = P9_TAUTH};
-    struct p9_qid q1;
-    struct p9_qid q2;
+    struct p9_qid q1 = {0};     /* compared even when an attach failed */
+    struct p9_qid q2 = {0};
     struct p9_rgetattr a;
-    struct stat st;
+    struct stat st = {0};
     char path_slash[PATH_MAX + 2];
     int err;
 
@@ -684,7 +684,7 @@ test_readdir_big(struct p9c_fid *root)
 
         calls++;
         if (n <= 0) {
-            bad = n < 0;
+            bad = bad || n < 0; /* keep a bad name seen earlier */
             break;
         }
         k = parse_dirents(buf, (size_t)n, names, offs, 64);
