@@ -180,6 +180,9 @@ th_fnv(const void *p, size_t n)
     const uint8_t *b = p;
 
     for (size_t i = 0; i < n; i++) {
+        /* clang-analyzer-14 cannot read one byte of a uint64_t[] it saw
+         * initialised (th_hash_dir's v[]) and calls it garbage */
+        /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign) */
         th_tree_hash_acc ^= b[i];
         th_tree_hash_acc *= 0x100000001b3ULL;
     }
@@ -212,7 +215,7 @@ th_hash_dir(int dfd)
     closedir(d);
     qsort(names, (size_t)n, sizeof(names[0]), th_namecmp);
     for (int i = 0; i < n; i++) {
-        struct stat st = {0}; /* clang-analyzer-14 does not model fstatat */
+        struct stat st;
         char buf[8192];
 
         th_fnv(names[i], strlen(names[i]) + 1);
