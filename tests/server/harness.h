@@ -521,7 +521,7 @@ th_mount(struct th_srv *s, const char *aname, struct p9c_conn **cp,
     if (err == 0) {
         err = p9c_attach(c, "", (uint32_t)getuid(), aname, rootp);
     }
-    if (err < 0) {
+    if (err != 0) { /* 0 or -errno; never hand out a NULL root as success */
         p9c_close(c);
         return err;
     }
