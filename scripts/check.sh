@@ -192,6 +192,7 @@ if [ $gcc_ok = 1 ]; then
     # definite.  (valgrind 3.19 does not know openat2 and answers ENOSYS, so
     # this tier walks through the openat fallback of pt_walk.c.)
     # (meson names the log after the wrapper: meson-logs/testlog-valgrind.json)
+    VIRTFS_TEST_VALGRIND=1 \
     meson test -C build --print-errorlogs --num-processes 2 --suite server --suite vhost \
         --timeout-multiplier 10 \
         --wrapper "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-origins=yes --trace-children=yes" || true

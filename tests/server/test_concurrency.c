@@ -191,8 +191,10 @@ test_mixed_load(int seconds)
     }
     tap_diag("load: %ld ops in %d s over %d connections x %d threads", ops,
              seconds, NCONN, NTHR);
-    tap_ok(errors == 0 && ops > 1000, "load/mixed_ops_correct (%ld errors)",
-           errors);
+    /* the floor only shows the load really ran; under valgrind (check.sh
+     * sets VIRTFS_TEST_VALGRIND) every thread takes turns on one CPU */
+    tap_ok(errors == 0 && ops > (getenv("VIRTFS_TEST_VALGRIND") ? 100 : 1000),
+           "load/mixed_ops_correct (%ld errors, %ld ops)", errors, ops);
     for (int i = 0; i < NCONN; i++) {
         p9c_clunk(roots[i]);
         p9c_close(cs[i]);
