@@ -9,9 +9,10 @@ all: $(BUILD)/build.ninja
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
-# Every test tier: gcc and clang builds, unit/server/passthrough/vhost/
-# integration suites, the ASan+UBSan build, fuzz corpus replay, and the
-# QEMU guest suite.  Ends with "N passed, N failed".
+# Every test tier: the non-guest suites in the gcc, clang, release,
+# Debian-hardened, LTO and ASan+UBSan builds, valgrind, an install check,
+# clang-tidy, libFuzzer, and the QEMU guest suites (scripts/check.sh).
+# Ends with "N passed, N failed".
 check:
 	bash scripts/check.sh
 
@@ -23,4 +24,5 @@ install: all
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-clang build-asan build-fuzz
+	rm -rf $(BUILD) build-clang build-release build-hardened build-lto \
+	    build-asan build-fuzz build*.args build*.setup.log

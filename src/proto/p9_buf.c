@@ -75,7 +75,10 @@ rb_copy(struct p9_rbuf *b, void *dst, size_t n)
         }
         avail = b->iov[0].iov_len - b->off;
         chunk = n < avail ? n : avail;
-        if (d != NULL) {
+        if (d != NULL && chunk > 0) {
+            /* chunk 0: the segment may be empty with a NULL base; with
+             * chunk > 0 iov_len > off, so the base is not NULL */
+            /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
             memcpy(d, (const uint8_t *)b->iov[0].iov_base + b->off, chunk);
             d += chunk;
         }

@@ -283,7 +283,7 @@ static const struct p9_field f_tremove[] = {
 /* Empty bodies still need a non-NULL table to count as known. */
 static const struct p9_field f_empty[1];
 
-#define D(type, arr) [type] = { arr, (uint8_t)(sizeof(arr) / sizeof(arr[0])) }
+#define D(type, arr) [type] = { arr, (uint8_t)(sizeof(arr) / sizeof((arr)[0])) }
 #define E(type) [type] = { f_empty, 0 }
 
 #define P9_RBODY(type, arr) D(type, arr)

@@ -69,6 +69,7 @@ vq_fail(struct vq *vq, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started above */
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     if (!atomic_exchange(vq->broken, true)) {

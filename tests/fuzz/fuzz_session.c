@@ -1273,6 +1273,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     pthread_cond_init(&s.cv, NULL);
     s.flags = flags;
     s.msize = FZ_MSIZE;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     s.msgs = calloc(FZ_MAX_MSGS, sizeof(*s.msgs));
     fz_cur = &s;
 

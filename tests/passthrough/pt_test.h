@@ -27,7 +27,8 @@ rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
     (void)sb;
     (void)ftw;
     if (flag == FTW_DP) {
-        return rmdir(p) < 0 ? 0 : 0;
+        (void)rmdir(p); /* best effort: keep walking */
+        return 0;
     }
     unlink(p);
     return 0;

@@ -61,7 +61,10 @@ host_setup(const char *name, mode_t type, mode_t mode, uid_t uid, gid_t gid)
     } else {
         put_file(exp_root, name, "root data");
     }
-    chown(path, uid, gid);
+    /* a fixture left with the wrong owner would make the checks vacuous */
+    if (chown(path, uid, gid) < 0) {
+        tap_ok(false, "setup: chown %s (%s)", name, strerror(errno));
+    }
     chmod(path, mode);
 }
 

@@ -191,8 +191,10 @@ test_mixed_load(int seconds)
     }
     tap_diag("load: %ld ops in %d s over %d connections x %d threads", ops,
              seconds, NCONN, NTHR);
-    tap_ok(errors == 0 && ops > 1000, "load/mixed_ops_correct (%ld errors)",
-           errors);
+    /* the floor only shows the load really ran; under valgrind (check.sh
+     * sets VIRTFS_TEST_VALGRIND) every thread takes turns on one CPU */
+    tap_ok(errors == 0 && ops > (getenv("VIRTFS_TEST_VALGRIND") ? 100 : 1000),
+           "load/mixed_ops_correct (%ld errors, %ld ops)", errors, ops);
     for (int i = 0; i < NCONN; i++) {
         p9c_clunk(roots[i]);
         p9c_close(cs[i]);
@@ -225,7 +227,10 @@ test_pipelining(void)
     int good = 0;
     int err;
 
-    th_mount(srv, "", &c, &root);
+    if (th_mount(srv, "", &c, &root) != 0) {
+        tap_ok(false, "pipelining/mount");
+        return;
+    }
     err = p9c_walk(root, "data", &f);
     err = err ? err : p9c_open(f, P9_DOTL_RDONLY);
     tap_ok(err == 0, "pipeline/open (%d)", err);
@@ -278,7 +283,10 @@ test_flush_simple(void)
     uint16_t tag;
     int err;
 
-    th_mount(srv, "", &c, &root);
+    if (th_mount(srv, "", &c, &root) != 0) {
+        tap_ok(false, "flush/mount");
+        return;
+    }
     t0 = th_now_ms();
     err = p9c_flush(c, 999);
     tap_ok(err == 0 && th_now_ms() - t0 < 2000,
@@ -315,7 +323,10 @@ test_fifo_open_nonblocking(void)
     uint64_t t0;
     int err;
 
-    th_mount(srv, "", &c, &root);
+    if (th_mount(srv, "", &c, &root) != 0) {
+        tap_ok(false, "fifo/mount");
+        return;
+    }
     p9c_walk(root, "fifo", &f);
     t0 = th_now_ms();
     err = p9c_open(f, P9_DOTL_RDONLY);
@@ -514,7 +525,10 @@ test_flush_blocked(void)
     int intr0 = atomic_load(&th_block_interrupted);
     int err;
 
-    th_mount(srv, "", &c, &root);
+    if (th_mount(srv, "", &c, &root) != 0) {
+        tap_ok(false, "flush_blocked/mount");
+        return;
+    }
     p9c_walk(root, "fifo", &f);
     t.u.tlopen.fid = f->fid;
     t.u.tlopen.flags = P9_DOTL_RDONLY;

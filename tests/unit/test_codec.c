@@ -116,7 +116,7 @@ static const char *
 layout(uint8_t type)
 {
     switch (type) {
-    case P9_RLERROR: return "4";
+    case P9_RLERROR: return "4"; /* NOLINT(bugprone-branch-clone): one case per type */
     case P9_TSTATFS: return "4";
     case P9_RSTATFS: return "448888884";
     case P9_TLOPEN: return "44";
@@ -155,7 +155,7 @@ layout(uint8_t type)
     case P9_RRENAMEAT: return "";
     case P9_TUNLINKAT: return "4s4";
     case P9_RUNLINKAT: return "";
-    case P9_TVERSION: return "4s";
+    case P9_TVERSION: return "4s"; /* NOLINT(bugprone-branch-clone): one case per type */
     case P9_RVERSION: return "4s";
     case P9_TAUTH: return "4ss4";
     case P9_RAUTH: return "Q";
@@ -168,7 +168,7 @@ layout(uint8_t type)
     case P9_TREAD: return "484";
     case P9_RREAD: return "D";
     case P9_TWRITE: return "48D";
-    case P9_RWRITE: return "4";
+    case P9_RWRITE: return "4"; /* NOLINT(bugprone-branch-clone): one case per type */
     case P9_TCLUNK: return "4";
     case P9_RCLUNK: return "";
     case P9_TREMOVE: return "4";
@@ -759,7 +759,6 @@ test_malformed(void)
     size_t len;
 
     /* nwname 17: 17 one-byte names */
-    len = 0;
     memset(m, 0, sizeof(m));
     m[4] = P9_TWALK;
     len = 7 + 4 + 4;

@@ -93,6 +93,7 @@ fe_send(struct fe *f, uint32_t req, uint32_t flags, const void *p,
     if (size > 4096 || nfds > 32) {
         return -EINVAL;
     }
+    memset(&ctl, 0, sizeof(ctl)); /* CMSG_SPACE's padding goes out too */
     memcpy(buf, &req, 4);
     memcpy(buf + 4, &flags, 4);
     memcpy(buf + 8, &size, 4);

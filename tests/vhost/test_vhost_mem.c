@@ -195,6 +195,8 @@ main(void)
     tap_ok(vhu_mem_add(m, &a, fd) == 0, "region A added");
     tap_ok(vhu_mem_add(m, &b, fd) == 0, "region B added (offset 1 MiB)");
     p = vhu_mem_gpa_ptr(m, 100, 10);
+    /* bytes, not a C string */
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
     memcpy(p, "hello", 5);
     tap_ok(memcmp(vhu_mem_uaddr_ptr(m, a.uaddr + 100, 5), "hello", 5) == 0,
            "gpa and uaddr reach the same bytes");
@@ -233,7 +235,11 @@ main(void)
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL, "uaddr wrap refused");
 
     c = vhu_mem_clone(m);
-    tap_ok(c != NULL && vhu_mem_remove(c, &a) == 0 && c->nregions == 1,
+    tap_ok(c != NULL, "clone");
+    if (c == NULL) {
+        return tap_done();
+    }
+    tap_ok(vhu_mem_remove(c, &a) == 0 && c->nregions == 1,
            "clone, then remove a region from the clone");
     tap_ok(vhu_mem_gpa_ptr(c, 100, 5) == NULL &&
                memcmp(vhu_mem_gpa_ptr(m, 100, 5), "hello", 5) == 0,

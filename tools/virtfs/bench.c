@@ -670,8 +670,14 @@ run_one(struct worker *ws, const struct bench_cfg *cfg, enum wl wl)
         }
     }
     qsort(all, nlat, sizeof(*all), cmp_u32);
-    p50 = nlat ? all[nlat / 2] / 1000.0 : 0;
-    p99 = nlat ? all[(nlat * 99) / 100] / 1000.0 : 0;
+    if (nlat > 0) {
+        size_t i50 = nlat / 2, i99 = nlat * 99 / 100;
+
+        p50 = all[i50] / 1000.0;
+        p99 = all[i99] / 1000.0;
+    } else {
+        p50 = p99 = 0;
+    }
     free(all);
 
     printf("%s conns=%d secs=%.2f ops=%" PRIu64 " ops/s=%.0f", wl_names[wl],

@@ -240,7 +240,6 @@ cmd_put(struct p9c_fid *root, int argc, char **argv)
         if (n < 0) {
             err = -errno;
             close(fd);
-            fd = -1;
             p9c_clunk(f);
             p9c_clunk(dir);
             free(buf);

@@ -363,6 +363,8 @@ pt_cred_init(struct pt_backend *pb)
 
     pb->caps = false;
     pb->cap_full = 0;
+    /* pt_capget sets all three when it returns 0 (capget(2) fills them) */
+    /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
     if (pt_capget(&eff, &perm, &inh) == 0 && perm != 0) {
         pb->caps = true;
         pb->cap_full = perm;

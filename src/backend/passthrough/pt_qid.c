@@ -85,6 +85,7 @@ static void
 pt_qidmap_grow(struct pt_backend *pb)
 {
     size_t nsize = pb->map_size ? pb->map_size * 2 : PT_QIDMAP_INIT;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     struct pt_qidmap_ent **nmap = calloc(nsize, sizeof(*nmap));
 
     if (nmap == NULL) {

@@ -72,6 +72,7 @@ p(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started above */
     vsnprintf(rel, sizeof(rel), fmt, ap);
     va_end(ap);
     i = (i + 1) % 4;
