@@ -243,12 +243,14 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
     pthread_mutex_unlock(&c->lock);
 
     /* route */
+    /* here: P9F_INLINE messages (Tversion orders the session, Tflush parks
+     * itself), and a request alone on its connection that cannot block (no
+     * hand-over); the rest goes to the pool */
     op = &op_table[r->t.type];
-    if (r->decode_err == 0 && (op->flags & P9F_INLINE)) {
-        p9s_dispatch(r); /* Tversion orders the session; Tflush parks itself */
-    } else if ((flags & P9S_SUBMIT_INLINE) && r->decode_err == 0 &&
-               !(op->flags & P9F_MAYBLOCK)) {
-        p9s_dispatch(r); /* one request, no hand-over */
+    if (r->decode_err == 0 &&
+        ((op->flags & P9F_INLINE) ||
+         ((flags & P9S_SUBMIT_INLINE) && !(op->flags & P9F_MAYBLOCK)))) {
+        p9s_dispatch(r);
     } else {
         workq_push(c->srv, r);
     }
