@@ -216,6 +216,14 @@ struct backend {
 
 /* ---- the passthrough backend (src/backend/passthrough) --------------------- */
 
+/* Security models, in QEMU's vocabulary (docs/security.md, "Models"). */
+enum pt_security_model {
+    PT_SM_PASSTHROUGH = 0, /* host owners and modes are the guest's */
+    PT_SM_MAPPED_XATTR,    /* the guest's in user.virtfs.* xattrs */
+    PT_SM_MAPPED_FILE,     /* the guest's in .virtfs_metadata files */
+    PT_SM_NONE,            /* as the daemon; ownership best effort */
+};
+
 struct pt_options {
     const char *root;   /* host directory to export */
     bool readonly;      /* refuse every mutation with EROFS (also enforced by core) */
@@ -232,6 +240,9 @@ struct pt_options {
     /* Descriptors the export may hold (node cache + open files); 0 = the
      * NOFILE soft limit minus a reserve for the rest of the daemon. */
     long fd_budget;
+    enum pt_security_model model;
+    uint32_t fmode;     /* mapped models: host mode of files (0 = 0600) */
+    uint32_t dmode;     /* mapped models: host mode of directories (0 = 0700) */
 };
 
 enum { PT_FH_PREFER = 0, PT_FH_NEVER = 1, PT_FH_MANDATORY = 2 };

@@ -57,7 +57,8 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev] [--export ...]\n"
+"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev][,security_model=M]\n"
+"               [--export ...]\n"
 "               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
 "\n"
 "Export host directories to virtual machines over 9P2000.L.\n"
@@ -70,6 +71,12 @@ usage(FILE *out)
 "                                nosuid  set-uid/set-gid bits and file\n"
 "                                        capabilities never reach the host\n"
 "                                nodev   creating device nodes fails (EPERM)\n"
+"                                security_model=passthrough|mapped-xattr|\n"
+"                                  mapped-file|none   as QEMU's -fsdev local\n"
+"                                  (default passthrough; mapped = mapped-xattr)\n"
+"                                fmode=OCTAL, dmode=OCTAL  host mode of files\n"
+"                                  and directories in the mapped models\n"
+"                                  (default 0600, 0700)\n"
 "Transports:\n"
 "  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
 "                                  unix:PATH       Unix socket (stale socket replaced)\n"
@@ -146,7 +153,51 @@ struct export_arg {
     bool ro;
     bool nosuid;
     bool nodev;
+    enum pt_security_model model;
+    unsigned long fmode; /* 0: the default (0600) */
+    unsigned long dmode; /* 0: the default (0700) */
 };
+
+/* security_model=, fmode=, dmode= of --export (QEMU's -fsdev vocabulary). */
+static int
+parse_export_model(const char *opt, struct export_arg *ex)
+{
+    static const struct {
+        const char *name;
+        enum pt_security_model model;
+    } models[] = {
+        {"passthrough", PT_SM_PASSTHROUGH}, {"mapped-xattr", PT_SM_MAPPED_XATTR},
+        {"mapped", PT_SM_MAPPED_XATTR},     {"mapped-file", PT_SM_MAPPED_FILE},
+        {"none", PT_SM_NONE},
+    };
+    unsigned long *mp = NULL;
+    char *end;
+
+    if (strncmp(opt, "security_model=", 15) == 0) {
+        for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+            if (strcmp(opt + 15, models[i].name) == 0) {
+                ex->model = models[i].model;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    if (strncmp(opt, "fmode=", 6) == 0) {
+        mp = &ex->fmode;
+    } else if (strncmp(opt, "dmode=", 6) == 0) {
+        mp = &ex->dmode;
+    } else {
+        return -1;
+    }
+    errno = 0;
+    *mp = strtoul(opt + 6, &end, 8);
+    /* Permission bits only: never a set-id bit on the host. */
+    if (errno != 0 || end == opt + 6 || *end != '\0' || *mp == 0 ||
+        *mp > 0777) {
+        return -1;
+    }
+    return 0;
+}
 
 /* "[NAME=]DIR[,OPT]..." with OPT one of ro, rw, nosuid, nodev (from the
  * right: a directory name may itself contain a comma before them). */
@@ -164,6 +215,9 @@ parse_export(const char *arg, struct export_arg *ex)
     ex->ro = false;
     ex->nosuid = false;
     ex->nodev = false;
+    ex->model = PT_SM_PASSTHROUGH;
+    ex->fmode = 0;
+    ex->dmode = 0;
     while ((comma = strrchr(s, ',')) != NULL) {
         if (strcmp(comma, ",ro") == 0) {
             ex->ro = true;
@@ -173,9 +227,12 @@ parse_export(const char *arg, struct export_arg *ex)
             ex->nosuid = true;
         } else if (strcmp(comma, ",nodev") == 0) {
             ex->nodev = true;
-        } else {
-            fprintf(stderr, "virtfsd: --export %s: unknown option '%s' "
-                    "(ro, rw, nosuid, nodev)\n", arg, comma + 1);
+        } else if (strchr(comma, '=') == NULL ||
+                   parse_export_model(comma + 1, ex) < 0) {
+            fprintf(stderr, "virtfsd: --export %s: bad option '%s' (ro, rw, "
+                    "nosuid, nodev, security_model=passthrough|mapped-xattr|"
+                    "mapped-file|none, fmode=OCTAL, dmode=OCTAL)\n", arg,
+                    comma + 1);
             free(s);
             return -1;
         }
@@ -560,6 +617,9 @@ main(int argc, char **argv)
             .nodev = exargs[i].nodev,
             .inode_file_handles = file_handles,
             .fd_budget = fd_budget,
+            .model = exargs[i].model,
+            .fmode = (uint32_t)exargs[i].fmode,
+            .dmode = (uint32_t)exargs[i].dmode,
         };
         struct backend *be;
         int err;
@@ -683,12 +743,16 @@ main(int argc, char **argv)
         goto out_vhost;
     }
     for (int i = 0; i < nexports; i++) {
-        log_info("exporting %s%s%s%s%s%s", exports[i].path,
+        static const char *const mnames[] = {"passthrough", "mapped-xattr",
+                                             "mapped-file", "none"};
+
+        log_info("exporting %s%s%s%s%s%s (security_model=%s)", exports[i].path,
                  exports[i].name ? " as " : "",
                  exports[i].name ? exports[i].name : "",
                  exports[i].readonly ? " (read-only)" : "",
                  exargs[i].nosuid ? " (nosuid)" : "",
-                 exargs[i].nodev ? " (nodev)" : "");
+                 exargs[i].nodev ? " (nodev)" : "",
+                 mnames[exargs[i].model]);
     }
     if (stats_every > 0) {
         /* SIGALRM-free: the loop checks the flag; a timer sets it */

@@ -227,6 +227,9 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (dir->type != S_IFDIR) {
         return -ENOTDIR;
     }
+    if (pt_meta_hidden_name(pb, name)) {
+        return -EINVAL;
+    }
     err = pt_oflags(flags, &oflags);
     if (err < 0) {
         return err;
@@ -245,7 +248,10 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (err < 0) {
             return err;
         }
-        fd = openat(dir->fd, name, cflags, pt_mode_bits(pb, S_IFREG, mode));
+        /* Mapped models: the host file is the daemon's, mode fmode. */
+        fd = openat(dir->fd, name, cflags,
+                    pt_mapped(pb) ? pb->fmode
+                                  : pt_mode_bits(pb, S_IFREG, mode));
         err = fd >= 0 ? 0 : -errno;
         if (fd < 0 && pt_fd_pressure(pb, err, "create")) {
             fd = openat(dir->fd, name, cflags,
@@ -302,7 +308,25 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         goto out_put;
     }
-    err = pt_set_gid(n->fd, &st, gid);
+    if (pt_mapped(pb)) {
+        struct pt_meta m = {0};
+
+        m.have = PT_META_UID | PT_META_MODE;
+        m.uid = pt_current_uid();
+        m.mode = S_IFREG | pt_mode_bits(pb, S_IFREG, mode);
+        if (gid != (uint32_t)-1) {
+            m.gid = gid;
+            m.have |= PT_META_GID;
+        }
+        err = pt_meta_write_at(pb, n->fd, dir->fd, name, &m);
+    } else {
+        if (pb->model == PT_SM_NONE) {
+            /* QEMU's "none": give it to the fid's user if we can. */
+            (void)fchownat(n->fd, "", pt_current_uid(), (gid_t)-1,
+                           AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        }
+        err = pt_set_gid(n->fd, &st, gid);
+    }
     pt_unpin(pb, n);
     if (err < 0) {
         goto out_put;
@@ -322,6 +346,7 @@ out_close:
     close(fd);
     /* Do not leave a half-made file behind if we made it. */
     (void)unlinkat(dir->fd, name, 0);
+    pt_meta_unlink(pb, dir->fd, name);
     return err;
 }
 
