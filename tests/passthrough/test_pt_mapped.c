@@ -416,8 +416,7 @@ test_file_format(void)
     tap_ok(strcmp(slurp(".virtfs_metadata/tty"),
                   "virtfs.uid=1000\nvirtfs.gid=5\nvirtfs.mode=8592\n"
                   "virtfs.rdev=1025\n") == 0,
-           "fmt-f/metadata file in QEMU's text format ('%s')",
-           slurp(".virtfs_metadata/tty"));
+           "fmt-f/metadata file in QEMU's text format");
     /* Written as QEMU does, subdirectory and root included. */
     snprintf(path, sizeof(path), "%s/qd", exp_root);
     mkdir(path, 0700);
