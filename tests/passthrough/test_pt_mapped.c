@@ -241,7 +241,7 @@ run_model(enum pt_security_model model, const char *tag)
         OPS(be)->node_put(be, n);
     }
     OPS(be)->user_put(be, u2);
-    enter(be, 0);
+    u2 = enter(be, 0);
 
     /* xattrs: QEMU's names, metadata invisible. */
     if (walkp(be, root, "suid", &n) == 0) {
@@ -327,6 +327,7 @@ run_model(enum pt_security_model model, const char *tag)
                gattr(be, root, "fifo", &ga) == 0 && ga.mode == (S_IFREG | 0600),
            "%s/unlink drops the metadata (a new file of the name is new)", tag);
 
+    OPS(be)->user_put(be, u2);
     OPS(be)->user_put(be, u);
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);
