@@ -96,6 +96,12 @@ usage(FILE *out)
 "      --no-multiuser            never switch to the attaching user's uid/gid\n"
 "                                (default when running as root: act as the user\n"
 "                                named in Tattach for every request)\n"
+"      --translate-uid RULE, --translate-gid RULE  (repeatable) translate ids,\n"
+"                                virtiofsd's syntax: map:G:H:N, guest:G:H:N,\n"
+"                                host:H:G:N, squash-guest:G:H:N,\n"
+"                                squash-host:H:G:N, forbid-guest:G:N\n"
+"      --all-squash              every guest uid/gid is nobody/nogroup on the\n"
+"                                host (the daemon's own ids when unprivileged)\n"
 "      --no-remap                qid.path = inode number only (default: remap\n"
 "                                (dev, ino) so files on different host mounts\n"
 "                                under one export never share a qid)\n"
@@ -287,6 +293,9 @@ main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"no-multiuser", no_argument, NULL, 'U'},
         {"no-remap", no_argument, NULL, 'R'},
+        {"translate-uid", required_argument, NULL, 1001},
+        {"translate-gid", required_argument, NULL, 1002},
+        {"all-squash", no_argument, NULL, 1003},
         {"log-level", required_argument, NULL, 'L'},
         {"syslog", no_argument, NULL, 'Y'},
         {"trace", no_argument, NULL, 'T'},
@@ -321,6 +330,7 @@ main(int argc, char **argv)
     int nlisten = 0;
     bool use_stdio = false;
     bool multiuser = geteuid() == 0;
+    static struct pt_idmap uidmap, gidmap; /* --translate-uid/-gid */
     bool remap = true;
     unsigned long rlimit_nofile = 0;
     int file_handles = PT_FH_PREFER;
@@ -428,6 +438,41 @@ main(int argc, char **argv)
         case 'U':
             multiuser = false;
             break;
+        case 1001:
+        case 1002: {
+            int e = pt_idmap_add(c == 1001 ? &uidmap : &gidmap, optarg);
+
+            if (e < 0) {
+                fprintf(stderr, "virtfsd: --translate-%s %s: %s\n",
+                        c == 1001 ? "uid" : "gid", optarg,
+                        e == -EEXIST ? "overlaps an earlier rule"
+                                     : "bad rule (map|guest|host|squash-guest|"
+                                       "squash-host:A:B:N, forbid-guest:A:N)");
+                return 2;
+            }
+            break;
+        }
+        case 1003: {
+            /* diod's allsquash: every guest id is one host id (nobody, or
+             * the daemon's own when unprivileged). */
+            char r[64];
+
+            snprintf(r, sizeof(r), "squash-guest:0:%u:4294967295",
+                     geteuid() == 0 ? 65534u : (unsigned)geteuid());
+            if (pt_idmap_add(&uidmap, r) < 0) {
+                fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
+                        "--translate-uid rule\n");
+                return 2;
+            }
+            snprintf(r, sizeof(r), "squash-guest:0:%u:4294967295",
+                     geteuid() == 0 ? 65534u : (unsigned)getegid());
+            if (pt_idmap_add(&gidmap, r) < 0) {
+                fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
+                        "--translate-gid rule\n");
+                return 2;
+            }
+            break;
+        }
         case 'R':
             remap = false;
             break;
@@ -620,6 +665,8 @@ main(int argc, char **argv)
             .model = exargs[i].model,
             .fmode = (uint32_t)exargs[i].fmode,
             .dmode = (uint32_t)exargs[i].dmode,
+            .uidmap = &uidmap,
+            .gidmap = &gidmap,
         };
         struct backend *be;
         int err;

@@ -123,6 +123,8 @@ struct pt_backend {
     enum pt_security_model model;
     mode_t fmode;         /* mapped models: host mode of new files */
     mode_t dmode;         /* mapped models: host mode of new directories */
+    struct pt_idmap uidmap; /* guest <-> host id translation (pt_idmap.c) */
+    struct pt_idmap gidmap;
     bool caps;            /* the daemon has capabilities: see pt_cred.c */
     uint64_t cap_full;    /* its permitted set (what a root fid runs with) */
 
@@ -363,6 +365,10 @@ int pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
                  const char *nname);
 void pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
                    uint32_t *gid, uint64_t *rdev);
+
+/* pt_idmap.c */
+int pt_id_to_host(const struct pt_idmap *m, uint32_t guest, uint32_t *host);
+uint32_t pt_id_to_guest(const struct pt_idmap *m, uint32_t host);
 
 /* pt_lock.c */
 struct pt_lockrec {

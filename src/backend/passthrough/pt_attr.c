@@ -73,6 +73,8 @@ pt_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
         }
         pt_meta_apply(&m, &out->mode, &out->uid, &out->gid, &out->rdev);
     }
+    out->uid = pt_id_to_guest(&pb->uidmap, out->uid);
+    out->gid = pt_id_to_guest(&pb->gidmap, out->gid);
     /* The qid from the same snapshot (the guest's file type). */
     memset(&st, 0, sizeof(st));
     st.st_mode = out->mode;
@@ -318,10 +320,12 @@ pt_setattr_mapped(struct pt_backend *pb, struct be_node *n,
  */
 int
 pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
-           const struct p9_tsetattr *in)
+           const struct p9_tsetattr *win)
 {
     struct pt_backend *pb = pt_be(be);
-    const uint32_t v = in->valid;
+    const uint32_t v = win->valid;
+    struct p9_tsetattr tin = *win;
+    const struct p9_tsetattr *in = &tin;
     uint64_t caps;
     uint64_t saved;
     bool skip_mode;
@@ -329,6 +333,19 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
 
     if (pb->readonly) {
         return -EROFS;
+    }
+    /* --translate-uid/--translate-gid: the new owner in host ids. */
+    if (v & P9_SETATTR_UID) {
+        err = pt_id_to_host(&pb->uidmap, win->uid, &tin.uid);
+        if (err < 0) {
+            return err;
+        }
+    }
+    if (v & P9_SETATTR_GID) {
+        err = pt_id_to_host(&pb->gidmap, win->gid, &tin.gid);
+        if (err < 0) {
+            return err;
+        }
     }
     if (pt_mapped(pb) && (v & (P9_SETATTR_MODE | P9_SETATTR_UID |
                                P9_SETATTR_GID))) {

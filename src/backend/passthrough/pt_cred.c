@@ -201,7 +201,14 @@ pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
         goto out_free;
     }
     if (n_uname != P9_NONUNAME) {
-        u->uid = (uid_t)n_uname;
+        uint32_t hid;
+
+        /* --translate-uid: the guest's uid names a host uid (or none). */
+        err = pt_id_to_host(&pb->uidmap, n_uname, &hid);
+        if (err < 0) {
+            goto out_free;
+        }
+        u->uid = (uid_t)hid;
         if (getpwuid_r(u->uid, &pwbuf, buf, PT_PWBUF, &pw) != 0) {
             pw = NULL;
         }

@@ -369,6 +369,10 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
+    if (err < 0) {
+        return err;
+    }
     if (pt_mapped(pb)) {
         struct pt_meta m = pt_new_meta(pb, S_IFDIR, mode, gid, false, 0);
 
@@ -400,6 +404,10 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     mode_t m = (mode_t)mode;
     uint32_t saved;
 
+    if (err < 0) {
+        return err;
+    }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
     if (err < 0) {
         return err;
     }
@@ -452,6 +460,10 @@ pt_symlink(struct backend *be, struct be_node *dir, const char *name,
     int err = pt_dir_mut(pb, dir, name);
     uint32_t saved;
 
+    if (err < 0) {
+        return err;
+    }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
     if (err < 0) {
         return err;
     }

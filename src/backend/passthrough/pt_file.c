@@ -230,6 +230,10 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (pt_meta_hidden_name(pb, name)) {
         return -EINVAL;
     }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
+    if (err < 0) {
+        return err;
+    }
     err = pt_oflags(flags, &oflags);
     if (err < 0) {
         return err;

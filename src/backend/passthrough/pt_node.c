@@ -929,6 +929,12 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     pb->nosuid = opt->nosuid;
     pb->nodev = opt->nodev;
     pb->model = opt->model;
+    if (opt->uidmap != NULL) {
+        pb->uidmap = *opt->uidmap;
+    }
+    if (opt->gidmap != NULL) {
+        pb->gidmap = *opt->gidmap;
+    }
     pb->fmode = opt->fmode != 0 ? (mode_t)(opt->fmode & 07777) : 0600;
     pb->dmode = opt->dmode != 0 ? (mode_t)(opt->dmode & 07777) : 0700;
     if (pb->model != PT_SM_PASSTHROUGH) {
