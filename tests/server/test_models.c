@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 static int
 attach_as(struct p9c_conn *c, uint32_t fid, const char *aname, uint32_t uid)
@@ -109,6 +110,41 @@ host_plain(const char *dir, const char *name, uid_t owner)
            (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
 }
 
+/* virtfsd with bad translation rules must exit 2 without serving. */
+static void
+test_bad_rules(const char *virtfsd, const char *dir)
+{
+    static const char *const bad[][4] = {
+        {"--translate-uid", "bogus:1:2:3", NULL, NULL},
+        {"--translate-gid", "map:1:2", NULL, NULL},
+        {"--translate-uid", "map:0:1:10", "--translate-uid", "guest:5:7:1"},
+        {"--translate-gid", "forbid-guest:0:0", NULL, NULL},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int st = 0;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+            int nul = open("/dev/null", O_WRONLY);
+            const char *argv[10] = {virtfsd, "--export", dir, "--stdio"};
+            int n = 4;
+
+            for (int k = 0; k < 4 && bad[i][k] != NULL; k++) {
+                argv[n++] = bad[i][k];
+            }
+            dup2(nul, 2);
+            execv(virtfsd, (char *const *)argv);
+            _exit(127);
+        }
+        waitpid(pid, &st, 0);
+        tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 2,
+               "%s %s%s%s refused (status %d)", bad[i][0], bad[i][1],
+               bad[i][2] ? " ... " : "", bad[i][3] ? bad[i][3] : "",
+               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+}
+
 /* virtfsd with bad model options must exit 2 without serving. */
 static void
 test_bad_options(const char *virtfsd, const char *dir)
@@ -146,7 +182,7 @@ main(int argc, char **argv)
     struct p9_rgetattr ga = {0};
     struct th_srv *s;
     char exarg[PATH_MAX + 64];
-    const char *extra[3] = {NULL};
+    const char *extra[4] = {NULL};
     char *dir;
     uid_t me;
     bool ok;
@@ -166,11 +202,13 @@ main(int argc, char **argv)
     tap_ok(me != 0, "running unprivileged (uid %u)", me);
     dir = th_mkdtemp("models");
     test_bad_options(virtfsd, dir);
+    test_bad_rules(virtfsd, dir);
 
     /* The export: DIR,security_model=mapped-xattr given as an extra arg. */
     snprintf(exarg, sizeof(exarg), "%s,security_model=mapped-xattr", dir);
     extra[0] = "--export";
     extra[1] = exarg;
+    extra[2] = "--translate-gid=map:5000:105000:10";
     ex.path = "/nonexistent-unused";
     ex.name = NULL;
     s = th_start(virtfsd, NULL, 0, extra);
@@ -213,6 +251,22 @@ main(int argc, char **argv)
                attr_of(c, "ln", &ga) == 0 && ga.mode == (S_IFLNK | 0777),
            "symlink for the guest");
     tap_ok(host_plain(dir, "ln", me), "host: the symlink is a regular file");
+    /* --translate-gid map:5000:105000:10 from the command line. */
+    ok = th_walk1(c, TF(0), TF(6), "ln") == 0 &&
+         setattr_fid(c, TF(6), P9_SETATTR_GID, 0, 0, 5003) == 0 &&
+         attr_of(c, "ln", &ga) == 0 && ga.gid == 5003;
+    th_clunk(c, TF(6));
+    {
+        char path[PATH_MAX];
+        uint32_t v = 0;
+
+        snprintf(path, sizeof(path), "%s/ln", dir);
+        getxattr(path, "user.virtfs.gid", &v, sizeof(v));
+        tap_ok(ok && v == 105003,
+               "--translate-gid: guest gid 5003 stored as host 105003 (%u), "
+               "shown as 5003",
+               v);
+    }
     /* A guest user other than root: ownership rules hold. */
     tap_ok(attach_as(c, TF(3), dir, 1000) == 0 &&
                th_walk1(c, TF(3), TF(4), "su") == 0 &&
