@@ -240,8 +240,69 @@ run_model(enum pt_security_model model, const char *tag)
                "%s/non-root fid: no trusted.* or security.*", tag);
         OPS(be)->node_put(be, n);
     }
+    /* Writes and truncation by a non-root fid clear stored set-id bits. */
+    {
+        struct iovec iov = {.iov_base = "x", .iov_len = 1};
+        ssize_t w = -1;
+
+        err = OPS(be)->create(be, root, "w", P9_DOTL_RDWR, 06755, 0, &n, &h,
+                              &q, &iou);
+        if (err == 0) {
+            w = OPS(be)->write(be, h, &iov, 1, 0);
+            OPS(be)->close(be, h);
+            OPS(be)->node_put(be, n);
+        }
+        err = gattr(be, root, "w", &ga);
+        tap_ok(w == 1 && err == 0 && ga.mode == (S_IFREG | 0755),
+               "%s/write by uid 4321 clears set-uid and set-gid (%o)", tag,
+               ga.mode);
+        setattr_rel(be, root, "w", P9_SETATTR_MODE, 02644, 0, 0);
+        if (walkp(be, root, "w", &n) == 0) {
+            if (OPS(be)->open(be, n, P9_DOTL_WRONLY, &h, &q, &iou) == 0) {
+                OPS(be)->write(be, h, &iov, 1, 0);
+                OPS(be)->close(be, h);
+            }
+            OPS(be)->node_put(be, n);
+        }
+        err = gattr(be, root, "w", &ga);
+        tap_ok(err == 0 && ga.mode == (S_IFREG | 02644),
+               "%s/set-gid without group-exec survives a write (%o)", tag,
+               ga.mode);
+        setattr_rel(be, root, "w", P9_SETATTR_MODE, 04700, 0, 0);
+        err = setattr_rel(be, root, "w", P9_SETATTR_SIZE, 0, 0, 0);
+        gattr(be, root, "w", &ga);
+        tap_ok(err == 0 && ga.mode == (S_IFREG | 0700),
+               "%s/truncate by uid 4321 clears set-uid (%o)", tag, ga.mode);
+        setattr_rel(be, root, "w", P9_SETATTR_MODE, 04700, 0, 0);
+        if (walkp(be, root, "w", &n) == 0) {
+            if (OPS(be)->open(be, n, P9_DOTL_WRONLY | P9_DOTL_TRUNC, &h, &q,
+                              &iou) == 0) {
+                OPS(be)->close(be, h);
+            }
+            OPS(be)->node_put(be, n);
+        }
+        gattr(be, root, "w", &ga);
+        tap_ok(ga.mode == (S_IFREG | 0700),
+               "%s/open(O_TRUNC) by uid 4321 clears set-uid (%o)", tag,
+               ga.mode);
+    }
     OPS(be)->user_put(be, u2);
     u2 = enter(be, 0);
+    {
+        struct iovec iov = {.iov_base = "y", .iov_len = 1};
+
+        setattr_rel(be, root, "w", P9_SETATTR_MODE, 04755, 0, 0);
+        if (walkp(be, root, "w", &n) == 0) {
+            if (OPS(be)->open(be, n, P9_DOTL_WRONLY, &h, &q, &iou) == 0) {
+                OPS(be)->write(be, h, &iov, 1, 0);
+                OPS(be)->close(be, h);
+            }
+            OPS(be)->node_put(be, n);
+        }
+        gattr(be, root, "w", &ga);
+        tap_ok(ga.mode == (S_IFREG | 04755),
+               "%s/a root fid's write keeps set-uid (%o)", tag, ga.mode);
+    }
 
     /* xattrs: QEMU's names, metadata invisible. */
     if (walkp(be, root, "suid", &n) == 0) {

@@ -363,6 +363,7 @@ int pt_meta_rename(struct pt_backend *pb, int odir, const char *oname,
                    int ndir, const char *nname);
 int pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
                  const char *nname);
+int pt_meta_kill_suid(struct pt_backend *pb, struct be_node *n);
 void pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
                    uint32_t *gid, uint64_t *rdev);
 

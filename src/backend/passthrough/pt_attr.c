@@ -393,7 +393,10 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
         }
     }
     if (v & P9_SETATTR_SIZE) {
-        err = pt_set_size(n, h, in->size);
+        err = pt_meta_kill_suid(pb, n); /* mapped models only */
+        if (err == 0) {
+            err = pt_set_size(n, h, in->size);
+        }
         if (err < 0) {
             return err;
         }

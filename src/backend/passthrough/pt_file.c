@@ -142,6 +142,12 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
     default:
         return -EPERM;
     }
+    if ((oflags & O_TRUNC) && pt_mapped(pb)) {
+        err = pt_meta_kill_suid(pb, n); /* open(O_TRUNC) is a truncation */
+        if (err < 0) {
+            return err;
+        }
+    }
     pt_proc_path(proc, n->fd);
     fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && pt_fd_pressure(pb, -errno, "open")) {
@@ -411,6 +417,13 @@ pt_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
     }
     if (off > (uint64_t)INT64_MAX) {
         return -EINVAL;
+    }
+    if (pt_mapped(pb)) {
+        int err = pt_meta_kill_suid(pb, h->node);
+
+        if (err < 0) {
+            return err;
+        }
     }
     n = pwritev(h->fd, iov, iovcnt, (off_t)off);
     if (n < 0) {

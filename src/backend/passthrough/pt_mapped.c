@@ -513,3 +513,40 @@ pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
         *rdev = m->rdev;
     }
 }
+
+/*
+ * A write or truncation by a non-root fid clears the stored set-uid bit,
+ * and set-gid where group-exec is set, before the data lands: what the
+ * kernel does for a local writer without CAP_FSETID (in passthrough the
+ * host kernel does it; here the bits are not real, so the server must).
+ * A 6.12 client asks for the same with a Tsetattr first; a 6.1 client
+ * relies on the server.
+ */
+int
+pt_meta_kill_suid(struct pt_backend *pb, struct be_node *n)
+{
+    struct pt_meta m;
+    struct pt_meta w = {0};
+    uint32_t kill = S_ISUID;
+    int err;
+
+    if (!pt_mapped(pb) || n->type != S_IFREG || pt_current_uid() == 0) {
+        return 0;
+    }
+    err = pt_meta_read(pb, n, &m);
+    if (err < 0) {
+        return err;
+    }
+    if (!(m.have & PT_META_MODE)) {
+        return 0;
+    }
+    if (m.mode & S_IXGRP) {
+        kill |= S_ISGID;
+    }
+    if (!(m.mode & kill)) {
+        return 0;
+    }
+    w.have = PT_META_MODE;
+    w.mode = m.mode & ~kill;
+    return pt_meta_write(pb, n, &w);
+}
