@@ -25,7 +25,10 @@
 #       M = mapped-xattr and mapped-file; a tree (several owners, set-id bits,
 #       char/block devices, fifos, symlinks, hard links) built through one
 #       server must list identically (ls -lnR, stat) through the other, both
-#       ways; on the host nothing is a device, set-id or foreign-owned
+#       ways; on the host nothing is a device, set-id or foreign-owned;
+#       idtest (part 5's several users) on the mapped export; and rootless:
+#       virtfsd as nobody with mapped-xattr gives a guest root chown, mknod
+#       and set-id bits while the host holds only nobody's plain files
 #
 # Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
 # end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
@@ -46,7 +49,7 @@ while [ $# -gt 0 ]; do
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -610,6 +613,9 @@ cmp /tmp/v2 /tmp/q2 >/dev/null || diff /tmp/v2 /tmp/q2 | head -n 20 | sed 's/^/#
 check "$m: through QEMU: virtfsd's block device" grep -q '^b.* 7, *0 .* loop' /tmp/q2
 check "$m: chown through virtfsd seen by QEMU" sh -c "chown 4242:4343 \$V/byqemu/g && stat -c %u:%g \$Q/byqemu/g | grep -qx 4242:4343"
 check "$m: chmod through QEMU seen by virtfsd" sh -c "chmod 4711 \$Q/byvirtfsd/f && stat -c %a \$V/byvirtfsd/f | grep -qx 4711"
+# Several guest users on the mapped export, compared with the guest's tmpfs.
+mkdir -p /tmp/idref \$V/ids
+run_prog idtest compare /tmp/idref \$V/ids
 umount \$V
 umount \$Q
 finish
@@ -629,6 +635,45 @@ EOF
             test -z "$(find "$e" ! -user "$(id -u)" 2>/dev/null)"
         hcheck "host ($m): the trees are there" test -f "$e/byqemu/f" -a -f "$e/byvirtfsd/f"
     done
+    # Rootless: virtfsd as nobody with mapped-xattr; a guest root still
+    # gets ownership semantics, and the host holds only nobody's plain files.
+    w=$work/$k/p6-rootless
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e"
+    chmod 711 "$work" "$work/$k"
+    chown 65534:65534 "$w" "$e"
+    rm -f "$sock"
+    setsid setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$VIRTFS_SERVER" --export "$e,security_model=mapped-xattr" \
+        --listen "unix:$sock" 2> "$w/server.log" &
+    servers+=($!)
+    if ! guest_wait_socket "$sock" 10; then
+        nok "rootless: virtfsd as nobody did not start"
+        sed 's/^/# server log: /' "$w/server.log" | tail -n 5
+        return
+    fi
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+R=/mnt/r
+mkdir -p \$R
+check "rootless: mount (virtfsd runs as nobody)" $(mount_cmd org.virtfs.0 "$e" '$R' cache=none,access=user)
+check "rootless: chown to 1234:5678" sh -c "touch \$R/a && chown 1234:5678 \$R/a && stat -c %u:%g \$R/a | grep -qx 1234:5678"
+check "rootless: chmod 4755 (set-uid)" sh -c "chmod 4755 \$R/a && stat -c %a \$R/a | grep -qx 4755"
+check "rootless: mknod c 10 232" sh -c "mknod \$R/kvm c 10 232 && stat -c %F:%t:%T \$R/kvm | grep -qx 'character special file:a:e8'"
+check "rootless: mkdir, chown 1000:1000, set-gid" sh -c "mkdir \$R/home && chown 1000:1000 \$R/home && chmod 2775 \$R/home && stat -c %u:%g:%a \$R/home | grep -qx 1000:1000:2775"
+check "rootless: symlink" sh -c "ln -s /etc/shadow \$R/ln && test \"\\\$(readlink \$R/ln)\" = /etc/shadow"
+umount \$R
+finish
+EOF
+    guest_run -t 200 -n "$k-models-rootless" "${GB[@]}" -s "$sock" "$w/job.sh" | count_guest
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "rootless job: guest did not finish (status $rc)"
+    hcheck "host (rootless): every file belongs to nobody" \
+        test -z "$(find "$e" ! -user 65534 2>/dev/null)"
+    hcheck "host (rootless): no device node, symlink or set-id bit" \
+        test -z "$(find "$e" \( -type b -o -type c -o -type l -o -perm /6000 \) 2>/dev/null)"
+    hcheck "host (rootless): the files are there" test -f "$e/kvm" -a -f "$e/a" -a -d "$e/home"
 }
 
 # ----------------------------------------------------------------------------
