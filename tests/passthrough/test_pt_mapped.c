@@ -256,6 +256,7 @@ run_model(enum pt_security_model model, const char *tag)
         tap_ok(w == 1 && err == 0 && ga.mode == (S_IFREG | 0755),
                "%s/write by uid 4321 clears set-uid and set-gid (%o)", tag,
                ga.mode);
+        /* The writer (no host account: its gid is 4321) is not in 0. */
         setattr_rel(be, root, "w", P9_SETATTR_MODE, 02644, 0, 0);
         if (walkp(be, root, "w", &n) == 0) {
             if (OPS(be)->open(be, n, P9_DOTL_WRONLY, &h, &q, &iou) == 0) {
@@ -265,9 +266,23 @@ run_model(enum pt_security_model model, const char *tag)
             OPS(be)->node_put(be, n);
         }
         err = gattr(be, root, "w", &ga);
-        tap_ok(err == 0 && ga.mode == (S_IFREG | 02644),
-               "%s/set-gid without group-exec survives a write (%o)", tag,
-               ga.mode);
+        tap_ok(err == 0 && ga.mode == (S_IFREG | 0644),
+               "%s/set-gid without group-exec, writer not in the group: "
+               "cleared (%o)",
+               tag, ga.mode);
+        setattr_rel(be, root, "w", P9_SETATTR_GID | P9_SETATTR_MODE, 02644, 0,
+                    4321);
+        if (walkp(be, root, "w", &n) == 0) {
+            if (OPS(be)->open(be, n, P9_DOTL_WRONLY, &h, &q, &iou) == 0) {
+                OPS(be)->write(be, h, &iov, 1, 0);
+                OPS(be)->close(be, h);
+            }
+            OPS(be)->node_put(be, n);
+        }
+        err = gattr(be, root, "w", &ga);
+        tap_ok(err == 0 && ga.mode == (S_IFREG | 02644) && ga.gid == 4321,
+               "%s/set-gid without group-exec, writer in the group: kept (%o)",
+               tag, ga.mode);
         setattr_rel(be, root, "w", P9_SETATTR_MODE, 04700, 0, 0);
         err = setattr_rel(be, root, "w", P9_SETATTR_SIZE, 0, 0, 0);
         gattr(be, root, "w", &ga);

@@ -266,6 +266,7 @@ int pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
 void pt_user_put(struct backend *be, struct be_user *u);
 int pt_user_enter(struct backend *be, struct be_user *u);
 uid_t pt_current_uid(void);
+bool pt_current_in_group(gid_t gid);
 void pt_cred_init(struct pt_backend *pb);
 bool pt_cred_limited(struct pt_backend *pb);
 int pt_cred_raise(struct pt_backend *pb, uint64_t caps, uint64_t *saved);

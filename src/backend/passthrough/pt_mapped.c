@@ -516,7 +516,7 @@ pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
 
 /*
  * A write or truncation by a non-root fid clears the stored set-uid bit,
- * and set-gid where group-exec is set, before the data lands: what the
+ * and set-gid (see below), before the data lands: what the
  * kernel does for a local writer without CAP_FSETID (in passthrough the
  * host kernel does it; here the bits are not real, so the server must).
  * A 6.12 client asks for the same with a Tsetattr first; a 6.1 client
@@ -540,7 +540,22 @@ pt_meta_kill_suid(struct pt_backend *pb, struct be_node *n)
     if (!(m.have & PT_META_MODE)) {
         return 0;
     }
-    if (m.mode & S_IXGRP) {
+    /*
+     * Set-gid goes with group-exec, or when the writer is not in the
+     * file's group (the kernel's in_group_or_capable; the groups known
+     * here are the host's for the fid's uid, as in passthrough).
+     */
+    if (!(m.have & PT_META_GID)) {
+        struct stat st;
+
+        err = pt_fstat(n->fd, &st);
+        if (err < 0) {
+            return err;
+        }
+        m.gid = st.st_gid;
+    }
+    if ((m.mode & S_IXGRP) ||
+        ((m.mode & S_ISGID) && !pt_current_in_group((gid_t)m.gid))) {
         kill |= S_ISGID;
     }
     if (!(m.mode & kill)) {
