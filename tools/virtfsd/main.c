@@ -51,7 +51,8 @@ on_stats(int sig)
 
 /* long-only options without a letter */
 enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
-       OPT_MAX_FIDS_TOTAL };
+       OPT_MAX_FIDS_TOTAL, OPT_TRANSLATE_UID, OPT_TRANSLATE_GID,
+       OPT_ALL_SQUASH };
 
 static void
 usage(FILE *out)
@@ -293,9 +294,9 @@ main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"no-multiuser", no_argument, NULL, 'U'},
         {"no-remap", no_argument, NULL, 'R'},
-        {"translate-uid", required_argument, NULL, 1001},
-        {"translate-gid", required_argument, NULL, 1002},
-        {"all-squash", no_argument, NULL, 1003},
+        {"translate-uid", required_argument, NULL, OPT_TRANSLATE_UID},
+        {"translate-gid", required_argument, NULL, OPT_TRANSLATE_GID},
+        {"all-squash", no_argument, NULL, OPT_ALL_SQUASH},
         {"log-level", required_argument, NULL, 'L'},
         {"syslog", no_argument, NULL, 'Y'},
         {"trace", no_argument, NULL, 'T'},
@@ -438,13 +439,14 @@ main(int argc, char **argv)
         case 'U':
             multiuser = false;
             break;
-        case 1001:
-        case 1002: {
-            int e = pt_idmap_add(c == 1001 ? &uidmap : &gidmap, optarg);
+        case OPT_TRANSLATE_UID:
+        case OPT_TRANSLATE_GID: {
+            int e = pt_idmap_add(c == OPT_TRANSLATE_UID ? &uidmap : &gidmap,
+                                 optarg);
 
             if (e < 0) {
                 fprintf(stderr, "virtfsd: --translate-%s %s: %s\n",
-                        c == 1001 ? "uid" : "gid", optarg,
+                        c == OPT_TRANSLATE_UID ? "uid" : "gid", optarg,
                         e == -EEXIST ? "overlaps an earlier rule"
                                      : "bad rule (map|guest|host|squash-guest|"
                                        "squash-host:A:B:N, forbid-guest:A:N)");
@@ -452,7 +454,7 @@ main(int argc, char **argv)
             }
             break;
         }
-        case 1003: {
+        case OPT_ALL_SQUASH: {
             /* diod's allsquash: every guest id is one host id (nobody, or
              * the daemon's own when unprivileged). */
             char r[64];
