@@ -419,8 +419,14 @@ pt_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
         return -EINVAL;
     }
     if (pt_mapped(pb)) {
-        int err = pt_meta_kill_suid(pb, h->node);
+        /* Only the open file is pinned for I/O; the metadata needs the
+         * node's descriptor too. */
+        int err = pt_pin(pb, h->node); /* the descriptor, or -errno */
 
+        if (err >= 0) {
+            err = pt_meta_kill_suid(pb, h->node);
+            pt_unpin(pb, h->node);
+        }
         if (err < 0) {
             return err;
         }
