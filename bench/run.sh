@@ -7,7 +7,11 @@
 #
 # usage: bench/run.sh [-b BUILD_DIR] [-c CONNS] [-t SECONDS] [-w WORKLOADS]
 #                     [-m MSIZE] [-f FILES] [-s SIZE_MIB] [-d TMPDIR]
-#                     [--no-diod] [--no-virtfsd] [--keep]
+#                     [--no-diod] [--no-virtfsd] [--keep] [--model M]
+#
+# --model M: the second column is virtfsd again with
+# --export DIR,security_model=M (e.g. mapped-xattr) instead of diod, so
+# the cost of a security model shows in one run.
 #
 # Environment: VIRTFSD, VIRTFS, DIOD override the binaries' paths;
 # VIRTFSD_ARGS adds options (e.g. "--sandbox none --seccomp none").
@@ -28,9 +32,10 @@ tmpbase=${TMPDIR:-/tmp}
 run_diod=1
 run_virtfsd=1
 keep=0
+model=
 
 usage() {
-    sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,19p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
     --no-diod) run_diod=0; shift ;;
     --no-virtfsd) run_virtfsd=0; shift ;;
     --keep) keep=1; shift ;;
+    --model) model=$2; run_diod=0; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage 2 >&2 ;;
     esac
@@ -61,7 +67,7 @@ if [ "$run_virtfsd" = 1 ] && [ ! -x "$virtfsd" ]; then
     echo "run.sh: $virtfsd not built: virtfsd column skipped" >&2
     run_virtfsd=0
 fi
-if [ "$run_diod" = 1 ] && { [ ! -x "$diod" ] || [ "$(id -u)" != 0 ]; }; then
+if [ -z "$model" ] && [ "$run_diod" = 1 ] && { [ ! -x "$diod" ] || [ "$(id -u)" != 0 ]; }; then
     echo "run.sh: diod missing or not root: diod column skipped" >&2
     run_diod=0
 fi
@@ -142,6 +148,20 @@ if [ "$run_virtfsd" = 1 ]; then
     run_bench virtfsd "tcp:127.0.0.1:$port" "" "${cpid:-$vpid}"
 fi
 
+other=diod
+if [ -n "$model" ]; then
+    other=$model
+    mkdir -p "$work/export-model"
+    port2=$(pick_port 2)
+    "$virtfsd" --export "$work/export-model,security_model=$model" \
+        --listen "tcp:127.0.0.1:$port2" 2>"$work/virtfsd-model.log" &
+    mpid=$!
+    pids="$pids $mpid"
+    wait_ready "tcp:127.0.0.1:$port2" "" || {
+        cat "$work/virtfsd-model.log" >&2; exit 1; }
+    run_bench diod "tcp:127.0.0.1:$port2" "" "$mpid"
+fi
+
 if [ "$run_diod" = 1 ]; then
     mkdir -p "$work/export-diod"
     port2=$(pick_port 2)
@@ -156,7 +176,7 @@ fi
 
 # Table: one row per workload and metric; ratio = virtfsd / diod (for
 # latency and CPU lower is better, so a ratio < 1 favours virtfsd there).
-awk -v conns="$conns" -v secs="$secs" -v msize="$msize" '
+awk -v conns="$conns" -v secs="$secs" -v msize="$msize" -v other="$other" '
 function field(line, key,    n, i, a, kv) {
     n = split(line, a, " ")
     for (i = 2; i <= n; i++) {
@@ -182,7 +202,7 @@ END {
     printf "\nvirtfs bench: %s conns, %s s per workload, msize %s\n\n", \
         conns, secs, msize
     printf "%-9s %-15s %14s %14s %8s\n", "workload", "metric", "virtfsd", \
-        "diod", "ratio"
+        other, "ratio"
     for (i = 1; i <= nwl; i++) {
         wl = order[i]
         if (wl == "seqread" || wl == "seqwrite") row(wl, "MiB/s", "MiB/s")
@@ -191,6 +211,6 @@ END {
         row(wl, "p99_us", "p99_us")
         row(wl, "cpu_ms/kop", "cpu_ms_per_kop")
     }
-    print "\nratio = virtfsd/diod: higher is better for ops/s and MiB/s,"
+    print "\nratio = virtfsd/" other ": higher is better for ops/s and MiB/s,"
     print "lower is better for latency and cpu_ms/kop (server CPU per 1000 ops)."
 }' "$work/virtfsd.out" "$work/diod.out"

@@ -216,6 +216,39 @@ struct backend {
 
 /* ---- the passthrough backend (src/backend/passthrough) --------------------- */
 
+/* Security models, in QEMU's vocabulary (docs/security.md, "Models"). */
+enum pt_security_model {
+    PT_SM_PASSTHROUGH = 0, /* host owners and modes are the guest's */
+    PT_SM_MAPPED_XATTR,    /* the guest's in user.virtfs.* xattrs */
+    PT_SM_MAPPED_FILE,     /* the guest's in .virtfs_metadata files */
+    PT_SM_NONE,            /* as the daemon; ownership best effort */
+};
+
+/* uid/gid translation rules (virtiofsd's syntax; pt_idmap.c). */
+#define PT_IDMAP_MAX 32
+enum pt_idrule_kind {
+    PT_ID_MAP,          /* map:G:H:N */
+    PT_ID_GUEST,        /* guest:G:H:N */
+    PT_ID_HOST,         /* host:H:G:N */
+    PT_ID_SQUASH_GUEST, /* squash-guest:G:H:N */
+    PT_ID_SQUASH_HOST,  /* squash-host:H:G:N */
+    PT_ID_FORBID_GUEST, /* forbid-guest:G:N */
+};
+struct pt_idrule {
+    enum pt_idrule_kind kind;
+    uint32_t a; /* the first field's base */
+    uint32_t b; /* the second field's base (or the squash target) */
+    uint32_t count;
+};
+struct pt_idmap {
+    size_t n;
+    struct pt_idrule rules[PT_IDMAP_MAX];
+};
+
+/* Add one rule "KIND:..." to m: 0, -EINVAL (syntax), -ERANGE, -EEXIST
+ * (overlaps an earlier rule of the same direction), -E2BIG (too many). */
+int pt_idmap_add(struct pt_idmap *m, const char *spec);
+
 struct pt_options {
     const char *root;   /* host directory to export */
     bool readonly;      /* refuse every mutation with EROFS (also enforced by core) */
@@ -232,6 +265,11 @@ struct pt_options {
     /* Descriptors the export may hold (node cache + open files); 0 = the
      * NOFILE soft limit minus a reserve for the rest of the daemon. */
     long fd_budget;
+    enum pt_security_model model;
+    uint32_t fmode;     /* mapped models: host mode of files (0 = 0600) */
+    uint32_t dmode;     /* mapped models: host mode of directories (0 = 0700) */
+    const struct pt_idmap *uidmap; /* NULL or empty: ids are the same */
+    const struct pt_idmap *gidmap;
 };
 
 enum { PT_FH_PREFER = 0, PT_FH_NEVER = 1, PT_FH_MANDATORY = 2 };

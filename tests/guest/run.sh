@@ -19,6 +19,16 @@
 #       directory, chgrp, set-id bits and a non-owner writer, privileged
 #       xattrs): progs/idtest runs the same steps on the guest's tmpfs and on
 #       the 9p mount (cache=none and cache=loose); every result must match
+#   (6) security models against QEMU's own 9p server: one guest mounts the
+#       same host directory through QEMU's built-in virtio-9p (-fsdev local,
+#       security_model=M) and through virtfsd (--export DIR,security_model=M),
+#       M = mapped-xattr and mapped-file; a tree (several owners, set-id bits,
+#       char/block devices, fifos, symlinks, hard links) built through one
+#       server must list identically (ls -lnR, stat) through the other, both
+#       ways; on the host nothing is a device, set-id or foreign-owned;
+#       idtest (part 5's several users) on the mapped export; and rootless:
+#       virtfsd as nobody with mapped-xattr gives a guest root chown, mknod
+#       and set-id bits while the host holds only nobody's plain files
 #
 # Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
 # end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
@@ -39,12 +49,12 @@ while [ $# -gt 0 ]; do
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5)
+[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5 6)
 want_part() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 # shellcheck source=lib.sh
@@ -547,6 +557,126 @@ EOF
 }
 
 # ----------------------------------------------------------------------------
+# (6) security models: interop with QEMU's local backend
+# ----------------------------------------------------------------------------
+part6() {
+    local k=$1 m w e sock rc
+    for m in mapped-xattr mapped-file; do
+        w=$work/$k/p6-$m
+        e=$w/export
+        sock=$w/s.sock
+        mkdir -p "$e"
+        guest_server_start "$sock" "$e" "security_model=$m" ||
+            { nok "server start (part 6, $m)"; continue; }
+        servers+=("$GUEST_SERVER_PID")
+        cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+Q=/mnt/q V=/mnt/v
+mkdir -p \$Q \$V
+check "$m: mount QEMU's 9p" mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,access=user q9 \$Q
+check "$m: mount virtfsd" $(mount_cmd org.virtfs.0 "$e" '$V' cache=none,access=user)
+build() { # DIR: a tree with several owners, set-id bits, devices, links
+    mkdir \$1 && cd \$1 || return 1
+    mkdir -m 2775 sg && chown 1001:500 sg &&
+    echo data > f && chown 1002:501 f && chmod 4755 f &&
+    touch g && chown 0:7 g && chmod 2711 g &&
+    mknod null c 1 3 && mknod loop b 7 0 && chown 5:6 loop && chmod 640 loop &&
+    mkfifo -m 600 fifo && chown 1001:1001 fifo &&
+    ln -s ../some/where sl && chown -h 1003:1003 sl &&
+    ln f hl && mkdir sg/sub && touch sg/sub/x && chmod 1777 sg/sub &&
+    ln -s f sg/rel && mknod sg/tty c 4 1 && chmod 6755 g
+    rc=\$?
+    cd /
+    return \$rc
+}
+listing() { # DIR: what must match
+    (cd \$1 && ls -lnR . | sed 's/  */ /g' &&
+        find . | sort | while read -r p; do stat -c '%n %F %a %u %g %h %t:%T %s' "\$p"; done)
+}
+check "$m: QEMU builds a tree" build \$Q/byqemu
+listing \$Q/byqemu > /tmp/q1
+listing \$V/byqemu > /tmp/v1
+check "$m: virtfsd lists QEMU's tree identically" cmp /tmp/q1 /tmp/v1
+cmp /tmp/q1 /tmp/v1 >/dev/null || diff /tmp/q1 /tmp/v1 | head -n 20 | sed 's/^/#   /'
+if grep -q '^c.* 1, *3 .* null' /tmp/v1 && grep -q '^-rwsr-xr-x 2 1002 501 ' /tmp/v1 &&
+    grep -q '^l.* 1003 1003 .* sl -> ../some/where' /tmp/v1 && grep -q '^p' /tmp/v1; then
+    ok "$m: through virtfsd: devices, owners, set-id bits, symlinks, hard links"
+else
+    nok "$m: through virtfsd: devices, owners, set-id bits, symlinks, hard links"
+    head -n 30 /tmp/v1 | sed 's/^/#   /'
+fi
+check "$m: virtfsd builds a tree" build \$V/byvirtfsd
+listing \$V/byvirtfsd > /tmp/v2
+listing \$Q/byvirtfsd > /tmp/q2
+check "$m: QEMU lists virtfsd's tree identically" cmp /tmp/v2 /tmp/q2
+cmp /tmp/v2 /tmp/q2 >/dev/null || diff /tmp/v2 /tmp/q2 | head -n 20 | sed 's/^/#   /'
+check "$m: through QEMU: virtfsd's block device" grep -q '^b.* 7, *0 .* loop' /tmp/q2
+check "$m: chown through virtfsd seen by QEMU" sh -c "chown 4242:4343 \$V/byqemu/g && stat -c %u:%g \$Q/byqemu/g | grep -qx 4242:4343"
+check "$m: chmod through QEMU seen by virtfsd" sh -c "chmod 4711 \$Q/byvirtfsd/f && stat -c %a \$V/byvirtfsd/f | grep -qx 4711"
+# Several guest users on the mapped export, compared with the guest's tmpfs.
+mkdir -p /tmp/idref \$V/ids
+run_prog idtest compare /tmp/idref \$V/ids
+umount \$V
+umount \$Q
+finish
+EOF
+        guest_run -t 300 -n "$k-models-$m" "${GB[@]}" -s "$sock" \
+            -q -fsdev -q "local,id=q9fs,path=$e,security_model=$m" \
+            -q -device -q "virtio-9p-pci,fsdev=q9fs,mount_tag=q9" \
+            "$w/job.sh" | count_guest
+        rc=${PIPESTATUS[0]}
+        [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "$m job: guest did not finish (status $rc)"
+        server_warnings "$sock.log"
+        hcheck "host ($m): no device node, fifo or symlink in the export" \
+            test -z "$(find "$e" \( -type b -o -type c -o -type p -o -type l \) 2>/dev/null)"
+        hcheck "host ($m): no set-id file in the export" \
+            test -z "$(find "$e" -perm /6000 2>/dev/null)"
+        hcheck "host ($m): every file belongs to the servers' user" \
+            test -z "$(find "$e" ! -user "$(id -u)" 2>/dev/null)"
+        hcheck "host ($m): the trees are there" test -f "$e/byqemu/f" -a -f "$e/byvirtfsd/f"
+    done
+    # Rootless: virtfsd as nobody with mapped-xattr; a guest root still
+    # gets ownership semantics, and the host holds only nobody's plain files.
+    w=$work/$k/p6-rootless
+    e=$w/export
+    sock=$w/s.sock
+    mkdir -p "$e"
+    chmod 711 "$work" "$work/$k"
+    chown 65534:65534 "$w" "$e"
+    rm -f "$sock"
+    setsid setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$VIRTFS_SERVER" --export "$e,security_model=mapped-xattr" \
+        --listen "unix:$sock" 2> "$w/server.log" &
+    servers+=($!)
+    if ! guest_wait_socket "$sock" 10; then
+        nok "rootless: virtfsd as nobody did not start"
+        sed 's/^/# server log: /' "$w/server.log" | tail -n 5
+        return
+    fi
+    cat > "$w/job.sh" <<EOF
+. /job/guest-lib.sh
+R=/mnt/r
+mkdir -p \$R
+check "rootless: mount (virtfsd runs as nobody)" $(mount_cmd org.virtfs.0 "$e" '$R' cache=none,access=user)
+check "rootless: chown to 1234:5678" sh -c "touch \$R/a && chown 1234:5678 \$R/a && stat -c %u:%g \$R/a | grep -qx 1234:5678"
+check "rootless: chmod 4755 (set-uid)" sh -c "chmod 4755 \$R/a && stat -c %a \$R/a | grep -qx 4755"
+check "rootless: mknod c 10 232" sh -c "mknod \$R/kvm c 10 232 && stat -c %F:%t:%T \$R/kvm | grep -qx 'character special file:a:e8'"
+check "rootless: mkdir, chown 1000:1000, set-gid" sh -c "mkdir \$R/home && chown 1000:1000 \$R/home && chmod 2775 \$R/home && stat -c %u:%g:%a \$R/home | grep -qx 1000:1000:2775"
+check "rootless: symlink" sh -c "ln -s /etc/shadow \$R/ln && test \"\\\$(readlink \$R/ln)\" = /etc/shadow"
+umount \$R
+finish
+EOF
+    guest_run -t 200 -n "$k-models-rootless" "${GB[@]}" -s "$sock" "$w/job.sh" | count_guest
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "rootless job: guest did not finish (status $rc)"
+    hcheck "host (rootless): every file belongs to nobody" \
+        test -z "$(find "$e" ! -user 65534 2>/dev/null)"
+    hcheck "host (rootless): no device node, symlink or set-id bit" \
+        test -z "$(find "$e" \( -type b -o -type c -o -type l -o -perm /6000 \) 2>/dev/null)"
+    hcheck "host (rootless): the files are there" test -f "$e/kvm" -a -f "$e/a" -a -d "$e/home"
+}
+
+# ----------------------------------------------------------------------------
 for k in "${kernels[@]}"; do
     kprefix="[$k] "
     tk=$SECONDS
@@ -560,6 +690,7 @@ for k in "${kernels[@]}"; do
     want_part 3 && part3 "$k"
     want_part 4 && part4 "$k"
     want_part 5 && part5 "$k"
+    want_part 6 && part6 "$k"
     for p in "${servers[@]}"; do guest_server_stop "$p"; done
     servers=()
     echo "# kernel $k: $((SECONDS - tk)) s"

@@ -54,13 +54,15 @@ on_stats(int sig)
 
 /* long-only options without a letter */
 enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
-       OPT_MAX_FIDS_TOTAL, OPT_MAX_CONNS, OPT_FRAME_TIMEOUT, OPT_FD_RESERVE };
+       OPT_MAX_FIDS_TOTAL, OPT_MAX_CONNS, OPT_FRAME_TIMEOUT, OPT_FD_RESERVE,
+       OPT_TRANSLATE_UID, OPT_TRANSLATE_GID, OPT_ALL_SQUASH };
 
 static void
 usage(FILE *out)
 {
     fprintf(out,
-"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev] [--export ...]\n"
+"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev][,security_model=M]\n"
+"               [--export ...]\n"
 "               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
 "\n"
 "Export host directories to virtual machines over 9P2000.L.\n"
@@ -73,6 +75,12 @@ usage(FILE *out)
 "                                nosuid  set-uid/set-gid bits and file\n"
 "                                        capabilities never reach the host\n"
 "                                nodev   creating device nodes fails (EPERM)\n"
+"                                security_model=passthrough|mapped-xattr|\n"
+"                                  mapped-file|none   as QEMU's -fsdev local\n"
+"                                  (default passthrough; mapped = mapped-xattr)\n"
+"                                fmode=OCTAL, dmode=OCTAL  host mode of files\n"
+"                                  and directories in the mapped models\n"
+"                                  (default 0600, 0700)\n"
 "Transports:\n"
 "  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
 "                                  unix:PATH       Unix socket (a stale socket file is\n"
@@ -94,6 +102,12 @@ usage(FILE *out)
 "      --no-multiuser            never switch to the attaching user's uid/gid\n"
 "                                (default when running as root: act as the user\n"
 "                                named in Tattach for every request)\n"
+"      --translate-uid RULE, --translate-gid RULE  (repeatable) translate ids,\n"
+"                                virtiofsd's syntax: map:G:H:N, guest:G:H:N,\n"
+"                                host:H:G:N, squash-guest:G:H:N,\n"
+"                                squash-host:H:G:N, forbid-guest:G:N\n"
+"      --all-squash              every guest uid/gid is nobody/nogroup on the\n"
+"                                host (the daemon's own ids when unprivileged)\n"
 "      --no-remap                qid.path = inode number only (default: remap\n"
 "                                (dev, ino) so files on different host mounts\n"
 "                                under one export never share a qid)\n"
@@ -162,7 +176,51 @@ struct export_arg {
     bool ro;
     bool nosuid;
     bool nodev;
+    enum pt_security_model model;
+    unsigned long fmode; /* 0: the default (0600) */
+    unsigned long dmode; /* 0: the default (0700) */
 };
+
+/* security_model=, fmode=, dmode= of --export (QEMU's -fsdev vocabulary). */
+static int
+parse_export_model(const char *opt, struct export_arg *ex)
+{
+    static const struct {
+        const char *name;
+        enum pt_security_model model;
+    } models[] = {
+        {"passthrough", PT_SM_PASSTHROUGH}, {"mapped-xattr", PT_SM_MAPPED_XATTR},
+        {"mapped", PT_SM_MAPPED_XATTR},     {"mapped-file", PT_SM_MAPPED_FILE},
+        {"none", PT_SM_NONE},
+    };
+    unsigned long *mp = NULL;
+    char *end;
+
+    if (strncmp(opt, "security_model=", 15) == 0) {
+        for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+            if (strcmp(opt + 15, models[i].name) == 0) {
+                ex->model = models[i].model;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    if (strncmp(opt, "fmode=", 6) == 0) {
+        mp = &ex->fmode;
+    } else if (strncmp(opt, "dmode=", 6) == 0) {
+        mp = &ex->dmode;
+    } else {
+        return -1;
+    }
+    errno = 0;
+    *mp = strtoul(opt + 6, &end, 8);
+    /* Permission bits only: never a set-id bit on the host. */
+    if (errno != 0 || end == opt + 6 || *end != '\0' || *mp == 0 ||
+        *mp > 0777) {
+        return -1;
+    }
+    return 0;
+}
 
 /* "[NAME=]DIR[,OPT]..." with OPT one of ro, rw, nosuid, nodev (from the
  * right: a directory name may itself contain a comma before them). */
@@ -180,6 +238,9 @@ parse_export(const char *arg, struct export_arg *ex)
     ex->ro = false;
     ex->nosuid = false;
     ex->nodev = false;
+    ex->model = PT_SM_PASSTHROUGH;
+    ex->fmode = 0;
+    ex->dmode = 0;
     while ((comma = strrchr(s, ',')) != NULL) {
         if (strcmp(comma, ",ro") == 0) {
             ex->ro = true;
@@ -189,9 +250,12 @@ parse_export(const char *arg, struct export_arg *ex)
             ex->nosuid = true;
         } else if (strcmp(comma, ",nodev") == 0) {
             ex->nodev = true;
-        } else {
-            fprintf(stderr, "virtfsd: --export %s: unknown option '%s' "
-                    "(ro, rw, nosuid, nodev)\n", arg, comma + 1);
+        } else if (strchr(comma, '=') == NULL ||
+                   parse_export_model(comma + 1, ex) < 0) {
+            fprintf(stderr, "virtfsd: --export %s: bad option '%s' (ro, rw, "
+                    "nosuid, nodev, security_model=passthrough|mapped-xattr|"
+                    "mapped-file|none, fmode=OCTAL, dmode=OCTAL)\n", arg,
+                    comma + 1);
             free(s);
             return -1;
         }
@@ -246,6 +310,9 @@ main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"no-multiuser", no_argument, NULL, 'U'},
         {"no-remap", no_argument, NULL, 'R'},
+        {"translate-uid", required_argument, NULL, OPT_TRANSLATE_UID},
+        {"translate-gid", required_argument, NULL, OPT_TRANSLATE_GID},
+        {"all-squash", no_argument, NULL, OPT_ALL_SQUASH},
         {"log-level", required_argument, NULL, 'L'},
         {"syslog", no_argument, NULL, 'Y'},
         {"trace", no_argument, NULL, 'T'},
@@ -290,6 +357,7 @@ main(int argc, char **argv)
     int nlisten = 0;
     bool use_stdio = false;
     bool multiuser = geteuid() == 0;
+    static struct pt_idmap uidmap, gidmap; /* --translate-uid/-gid */
     bool remap = true;
     unsigned long rlimit_nofile = 0;
     int file_handles = PT_FH_PREFER;
@@ -420,6 +488,42 @@ main(int argc, char **argv)
         case 'U':
             multiuser = false;
             break;
+        case OPT_TRANSLATE_UID:
+        case OPT_TRANSLATE_GID: {
+            int e = pt_idmap_add(c == OPT_TRANSLATE_UID ? &uidmap : &gidmap,
+                                 optarg);
+
+            if (e < 0) {
+                fprintf(stderr, "virtfsd: --translate-%s %s: %s\n",
+                        c == OPT_TRANSLATE_UID ? "uid" : "gid", optarg,
+                        e == -EEXIST ? "overlaps an earlier rule"
+                                     : "bad rule (map|guest|host|squash-guest|"
+                                       "squash-host:A:B:N, forbid-guest:A:N)");
+                return 2;
+            }
+            break;
+        }
+        case OPT_ALL_SQUASH: {
+            /* diod's allsquash: every guest id is one host id (nobody, or
+             * the daemon's own when unprivileged). */
+            char r[64];
+
+            snprintf(r, sizeof(r), "squash-guest:0:%u:4294967295",
+                     geteuid() == 0 ? 65534u : (unsigned)geteuid());
+            if (pt_idmap_add(&uidmap, r) < 0) {
+                fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
+                        "--translate-uid rule\n");
+                return 2;
+            }
+            snprintf(r, sizeof(r), "squash-guest:0:%u:4294967295",
+                     geteuid() == 0 ? 65534u : (unsigned)getegid());
+            if (pt_idmap_add(&gidmap, r) < 0) {
+                fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
+                        "--translate-gid rule\n");
+                return 2;
+            }
+            break;
+        }
         case 'R':
             remap = false;
             break;
@@ -633,6 +737,11 @@ main(int argc, char **argv)
             .nodev = exargs[i].nodev,
             .inode_file_handles = file_handles,
             .fd_budget = fd_budget,
+            .model = exargs[i].model,
+            .fmode = (uint32_t)exargs[i].fmode,
+            .dmode = (uint32_t)exargs[i].dmode,
+            .uidmap = &uidmap,
+            .gidmap = &gidmap,
         };
         struct backend *be;
         int err;
@@ -769,12 +878,16 @@ main(int argc, char **argv)
         goto out_vhost;
     }
     for (int i = 0; i < nexports; i++) {
-        log_info("exporting %s%s%s%s%s%s", exports[i].path,
+        static const char *const mnames[] = {"passthrough", "mapped-xattr",
+                                             "mapped-file", "none"};
+
+        log_info("exporting %s%s%s%s%s%s (security_model=%s)", exports[i].path,
                  exports[i].name ? " as " : "",
                  exports[i].name ? exports[i].name : "",
                  exports[i].readonly ? " (read-only)" : "",
                  exargs[i].nosuid ? " (nosuid)" : "",
-                 exargs[i].nodev ? " (nodev)" : "");
+                 exargs[i].nodev ? " (nodev)" : "",
+                 mnames[exargs[i].model]);
     }
     if (stats_every > 0) {
         /* SIGALRM-free: the loop checks the flag; a timer sets it */

@@ -120,6 +120,11 @@ struct pt_backend {
     bool remap_devs;      /* qid.path = devindex << 48 | ino */
     bool nosuid;          /* strip set-id bits, refuse security.capability */
     bool nodev;           /* refuse creating device nodes */
+    enum pt_security_model model;
+    mode_t fmode;         /* mapped models: host mode of new files */
+    mode_t dmode;         /* mapped models: host mode of new directories */
+    struct pt_idmap uidmap; /* guest <-> host id translation (pt_idmap.c) */
+    struct pt_idmap gidmap;
     bool caps;            /* the daemon has capabilities: see pt_cred.c */
     uint64_t cap_full;    /* its permitted set (what a root fid runs with) */
 
@@ -263,6 +268,7 @@ int pt_user_enter(struct backend *be, struct be_user *u);
 /* This thread creates files with the exact modes given (pt_cred.c). */
 void pt_exact_modes(void);
 uid_t pt_current_uid(void);
+bool pt_current_in_group(gid_t gid);
 void pt_cred_init(struct pt_backend *pb);
 bool pt_cred_limited(struct pt_backend *pb);
 int pt_cred_raise(struct pt_backend *pb, uint64_t caps, uint64_t *saved);
@@ -325,6 +331,48 @@ ssize_t pt_listxattr(struct backend *be, struct be_node *n, char *buf,
 int pt_setxattr(struct backend *be, struct be_node *n, const char *name,
                 const void *value, size_t size, uint32_t flags);
 int pt_removexattr(struct backend *be, struct be_node *n, const char *name);
+
+/* pt_mapped.c: the mapped models' metadata (QEMU's on-disk format). */
+#define PT_META_DIR ".virtfs_metadata"
+#define PT_META_ROOT ".virtfs_metadata_root"
+#define PT_META_UID 1u
+#define PT_META_GID 2u
+#define PT_META_MODE 4u
+#define PT_META_RDEV 8u
+
+struct pt_meta {
+    unsigned have; /* PT_META_* fields present */
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t mode; /* file type and permission bits */
+    uint64_t rdev;
+};
+
+static inline bool
+pt_mapped(const struct pt_backend *pb)
+{
+    return pb->model == PT_SM_MAPPED_XATTR || pb->model == PT_SM_MAPPED_FILE;
+}
+
+bool pt_meta_hidden_name(const struct pt_backend *pb, const char *name);
+int pt_meta_read(struct pt_backend *pb, struct be_node *n, struct pt_meta *m);
+int pt_meta_write(struct pt_backend *pb, struct be_node *n,
+                  const struct pt_meta *m);
+int pt_meta_write_at(struct pt_backend *pb, int fd, int dirfd,
+                     const char *name, const struct pt_meta *m);
+void pt_meta_unlink(struct pt_backend *pb, int dirfd, const char *name);
+int pt_meta_rmdir_prep(struct pt_backend *pb, int dirfd, const char *name);
+int pt_meta_rename(struct pt_backend *pb, int odir, const char *oname,
+                   int ndir, const char *nname);
+int pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
+                 const char *nname);
+int pt_meta_kill_suid(struct pt_backend *pb, struct be_node *n);
+void pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
+                   uint32_t *gid, uint64_t *rdev);
+
+/* pt_idmap.c */
+int pt_id_to_host(const struct pt_idmap *m, uint32_t guest, uint32_t *host);
+uint32_t pt_id_to_guest(const struct pt_idmap *m, uint32_t host);
 
 /* pt_lock.c */
 struct pt_lockrec {

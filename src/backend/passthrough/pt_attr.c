@@ -64,9 +64,20 @@ pt_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
         out->btime_sec = (uint64_t)stx.stx_btime.tv_sec;
         out->btime_nsec = stx.stx_btime.tv_nsec;
     }
-    /* The qid from the same snapshot. */
+    if (pt_mapped(pb)) {
+        struct pt_meta m;
+        int err = pt_meta_read(pb, n, &m);
+
+        if (err < 0) {
+            return err;
+        }
+        pt_meta_apply(&m, &out->mode, &out->uid, &out->gid, &out->rdev);
+    }
+    out->uid = pt_id_to_guest(&pb->uidmap, out->uid);
+    out->gid = pt_id_to_guest(&pb->gidmap, out->gid);
+    /* The qid from the same snapshot (the guest's file type). */
     memset(&st, 0, sizeof(st));
-    st.st_mode = stx.stx_mode;
+    st.st_mode = out->mode;
     st.st_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
     st.st_ino = stx.stx_ino;
     st.st_mtim.tv_sec = stx.stx_mtime.tv_sec;
@@ -227,16 +238,94 @@ pt_setattr_caps(struct pt_backend *pb, struct be_node *n, uint32_t valid,
 }
 
 /*
+ * chmod/chown in a mapped model change the stored metadata only; the host
+ * inode keeps the daemon's owner and fmode/dmode.  The host kernel checks
+ * nothing here (the daemon owns every file), so the server applies the
+ * owner rules a local kernel would, with the stored owner, for a non-root
+ * fid: chmod by the owner (or a change that only removes set-id bits, as
+ * the 6.12 client sends before a non-owner's write), chgrp by the owner,
+ * a new uid by root only.  Group membership is the guest kernel's word,
+ * as in passthrough.  The set-id clearing that chown implies arrives from
+ * the guest as a mode in the same request.
+ */
+static int
+pt_setattr_mapped(struct pt_backend *pb, struct be_node *n,
+                  const struct p9_tsetattr *in)
+{
+    const uint32_t v = in->valid;
+    uid_t uid = pt_current_uid();
+    struct pt_meta cur;
+    struct pt_meta m = {0};
+    struct stat st;
+    uint32_t cmode;
+    uint32_t cuid;
+    uint32_t cgid;
+    uint64_t crdev = 0;
+    int err;
+
+    err = pt_fstat(n->fd, &st);
+    if (err < 0) {
+        return err;
+    }
+    err = pt_meta_read(pb, n, &cur);
+    if (err < 0) {
+        return err;
+    }
+    cmode = st.st_mode;
+    cuid = st.st_uid;
+    cgid = st.st_gid;
+    pt_meta_apply(&cur, &cmode, &cuid, &cgid, &crdev);
+    if (v & P9_SETATTR_MODE) {
+        uint32_t want = pt_mode_bits(pb, cmode & S_IFMT, in->mode);
+        uint32_t was = cmode & 07777;
+
+        if (uid != 0 && cuid != uid && want != was &&
+            !((want & ~was) == 0 &&
+              ((was ^ want) & ~(uint32_t)(S_ISUID | S_ISGID)) == 0)) {
+            return -EPERM;
+        }
+        m.mode = (cmode & S_IFMT) | want;
+        m.have |= PT_META_MODE;
+    }
+    if (v & P9_SETATTR_UID) {
+        if (uid != 0 && in->uid != cuid) {
+            return -EPERM;
+        }
+        m.uid = in->uid;
+        m.have |= PT_META_UID;
+    }
+    if (v & P9_SETATTR_GID) {
+        if (uid != 0 && in->gid != cgid && cuid != uid) {
+            return -EPERM;
+        }
+        m.gid = in->gid;
+        m.have |= PT_META_GID;
+    }
+    if ((m.have & (PT_META_UID | PT_META_GID)) && !(m.have & PT_META_MODE) &&
+        !(cur.have & PT_META_MODE)) {
+        /*
+         * First metadata of an object the host made: record its mode too,
+         * so that readers (QEMU included) see one consistent set.
+         */
+        m.mode = cmode;
+        m.have |= PT_META_MODE;
+    }
+    return pt_meta_write(pb, n, &m);
+}
+
+/*
  * Order follows the kernel's own notify_change users (and QEMU): mode,
  * owner, size, times.  Not atomic: a failure in a later step leaves the
  * earlier ones applied, as with a sequence of syscalls in the guest.
  */
 int
 pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
-           const struct p9_tsetattr *in)
+           const struct p9_tsetattr *win)
 {
     struct pt_backend *pb = pt_be(be);
-    const uint32_t v = in->valid;
+    const uint32_t v = win->valid;
+    struct p9_tsetattr tin = *win;
+    const struct p9_tsetattr *in = &tin;
     uint64_t caps;
     uint64_t saved;
     bool skip_mode;
@@ -244,6 +333,35 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
 
     if (pb->readonly) {
         return -EROFS;
+    }
+    /* --translate-uid/--translate-gid: the new owner in host ids. */
+    if (v & P9_SETATTR_UID) {
+        err = pt_id_to_host(&pb->uidmap, win->uid, &tin.uid);
+        if (err < 0) {
+            return err;
+        }
+    }
+    if (v & P9_SETATTR_GID) {
+        err = pt_id_to_host(&pb->gidmap, win->gid, &tin.gid);
+        if (err < 0) {
+            return err;
+        }
+    }
+    if (pt_mapped(pb) && (v & (P9_SETATTR_MODE | P9_SETATTR_UID |
+                               P9_SETATTR_GID))) {
+        err = pt_setattr_mapped(pb, n, in);
+        if (err < 0) {
+            return err;
+        }
+        /* The rest (size, times) is the host file's, done as the daemon. */
+        if (!(v & (P9_SETATTR_SIZE | P9_SETATTR_ATIME | P9_SETATTR_MTIME))) {
+            return 0;
+        }
+        struct p9_tsetattr rest = *in;
+
+        rest.valid &= ~(uint32_t)(P9_SETATTR_MODE | P9_SETATTR_UID |
+                                  P9_SETATTR_GID | P9_SETATTR_CTIME);
+        return pt_setattr(be, n, h, &rest);
     }
     err = pt_setattr_caps(pb, n, v, in, &caps, &skip_mode);
     if (err < 0) {
@@ -275,7 +393,10 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
         }
     }
     if (v & P9_SETATTR_SIZE) {
-        err = pt_set_size(n, h, in->size);
+        err = pt_meta_kill_suid(pb, n); /* mapped models only */
+        if (err == 0) {
+            err = pt_set_size(n, h, in->size);
+        }
         if (err < 0) {
             return err;
         }
@@ -363,12 +484,46 @@ pt_statfs(struct backend *be, struct be_node *n, struct p9_rstatfs *out)
     return 0;
 }
 
+/* A mapped symlink is a regular file holding the target (QEMU's format). */
+static ssize_t
+pt_readlink_mapped(struct pt_backend *pb, struct be_node *n, char *buf,
+                   size_t size)
+{
+    char proc[PT_PROC_PATH_MAX];
+    struct pt_meta m;
+    ssize_t len;
+    int fd;
+    int err;
+
+    err = pt_meta_read(pb, n, &m);
+    if (err < 0) {
+        return err;
+    }
+    if (!(m.have & PT_META_MODE) || !S_ISLNK(m.mode)) {
+        return -EINVAL;
+    }
+    pt_proc_path(proc, n->fd);
+    fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return -errno;
+    }
+    len = pread(fd, buf, size, 0);
+    if (len < 0) {
+        len = -errno;
+    }
+    close(fd);
+    return len;
+}
+
 ssize_t
 pt_readlink(struct backend *be, struct be_node *n, char *buf, size_t size)
 {
+    struct pt_backend *pb = pt_be(be);
     ssize_t len;
 
-    (void)be;
+    if (pt_mapped(pb) && n->type == S_IFREG) {
+        return pt_readlink_mapped(pb, n, buf, size);
+    }
     if (n->type != S_IFLNK) {
         return -EINVAL;
     }

@@ -131,6 +131,29 @@ pt_current_uid(void)
     return pt_tl_uid_set ? pt_tl_uid : geteuid();
 }
 
+/* The user of the current request on this thread (NULL: none entered).
+ * Valid for the request: its fid holds a reference. */
+static _Thread_local const struct be_user *pt_tl_user;
+
+bool
+pt_current_in_group(gid_t gid)
+{
+    const struct be_user *u = pt_tl_user;
+
+    if (u == NULL) {
+        return getegid() == gid;
+    }
+    if (u->gid == gid) {
+        return true;
+    }
+    for (int i = 0; i < u->ngroups; i++) {
+        if (u->groups[i] == gid) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool
 pt_parse_uid(const char *s, uid_t *uid)
 {
@@ -204,7 +227,14 @@ pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
         goto out_free;
     }
     if (n_uname != P9_NONUNAME) {
-        u->uid = (uid_t)n_uname;
+        uint32_t hid;
+
+        /* --translate-uid: the guest's uid names a host uid (or none). */
+        err = pt_id_to_host(&pb->uidmap, n_uname, &hid);
+        if (err < 0) {
+            goto out_free;
+        }
+        u->uid = (uid_t)hid;
         if (getpwuid_r(u->uid, &pwbuf, buf, PT_PWBUF, &pw) != 0) {
             pw = NULL;
         }
@@ -484,6 +514,7 @@ pt_user_enter(struct backend *be, struct be_user *u)
 
     pt_tl_uid = u->uid;
     pt_tl_uid_set = true;
+    pt_tl_user = u;
     if (!pb->multiuser) {
         return pb->caps ? pt_caps_set(want, false) : 0;
     }

@@ -68,6 +68,9 @@ pt_dir_mut(struct pt_backend *pb, struct be_node *dir, const char *name)
     if (dir->type != S_IFDIR) {
         return -ENOTDIR;
     }
+    if (pt_meta_hidden_name(pb, name)) {
+        return -EINVAL; /* mapped-file's own metadata, as QEMU answers */
+    }
     return 0;
 }
 
@@ -157,7 +160,17 @@ pt_dir_emit(struct pt_backend *pb, struct be_handle *h, const char *buf,
                 dtype = pt_mode_to_dtype(st.st_mode);
             }
         }
+        if (pt_meta_hidden_name(pb, d->d_name)) {
+            /* mapped-file's metadata is not the guest's */
+            *pos += d->d_reclen;
+            h->dcur = (uint64_t)d->d_off;
+            continue;
+        }
         qid.type = pt_dtype_to_qtype(dtype);
+        if (pt_mapped(pb)) {
+            /* The host's type is not the guest's: let it ask. */
+            dtype = DT_UNKNOWN;
+        }
         qid.version = 0;
         qid.path = pt_qid_path(pb, h->node->dev, (ino_t)d->d_ino);
         if (fn(ctx, &qid, (uint64_t)d->d_off, dtype, d->d_name,
@@ -254,10 +267,37 @@ out_unlock:
     return err;
 }
 
-/* Open the entry just made, set the client's gid, and return its qid. */
+/*
+ * The metadata a mapped model stores for a new object: the fid's uid, the
+ * request's gid, the guest's type and mode, and a device number.
+ */
+static struct pt_meta
+pt_new_meta(struct pt_backend *pb, mode_t type, uint32_t mode, uint32_t gid,
+            bool has_rdev, uint64_t rdev)
+{
+    struct pt_meta m = {0};
+
+    m.have = PT_META_UID | PT_META_MODE;
+    m.uid = pt_current_uid();
+    m.mode = type | pt_mode_bits(pb, type, mode);
+    if (gid != (uint32_t)-1) {
+        m.gid = gid;
+        m.have |= PT_META_GID;
+    }
+    if (has_rdev) {
+        m.rdev = rdev;
+        m.have |= PT_META_RDEV;
+    }
+    return m;
+}
+
+/*
+ * Open the entry just made, set the client's gid (or, in a mapped model,
+ * store 'meta'), and return its qid.  If that fails the entry is removed.
+ */
 static int
 pt_finish_new(struct pt_backend *pb, struct be_node *dir, const char *name,
-              uint32_t gid, struct p9_qid *qid)
+              uint32_t gid, const struct pt_meta *meta, struct p9_qid *qid)
 {
     struct stat st;
     int fd;
@@ -268,13 +308,53 @@ pt_finish_new(struct pt_backend *pb, struct be_node *dir, const char *name,
         return fd;
     }
     err = pt_fstat(fd, &st);
-    if (err == 0) {
+    if (err == 0 && meta != NULL) {
+        err = pt_meta_write_at(pb, fd, dir->fd, name, meta);
+        st.st_mode = meta->mode;
+    } else if (err == 0) {
+        if (pb->model == PT_SM_NONE) {
+            /* QEMU's "none": give it to the fid's user if we can. */
+            (void)fchownat(fd, "", pt_current_uid(), (gid_t)-1,
+                           AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        }
         err = pt_set_gid(fd, &st, gid);
     }
     if (err == 0) {
         pt_stat_to_qid(pb, &st, qid);
     }
     close(fd);
+    if (err < 0 && meta != NULL) {
+        (void)unlinkat(dir->fd, name, S_ISDIR(meta->mode) ? AT_REMOVEDIR : 0);
+        pt_meta_unlink(pb, dir->fd, name);
+    }
+    return err;
+}
+
+/* A mapped model's placeholder for a non-directory: an empty file. */
+static int
+pt_mapped_file(struct pt_backend *pb, int dirfd, const char *name,
+               const char *content)
+{
+    int fd = openat(dirfd, name,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    pb->fmode);
+    int err = 0;
+
+    if (fd < 0) {
+        return -errno;
+    }
+    if (content != NULL) {
+        size_t len = strlen(content);
+        ssize_t w = write(fd, content, len);
+
+        if (w != (ssize_t)len) {
+            err = w < 0 ? -errno : -EIO;
+        }
+    }
+    close(fd);
+    if (err < 0) {
+        (void)unlinkat(dirfd, name, 0);
+    }
     return err;
 }
 
@@ -289,6 +369,18 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
+    if (err < 0) {
+        return err;
+    }
+    if (pt_mapped(pb)) {
+        struct pt_meta m = pt_new_meta(pb, S_IFDIR, mode, gid, false, 0);
+
+        if (mkdirat(dir->fd, name, pb->dmode) < 0) {
+            return -errno;
+        }
+        return pt_finish_new(pb, dir, name, gid, &m, qid);
+    }
     err = pt_cred_fsgid(pb, gid, &saved);
     if (err < 0) {
         return err;
@@ -300,7 +392,7 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
-    return pt_finish_new(pb, dir, name, gid, qid);
+    return pt_finish_new(pb, dir, name, gid, NULL, qid);
 }
 
 int
@@ -313,6 +405,10 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     mode_t m = (mode_t)mode;
     uint32_t saved;
 
+    if (err < 0) {
+        return err;
+    }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
     if (err < 0) {
         return err;
     }
@@ -333,6 +429,17 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
         /* Refused outright, for root fids too: it would be a host node. */
         return -EPERM;
     }
+    if (pt_mapped(pb)) {
+        struct pt_meta meta = pt_new_meta(pb, m & S_IFMT, m, gid, true,
+                                          makedev(major, minor));
+
+        /* Every type is a plain file on the host (QEMU does the same). */
+        err = pt_mapped_file(pb, dir->fd, name, NULL);
+        if (err < 0) {
+            return err;
+        }
+        return pt_finish_new(pb, dir, name, gid, &meta, qid);
+    }
     m = (m & S_IFMT) | pt_mode_bits(pb, m & S_IFMT, m);
     err = pt_cred_fsgid(pb, gid, &saved);
     if (err < 0) {
@@ -344,7 +451,7 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
-    return pt_finish_new(pb, dir, name, gid, qid);
+    return pt_finish_new(pb, dir, name, gid, NULL, qid);
 }
 
 int
@@ -358,9 +465,23 @@ pt_symlink(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
+    if (err < 0) {
+        return err;
+    }
     /* The target is stored, never resolved by the server. */
     if (target == NULL || target[0] == '\0') {
         return -ENOENT;
+    }
+    if (pt_mapped(pb)) {
+        struct pt_meta m = pt_new_meta(pb, S_IFLNK, 0777, gid, false, 0);
+
+        /* A regular file whose content is the target (QEMU's format). */
+        err = pt_mapped_file(pb, dir->fd, name, target);
+        if (err < 0) {
+            return err;
+        }
+        return pt_finish_new(pb, dir, name, gid, &m, qid);
     }
     err = pt_cred_fsgid(pb, gid, &saved);
     if (err < 0) {
@@ -371,7 +492,39 @@ pt_symlink(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
-    return pt_finish_new(pb, dir, name, gid, qid);
+    return pt_finish_new(pb, dir, name, gid, NULL, qid);
+}
+
+/*
+ * mapped-file keeps metadata per name: the new name's metadata file is a
+ * hard link of the old one's, so both names keep sharing it.
+ */
+static int
+pt_link_mapped_file(struct pt_backend *pb, struct be_node *dir,
+                    const char *name, struct be_node *target)
+{
+    char proc[PT_PROC_PATH_MAX];
+    char *oname;
+    int opfd;
+    int err;
+
+    err = pt_locate(pb, target, &opfd, &oname);
+    if (err < 0) {
+        return err;
+    }
+    pt_proc_path(proc, target->fd);
+    if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) < 0) {
+        err = -errno;
+        goto out;
+    }
+    err = pt_meta_link(pb, opfd, oname, dir->fd, name);
+    if (err < 0) {
+        (void)unlinkat(dir->fd, name, 0);
+    }
+out:
+    close(opfd);
+    free(oname);
+    return err;
 }
 
 int
@@ -387,6 +540,9 @@ pt_link(struct backend *be, struct be_node *dir, const char *name,
     }
     if (target->type == S_IFDIR) {
         return -EPERM;
+    }
+    if (pb->model == PT_SM_MAPPED_FILE) {
+        return pt_link_mapped_file(pb, dir, name, target);
     }
     if (linkat(target->fd, "", dir->fd, name, AT_EMPTY_PATH) == 0) {
         return 0;
@@ -434,7 +590,7 @@ pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
         pt_node_relink(pb, moved, newdir, newname);
         pt_node_put(be, moved);
     }
-    return 0;
+    return pt_meta_rename(pb, olddir->fd, oldname, newdir->fd, newname);
 }
 
 int
@@ -450,10 +606,14 @@ pt_unlinkat(struct backend *be, struct be_node *dir, const char *name,
     if (flags & ~(uint32_t)P9_DOTL_AT_REMOVEDIR) {
         return -EINVAL;
     }
+    if (flags & P9_DOTL_AT_REMOVEDIR) {
+        pt_meta_rmdir_prep(pb, dir->fd, name);
+    }
     if (unlinkat(dir->fd, name,
                  (flags & P9_DOTL_AT_REMOVEDIR) ? AT_REMOVEDIR : 0) < 0) {
         return -errno;
     }
+    pt_meta_unlink(pb, dir->fd, name);
     return 0;
 }
 
@@ -477,6 +637,7 @@ pt_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
         err = -errno;
     } else {
         pt_node_relink(pb, n, newdir, newname);
+        err = pt_meta_rename(pb, pfd, name, newdir->fd, newname);
     }
     close(pfd);
     free(name);
@@ -498,8 +659,13 @@ pt_remove(struct backend *be, struct be_node *n)
     if (err < 0) {
         return err;
     }
+    if (n->type == S_IFDIR) {
+        pt_meta_rmdir_prep(pb, pfd, name);
+    }
     if (unlinkat(pfd, name, n->type == S_IFDIR ? AT_REMOVEDIR : 0) < 0) {
         err = -errno;
+    } else {
+        pt_meta_unlink(pb, pfd, name);
     }
     close(pfd);
     free(name);

@@ -142,6 +142,12 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
     default:
         return -EPERM;
     }
+    if ((oflags & O_TRUNC) && pt_mapped(pb)) {
+        err = pt_meta_kill_suid(pb, n); /* open(O_TRUNC) is a truncation */
+        if (err < 0) {
+            return err;
+        }
+    }
     pt_proc_path(proc, n->fd);
     fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && pt_fd_pressure(pb, -errno, "open")) {
@@ -227,6 +233,13 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (dir->type != S_IFDIR) {
         return -ENOTDIR;
     }
+    if (pt_meta_hidden_name(pb, name)) {
+        return -EINVAL;
+    }
+    err = pt_id_to_host(&pb->gidmap, gid, &gid); /* --translate-gid */
+    if (err < 0) {
+        return err;
+    }
     err = pt_oflags(flags, &oflags);
     if (err < 0) {
         return err;
@@ -246,7 +259,10 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (err < 0) {
             return err;
         }
-        fd = openat(dir->fd, name, cflags, pt_mode_bits(pb, S_IFREG, mode));
+        /* Mapped models: the host file is the daemon's, mode fmode. */
+        fd = openat(dir->fd, name, cflags,
+                    pt_mapped(pb) ? pb->fmode
+                                  : pt_mode_bits(pb, S_IFREG, mode));
         err = fd >= 0 ? 0 : -errno;
         if (fd < 0 && pt_fd_pressure(pb, err, "create")) {
             fd = openat(dir->fd, name, cflags,
@@ -303,7 +319,25 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         goto out_put;
     }
-    err = pt_set_gid(n->fd, &st, gid);
+    if (pt_mapped(pb)) {
+        struct pt_meta m = {0};
+
+        m.have = PT_META_UID | PT_META_MODE;
+        m.uid = pt_current_uid();
+        m.mode = S_IFREG | pt_mode_bits(pb, S_IFREG, mode);
+        if (gid != (uint32_t)-1) {
+            m.gid = gid;
+            m.have |= PT_META_GID;
+        }
+        err = pt_meta_write_at(pb, n->fd, dir->fd, name, &m);
+    } else {
+        if (pb->model == PT_SM_NONE) {
+            /* QEMU's "none": give it to the fid's user if we can. */
+            (void)fchownat(n->fd, "", pt_current_uid(), (gid_t)-1,
+                           AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        }
+        err = pt_set_gid(n->fd, &st, gid);
+    }
     pt_unpin(pb, n);
     if (err < 0) {
         goto out_put;
@@ -323,6 +357,7 @@ out_close:
     close(fd);
     /* Do not leave a half-made file behind if we made it. */
     (void)unlinkat(dir->fd, name, 0);
+    pt_meta_unlink(pb, dir->fd, name);
     return err;
 }
 
@@ -383,6 +418,19 @@ pt_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
     }
     if (off > (uint64_t)INT64_MAX) {
         return -EINVAL;
+    }
+    if (pt_mapped(pb)) {
+        /* Only the open file is pinned for I/O; the metadata needs the
+         * node's descriptor too. */
+        int err = pt_pin(pb, h->node); /* the descriptor, or -errno */
+
+        if (err >= 0) {
+            err = pt_meta_kill_suid(pb, h->node);
+            pt_unpin(pb, h->node);
+        }
+        if (err < 0) {
+            return err;
+        }
     }
     n = pwritev(h->fd, iov, iovcnt, (off_t)off);
     if (n < 0) {

@@ -874,7 +874,7 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     if (opt == NULL || opt->root == NULL || opt->root[0] == '\0') {
         return -EINVAL;
     }
-    if (opt->multiuser && geteuid() != 0) {
+    if (opt->multiuser && opt->model == PT_SM_PASSTHROUGH && geteuid() != 0) {
         log_err("passthrough: multiuser needs root");
         return -EPERM;
     }
@@ -928,6 +928,23 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     pb->remap_devs = opt->remap_devs;
     pb->nosuid = opt->nosuid;
     pb->nodev = opt->nodev;
+    pb->model = opt->model;
+    if (opt->uidmap != NULL) {
+        pb->uidmap = *opt->uidmap;
+    }
+    if (opt->gidmap != NULL) {
+        pb->gidmap = *opt->gidmap;
+    }
+    pb->fmode = opt->fmode != 0 ? (mode_t)(opt->fmode & 07777) : 0600;
+    pb->dmode = opt->dmode != 0 ? (mode_t)(opt->dmode & 07777) : 0700;
+    if (pb->model != PT_SM_PASSTHROUGH) {
+        /*
+         * Mapped models and "none": the daemon acts as itself on the host
+         * (the files are its own); the fid's uid still picks what the
+         * request may do (pt_cred.c, pt_xattr.c).
+         */
+        pb->multiuser = false;
+    }
     pt_cred_init(pb);
     err = pt_qid_init(pb);
     if (err < 0) {

@@ -294,6 +294,9 @@ pt_walk1(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    if (pt_meta_hidden_name(pb, name)) {
+        return -ENOENT; /* mapped-file metadata is not the guest's */
+    }
     if (dir->type != S_IFDIR) {
         /* Never walk through a symlink or a file. */
         return dir->type == S_IFLNK ? -ELOOP : -ENOTDIR;
