@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The overlay backend (layered exports) through an in-process server:
+ * merged view, whiteouts, opaque directories, copy-up (qid kept, lower
+ * untouched), namespace ops, readdir resume, and the kernel's overlayfs
+ * mounted on the layers virtfsd wrote showing the tree the client saw.
+ */
+#include "../server/harness.h"
+
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include "backend/overlay/overlay.h"
+
+static char g_base[PATH_MAX];
+static char g_lower[PATH_MAX];
+static char g_upper[PATH_MAX];
+static char g_work[PATH_MAX];
+
+static int
+make_ov(const struct th_export *ex, struct backend **out)
+{
+    struct ov_options o = {.upper = g_upper, .work = g_work, .nlowers = 1};
+
+    (void)ex;
+    o.lowers[0] = g_lower;
+    return ov_backend_new(&o, out);
+}
+
+static void
+put(const char *rel, const char *data)
+{
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof(p), "%s/%s", g_lower, rel);
+    th_write_file(p, data, strlen(data));
+}
+
+static void
+build_layers(void)
+{
+    char p[PATH_MAX];
+    char *b = th_mkdtemp("ovl");
+
+    snprintf(g_base, sizeof(g_base), "%s", b);
+    free(b);
+    snprintf(g_lower, sizeof(g_lower), "%s/lower", g_base);
+    snprintf(g_upper, sizeof(g_upper), "%s/upper", g_base);
+    snprintf(g_work, sizeof(g_work), "%s/work", g_base);
+    mkdir(g_lower, 0755);
+    mkdir(g_upper, 0755);
+    put("a", "lower a\n");
+    put("gone", "to be hidden\n");
+    snprintf(p, sizeof(p), "%s/d", g_lower);
+    mkdir(p, 0755);
+    put("d/x", "x\n");
+    snprintf(p, sizeof(p), "%s/op", g_lower);
+    mkdir(p, 0755);
+    put("op/hidden", "h\n");
+    snprintf(p, sizeof(p), "%s/empty", g_lower);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/full", g_lower);
+    mkdir(p, 0755);
+    put("full/f", "f\n");
+    snprintf(p, sizeof(p), "%s/ln", g_lower);
+    symlink("a", p);
+    snprintf(p, sizeof(p), "%s/a", g_lower);
+    chmod(p, 0640);
+    /* the upper: its own file, a merged dir, a whiteout, an opaque dir */
+    snprintf(p, sizeof(p), "%s/u", g_upper);
+    th_write_file(p, "upper u\n", 8);
+    snprintf(p, sizeof(p), "%s/d", g_upper);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/d/y", g_upper);
+    th_write_file(p, "y\n", 2);
+    snprintf(p, sizeof(p), "%s/gone", g_upper);
+    mknod(p, S_IFCHR | 0, makedev(0, 0));
+    snprintf(p, sizeof(p), "%s/op", g_upper);
+    mkdir(p, 0755);
+    setxattr(p, "trusted.overlay.opaque", "y", 1, 0);
+    snprintf(p, sizeof(p), "%s/op/mine", g_upper);
+    th_write_file(p, "m\n", 2);
+}
+
+/* Names of a directory through 9P, sorted, joined by ' ' (no . ..),
+ * read 'count' bytes at a time. */
+static int
+ls9(struct p9c_fid *root, const char *path, uint32_t count, char *out,
+    size_t size)
+{
+    struct p9c_fid *f;
+    struct p9c_dir *it;
+    struct p9c_dirent de;
+    char names[64][64];
+    int n = 0;
+    int err;
+
+    out[0] = '\0';
+    err = p9c_walk(root, path, &f);
+    if (err < 0) {
+        return err;
+    }
+    err = p9c_open(f, 0);
+    if (err == 0) {
+        err = p9c_dir_open(f, count, &it);
+    }
+    if (err < 0) {
+        p9c_clunk(f);
+        return err;
+    }
+    while ((err = p9c_dir_next(it, &de)) > 0 && n < 64) {
+        if (strcmp(de.name, ".") != 0 && strcmp(de.name, "..") != 0) {
+            snprintf(names[n++], 64, "%s", de.name);
+        }
+    }
+    p9c_dir_close(it);
+    p9c_clunk(f);
+    qsort(names, (size_t)n, 64, (int (*)(const void *, const void *))strcmp);
+    for (int i = 0; i < n; i++) {
+        strncat(out, names[i], size - strlen(out) - 2);
+        if (i + 1 < n) {
+            strcat(out, " ");
+        }
+    }
+    return err < 0 ? err : 0;
+}
+
+static ssize_t
+cat9(struct p9c_fid *root, const char *path, char *buf, size_t size)
+{
+    struct p9c_fid *f;
+    ssize_t r;
+
+    r = p9c_walk(root, path, &f);
+    if (r < 0) {
+        return r;
+    }
+    r = p9c_open(f, 0);
+    if (r == 0) {
+        r = p9c_pread(f, buf, size - 1, 0);
+    }
+    if (r >= 0) {
+        buf[r] = '\0';
+    }
+    p9c_clunk(f);
+    return r;
+}
+
+static int
+write9(struct p9c_fid *root, const char *path, const char *data)
+{
+    struct p9c_fid *f;
+    ssize_t r;
+
+    r = p9c_walk(root, path, &f);
+    if (r < 0) {
+        return (int)r;
+    }
+    r = p9c_open(f, P9_DOTL_RDWR | P9_DOTL_TRUNC);
+    if (r == 0) {
+        r = p9c_pwrite(f, data, strlen(data), 0);
+    }
+    p9c_clunk(f);
+    return r < 0 ? (int)r : 0;
+}
+
+static uint64_t
+qpath9(struct p9c_fid *root, const char *path)
+{
+    struct p9c_fid *f;
+    struct p9_rgetattr ga;
+    uint64_t q = 0;
+
+    if (p9c_walk(root, path, &f) == 0) {
+        if (p9c_getattr(f, P9_GETATTR_BASIC, &ga) == 0) {
+            q = ga.qid.path;
+        }
+        p9c_clunk(f);
+    }
+    return q;
+}
+
+static bool
+upper_is_whiteout(const char *rel)
+{
+    char p[PATH_MAX];
+    struct stat st;
+
+    snprintf(p, sizeof(p), "%s/%s", g_upper, rel);
+    if (lstat(p, &st) < 0) {
+        return false;
+    }
+    return (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) ||
+           getxattr(p, "user.overlay.whiteout", NULL, 0) >= 0;
+}
+
+/* A manifest of the tree as the client sees it: "path type mode size
+ * content;" in sorted order, depth first. */
+static void
+manifest9(struct p9c_fid *root, const char *path, char *out, size_t size)
+{
+    char names[1024];
+    char *save = NULL;
+
+    if (ls9(root, path, 8192, names, sizeof(names)) < 0) {
+        return;
+    }
+    for (char *nm = strtok_r(names, " ", &save); nm != NULL;
+         nm = strtok_r(NULL, " ", &save)) {
+        char sub[PATH_MAX];
+        char line[512];
+        char data[128] = "";
+        struct p9c_fid *f;
+        struct p9_rgetattr ga;
+
+        snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "/" : "", nm);
+        if (p9c_walk(root, sub, &f) < 0) {
+            continue;
+        }
+        p9c_getattr(f, P9_GETATTR_BASIC, &ga);
+        p9c_clunk(f);
+        if (S_ISREG(ga.mode)) {
+            cat9(root, sub, data, sizeof(data));
+        }
+        snprintf(line, sizeof(line), "%s %o %llu %s;", sub, ga.mode,
+                 (unsigned long long)(S_ISDIR(ga.mode) ? 0 : ga.size), data);
+        strncat(out, line, size - strlen(out) - 1);
+        if (S_ISDIR(ga.mode)) {
+            manifest9(root, sub, out, size);
+        }
+    }
+}
+
+static int
+scmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The same manifest of a host directory (the kernel overlay mount). */
+static void
+manifest_host(const char *top, const char *path, char *out, size_t size)
+{
+    char dir[PATH_MAX];
+    char *names[64];
+    int n = 0;
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "%s/%s", top, path);
+    d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    while ((de = readdir(d)) != NULL && n < 64) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            names[n++] = strdup(de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof(*names), scmp);
+    for (int i = 0; i < n; i++) {
+        char sub[PATH_MAX];
+        char full[PATH_MAX];
+        char line[512];
+        char data[128] = "";
+        struct stat st;
+
+        snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "/" : "",
+                 names[i]);
+        snprintf(full, sizeof(full), "%s/%s", top, sub);
+        lstat(full, &st);
+        if (S_ISREG(st.st_mode)) {
+            th_read_file(full, data, sizeof(data) - 1);
+        }
+        snprintf(line, sizeof(line), "%s %o %llu %s;", sub, st.st_mode,
+                 (unsigned long long)(S_ISDIR(st.st_mode) ? 0 : st.st_size),
+                 data);
+        strncat(out, line, size - strlen(out) - 1);
+        if (S_ISDIR(st.st_mode)) {
+            manifest_host(top, sub, out, size);
+        }
+        free(names[i]);
+    }
+}
+
+int
+main(void)
+{
+    struct th_export ex = {.name = "ov", .path = "/ov"};
+    struct th_srv *s;
+    struct p9c_conn *c;
+    struct p9c_fid *root;
+    struct p9c_fid *f;
+    struct p9c_fid *d;
+    char buf[4096];
+    char buf2[4096];
+    uint64_t lower_hash;
+    uint64_t q;
+    int err;
+
+    build_layers();
+    lower_hash = th_tree_hash(g_lower);
+    th_make_backend = make_ov;
+    s = th_start(NULL, &ex, 1, NULL);
+    err = th_mount(s, "ov", &c, &root);
+    tap_ok(err == 0, "mount the layered export (%d)", err);
+    if (err < 0) {
+        return tap_done();
+    }
+
+    /* 1. the merged view */
+    tap_ok(ls9(root, "", 8192, buf, sizeof(buf)) == 0 &&
+           strcmp(buf, "a d empty full ln op u") == 0,
+           "root lists both layers, hides the whiteout (%s)", buf);
+    tap_ok(cat9(root, "a", buf, sizeof(buf)) == 8 &&
+           strcmp(buf, "lower a\n") == 0, "a lower file reads");
+    tap_ok(cat9(root, "u", buf, sizeof(buf)) == 8, "an upper file reads");
+    tap_ok(p9c_walk(root, "gone", &f) == -ENOENT, "a whiteout hides a name");
+    tap_ok(ls9(root, "d", 8192, buf, sizeof(buf)) == 0 &&
+           strcmp(buf, "x y") == 0, "a merged directory merges (%s)", buf);
+    tap_ok(ls9(root, "op", 8192, buf, sizeof(buf)) == 0 &&
+           strcmp(buf, "mine") == 0, "an opaque directory stops (%s)", buf);
+    tap_ok(p9c_walk(root, "op/hidden", &f) == -ENOENT,
+           "no walk through an opaque directory");
+    tap_ok(ls9(root, "", 64, buf2, sizeof(buf2)) == 0 &&
+           strcmp(buf2, "a d empty full ln op u") == 0,
+           "readdir resumes exactly with small reads (%s)", buf2);
+    tap_ok(p9c_walk(root, "../../a", &f) == 0 && p9c_clunk(f) == 0,
+           "'..' at the root stays at the root");
+    tap_ok(p9c_walk(root, "ln", &f) == 0 &&
+           p9c_readlink(f, buf, sizeof(buf)) >= 0 && strcmp(buf, "a") == 0,
+           "readlink of a lower symlink");
+    p9c_clunk(f);
+    err = p9c_xattr_set(root, "trusted.overlay.opaque", "y", 1, 0);
+    tap_ok(err < 0 && p9c_xattr_set(root, "user.overlay.whiteout", "", 0,
+                                     P9_XATTR_CREATE) < 0,
+           "the client cannot set overlay's own xattrs (%d)", err);
+
+    /* 2. copy-up */
+    q = qpath9(root, "a");
+    tap_ok(write9(root, "a", "new a\n") == 0, "open a lower file for write");
+    tap_ok(cat9(root, "a", buf, sizeof(buf)) == 6 &&
+           strcmp(buf, "new a\n") == 0, "reads see the new data");
+    snprintf(buf2, sizeof(buf2), "%s/a", g_upper);
+    {
+        struct stat st;
+
+        tap_ok(lstat(buf2, &st) == 0 && (st.st_mode & 07777) == 0640,
+               "copied up with its mode");
+    }
+    tap_ok(qpath9(root, "a") == q && q != 0, "the qid survives copy-up");
+    {
+        struct p9_tsetattr sa = {.valid = P9_SETATTR_MODE, .mode = 0600};
+
+        tap_ok(p9c_walk(root, "full/f", &f) == 0 && p9c_setattr(f, &sa) == 0,
+               "chmod a lower file in a lower-only dir");
+        p9c_clunk(f);
+        snprintf(buf2, sizeof(buf2), "%s/full/f", g_upper);
+        tap_ok(th_exists(buf2), "parents copied up first");
+    }
+    tap_ok(p9c_walk(root, "d/x", &f) == 0 &&
+           p9c_xattr_set(f, "user.test", "v", 1, 0) == 0, "setxattr copies up");
+    tap_ok(p9c_xattr_get(f, "user.test", buf, sizeof(buf)) == 1,
+           "and the xattr reads back");
+    p9c_clunk(f);
+
+    /* 3. namespace */
+    tap_ok(p9c_unlinkat(root, "ln", 0) == 0 && upper_is_whiteout("ln") &&
+           p9c_walk(root, "ln", &f) == -ENOENT,
+           "unlink of a lower name leaves a whiteout");
+    tap_ok(p9c_unlinkat(root, "full", P9_DOTL_AT_REMOVEDIR) == -ENOTEMPTY,
+           "rmdir of a non-empty merged dir");
+    err = p9c_walk(root, "full", &d);
+    if (err == 0) {
+        err = p9c_unlinkat(d, "f", 0);
+        p9c_clunk(d);
+    }
+    if (err == 0) {
+        err = p9c_unlinkat(root, "full", P9_DOTL_AT_REMOVEDIR);
+    }
+    tap_ok(err == 0 &&
+           upper_is_whiteout("full"), "rmdir once empty across layers (%d)", err);
+    tap_ok(p9c_mkdir(root, "full", 0755, 0, NULL) == 0 &&
+           ls9(root, "full", 8192, buf, sizeof(buf)) == 0 && buf[0] == '\0',
+           "mkdir over a whiteout is opaque (empty: '%s')", buf);
+    tap_ok(p9c_walk(root, "", &d) == 0 &&
+           p9c_create(d, "gone", P9_DOTL_RDWR, 0644, 0) == 0 &&
+           p9c_pwrite(d, "again\n", 6, 0) == 6, "create over a whiteout");
+    p9c_clunk(d);
+    tap_ok(p9c_renameat(root, "d", root, "d2") == -EXDEV,
+           "rename of a lower directory: EXDEV");
+    q = qpath9(root, "u");
+    tap_ok(p9c_renameat(root, "u", root, "u2") == 0 &&
+           qpath9(root, "u2") == q, "rename of an upper file");
+    tap_ok(p9c_walk(root, "d", &d) == 0 &&
+           p9c_renameat(d, "x", root, "x2") == 0 && p9c_clunk(d) == 0 &&
+           upper_is_whiteout("d/x") && p9c_walk(root, "d/x", &f) == -ENOENT,
+           "rename of a lower file leaves a whiteout");
+    tap_ok(p9c_mkdir(root, "nd", 0700, 0, NULL) == 0 &&
+           p9c_symlink(root, "sl", "u2", 0, NULL) == 0 &&
+           p9c_walk(root, "u2", &f) == 0 && p9c_link(root, f, "hl") == 0,
+           "mkdir, symlink, link in the upper");
+    p9c_clunk(f);
+    tap_ok(p9c_unlinkat(root, "empty", P9_DOTL_AT_REMOVEDIR) == 0 &&
+           p9c_walk(root, "empty", &f) == -ENOENT, "rmdir of a lower-only dir");
+
+    /* what the client sees now */
+    buf[0] = '\0';
+    manifest9(root, "", buf, sizeof(buf));
+    tap_ok(th_tree_hash(g_lower) == lower_hash, "the lower tree never changed");
+    p9c_clunk(root);
+    p9c_close(c);
+    th_stop(s);
+
+    /* 4. the kernel's overlayfs on the same layers shows the same tree */
+    {
+        char mnt[PATH_MAX];
+        char opts[3 * PATH_MAX + 64];
+        char kwork[PATH_MAX];
+
+        snprintf(mnt, sizeof(mnt), "%s/mnt", g_base);
+        snprintf(kwork, sizeof(kwork), "%s/kwork", g_base);
+        mkdir(mnt, 0755);
+        mkdir(kwork, 0755);
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s",
+                 g_lower, g_upper, kwork);
+        if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
+            buf2[0] = '\0';
+            manifest_host(mnt, "", buf2, sizeof(buf2));
+            tap_ok(strcmp(buf, buf2) == 0,
+                   "kernel overlayfs shows what the client saw");
+            if (strcmp(buf, buf2) != 0) {
+                printf("# 9p:     %s\n# kernel: %s\n", buf, buf2);
+            }
+            umount(mnt);
+        } else {
+            tap_ok(false, "mount -t overlay: %s (needs root)", strerror(errno));
+        }
+    }
+    if (getenv("OV_KEEP") == NULL) {
+        th_rmtree(g_base);
+    } else {
+        printf("# kept %s\n", g_base);
+    }
+    return tap_done();
+}
