@@ -285,10 +285,13 @@ manifest_host(const char *top, const char *path, char *out, size_t size)
     }
 }
 
+/* argv[1]: a virtfsd to spawn with --export ov=UPPER,lower=LOWER,work=WORK
+ * (checks the option parsing too); without it an in-process server. */
 int
-main(void)
+main(int argc, char **argv)
 {
     struct th_export ex = {.name = "ov", .path = "/ov"};
+    static char exspec[3 * PATH_MAX + 32];
     struct th_srv *s;
     struct p9c_conn *c;
     struct p9c_fid *root;
@@ -302,8 +305,11 @@ main(void)
 
     build_layers();
     lower_hash = th_tree_hash(g_lower);
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    ex.path = exspec;
     th_make_backend = make_ov;
-    s = th_start(NULL, &ex, 1, NULL);
+    s = th_start(argc > 1 ? argv[1] : NULL, &ex, 1, NULL);
     err = th_mount(s, "ov", &c, &root);
     tap_ok(err == 0, "mount the layered export (%d)", err);
     if (err < 0) {

@@ -23,6 +23,7 @@
 #include "util/fdbudget.h"
 #include "util/log.h"
 #include "util/sock.h"
+#include "backend/overlay/overlay.h"
 #include "virtfs/backend.h"
 #include "virtfs/p9.h"
 #include "virtfs/server.h"
@@ -75,6 +76,10 @@ usage(FILE *out)
 "                                nosuid  set-uid/set-gid bits and file\n"
 "                                        capabilities never reach the host\n"
 "                                nodev   creating device nodes fails (EPERM)\n"
+"                                lower=A[:B...]  layered export: DIR is the\n"
+"                                        writable upper (created when missing)\n"
+"                                        over read-only A, B (leftmost on top)\n"
+"                                work=W  copy-up scratch dir (default DIR.work)\n"
 "                                security_model=passthrough|mapped-xattr|\n"
 "                                  mapped-file|none   as QEMU's -fsdev local\n"
 "                                  (default passthrough; mapped = mapped-xattr)\n"
@@ -179,6 +184,8 @@ struct export_arg {
     enum pt_security_model model;
     unsigned long fmode; /* 0: the default (0600) */
     unsigned long dmode; /* 0: the default (0700) */
+    char *lower; /* layered export: "A:B", else NULL */
+    char *work;
 };
 
 /* security_model=, fmode=, dmode= of --export (QEMU's -fsdev vocabulary). */
@@ -238,6 +245,8 @@ parse_export(const char *arg, struct export_arg *ex)
     ex->ro = false;
     ex->nosuid = false;
     ex->nodev = false;
+    ex->lower = NULL;
+    ex->work = NULL;
     ex->model = PT_SM_PASSTHROUGH;
     ex->fmode = 0;
     ex->dmode = 0;
@@ -250,6 +259,10 @@ parse_export(const char *arg, struct export_arg *ex)
             ex->nosuid = true;
         } else if (strcmp(comma, ",nodev") == 0) {
             ex->nodev = true;
+        } else if (strncmp(comma, ",lower=", 7) == 0 && comma[7] != '\0') {
+            ex->lower = strdup(comma + 7);
+        } else if (strncmp(comma, ",work=", 6) == 0 && comma[6] != '\0') {
+            ex->work = strdup(comma + 6);
         } else if (strchr(comma, '=') == NULL ||
                    parse_export_model(comma + 1, ex) < 0) {
             fprintf(stderr, "virtfsd: --export %s: bad option '%s' (ro, rw, "
@@ -271,10 +284,12 @@ parse_export(const char *arg, struct export_arg *ex)
             return -1;
         }
         ex->name = strdup(s);
-        real = realpath(eq + 1, NULL);
-    } else {
-        real = realpath(s, NULL);
+        memmove(s, eq + 1, strlen(eq + 1) + 1);
     }
+    if (ex->lower != NULL) {
+        (void)mkdir(s, 0755); /* a layered export's upper: made when missing */
+    }
+    real = realpath(s, NULL);
     if (real == NULL) {
         fprintf(stderr, "virtfsd: --export %s: %s\n", arg, strerror(errno));
         free(ex->name);
@@ -754,7 +769,34 @@ main(int argc, char **argv)
                 return 2;
             }
         }
-        err = pt_backend_new(&po, &be);
+        if (exargs[i].lower != NULL &&
+            (exargs[i].nosuid || exargs[i].nodev)) {
+            /* refused rather than silently not enforced */
+            fprintf(stderr, "virtfsd: export %s: nosuid/nodev are not "
+                    "supported with lower= yet\n", exargs[i].path);
+            return 2;
+        }
+        if (exargs[i].lower != NULL) {
+            /* layered export: DIR is the upper over lower=A:B */
+            struct ov_options oo = {.upper = exargs[i].path,
+                                    .readonly = exargs[i].ro};
+            char work[PATH_MAX];
+
+            snprintf(work, sizeof(work), "%s.work", exargs[i].path);
+            oo.work = exargs[i].work != NULL ? exargs[i].work : work;
+            for (char *save = NULL, *l = strtok_r(exargs[i].lower, ":", &save);
+                 l != NULL; l = strtok_r(NULL, ":", &save)) {
+                if (oo.nlowers == OV_MAX_LOWERS) {
+                    fprintf(stderr, "virtfsd: export %s: too many lowers\n",
+                            exargs[i].path);
+                    return 2;
+                }
+                oo.lowers[oo.nlowers++] = l;
+            }
+            err = ov_backend_new(&oo, &be);
+        } else {
+            err = pt_backend_new(&po, &be);
+        }
         if (err < 0) {
             fprintf(stderr, "virtfsd: export %s: %s\n", exargs[i].path,
                     strerror(-err));
