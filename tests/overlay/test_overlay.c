@@ -287,6 +287,95 @@ manifest_host(const char *top, const char *path, char *out, size_t size)
 
 /* argv[1]: a virtfsd to spawn with --export ov=UPPER,lower=LOWER,work=WORK
  * (checks the option parsing too); without it an in-process server. */
+/* Names and types (w = whiteout, o = opaque dir) of a raw upper tree. */
+static void
+upper_shape(const char *top, const char *path, char *out, size_t size)
+{
+    char dir[PATH_MAX];
+    char *names[64];
+    int n = 0;
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(dir, sizeof(dir), "%s/%s", top, path);
+    d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    while ((de = readdir(d)) != NULL && n < 64) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            names[n++] = strdup(de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof(*names), scmp);
+    for (int i = 0; i < n; i++) {
+        char sub[PATH_MAX];
+        char full[PATH_MAX];
+        char line[PATH_MAX + 8];
+        char c = '?';
+        struct stat st;
+
+        snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "/" : "",
+                 names[i]);
+        snprintf(full, sizeof(full), "%s/%s", top, sub);
+        lstat(full, &st);
+        if (S_ISCHR(st.st_mode) && st.st_rdev == 0) {
+            c = 'w';
+        } else if (S_ISDIR(st.st_mode)) {
+            char v[4];
+
+            c = (getxattr(full, "trusted.overlay.opaque", v, sizeof(v)) == 1 &&
+                 v[0] == 'y') ? 'o' : 'd';
+        } else if (S_ISREG(st.st_mode)) {
+            c = 'f';
+        } else if (S_ISLNK(st.st_mode)) {
+            c = 'l';
+        }
+        snprintf(line, sizeof(line), "%s:%c ", sub, c);
+        strncat(out, line, size - strlen(out) - 1);
+        if (S_ISDIR(st.st_mode)) {
+            upper_shape(top, sub, out, size);
+        }
+        free(names[i]);
+    }
+}
+
+/* The client's sequence of changes, as a process applies it on a kernel
+ * overlayfs mount at 'm' (the comparison's other side). */
+static void
+replay_on_kernel(const char *m)
+{
+    char p[PATH_MAX];
+    char q[PATH_MAX];
+    mode_t old = umask(0);
+    int fd;
+
+#define P(rel) (snprintf(p, sizeof(p), "%s/%s", m, rel), p)
+#define Q(rel) (snprintf(q, sizeof(q), "%s/%s", m, rel), q)
+    th_write_file(P("a"), "new a\n", 6);
+    chmod(P("full/f"), 0600);
+    setxattr(P("d/x"), "user.test", "v", 1, 0);
+    unlink(P("ln"));
+    unlink(P("full/f"));
+    rmdir(P("full"));
+    mkdir(P("full"), 0755);
+    fd = open(P("gone"), O_CREAT | O_EXCL | O_RDWR, 0644);
+    if (fd >= 0) {
+        (void)!write(fd, "again\n", 6);
+        close(fd);
+    }
+    rename(P("u"), Q("u2"));
+    rename(P("d/x"), Q("x2"));
+    mkdir(P("nd"), 0700);
+    symlink("u2", P("sl"));
+    link(P("u2"), Q("hl"));
+    rmdir(P("empty"));
+#undef P
+#undef Q
+    umask(old);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -305,6 +394,10 @@ main(int argc, char **argv)
 
     build_layers();
     lower_hash = th_tree_hash(g_lower);
+    /* fresh copies of both layers for the kernel to replay on */
+    snprintf(buf, sizeof(buf), "cp -a %s/lower %s/klower && cp -a %s/upper "
+             "%s/kupper", g_base, g_base, g_base, g_base);
+    tap_ok(system(buf) == 0, "copy the layers for the kernel replay");
     snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
              g_work);
     ex.path = exspec;
@@ -441,6 +534,34 @@ main(int argc, char **argv)
                 printf("# 9p:     %s\n# kernel: %s\n", buf, buf2);
             }
             umount(mnt);
+        } else {
+            tap_ok(false, "mount -t overlay: %s (needs root)", strerror(errno));
+        }
+        snprintf(opts, sizeof(opts), "lowerdir=%s/klower,upperdir=%s/kupper,"
+                 "workdir=%s", g_base, g_base, kwork);
+        if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
+            replay_on_kernel(mnt);
+            buf2[0] = '\0';
+            manifest_host(mnt, "", buf2, sizeof(buf2));
+            tap_ok(strcmp(buf, buf2) == 0,
+                   "the same changes on a kernel overlayfs give the same tree");
+            if (strcmp(buf, buf2) != 0) {
+                printf("# 9p:     %s\n# kernel: %s\n", buf, buf2);
+            }
+            umount(mnt);
+            {
+                char k[PATH_MAX];
+
+                buf[0] = buf2[0] = '\0';
+                snprintf(k, sizeof(k), "%s/kupper", g_base);
+                upper_shape(g_upper, "", buf, sizeof(buf));
+                upper_shape(k, "", buf2, sizeof(buf2));
+                tap_ok(strcmp(buf, buf2) == 0, "and the same upper on disk: "
+                       "whiteouts, opaque dirs, copied-up objects");
+                if (strcmp(buf, buf2) != 0) {
+                    printf("# ours:   %s\n# kernel: %s\n", buf, buf2);
+                }
+            }
         } else {
             tap_ok(false, "mount -t overlay: %s (needs root)", strerror(errno));
         }
