@@ -376,6 +376,136 @@ replay_on_kernel(const char *m)
     umask(old);
 }
 
+static bool
+same_bytes(const char *a, const char *b, off_t skip_first)
+{
+    char cmd[2 * PATH_MAX + 64];
+
+    snprintf(cmd, sizeof(cmd), "cmp -s -i %lld %s %s", (long long)skip_first,
+             a, b);
+    return system(cmd) == 0;
+}
+
+/* Copy-up of each file type, with owner, set-id bits, xattrs and ACLs;
+ * no escape through a lower symlink.  Fresh layers, in-process server. */
+static void
+test_types(const char *virtfsd)
+{
+    struct th_export ex = {.name = "ov", .path = "/ov"};
+    static char exspec[3 * PATH_MAX + 32];
+    struct th_srv *s;
+    struct p9c_conn *c;
+    struct p9c_fid *root;
+    struct p9c_fid *f;
+    char p[PATH_MAX];
+    char q[PATH_MAX];
+    char cmd[2 * PATH_MAX];
+    struct stat st;
+    uint64_t lower_hash;
+    int err;
+    char *big = malloc(1 << 20);
+
+    build_layers();
+    for (int i = 0; i < (1 << 20); i++) {
+        big[i] = (char)(i * 7 + i / 4096);
+    }
+    snprintf(p, sizeof(p), "%s/big", g_lower);
+    th_write_file(p, big, 1 << 20);
+    free(big);
+    snprintf(p, sizeof(p), "%s/sl", g_lower);
+    symlink("big", p);
+    snprintf(p, sizeof(p), "%s/pipe", g_lower);
+    mkfifo(p, 0644);
+    snprintf(p, sizeof(p), "%s/esc", g_lower);
+    symlink("/etc", p);
+    snprintf(p, sizeof(p), "%s/owned", g_lower);
+    th_write_file(p, "suid\n", 5);
+    chown(p, 1234, 5678);
+    chmod(p, 04755);
+    setxattr(p, "user.k", "v1", 2, 0);
+    snprintf(p, sizeof(p), "%s/dd", g_lower);
+    mkdir(p, 0750);
+    setxattr(p, "user.k", "dir", 3, 0);
+    snprintf(cmd, sizeof(cmd), "setfacl -m u:4321:rx %s", p);
+    tap_ok(system(cmd) == 0, "an ACL on a lower directory");
+    lower_hash = th_tree_hash(g_lower);
+
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    ex.path = exspec;
+    s = th_start(virtfsd, &ex, 1, NULL);
+    err = th_mount(s, "ov", &c, &root);
+    tap_ok(err == 0, "mount fresh layers (%d)", err);
+    if (err < 0) {
+        return;
+    }
+    {
+        struct p9_tsetattr sa = {.valid = P9_SETATTR_UID, .uid = 42};
+
+        tap_ok(p9c_walk(root, "sl", &f) == 0 && p9c_setattr(f, &sa) == 0,
+               "chown a lower symlink");
+        p9c_clunk(f);
+        snprintf(p, sizeof(p), "%s/sl", g_upper);
+        tap_ok(lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid == 42 &&
+               readlink(p, q, sizeof(q)) == 3 && memcmp(q, "big", 3) == 0,
+               "copy-up of a symlink keeps its target");
+    }
+    {
+        struct p9_tsetattr sa = {.valid = P9_SETATTR_MTIME |
+                                          P9_SETATTR_MTIME_SET,
+                                 .mtime_sec = 1000000};
+
+        tap_ok(p9c_walk(root, "pipe", &f) == 0 && p9c_setattr(f, &sa) == 0,
+               "touch a lower fifo");
+        p9c_clunk(f);
+        snprintf(p, sizeof(p), "%s/pipe", g_upper);
+        tap_ok(lstat(p, &st) == 0 && S_ISFIFO(st.st_mode) &&
+               st.st_mtime == 1000000 && (st.st_mode & 07777) == 0644,
+               "copy-up of a fifo");
+    }
+    tap_ok(write9(root, "owned", "SUID\n") == 0, "write a set-uid lower file");
+    snprintf(p, sizeof(p), "%s/owned", g_upper);
+    {
+        char v[8];
+
+        tap_ok(lstat(p, &st) == 0 && st.st_uid == 1234 && st.st_gid == 5678,
+               "copy-up keeps the owner");
+        /* chmod after chown (which clears it); the daemon writes as root */
+        tap_ok(lstat(p, &st) == 0 && (st.st_mode & 07777) == 04755,
+               "copy-up keeps the set-uid bit");
+        tap_ok(getxattr(p, "user.k", v, sizeof(v)) == 2 &&
+               memcmp(v, "v1", 2) == 0, "copy-up keeps xattrs");
+    }
+    f = NULL;
+    tap_ok(p9c_walk(root, "big", &f) == 0 && p9c_open(f, P9_DOTL_RDWR) == 0 &&
+           p9c_pwrite(f, "Z", 1, 0) == 1, "write one byte of a 1 MiB file");
+    p9c_clunk(f);
+    snprintf(p, sizeof(p), "%s/big", g_upper);
+    snprintf(q, sizeof(q), "%s/big", g_lower);
+    tap_ok(lstat(p, &st) == 0 && st.st_size == (1 << 20) &&
+           same_bytes(p, q, 1), "the rest of the data was copied");
+    tap_ok(p9c_walk(root, "dd", &f) == 0 &&
+           p9c_mkdir(f, "sub", 0755, 0, NULL) == 0, "mkdir in a lower dir");
+    p9c_clunk(f);
+    snprintf(p, sizeof(p), "%s/dd", g_upper);
+    snprintf(cmd, sizeof(cmd), "getfacl -c %s 2>/dev/null | grep -q 'user:4321:r-x'",
+             p);
+    tap_ok(lstat(p, &st) == 0 && (st.st_mode & 0777) == 0750 &&
+           system(cmd) == 0, "the copied-up dir has its mode and ACL");
+    tap_ok(p9c_walk(root, "esc/passwd", &f) < 0,
+           "no walk through a lower symlink to the host");
+    tap_ok(p9c_walk(root, "esc", &f) == 0 && p9c_open(f, 0) < 0,
+           "no open of a lower symlink");
+    p9c_clunk(f);
+    tap_ok(th_tree_hash(g_lower) == lower_hash, "the lower tree never changed");
+    p9c_clunk(root);
+    p9c_close(c);
+    th_stop(s);
+    if (getenv("OV_KEEP") == NULL) {
+        th_rmtree(g_base);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -571,5 +701,6 @@ main(int argc, char **argv)
     } else {
         printf("# kept %s\n", g_base);
     }
+    test_types(argc > 1 ? argv[1] : NULL);
     return tap_done();
 }
