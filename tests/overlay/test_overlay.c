@@ -497,6 +497,22 @@ test_types(const char *virtfsd)
     tap_ok(p9c_walk(root, "esc", &f) == 0 && p9c_open(f, 0) < 0,
            "no open of a lower symlink");
     p9c_clunk(f);
+    {
+        struct p9c_fid *r2;
+
+        tap_ok(p9c_attach(c, "", 1000, "ov", &r2) == 0 &&
+               p9c_mkdir(r2, "bobs", 0755, 1000, NULL) == 0 &&
+               p9c_walk(r2, "dd", &f) == 0 &&
+               p9c_create(f, "bobf", P9_DOTL_RDWR, 0644, 1000) == 0,
+               "uid 1000 makes a dir and a file");
+        p9c_clunk(f);
+        p9c_clunk(r2);
+        snprintf(p, sizeof(p), "%s/bobs", g_upper);
+        snprintf(q, sizeof(q), "%s/dd/bobf", g_upper);
+        tap_ok(lstat(p, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000 &&
+               lstat(q, &st) == 0 && st.st_uid == 1000,
+               "owned by the user who made them");
+    }
     tap_ok(th_tree_hash(g_lower) == lower_hash, "the lower tree never changed");
     p9c_clunk(root);
     p9c_close(c);

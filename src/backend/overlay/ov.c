@@ -79,8 +79,12 @@ struct ov_dent {
 struct be_handle {
     struct be_node *n;
     int fd;
-    struct ov_dent *ents;   /* directories: merged listing made at open */
+    bool listed;
+    struct ov_dent *ents;   /* directories: merged listing, made at the
+                               first readdir, kept until close */
     size_t nents;
+    struct be_budget *mem;  /* the session's, charged for the listing */
+    uint64_t charged;
 };
 
 /* What a lookup of one name found. */
@@ -92,10 +96,11 @@ struct ov_look {
 };
 
 struct be_user {
-    int unused;
+    uid_t uid;
 };
 
-static struct be_user ov_the_user;
+/* The attached user of the request on this thread: owner of what it makes. */
+static _Thread_local uid_t ov_cur_uid;
 
 #define OV_NOGID ((uint32_t)-1)
 
@@ -722,15 +727,31 @@ ov_copy_up(struct ov_backend *ob, struct be_node *n)
 
 /* ---- users ------------------------------------------------------------------- */
 
-/* Layered exports act as the daemon itself (no per-user identities yet). */
+/*
+ * Layered exports act as the daemon itself (no fsuid switching): access
+ * checks are the guest kernel's, as for a guest's own root file system.
+ * What a user creates is given to that user (n_uname, else a numeric
+ * uname, else root) when the daemon may chown.
+ */
 static int
 ov_user_get(struct backend *be, const char *uname, uint32_t n_uname,
             struct be_user **out)
 {
+    struct be_user *u = calloc(1, sizeof(*u));
+
     (void)be;
-    (void)uname;
-    (void)n_uname;
-    *out = &ov_the_user;
+    if (u == NULL) {
+        return -ENOMEM;
+    }
+    if (n_uname != P9_NONUNAME) {
+        u->uid = n_uname;
+    } else if (uname != NULL && uname[0] >= '0' && uname[0] <= '9') {
+        char *end;
+        unsigned long v = strtoul(uname, &end, 10);
+
+        u->uid = (*end == '\0' && v < UINT32_MAX) ? (uid_t)v : 0;
+    }
+    *out = u;
     return 0;
 }
 
@@ -738,14 +759,14 @@ static void
 ov_user_put(struct backend *be, struct be_user *u)
 {
     (void)be;
-    (void)u;
+    free(u);
 }
 
 static int
 ov_user_enter(struct backend *be, struct be_user *u)
 {
     (void)be;
-    (void)u;
+    ov_cur_uid = u->uid;
     return 0;
 }
 
@@ -797,9 +818,12 @@ ov_walk1(struct backend *be, struct be_node *dir, const char *name,
         return -ENOTDIR;
     }
     if (strcmp(name, "..") == 0) {
-        struct be_node *p = dir->parent != NULL ? dir->parent : dir;
+        struct be_node *p;
 
+        pthread_mutex_lock(&ob->lock); /* a rename may move dir */
+        p = dir->parent != NULL ? dir->parent : dir;
         ov_node_get(be, p);
+        pthread_mutex_unlock(&ob->lock);
         *out = p;
         ov_fill_qid(p, qid);
         return 0;
@@ -1203,9 +1227,34 @@ static int
 ov_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
            be_dirent_fn *fn, void *ctx)
 {
-    (void)be;
-    if (h->ents == NULL) {
+    struct ov_backend *ob = ov_be(be);
+
+    if (!S_ISDIR(h->n->type)) {
         return -ENOTDIR;
+    }
+    if (!h->listed) {
+        uint64_t bytes = 0;
+        int err;
+
+        pthread_mutex_lock(&ob->lock);
+        ov_refresh(ob, h->n);
+        err = ov_list(ob, h->n, &h->ents, &h->nents);
+        pthread_mutex_unlock(&ob->lock);
+        if (err < 0) {
+            return err;
+        }
+        for (size_t i = 0; i < h->nents; i++) {
+            bytes += sizeof(h->ents[i]) + strlen(h->ents[i].name) + 1;
+        }
+        /* kept between requests: the session pays for it, or it fails */
+        if (!be_budget_charge(h->mem, bytes)) {
+            ov_free_ents(h->ents, h->nents);
+            h->ents = NULL;
+            h->nents = 0;
+            return -ENOMEM;
+        }
+        h->charged = bytes;
+        h->listed = true;
     }
     for (uint64_t i = offset; i < h->nents; i++) {
         const struct ov_dent *e = &h->ents[i];
@@ -1291,9 +1340,6 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
     } else {
         ov_refresh(ob, n);
     }
-    if (err == 0 && S_ISDIR(n->type)) {
-        err = ov_list(ob, n, &h->ents, &h->nents);
-    }
     /* a lower object is only ever opened read-only */
     fd = n->fd[n->top];
     if (err == 0 && n->top != 0 && ov_writes(oflags)) {
@@ -1328,8 +1374,17 @@ ov_close(struct backend *be, struct be_handle *h)
         close(h->fd);
     }
     ov_free_ents(h->ents, h->nents);
+    be_budget_uncharge(h->mem, h->charged);
     ov_node_put(be, h->n);
     free(h);
+}
+
+static void
+ov_handle_limits(struct backend *be, struct be_handle *h,
+                 const struct be_limits *lim)
+{
+    (void)be;
+    h->mem = lim->mem;
 }
 
 static ssize_t
@@ -1469,9 +1524,11 @@ ov_mk_at(int dfd, const char *name, const struct ov_mk *m)
         }
         return 0;
     }
-    if (m->gid != OV_NOGID && geteuid() == 0) {
+    if (geteuid() == 0) {
         /* best effort: the daemon owns what it makes otherwise */
-        (void)fchownat(dfd, name, (uid_t)-1, m->gid, AT_SYMLINK_NOFOLLOW);
+        (void)fchownat(dfd, name, ov_cur_uid,
+                       m->gid != OV_NOGID ? m->gid : (gid_t)-1,
+                       AT_SYMLINK_NOFOLLOW);
     }
     return 0;
 }
@@ -1752,11 +1809,16 @@ ov_unlinkat(struct backend *be, struct be_node *dir, const char *name,
 static int
 ov_remove(struct backend *be, struct be_node *n)
 {
-    if (n->parent == NULL) {
-        return -EBUSY;
+    struct ov_backend *ob = ov_be(be);
+    int err = -EBUSY;
+
+    pthread_mutex_lock(&ob->lock);
+    if (n->parent != NULL) {
+        err = ov_unlink_locked(ob, n->parent, n->name,
+                               S_ISDIR(n->type) ? P9_DOTL_AT_REMOVEDIR : 0);
     }
-    return ov_unlinkat(be, n->parent, n->name,
-                       S_ISDIR(n->type) ? P9_DOTL_AT_REMOVEDIR : 0);
+    pthread_mutex_unlock(&ob->lock);
+    return err;
 }
 
 static int
@@ -1890,29 +1952,28 @@ ov_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
           const char *newname)
 {
     struct ov_backend *ob = ov_be(be);
-    char *nm;
-    int err;
+    char *nm = strdup(newname);
+    int err = -EBUSY;
 
-    if (n->parent == NULL) {
-        return -EBUSY;
-    }
-    err = ov_renameat(be, n->parent, n->name, newdir, newname);
-    if (err < 0) {
-        return err;
-    }
-    /* the fid follows its object */
-    nm = strdup(newname);
     if (nm == NULL) {
-        return 0;
+        return -ENOMEM;
     }
     pthread_mutex_lock(&ob->lock);
-    ov_node_get(be, newdir);
-    ov_node_put(be, n->parent);
-    n->parent = newdir;
-    free(n->name);
-    n->name = nm;
+    if (n->parent != NULL) {
+        err = ov_rename_locked(ob, n->parent, n->name, newdir, newname);
+    }
+    if (err == 0) {
+        /* the fid follows its object */
+        ov_node_get(be, newdir);
+        ov_node_put(be, n->parent);
+        n->parent = newdir;
+        free(n->name);
+        n->name = nm;
+        nm = NULL;
+    }
     pthread_mutex_unlock(&ob->lock);
-    return 0;
+    free(nm);
+    return err;
 }
 
 /* ---- xattrs -------------------------------------------------------------------------- */
@@ -2083,6 +2144,7 @@ static const struct be_ops ov_ops = {
     .open = ov_open,
     .create = ov_create,
     .close = ov_close,
+    .handle_limits = ov_handle_limits,
     .read = ov_read,
     .write = ov_write,
     .fsync = ov_fsync,
