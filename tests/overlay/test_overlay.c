@@ -522,6 +522,119 @@ test_types(const char *virtfsd)
     }
 }
 
+struct crash_arg {
+    struct p9c_fid *root;
+    int err;
+};
+
+static void *
+crash_open(void *p)
+{
+    struct crash_arg *a = p;
+    struct p9c_fid *f;
+
+    a->err = p9c_walk(a->root, "big", &f);
+    if (a->err == 0) {
+        a->err = p9c_open(f, P9_DOTL_RDWR);
+        p9c_clunk(f);
+    }
+    return NULL;
+}
+
+static int
+count_entries(const char *dir)
+{
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    int n = 0;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* kill -9 the daemon at many points of a 64 MiB copy-up: the upper has
+ * no file or the whole file, never a part; a restart drops the leftovers. */
+static void
+test_crash(const char *virtfsd)
+{
+    struct th_export ex = {.name = "ov"};
+    static char exspec[3 * PATH_MAX + 32];
+    const size_t size = 64u << 20;
+    char p[PATH_MAX];
+    char q[PATH_MAX];
+    char *data = malloc(1 << 20);
+    bool never_half = true;
+    int mid_copy = 0;
+    int whole = 0;
+    int fd;
+
+    build_layers();
+    snprintf(q, sizeof(q), "%s/big", g_lower);
+    fd = open(q, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    for (size_t off = 0; off < size; off += 1 << 20) {
+        for (int i = 0; i < (1 << 20); i++) {
+            data[i] = (char)(off / 4096 + (size_t)i * 13);
+        }
+        (void)!write(fd, data, 1 << 20);
+    }
+    close(fd);
+    free(data);
+    snprintf(p, sizeof(p), "%s/big", g_upper);
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    ex.path = exspec;
+    for (int i = 0; i < 20; i++) {
+        struct crash_arg a = {.err = 0};
+        struct th_srv *s = th_start(virtfsd, &ex, 1, NULL);
+        struct p9c_conn *c;
+        struct stat st;
+        pthread_t t;
+
+        if (th_mount(s, "ov", &c, &a.root) < 0) {
+            never_half = false;
+            th_stop(s);
+            break;
+        }
+        pthread_create(&t, NULL, crash_open, &a);
+        usleep((useconds_t)(i * 10000));
+        kill(s->pid, SIGKILL);
+        pthread_join(t, NULL);
+        p9c_clunk(a.root);
+        p9c_close(c);
+        th_stop(s);
+        if (lstat(p, &st) == 0) {
+            if (st.st_size != (off_t)size || !same_bytes(p, q, 0)) {
+                never_half = false;
+            }
+            whole++;
+            unlink(p);
+        }
+        mid_copy += count_entries(g_work) > 0;
+        /* the next start must drop what was left in the work dir */
+        if (count_entries(g_work) > 0) {
+            s = th_start(virtfsd, &ex, 1, NULL);
+            th_stop(s);
+            if (count_entries(g_work) != 0) {
+                never_half = false;
+                printf("# leftovers in the work dir after a restart\n");
+            }
+        }
+    }
+    tap_ok(never_half, "kill -9 during copy-up: the old file or the whole "
+           "new one, never half (%d whole, %d killed mid-copy)", whole,
+           mid_copy);
+    tap_ok(mid_copy > 0, "some kills landed in the middle of a copy-up");
+    if (getenv("OV_KEEP") == NULL) {
+        th_rmtree(g_base);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -718,5 +831,8 @@ main(int argc, char **argv)
         printf("# kept %s\n", g_base);
     }
     test_types(argc > 1 ? argv[1] : NULL);
+    if (argc > 1) {
+        test_crash(argv[1]); /* needs a daemon of its own to kill */
+    }
     return tap_done();
 }

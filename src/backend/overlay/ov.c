@@ -2164,6 +2164,44 @@ static const struct be_ops ov_ops = {
     .destroy = ov_destroy,
 };
 
+/*
+ * Drop what a killed daemon left in the work directory: copies that were
+ * never renamed into place (invisible, so dropping them loses nothing).
+ */
+static void
+ov_clean_work(int workfd)
+{
+    struct dirent *de;
+    DIR *d;
+    int fd = openat(workfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return;
+    }
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "#ov-", 4) != 0) {
+            continue;
+        }
+        if (unlinkat(fd, de->d_name, 0) < 0 && errno == EISDIR) {
+            int sub = openat(fd, de->d_name,
+                             O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+            /* a directory copy holds at most whiteouts: empty it first */
+            if (sub >= 0) {
+                (void)ov_clear_whiteouts(sub);
+                close(sub);
+            }
+            (void)unlinkat(fd, de->d_name, AT_REMOVEDIR);
+        }
+    }
+    closedir(d);
+}
+
 static int
 ov_open_dir(const char *path, bool create)
 {
@@ -2227,6 +2265,7 @@ ov_backend_new(const struct ov_options *opt, struct backend **out)
         err = -EXDEV; /* copy-up renames from work into upper */
         goto fail;
     }
+    ov_clean_work(ob->workfd);
     *out = &ob->be;
     return 0;
 fail:
