@@ -635,6 +635,155 @@ test_crash(const char *virtfsd)
     }
 }
 
+static char g_lower2[PATH_MAX];
+
+static int
+make_ov2(const struct th_export *ex, struct backend **out)
+{
+    struct ov_options o = {.upper = g_upper, .work = g_work, .nlowers = 2};
+
+    (void)ex;
+    o.lowers[0] = g_lower;
+    o.lowers[1] = g_lower2;
+    return ov_backend_new(&o, out);
+}
+
+/* lower=A:B: leftmost on top, a whiteout and an opaque dir in the middle
+ * layer; readdir resumes at its offsets while the directory changes; the
+ * kernel mounted on the same three layers lists the same tree. */
+static void
+test_two_lowers(const char *virtfsd)
+{
+    struct th_export ex = {.name = "ov"};
+    static char exspec[4 * PATH_MAX + 32];
+    struct th_srv *s;
+    struct p9c_conn *c;
+    struct p9c_fid *root;
+    struct p9c_fid *f;
+    char p[PATH_MAX];
+    char buf[8192];
+    char buf2[8192];
+    char ls[1024];
+
+    build_layers();
+    snprintf(g_lower2, sizeof(g_lower2), "%s/lower2", g_base);
+    mkdir(g_lower2, 0755);
+    snprintf(p, sizeof(p), "%s/a", g_lower2);
+    th_write_file(p, "bottom a\n", 9);
+    snprintf(p, sizeof(p), "%s/b2", g_lower2);
+    th_write_file(p, "only in B\n", 10);
+    snprintf(p, sizeof(p), "%s/z", g_lower2);
+    th_write_file(p, "z\n", 2);
+    snprintf(p, sizeof(p), "%s/z", g_lower);
+    mknod(p, S_IFCHR, makedev(0, 0));          /* A whites out B's z */
+    snprintf(p, sizeof(p), "%s/d", g_lower2);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/d/fromB", g_lower2);
+    th_write_file(p, "B\n", 2);
+    snprintf(p, sizeof(p), "%s/op", g_lower2);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/op/deep", g_lower2);
+    th_write_file(p, "B\n", 2);
+    snprintf(p, sizeof(p), "%s/op", g_lower);
+    setxattr(p, "trusted.overlay.opaque", "y", 1, 0); /* A's op is opaque */
+    for (int i = 0; i < 40; i++) {
+        snprintf(p, sizeof(p), "%s/d/many%02d", g_lower2, i);
+        th_write_file(p, "", 0);
+    }
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s:%s,work=%s", g_upper,
+             g_lower, g_lower2, g_work);
+    ex.path = exspec;
+    th_make_backend = make_ov2;
+    s = th_start(virtfsd, &ex, 1, NULL);
+    if (th_mount(s, "ov", &c, &root) < 0) {
+        tap_ok(false, "mount two lowers");
+        th_stop(s);
+        return;
+    }
+    tap_ok(cat9(root, "a", buf, sizeof(buf)) == 8 &&
+           strcmp(buf, "lower a\n") == 0, "the leftmost lower is on top");
+    tap_ok(cat9(root, "b2", buf, sizeof(buf)) == 10,
+           "a name only in the bottom lower");
+    tap_ok(p9c_walk(root, "z", &f) == -ENOENT,
+           "a whiteout in the upper lower hides the bottom one");
+    tap_ok(p9c_walk(root, "op/deep", &f) == -ENOENT,
+           "an opaque dir in a lower stops the fall-through");
+    tap_ok(p9c_walk(root, "d/fromB", &f) == 0 && p9c_clunk(f) == 0,
+           "three layers merge in d");
+    /* readdir of d in small pieces while names come and go */
+    {
+        struct p9c_fid *d;
+        uint64_t off = 0;
+        char rb[256];
+        int n = 0;
+        ssize_t r;
+        bool changed = false;
+
+        tap_ok(p9c_walk(root, "d", &d) == 0 && p9c_open(d, 0) == 0,
+               "open d");
+        while ((r = p9c_readdir(d, off, rb, sizeof(rb))) > 0) {
+            size_t pos = 0;
+
+            while (pos < (size_t)r) {
+                /* qid[13] offset[8] type[1] name[s] */
+                uint16_t nl;
+
+                memcpy(&off, rb + pos + 13, 8);
+                memcpy(&nl, rb + pos + 22, 2);
+                pos += 24 + nl;
+                n++;
+            }
+            if (!changed) {
+                struct p9c_fid *dd;
+
+                changed = p9c_walk(root, "d", &dd) == 0 &&
+                          p9c_create(dd, "newer", P9_DOTL_RDWR, 0644, 0) == 0;
+                p9c_clunk(dd);
+                changed = changed && p9c_walk(root, "d", &dd) == 0 &&
+                          p9c_unlinkat(dd, "many00", 0) == 0;
+                p9c_clunk(dd);
+            }
+        }
+        p9c_clunk(d);
+        /* the listing of the open: . .. x y fromB many00..39, each once */
+        tap_ok(changed && n == 2 + 3 + 40,
+               "readdir resumes at its offsets while d changes (%d)", n);
+    }
+    ls9(root, "", 8192, ls, sizeof(ls));
+    buf[0] = '\0';
+    manifest9(root, "", buf, sizeof(buf));
+    p9c_clunk(root);
+    p9c_close(c);
+    th_stop(s);
+    {
+        char mnt[PATH_MAX];
+        char kwork[PATH_MAX];
+        char opts[4 * PATH_MAX + 64];
+
+        snprintf(mnt, sizeof(mnt), "%s/mnt2", g_base);
+        snprintf(kwork, sizeof(kwork), "%s/kwork2", g_base);
+        mkdir(mnt, 0755);
+        mkdir(kwork, 0755);
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s,upperdir=%s,workdir=%s",
+                 g_lower, g_lower2, g_upper, kwork);
+        if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
+            buf2[0] = '\0';
+            manifest_host(mnt, "", buf2, sizeof(buf2));
+            tap_ok(strcmp(buf, buf2) == 0,
+                   "kernel overlayfs on the same three layers agrees");
+            if (strcmp(buf, buf2) != 0) {
+                printf("# 9p:     %s\n# kernel: %s\n", buf, buf2);
+            }
+            umount(mnt);
+        } else {
+            tap_ok(false, "mount -t overlay: %s", strerror(errno));
+        }
+    }
+    if (getenv("OV_KEEP") == NULL) {
+        th_rmtree(g_base);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -831,6 +980,7 @@ main(int argc, char **argv)
         printf("# kept %s\n", g_base);
     }
     test_types(argc > 1 ? argv[1] : NULL);
+    test_two_lowers(argc > 1 ? argv[1] : NULL);
     if (argc > 1) {
         test_crash(argv[1]); /* needs a daemon of its own to kill */
     }
