@@ -16,7 +16,7 @@ BUILD_PKGS=(meson ninja-build gcc clang libclang-rt-14-dev libc6-dev pkg-config 
             libseccomp-dev libcap-ng-dev systemd dpkg-dev valgrind
             clang-tidy-14)
 GUEST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio xz-utils socat attr acl linux-libc-dev
-            ca-certificates)
+            ca-certificates xfsprogs)  # xfsprogs: the overlay reflink test
 mode=all
 case "${1:-}" in
     --build) mode=build ;;

@@ -8,6 +8,7 @@
 #include "../server/harness.h"
 
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
@@ -784,6 +785,78 @@ test_two_lowers(const char *virtfsd)
     }
 }
 
+/* Copy-up on XFS (reflink=1, on a loop device): FICLONE shares the
+ * extents, so a 64 MiB copy-up takes (almost) no space. */
+static int
+test_reflink(void)
+{
+    struct th_export ex = {.name = "ov", .path = "/ov"};
+    char img[PATH_MAX];
+    char mnt[PATH_MAX];
+    char cmd[3 * PATH_MAX];
+    char p[PATH_MAX];
+    char q[PATH_MAX];
+    struct statfs before;
+    struct statfs after;
+    struct th_srv *s;
+    struct p9c_conn *c;
+    struct p9c_fid *root;
+    struct p9c_fid *f = NULL;
+    char *b = th_mkdtemp("ovx");
+    char *data = malloc(1 << 20);
+    long long used;
+    int fd;
+
+    snprintf(g_base, sizeof(g_base), "%s", b);
+    free(b);
+    snprintf(img, sizeof(img), "%s/xfs.img", g_base);
+    snprintf(mnt, sizeof(mnt), "%s/m", g_base);
+    mkdir(mnt, 0755);
+    snprintf(cmd, sizeof(cmd), "truncate -s 400M %s && mkfs.xfs -q -m reflink=1 "
+             "%s && mount -o loop %s %s", img, img, img, mnt);
+    if (!tap_ok(system(cmd) == 0, "an XFS image with reflink on a loop device")) {
+        th_rmtree(g_base);
+        return tap_done();
+    }
+    snprintf(g_lower, sizeof(g_lower), "%s/lower", mnt);
+    snprintf(g_upper, sizeof(g_upper), "%s/upper", mnt);
+    snprintf(g_work, sizeof(g_work), "%s/work", mnt);
+    mkdir(g_lower, 0755);
+    snprintf(q, sizeof(q), "%s/big", g_lower);
+    fd = open(q, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    for (int m = 0; m < 64; m++) {
+        memset(data, 'a' + m % 26, 1 << 20);
+        (void)!write(fd, data, 1 << 20);
+    }
+    fsync(fd);
+    close(fd);
+    free(data);
+    th_make_backend = make_ov;
+    s = th_start(NULL, &ex, 1, NULL);
+    if (th_mount(s, "ov", &c, &root) == 0) {
+        sync();
+        statfs(mnt, &before);
+        tap_ok(p9c_walk(root, "big", &f) == 0 &&
+               p9c_open(f, P9_DOTL_RDWR) == 0 && p9c_pwrite(f, "Z", 1, 0) == 1,
+               "write one byte of a 64 MiB lower file on XFS");
+        p9c_clunk(f);
+        sync();
+        statfs(mnt, &after);
+        used = ((long long)before.f_bfree - (long long)after.f_bfree) *
+               (long long)before.f_bsize;
+        snprintf(p, sizeof(p), "%s/big", g_upper);
+        tap_ok(same_bytes(p, q, 1), "the copy has the data");
+        tap_ok(used < (8 << 20), "copied up by reflink: %lld KiB used for "
+               "64 MiB", used / 1024);
+        p9c_clunk(root);
+        p9c_close(c);
+    }
+    th_stop(s);
+    umount(mnt);
+    th_rmtree(g_base);
+    return tap_done();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -799,6 +872,10 @@ main(int argc, char **argv)
     uint64_t lower_hash;
     uint64_t q;
     int err;
+
+    if (argc > 1 && strcmp(argv[1], "--reflink") == 0) {
+        return test_reflink();
+    }
 
     build_layers();
     lower_hash = th_tree_hash(g_lower);
