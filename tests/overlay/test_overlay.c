@@ -372,6 +372,7 @@ replay_on_kernel(const char *m)
     symlink("u2", P("sl"));
     link(P("u2"), Q("hl"));
     rmdir(P("empty"));
+    rename(P("full"), Q("full2"));
 #undef P
 #undef Q
     umask(old);
@@ -992,6 +993,9 @@ main(int argc, char **argv)
     p9c_clunk(f);
     tap_ok(p9c_unlinkat(root, "empty", P9_DOTL_AT_REMOVEDIR) == 0 &&
            p9c_walk(root, "empty", &f) == -ENOENT, "rmdir of a lower-only dir");
+    tap_ok(p9c_renameat(root, "full", root, "full2") == 0 &&
+           upper_is_whiteout("full"),
+           "an opaque upper dir renames, leaving a whiteout");
 
     /* what the client sees now */
     buf[0] = '\0';

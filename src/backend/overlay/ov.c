@@ -1830,6 +1830,7 @@ ov_rename_locked(struct ov_backend *ob, struct be_node *od, const char *on,
     struct ov_look lk;
     bool src_lower;
     bool dst_lower;
+    bool merged;
     int err;
 
     ov_refresh(ob, od);
@@ -1839,7 +1840,13 @@ ov_rename_locked(struct ov_backend *ob, struct be_node *od, const char *on,
         return err;
     }
     src_lower = ov_lower_has(ob, od, on);
-    if (S_ISDIR(lk.type) && (lk.top > 0 || src_lower)) {
+    merged = lk.top > 0;
+    for (int i = 1; i < ob->nl; i++) {
+        merged = merged || lk.fd[i] >= 0;
+    }
+    /* a pure upper directory (an opaque one too) moves; a merged or
+     * lower one would need redirect_dir */
+    if (S_ISDIR(lk.type) && merged) {
         /* no redirect_dir: as overlayfs by default, the client copies */
         ov_look_close(&lk);
         return -EXDEV;
