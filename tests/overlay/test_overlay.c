@@ -7,6 +7,7 @@
  */
 #include "../server/harness.h"
 
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -638,6 +639,22 @@ test_crash(const char *virtfsd)
 }
 
 static char g_lower2[PATH_MAX];
+static char g_upper2[PATH_MAX];
+
+/* two clones: vm1 on g_upper, vm2 on g_upper2, one lower */
+static int
+make_ov_pc(const struct th_export *ex, struct backend **out)
+{
+    struct ov_options o = {.nlowers = 1};
+    static char work2[PATH_MAX];
+
+    snprintf(g_upper2, sizeof(g_upper2), "%s/upper2", g_base);
+    snprintf(work2, sizeof(work2), "%s/work2", g_base);
+    o.upper = strcmp(ex->name, "vm1") == 0 ? g_upper : g_upper2;
+    o.work = strcmp(ex->name, "vm1") == 0 ? g_work : work2;
+    o.lowers[0] = g_lower;
+    return ov_backend_new(&o, out);
+}
 
 static int
 make_ov2(const struct th_export *ex, struct backend **out)
@@ -861,6 +878,104 @@ test_reflink(void)
     return tap_done();
 }
 
+/* Pages of 'path' in the page cache (mincore). */
+static long
+resident_pages(const char *path)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    struct stat st;
+    unsigned char *vec;
+    void *m;
+    long n = 0;
+    int fd = open(path, O_RDONLY);
+
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return 0;
+    }
+    m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    vec = malloc((size_t)((st.st_size + ps - 1) / ps));
+    if (m != MAP_FAILED && vec != NULL &&
+        mincore(m, (size_t)st.st_size, vec) == 0) {
+        for (long i = 0; i < (st.st_size + ps - 1) / ps; i++) {
+            n += vec[i] & 1;
+        }
+    }
+    if (m != MAP_FAILED) {
+        munmap(m, (size_t)st.st_size);
+    }
+    free(vec);
+    close(fd);
+    return n;
+}
+
+/* Two clones (two uppers over one lower) read the same 16 MiB lower
+ * file: it is cached once, as the lower file's own pages. */
+static void
+test_page_cache(void)
+{
+    struct th_export ex[2] = {{.name = "vm1", .path = "/vm1"},
+                              {.name = "vm2", .path = "/vm2"}};
+    char big[PATH_MAX];
+    char *data = malloc(1 << 20);
+    long pages = (16L << 20) / sysconf(_SC_PAGESIZE);
+    long before;
+    long after1 = 0;
+    long after2 = 0;
+    struct th_srv *s;
+    int fd;
+
+    build_layers();
+    snprintf(big, sizeof(big), "%s/big", g_lower);
+    fd = open(big, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    for (int m = 0; m < 16; m++) {
+        memset(data, 'A' + m, 1 << 20);
+        (void)!write(fd, data, 1 << 20);
+    }
+    fsync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    before = resident_pages(big);
+    th_make_backend = make_ov_pc;
+    s = th_start(NULL, ex, 2, NULL);
+    for (int vm = 0; vm < 2; vm++) {
+        struct p9c_conn *c;
+        struct p9c_fid *root;
+        struct p9c_fid *f;
+
+        if (th_mount(s, vm == 0 ? "vm1" : "vm2", &c, &root) < 0) {
+            break;
+        }
+        if (p9c_walk(root, "big", &f) == 0 && p9c_open(f, 0) == 0) {
+            for (uint64_t off = 0; off < (16u << 20); off += 1 << 15) {
+                if (p9c_pread(f, data, 1 << 15, off) <= 0) {
+                    break;
+                }
+            }
+            p9c_clunk(f);
+        }
+        p9c_clunk(root);
+        p9c_close(c);
+        if (vm == 0) {
+            after1 = resident_pages(big);
+        } else {
+            after2 = resident_pages(big);
+        }
+    }
+    th_stop(s);
+    free(data);
+    /* the first test's upper entries: u d gone op */
+    tap_ok(before < pages / 10 && after1 >= pages * 9 / 10 &&
+           after2 >= after1 && count_entries(g_upper) == 4 &&
+           count_entries(g_upper2) == 0,
+           "two clones read one lower file: one copy in the page cache, the "
+           "lower's (%ld, then %ld, then %ld of %ld pages; nothing in the "
+           "uppers)", before, after1, after2, pages);
+    th_rmtree(g_base);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1065,6 +1180,9 @@ main(int argc, char **argv)
     }
     test_types(argc > 1 ? argv[1] : NULL);
     test_two_lowers(argc > 1 ? argv[1] : NULL);
+    if (argc == 1) {
+        test_page_cache();
+    }
     if (argc > 1) {
         test_crash(argv[1]); /* needs a daemon of its own to kill */
     }
