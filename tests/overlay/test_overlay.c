@@ -516,6 +516,36 @@ test_types(const char *virtfsd)
                lstat(q, &st) == 0 && st.st_uid == 1000,
                "owned by the user who made them");
     }
+    /* byte-range locks on a copied-up file, two handles */
+    {
+        struct p9c_fid *l1 = NULL;
+        struct p9c_fid *l2 = NULL;
+        struct p9c_flock fl = {.type = P9_LOCK_TYPE_WRLCK, .start = 0,
+                               .length = 10, .proc_id = 1};
+        struct p9c_flock probe = {.type = P9_LOCK_TYPE_UNLCK, .start = 0,
+                                  .length = 10, .proc_id = 2};
+        uint8_t st1 = 9;
+        uint8_t st2 = 9;
+        uint8_t st3 = 9;
+
+        tap_ok(p9c_walk(root, "owned", &l1) == 0 &&
+               p9c_open(l1, P9_DOTL_RDWR) == 0 &&
+               p9c_walk(root, "owned", &l2) == 0 &&
+               p9c_open(l2, P9_DOTL_RDWR) == 0 &&
+               p9c_lock(l1, &fl, &st1) == 0 && st1 == P9_LOCK_SUCCESS &&
+               p9c_lock(l2, &fl, &st2) == 0 && st2 == P9_LOCK_BLOCKED &&
+               p9c_getlock(l2, &probe) == 0 &&
+               probe.type == P9_LOCK_TYPE_WRLCK,
+               "a write lock blocks another handle, getlock sees it");
+        fl.type = P9_LOCK_TYPE_UNLCK;
+        fl.length = 0;
+        p9c_lock(l1, &fl, &st1);
+        fl.type = P9_LOCK_TYPE_WRLCK;
+        tap_ok(p9c_lock(l2, &fl, &st3) == 0 && st3 == P9_LOCK_SUCCESS,
+               "and the other gets it after the unlock");
+        p9c_clunk(l1);
+        p9c_clunk(l2);
+    }
     tap_ok(th_tree_hash(g_lower) == lower_hash, "the lower tree never changed");
     p9c_clunk(root);
     p9c_close(c);
@@ -1184,7 +1214,15 @@ main(int argc, char **argv)
         test_page_cache();
     }
     if (argc > 1) {
+        char cmd[2 * PATH_MAX];
+        int rc;
+
         test_crash(argv[1]); /* needs a daemon of its own to kill */
+        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s,nodev --stdio "
+                 "</dev/null 2>/dev/null", argv[1], g_base, g_base);
+        rc = system(cmd);
+        tap_ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 2,
+               "nodev with lower= is refused, not ignored (%d)", rc);
     }
     return tap_done();
 }

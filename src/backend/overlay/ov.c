@@ -85,6 +85,11 @@ struct be_handle {
     size_t nents;
     struct be_budget *mem;  /* the session's, charged for the listing */
     uint64_t charged;
+    struct be_budget *locks; /* the session's lock-record budget */
+    pthread_mutex_t lock_mu;
+    uint64_t nlocks;        /* lock requests granted since the last
+                               whole-file unlock: an upper bound of the
+                               records the kernel holds for this fd */
 };
 
 /* What a lookup of one name found. */
@@ -1334,6 +1339,7 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
         return -ENOMEM;
     }
     h->fd = -1;
+    pthread_mutex_init(&h->lock_mu, NULL);
     pthread_mutex_lock(&ob->lock);
     if (ov_writes(oflags)) {
         err = ov_copy_up(ob, n);
@@ -1375,8 +1381,118 @@ ov_close(struct backend *be, struct be_handle *h)
     }
     ov_free_ents(h->ents, h->nents);
     be_budget_uncharge(h->mem, h->charged);
+    be_budget_uncharge(h->locks, h->nlocks);
+    pthread_mutex_destroy(&h->lock_mu);
     ov_node_put(be, h->n);
     free(h);
+}
+
+/* ---- locks: OFD locks on the open file ---------------------------------------- */
+
+static int
+ov_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
+{
+    memset(fl, 0, sizeof(*fl));
+    switch (type) {
+    case P9_LOCK_TYPE_RDLCK:
+        fl->l_type = F_RDLCK;
+        break;
+    case P9_LOCK_TYPE_WRLCK:
+        fl->l_type = F_WRLCK;
+        break;
+    case P9_LOCK_TYPE_UNLCK:
+        fl->l_type = F_UNLCK;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (start > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX ||
+        (length != 0 && start + length - 1 > (uint64_t)INT64_MAX)) {
+        return -EINVAL;
+    }
+    fl->l_whence = SEEK_SET;
+    fl->l_start = (off_t)start;
+    fl->l_len = (off_t)length;
+    return 0;
+}
+
+static int
+ov_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
+        uint8_t *status)
+{
+    struct flock fl;
+    int err;
+
+    (void)be;
+    *status = P9_LOCK_ERROR;
+    if (h->fd < 0) {
+        return -EBADF;
+    }
+    err = ov_flock(in->type, in->start, in->length, &fl);
+    if (err < 0) {
+        return err;
+    }
+    pthread_mutex_lock(&h->lock_mu);
+    /* every lock taken may add records (an unlock may split one): charge
+     * one for each until a whole-file unlock lets all of them go */
+    if (!be_budget_charge(h->locks, 1)) {
+        pthread_mutex_unlock(&h->lock_mu);
+        return -ENOLCK;
+    }
+    if (fcntl(h->fd, F_OFD_SETLK, &fl) < 0) {
+        err = -errno;
+        be_budget_uncharge(h->locks, 1);
+        if (err == -EAGAIN || err == -EACCES) {
+            *status = P9_LOCK_BLOCKED;
+            err = 0;
+        }
+    } else {
+        h->nlocks++;
+        if (fl.l_type == F_UNLCK && in->start == 0 && in->length == 0) {
+            be_budget_uncharge(h->locks, h->nlocks);
+            h->nlocks = 0;
+        }
+        *status = P9_LOCK_SUCCESS;
+    }
+    pthread_mutex_unlock(&h->lock_mu);
+    return err;
+}
+
+static int
+ov_getlock(struct backend *be, struct be_handle *h,
+           const struct p9_tgetlock *in, struct p9_rgetlock *out)
+{
+    struct flock fl;
+    int err;
+
+    (void)be;
+    if (h->fd < 0) {
+        return -EBADF;
+    }
+    err = ov_flock(in->type, in->start, in->length, &fl);
+    if (err < 0) {
+        return err;
+    }
+    if (fl.l_type == F_UNLCK) {
+        fl.l_type = F_WRLCK; /* the Linux client asks with UNLCK */
+    }
+    if (fcntl(h->fd, F_OFD_GETLK, &fl) < 0) {
+        return -errno;
+    }
+    memset(out, 0, sizeof(*out));
+    out->client_id.s = "";
+    if (fl.l_type == F_UNLCK) {
+        out->type = P9_LOCK_TYPE_UNLCK;
+        out->start = in->start;
+        out->length = in->length;
+        out->proc_id = in->proc_id;
+        return 0;
+    }
+    out->type = fl.l_type == F_RDLCK ? P9_LOCK_TYPE_RDLCK : P9_LOCK_TYPE_WRLCK;
+    out->start = (uint64_t)fl.l_start;
+    out->length = (uint64_t)fl.l_len;
+    out->proc_id = (uint32_t)fl.l_pid;
+    return 0;
 }
 
 static void
@@ -1385,6 +1501,7 @@ ov_handle_limits(struct backend *be, struct be_handle *h,
 {
     (void)be;
     h->mem = lim->mem;
+    h->locks = lim->locks;
 }
 
 static ssize_t
@@ -2168,6 +2285,8 @@ static const struct be_ops ov_ops = {
     .listxattr = ov_listxattr,
     .setxattr = ov_setxattr,
     .removexattr = ov_removexattr,
+    .lock = ov_lock,
+    .getlock = ov_getlock,
     .destroy = ov_destroy,
 };
 
