@@ -1085,6 +1085,26 @@ main(int argc, char **argv)
     }
     tap_ok(qpath9(root, "a") == q && q != 0, "the qid survives copy-up");
     {
+        struct p9c_fid *dd;
+        struct p9c_dir *it;
+        struct p9c_dirent de;
+        int same = 0;
+
+        if (p9c_walk(root, "", &dd) == 0 && p9c_open(dd, 0) == 0 &&
+            p9c_dir_open(dd, 8192, &it) == 0) {
+            while (p9c_dir_next(it, &de) > 0) {
+                if (strcmp(de.name, "a") == 0 || strcmp(de.name, "d") == 0 ||
+                    strcmp(de.name, "u") == 0 || strcmp(de.name, "op") == 0) {
+                    same += de.qid.path == qpath9(root, de.name);
+                }
+            }
+            p9c_dir_close(it);
+        }
+        p9c_clunk(dd);
+        tap_ok(same == 4, "readdir qids equal walk qids (copied-up, merged, "
+               "upper, opaque)");
+    }
+    {
         struct p9_tsetattr sa = {.valid = P9_SETATTR_MODE, .mode = 0600};
 
         tap_ok(p9c_walk(root, "full/f", &f) == 0 && p9c_setattr(f, &sa) == 0,

@@ -1018,28 +1018,39 @@ ov_readlink(struct backend *be, struct be_node *n, char *buf, size_t size)
 
 /* ---- directories ------------------------------------------------------------------ */
 
+/* One entry of one layer of a merged directory. */
+struct ov_raw {
+    char *name;
+    int layer;
+    uint8_t dtype;
+    ino_t ino;
+};
+
 static int
-ov_namecmp(const void *a, const void *b)
+ov_rawcmp(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    const struct ov_raw *x = a;
+    const struct ov_raw *y = b;
+    int c = strcmp(x->name, y->name);
+
+    return c != 0 ? c : x->layer - y->layer;
 }
 
 static void
-ov_free_names(char **names, size_t n)
+ov_free_raw(struct ov_raw *raw, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        free(names[i]);
+        free(raw[i].name);
     }
-    free(names);
+    free(raw);
 }
 
-/* Every name of every layer of the merged directory 'dir', sorted and
- * without duplicates (whiteouts included: the caller looks each up). */
+/* Every entry of every layer of 'dir' (with d_type and d_ino). */
 static int
-ov_layer_names(struct ov_backend *ob, struct be_node *dir, char ***out,
-               size_t *count)
+ov_layer_entries(struct ov_backend *ob, struct be_node *dir,
+                 struct ov_raw **out, size_t *count)
 {
-    char **names = NULL;
+    struct ov_raw *raw = NULL;
     size_t n = 0;
     size_t cap = 0;
     int err = 0;
@@ -1068,69 +1079,118 @@ ov_layer_names(struct ov_backend *ob, struct be_node *dir, char ***out,
                 continue;
             }
             if (n == cap) {
-                char **nn;
+                struct ov_raw *nr;
 
                 cap = cap ? cap * 2 : 64;
-                nn = realloc(names, cap * sizeof(*names));
-                if (nn == NULL) {
+                nr = realloc(raw, cap * sizeof(*raw));
+                if (nr == NULL) {
                     err = -ENOMEM;
                     closedir(d);
                     goto fail;
                 }
-                names = nn;
+                raw = nr;
             }
-            names[n] = strdup(de->d_name);
-            if (names[n] == NULL) {
+            raw[n].name = strdup(de->d_name);
+            if (raw[n].name == NULL) {
                 err = -ENOMEM;
                 closedir(d);
                 goto fail;
             }
+            raw[n].layer = i;
+            raw[n].dtype = de->d_type;
+            raw[n].ino = de->d_ino;
             n++;
         }
         closedir(d);
     }
     if (n > 0) {
-        size_t k = 1;
-
-        qsort(names, n, sizeof(*names), ov_namecmp);
-        for (size_t i = 1; i < n; i++) {
-            if (strcmp(names[i], names[k - 1]) == 0) {
-                free(names[i]);
-            } else {
-                names[k++] = names[i];
-            }
-        }
-        n = k;
+        qsort(raw, n, sizeof(*raw), ov_rawcmp);
     }
-    *out = names;
+    *out = raw;
     *count = n;
     return 0;
 fail:
-    ov_free_names(names, n);
+    ov_free_raw(raw, n);
     return err;
+}
+
+/* The type of a raw entry, a stat when the file system gave no d_type. */
+static mode_t
+ov_raw_type(struct be_node *dir, const struct ov_raw *r, struct stat *st,
+            bool *have_st)
+{
+    *have_st = false;
+    if (r->dtype != DT_UNKNOWN) {
+        return DTTOIF(r->dtype);
+    }
+    if (fstatat(dir->fd[r->layer], r->name, st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return 0;
+    }
+    *have_st = true;
+    return st->st_mode & S_IFMT;
+}
+
+/* Is raw entry 'r' a whiteout?  Only character devices and (the xattr
+ * form) empty regular files and fifos need a look: one fstatat for most. */
+static bool
+ov_raw_whiteout(struct be_node *dir, const struct ov_raw *r, mode_t type)
+{
+    struct stat st;
+    int fd;
+    bool wh;
+
+    if (!S_ISCHR(type) && !S_ISREG(type) && !S_ISFIFO(type)) {
+        return false;
+    }
+    if (fstatat(dir->fd[r->layer], r->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return false;
+    }
+    if (S_ISCHR(st.st_mode)) {
+        return st.st_rdev == makedev(0, 0);
+    }
+    if (S_ISREG(st.st_mode) && st.st_size != 0) {
+        return false;
+    }
+    fd = openat(dir->fd[r->layer], r->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    wh = ov_fstat(fd, &st) == 0 && ov_is_whiteout(fd, &st);
+    close(fd);
+    return wh;
 }
 
 /*
  * The merged listing of 'dir' (lock held), made once per open handle so
- * offsets (index + 1) resume exactly whatever changes meanwhile.
+ * offsets (index + 1) resume exactly whatever changes meanwhile.  One
+ * pass over every layer's entries sorted by (name, layer): the topmost
+ * entry of a name decides (a whiteout hides it); qids follow the walk's
+ * rule from d_ino (a merged directory: its topmost lower directory).
  */
 static int
 ov_list(struct ov_backend *ob, struct be_node *dir, struct ov_dent **out,
         size_t *count)
 {
     struct ov_dent *ents;
-    char **names = NULL;
+    struct ov_raw *raw = NULL;
+    dev_t devs[OV_NL];
     size_t n = 0;
     size_t k = 0;
     int err;
 
-    err = ov_layer_names(ob, dir, &names, &n);
+    for (int i = 0; i < ob->nl; i++) {
+        struct stat st;
+
+        devs[i] = (dir->fd[i] >= 0 && ov_fstat(dir->fd[i], &st) == 0)
+                      ? st.st_dev : 0;
+    }
+    err = ov_layer_entries(ob, dir, &raw, &n);
     if (err < 0) {
         return err;
     }
     ents = calloc(n + 2, sizeof(*ents));
     if (ents == NULL) {
-        ov_free_names(names, n);
+        ov_free_raw(raw, n);
         return -ENOMEM;
     }
     for (int i = 0; i < 2; i++) {
@@ -1145,21 +1205,58 @@ ov_list(struct ov_backend *ob, struct be_node *dir, struct ov_dent **out,
         }
         k++;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct ov_look lk;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1;
+        struct ov_raw *top = &raw[i];
+        struct ov_raw *id = top;
+        struct stat st;
+        bool have_st;
+        mode_t type;
 
-        if (ov_lookup(ob, dir, names[i], &lk) < 0) {
-            continue; /* whited out or hidden */
+        while (end < n && strcmp(raw[end].name, top->name) == 0) {
+            end++;
         }
-        ents[k].name = names[i];
-        names[i] = NULL;
-        ents[k].type = ov_dtype(lk.type);
-        ents[k].qid.type = ov_qtype(lk.type);
-        ents[k].qid.path = lk.qpath;
-        ov_look_close(&lk);
+        type = ov_raw_type(dir, top, &st, &have_st);
+        if (type == 0 || ov_raw_whiteout(dir, top, type)) {
+            i = end;
+            continue;
+        }
+        if (S_ISDIR(type) && end > i + 1) {
+            /* a merged directory takes its topmost lower directory's
+             * identity, unless it is opaque */
+            int fd = -1;
+            bool opaque = false;
+
+            if (top->layer == 0) {
+                fd = openat(dir->fd[0], top->name,
+                            O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                opaque = fd >= 0 && ov_has_xattr(fd, "opaque", "y");
+                if (fd >= 0) {
+                    close(fd);
+                }
+            }
+            if (!opaque && top->layer == 0) {
+                struct stat lst;
+                bool lhave;
+                mode_t lt = ov_raw_type(dir, &raw[i + 1], &lst, &lhave);
+
+                if (S_ISDIR(lt)) {
+                    id = &raw[i + 1];
+                }
+            }
+        }
+        ents[k].name = top->name;
+        top->name = NULL;
+        ents[k].type = ov_dtype(type);
+        ents[k].qid.type = ov_qtype(type);
+        if (id->layer != 0 ||
+            !ov_qmap_find(ob, devs[0], id->ino, &ents[k].qid.path)) {
+            ents[k].qid.path = ov_qpath_of(ob, devs[id->layer], id->ino);
+        }
         k++;
+        i = end;
     }
-    ov_free_names(names, n);
+    ov_free_raw(raw, n);
     *out = ents;
     *count = k;
     return 0;
@@ -1168,7 +1265,7 @@ fail:
         free(ents[i].name);
     }
     free(ents);
-    ov_free_names(names, n);
+    ov_free_raw(raw, n);
     return err;
 }
 
