@@ -15,6 +15,11 @@
 
 #include "backend/overlay/overlay.h"
 
+/* layered exports run without the sandbox for now (see virtfsd(8)) */
+static const char *const ov_args[] = {"--sandbox", "none", "--seccomp", "none",
+                                      "--modcaps=+sys_admin",
+                                      NULL};
+
 static char g_base[PATH_MAX];
 static char g_lower[PATH_MAX];
 static char g_upper[PATH_MAX];
@@ -436,7 +441,7 @@ test_types(const char *virtfsd)
     snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
              g_work);
     ex.path = exspec;
-    s = th_start(virtfsd, &ex, 1, NULL);
+    s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
     err = th_mount(s, "ov", &c, &root);
     tap_ok(err == 0, "mount fresh layers (%d)", err);
     if (err < 0) {
@@ -624,7 +629,7 @@ test_crash(const char *virtfsd)
     ex.path = exspec;
     for (int i = 0; i < 20; i++) {
         struct crash_arg a = {.err = 0};
-        struct th_srv *s = th_start(virtfsd, &ex, 1, NULL);
+        struct th_srv *s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
         struct p9c_conn *c;
         struct stat st;
         pthread_t t;
@@ -651,7 +656,7 @@ test_crash(const char *virtfsd)
         mid_copy += count_entries(g_work) > 0;
         /* the next start must drop what was left in the work dir */
         if (count_entries(g_work) > 0) {
-            s = th_start(virtfsd, &ex, 1, NULL);
+            s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
             th_stop(s);
             if (count_entries(g_work) != 0) {
                 never_half = false;
@@ -743,7 +748,7 @@ test_two_lowers(const char *virtfsd)
              g_lower, g_lower2, g_work);
     ex.path = exspec;
     th_make_backend = make_ov2;
-    s = th_start(virtfsd, &ex, 1, NULL);
+    s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
     if (th_mount(s, "ov", &c, &root) < 0) {
         tap_ok(false, "mount two lowers");
         th_stop(s);
@@ -1036,7 +1041,7 @@ main(int argc, char **argv)
              g_work);
     ex.path = exspec;
     th_make_backend = make_ov;
-    s = th_start(argc > 1 ? argv[1] : NULL, &ex, 1, NULL);
+    s = th_start(argc > 1 ? argv[1] : NULL, &ex, 1, argc > 1 ? ov_args : NULL);
     err = th_mount(s, "ov", &c, &root);
     tap_ok(err == 0, "mount the layered export (%d)", err);
     if (err < 0) {
@@ -1241,10 +1246,10 @@ main(int argc, char **argv)
 
         test_crash(argv[1]); /* needs a daemon of its own to kill */
         /* the same line without nodev serves (EOF on stdin: exit 0) */
-        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --stdio "
+        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
                  "</dev/null 2>/dev/null", argv[1], t, t);
         rc = system(cmd);
-        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s,nodev --stdio "
+        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s,nodev --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
                  "</dev/null 2>/dev/null", argv[1], t, t);
         {
             int rc2 = system(cmd);

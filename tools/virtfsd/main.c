@@ -905,6 +905,16 @@ main(int argc, char **argv)
     if (pidfile != NULL) {
         sandbox_cleanup_path(pidfile);
     }
+    for (int i = 0; i < nexports; i++) {
+        if (exargs[i].lower != NULL && (sbo.mode != SANDBOX_NONE ||
+                                        sbo.seccomp != SANDBOX_SECCOMP_NONE)) {
+            /* the sandbox knows one directory per export; a layered export
+             * has several (lowers, work): not supported together yet */
+            fprintf(stderr, "virtfsd: export %s: lower= needs --sandbox none "
+                    "and no seccomp filter for now\n", exargs[i].path);
+            goto out_vhost;
+        }
+    }
     if (sandbox_enter(&sbo, exports, nexports) < 0 ||
         p9s_server_start(srv) < 0) {
         goto out_vhost;
