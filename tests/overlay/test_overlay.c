@@ -15,6 +15,16 @@
 
 #include "backend/overlay/overlay.h"
 
+/* A fixture step that must work (exit 99: a hard error, not a test result). */
+#define SETUP_OK(call)                                                        \
+    do {                                                                      \
+        if ((call) < 0) {                                                     \
+            fprintf(stderr, "%s:%d: setup: %s: %s\n", __FILE__, __LINE__,     \
+                    #call, strerror(errno));                                  \
+            exit(99);                                                         \
+        }                                                                     \
+    } while (0)
+
 /* layered exports run without the sandbox for now (see virtfsd(8)) */
 static const char *const ov_args[] = {"--sandbox", "none", "--seccomp", "none",
                                       "--modcaps=+sys_admin",
@@ -71,7 +81,7 @@ build_layers(void)
     mkdir(p, 0755);
     put("full/f", "f\n");
     snprintf(p, sizeof(p), "%s/ln", g_lower);
-    symlink("a", p);
+    SETUP_OK(symlink("a", p));
     snprintf(p, sizeof(p), "%s/a", g_lower);
     chmod(p, 0640);
     /* the upper: its own file, a merged dir, a whiteout, an opaque dir */
@@ -375,8 +385,8 @@ replay_on_kernel(const char *m)
     rename(P("u"), Q("u2"));
     rename(P("d/x"), Q("x2"));
     mkdir(P("nd"), 0700);
-    symlink("u2", P("sl"));
-    link(P("u2"), Q("hl"));
+    SETUP_OK(symlink("u2", P("sl")));
+    SETUP_OK(link(P("u2"), Q("hl")));
     rmdir(P("empty"));
     rename(P("full"), Q("full2"));
 #undef P
@@ -421,14 +431,14 @@ test_types(const char *virtfsd)
     th_write_file(p, big, 1 << 20);
     free(big);
     snprintf(p, sizeof(p), "%s/sl", g_lower);
-    symlink("big", p);
+    SETUP_OK(symlink("big", p));
     snprintf(p, sizeof(p), "%s/pipe", g_lower);
     mkfifo(p, 0644);
     snprintf(p, sizeof(p), "%s/esc", g_lower);
-    symlink("/etc", p);
+    SETUP_OK(symlink("/etc", p));
     snprintf(p, sizeof(p), "%s/owned", g_lower);
     th_write_file(p, "suid\n", 5);
-    chown(p, 1234, 5678);
+    SETUP_OK(chown(p, 1234, 5678));
     chmod(p, 04755);
     setxattr(p, "user.k", "v1", 2, 0);
     snprintf(p, sizeof(p), "%s/dd", g_lower);

@@ -17,6 +17,16 @@
 #include <unistd.h>
 
 #include "tap.h"
+
+/* A fixture step that must work (exit 99: a hard error, not a test result). */
+#define SETUP_OK(call)                                                        \
+    do {                                                                      \
+        if ((call) < 0) {                                                     \
+            fprintf(stderr, "%s:%d: setup: %s: %s\n", __FILE__, __LINE__,     \
+                    #call, strerror(errno));                                  \
+            exit(99);                                                         \
+        }                                                                     \
+    } while (0)
 #include "virtfs/backend.h"
 
 #define OPS(be) ((be)->ops)
@@ -77,11 +87,14 @@ be_open(const char *root, bool ro, bool mu)
 __attribute__((unused)) static int
 put_file(const char *dir, const char *name, const char *content)
 {
-    char path[512];
+    char path[4096];
     int fd;
     ssize_t len = (ssize_t)strlen(content);
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+        sizeof(path)) {
+        return -ENAMETOOLONG;
+    }
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         return -errno;

@@ -47,7 +47,7 @@ test_sharing(struct backend *be, struct be_node *root)
     put_file(exp_root, "a", "A\n");
     snprintf(p, sizeof(p), "%s/a", exp_root);
     snprintf(p2, sizeof(p2), "%s/b", exp_root);
-    link(p, p2);
+    SETUP_OK(link(p, p2));
     snprintf(p, sizeof(p), "%s/d", exp_root);
     mkdir(p, 0755);
 

@@ -627,7 +627,9 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
         log_err("sandbox: unshare: %s", strerror(-err));
         return err;
     }
-    sethostname("virtfsd", 7);
+    if (sethostname("virtfsd", 7) < 0) {
+        log_warn("sandbox: sethostname: %s", strerror(errno));
+    }
     return build_root(exports, nexports, *userns);
 }
 

@@ -1740,9 +1740,11 @@ ov_mk_at(int dfd, const char *name, const struct ov_mk *m)
     }
     if (geteuid() == 0) {
         /* best effort: the daemon owns what it makes otherwise */
-        (void)fchownat(dfd, name, ov_cur_uid,
-                       m->gid != OV_NOGID ? m->gid : (gid_t)-1,
-                       AT_SYMLINK_NOFOLLOW);
+        if (fchownat(dfd, name, ov_cur_uid,
+                     m->gid != OV_NOGID ? m->gid : (gid_t)-1,
+                     AT_SYMLINK_NOFOLLOW) < 0) {
+            errno = 0;
+        }
     }
     return 0;
 }

@@ -387,9 +387,9 @@ pt_caps_lockdown(void)
 void
 pt_cred_init(struct pt_backend *pb)
 {
-    uint64_t eff;
-    uint64_t perm;
-    uint64_t inh;
+    uint64_t eff = 0;
+    uint64_t perm = 0;
+    uint64_t inh = 0;
 
     pb->caps = false;
     pb->cap_full = 0;

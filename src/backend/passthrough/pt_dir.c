@@ -313,9 +313,12 @@ pt_finish_new(struct pt_backend *pb, struct be_node *dir, const char *name,
         st.st_mode = meta->mode;
     } else if (err == 0) {
         if (pb->model == PT_SM_NONE) {
-            /* QEMU's "none": give it to the fid's user if we can. */
-            (void)fchownat(fd, "", pt_current_uid(), (gid_t)-1,
-                           AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+            /* QEMU's "none": give it to the fid's user if we can (a
+             * failure leaves it the daemon's, as QEMU does) */
+            if (fchownat(fd, "", pt_current_uid(), (gid_t)-1,
+                         AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+                errno = 0;
+            }
         }
         err = pt_set_gid(fd, &st, gid);
     }

@@ -332,9 +332,12 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         err = pt_meta_write_at(pb, n->fd, dir->fd, name, &m);
     } else {
         if (pb->model == PT_SM_NONE) {
-            /* QEMU's "none": give it to the fid's user if we can. */
-            (void)fchownat(n->fd, "", pt_current_uid(), (gid_t)-1,
-                           AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+            /* QEMU's "none": give it to the fid's user if we can (a
+             * failure leaves it the daemon's, as QEMU does) */
+            if (fchownat(n->fd, "", pt_current_uid(), (gid_t)-1,
+                         AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+                errno = 0;
+            }
         }
         err = pt_set_gid(n->fd, &st, gid);
     }
