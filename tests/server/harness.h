@@ -436,6 +436,15 @@ th_start(const char *virtfsd, const struct th_export *ex, int nex,
         argv[argc++] = "65536";
         argv[argc++] = "--log-level";
         argv[argc++] = "error";
+        if (getenv("VIRTFS_TEST_VALGRIND") != NULL) {
+            /* memcheck cannot follow the namespace sandbox (it reports
+             * the bind mounts and dies in the new pid namespace): the
+             * sandbox has its own suite (tests/sandbox), run without it */
+            argv[argc++] = "--sandbox";
+            argv[argc++] = "none";
+            argv[argc++] = "--seccomp";
+            argv[argc++] = "none";
+        }
         for (int i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
             argv[argc++] = (char *)extra_args[i];
         }

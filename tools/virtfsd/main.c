@@ -352,7 +352,9 @@ main(int argc, char **argv)
         SANDBOX_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    struct export_arg exargs[MAX_EXPORTS];
+    /* static: what the option parser allocates stays reachable until exit,
+     * also on the many early "bad option" returns (no leak reports) */
+    static struct export_arg exargs[MAX_EXPORTS];
     struct p9s_export exports[MAX_EXPORTS];
     const char *listens[MAX_LISTEN];
     struct sock_unix_id listen_ids[MAX_LISTEN];
@@ -364,7 +366,7 @@ main(int argc, char **argv)
     unsigned fd_reserve = FDBUDGET_DEFAULT_RESERVE;
     struct vhu_opts vopts[MAX_VHOST];
     char *vtags[MAX_VHOST];
-    char *vargs[MAX_VHOST]; /* the strdup'd argument vtags point into */
+    static char *vargs[MAX_VHOST]; /* strdup'd arguments vtags point into */
     struct vhu_server *vhosts[MAX_VHOST] = {0};
     const char *default_tag = DEFAULT_TAG;
     int nvhost = 0;
