@@ -28,7 +28,7 @@ fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
 {
     memset(t, 0, sizeof(*t));
     t->shift = 8;
-    t->bucket = calloc((size_t)1 << t->shift, sizeof(*t->bucket));
+    t->bucket = calloc((size_t)1 << t->shift, sizeof(struct fid *));
     if (t->bucket == NULL) {
         return -ENOMEM;
     }
@@ -66,7 +66,7 @@ fid_table_grow(struct fid_table *t)
     if (t->count < 2 * n || nshift > 24) {
         return;
     }
-    nb = calloc((size_t)1 << nshift, sizeof(*nb));
+    nb = calloc((size_t)1 << nshift, sizeof(struct fid *));
     if (nb == NULL) {
         return;
     }

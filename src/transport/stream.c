@@ -215,7 +215,7 @@ xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name)
     l->fd = fd;
     snprintf(l->name, sizeof(l->name), "%s", name);
     {
-        struct sockaddr_storage ss;
+        struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
         socklen_t sl = sizeof(ss);
 
         l->tcp = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
@@ -834,7 +834,7 @@ reclaim_one(struct xp_loop *loop, struct listener *l, const char *waiting)
 static void
 peer_name(struct listener *l, int fd, char *buf, size_t size)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t sl = sizeof(ss);
     char host[64] = "?";
     char port[16] = "?";

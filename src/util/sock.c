@@ -93,10 +93,10 @@ unix_probe(const struct sockaddr_un *sa)
     if (fd < 0) {
         return -errno;
     }
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+    /* EAGAIN/EINPROGRESS: a live listener with a full backlog */
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ||
+        errno == EAGAIN || errno == EINPROGRESS) {
         err = -EADDRINUSE;
-    } else if (errno == EAGAIN || errno == EINPROGRESS) {
-        err = -EADDRINUSE; /* a live listener with a full backlog */
     } else if (errno == ECONNREFUSED || errno == ENOENT) {
         err = 0;
     } else {

@@ -521,8 +521,8 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
     for (int i = 0; i < nexports; i++) {
         close(srcfds[i]);
     }
-    if (err < 0) {
-        return err;
+    if (err < 0 || newroot == NULL) {
+        return err < 0 ? err : -ENOENT; /* never go on without a root */
     }
     for (size_t i = 0; i < sizeof(sb_etc_files) / sizeof(*sb_etc_files);
          i++) {

@@ -31,6 +31,7 @@ svc_listen_fds(const char **names, int max)
 {
     static char *fdnames;
     const char *pid_s = getenv("LISTEN_PID");
+    const char *names_s;
     long pid;
     long n;
     char *save = NULL;
@@ -49,8 +50,9 @@ svc_listen_fds(const char **names, int max)
         rc = -EINVAL;
         goto out;
     }
-    if (getenv("LISTEN_FDNAMES") != NULL) {
-        fdnames = strdup(getenv("LISTEN_FDNAMES"));
+    names_s = getenv("LISTEN_FDNAMES");
+    if (names_s != NULL) {
+        fdnames = strdup(names_s);
     }
     tok = fdnames ? strtok_r(fdnames, ":", &save) : NULL;
     for (int i = 0; i < (int)n; i++) {

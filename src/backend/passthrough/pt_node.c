@@ -481,7 +481,7 @@ static void
 pt_nt_grow(struct pt_backend *pb)
 {
     size_t nsize = pb->nt_size ? pb->nt_size * 2 : PT_NT_INIT;
-    struct be_node **nt = calloc(nsize, sizeof(*nt));
+    struct be_node **nt = calloc(nsize, sizeof(struct be_node *));
 
     if (nt == NULL) {
         return;

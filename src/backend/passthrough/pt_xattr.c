@@ -124,7 +124,9 @@ pt_listxattr_mapped(const char *proc, char *buf, size_t size)
     for (;;) {
         len = listxattr(proc, NULL, 0);
         if (len < 0) {
-            return -errno;
+            len = -errno;
+            free(all); /* from an earlier round that got ERANGE */
+            return len;
         }
         free(all);
         all = malloc((size_t)len + 1);
