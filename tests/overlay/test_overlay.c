@@ -107,7 +107,7 @@ ls9(struct p9c_fid *root, const char *path, uint32_t count, char *out,
     size_t size)
 {
     struct p9c_fid *f;
-    struct p9c_dir *it;
+    struct p9c_dir *it = NULL;
     struct p9c_dirent de;
     char names[64][64];
     int n = 0;
@@ -271,7 +271,7 @@ manifest_host(const char *top, const char *path, char *out, size_t size)
         return;
     }
     while ((de = readdir(d)) != NULL && n < 64) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
             names[n++] = strdup(de->d_name);
         }
     }
@@ -320,7 +320,7 @@ upper_shape(const char *top, const char *path, char *out, size_t size)
         return;
     }
     while ((de = readdir(d)) != NULL && n < 64) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
             names[n++] = strdup(de->d_name);
         }
     }
@@ -879,6 +879,7 @@ test_reflink(void)
              "%s && mount -o loop %s %s", img, img, img, mnt);
     if (!tap_ok(system(cmd) == 0, "an XFS image with reflink on a loop device")) {
         th_rmtree(g_base);
+        free(data);
         return tap_done();
     }
     snprintf(g_lower, sizeof(g_lower), "%s/lower", mnt);
@@ -1101,7 +1102,7 @@ main(int argc, char **argv)
     tap_ok(qpath9(root, "a") == q && q != 0, "the qid survives copy-up");
     {
         struct p9c_fid *dd;
-        struct p9c_dir *it;
+        struct p9c_dir *it = NULL;
         struct p9c_dirent de;
         int same = 0;
 

@@ -1846,6 +1846,9 @@ ov_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
+    if (n == NULL) {
+        return -EIO; /* ov_node_from sets it on success */
+    }
     err = ov_open(be, n, flags & ~(uint32_t)P9_DOTL_TRUNC, out, qid, iounit);
     if (err < 0) {
         ov_node_put(be, n);
@@ -1863,6 +1866,7 @@ ov_mk_simple(struct backend *be, struct be_node *dir, const char *name,
     struct ov_look lk;
     int err;
 
+    memset(&lk, 0, sizeof(lk)); /* ov_mk fills it on success */
     pthread_mutex_lock(&ob->lock);
     err = ov_mk(ob, dir, name, m, &lk);
     pthread_mutex_unlock(&ob->lock);
@@ -2246,9 +2250,8 @@ ov_listxattr(struct backend *be, struct be_node *n, char *buf, size_t size)
         list = malloc((size_t)len);
         len = list == NULL ? -ENOMEM : listxattr(path, list, (size_t)len);
     }
-    if (len < 0 && errno != 0 && list != NULL) {
-        len = -errno;
-    } else if (len < 0 && list == NULL && len != -ENOMEM) {
+    if (len < 0 && ((errno != 0 && list != NULL) ||
+                    (list == NULL && len != -ENOMEM))) {
         len = -errno;
     }
     pthread_mutex_unlock(&ob->lock);
