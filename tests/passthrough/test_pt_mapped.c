@@ -195,7 +195,7 @@ run_model(enum pt_security_model model, const char *tag)
         tap_ok(false, "%s/readlink: walk", tag);
     }
     if (walkp(be, root, "suid", &n) == 0) {
-        struct p9_rgetattr g2;
+        struct p9_rgetattr g2 = {0};
 
         tap_ok(OPS(be)->link(be, root, "suid-hl", n) == 0 &&
                    gattr(be, root, "suid-hl", &g2) == 0 &&
@@ -590,6 +590,7 @@ test_rootless(enum pt_security_model model, const char *tag)
     }
     if (chown(dir, 65534, 65534) < 0) {
         tap_ok(false, "%s/rootless: chown tmp", tag);
+        free(dir);
         return;
     }
     fflush(stdout);

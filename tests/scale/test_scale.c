@@ -233,8 +233,12 @@ work(void *arg)
     }
     pthread_barrier_wait(&barrier); /* main measures */
     pthread_barrier_wait(&barrier);
-    /* phase B: repeats and clones up to the quota */
-    while (w->nf < quota) {
+    /* phase B: repeats and clones up to the quota (they pick among the
+     * phase A fids: none walked is a failure, not a division by zero) */
+    if (distinct == 0) {
+        fail("phase A: no file walked on connection", w->idx, -ENOENT);
+    }
+    while (distinct > 0 && w->nf < quota) {
         long i = (long)(rand_r(&w->seed) % (unsigned)nfiles);
         int err;
 
@@ -575,6 +579,7 @@ main(int argc, char **argv)
         memset(&w[i], 0, sizeof(w[i]));
         w[i].idx = i;
         w[i].seed = 12345u + (unsigned)i;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of fid pointers */
         w[i].fids = calloc((size_t)(nfids / NCONN + 2), sizeof(*w[i].fids));
         err = p9c_mount(addr, 0, "root", unpriv ? NOBODY : 0, "", &w[i].c,
                         &w[i].root);

@@ -221,6 +221,8 @@ main(int argc, char **argv)
     tap_ok(c != NULL && p9c_version(c, TH_MSIZE) == 0, "connect");
     if (c == NULL) {
         th_stop(s);
+        th_rmtree(dir);
+        free(dir);
         return tap_done();
     }
     tap_ok(attach_as(c, TF(0), dir, 0) == 0, "attach as guest root");
