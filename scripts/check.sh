@@ -276,7 +276,9 @@ if CC=clang run_build build-fuzz -Dfuzz=true; then
         if [ "${bin##*/}" = fuzz_session ] && [ "$secs" -lt 60 ]; then secs=60; fi
         corpus=$(mktemp -d)   # new inputs land here, not in the tree
         cp -r "${t#*:}/." "$corpus/"
-        if [ -x "$bin" ] && "$bin" -max_total_time="$secs" \
+        # -timeout: one input that runs for a minute is a hang, reported as
+        # such (the default, 1200 s, let one stuck input eat the CI budget)
+        if [ -x "$bin" ] && "$bin" -max_total_time="$secs" -timeout=60 \
                 -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1; then
             echo "ok - fuzz ${bin##*/}: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') inputs, no crash"
             passed=$((passed + 1))

@@ -76,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 #define FZ_MAX_REPEAT 4000  /* INFLIGHT_MAX in the core is 4096 */
 #define FZ_MAX_STEPS 20000  /* instructions per program, repeats included */
 #define FZ_NFIDS 8
+#define FZ_SETTLE_MS 2000   /* per program, for all its SETTLEs */
 #define FZ_TAG_AUTO0 16
 
 #define FZ_PASSTHROUGH 0x01
@@ -483,6 +484,7 @@ struct fz_prog {
     bool dead;               /* the session was closed */
     bool in_repeat;          /* REPEAT does not nest */
     unsigned steps;          /* instructions run, repeats included */
+    unsigned settle_ms;      /* SETTLE waiting left for this program */
     uint8_t last[512];       /* last encoded frame (for MUTATE), truncated */
     size_t last_len;
 };
@@ -748,13 +750,16 @@ op_sync(struct fz_prog *pg)
     gate_set(false);
 }
 
-/* Wait (up to 2 s) until every pending request is done or held at the
- * gate, so what follows meets a known state (e.g. a slow request that is
- * really running, not still queued). */
+/* Wait until every pending request is done or held at the gate, so what
+ * follows meets a known state (e.g. a slow request that is really
+ * running, not still queued).  Some states never settle (a Tflush of a
+ * request held at the gate waits as long as the gate is shut), so all the
+ * SETTLEs of one program share FZ_SETTLE_MS: a REPEATed SETTLE must not
+ * turn into an hour of sleeping. */
 static void
 op_settle(struct fz_prog *pg)
 {
-    for (int i = 0; i < 2000; i++) {
+    while (pg->settle_ms > 0) {
         unsigned pending;
         int held;
 
@@ -768,6 +773,7 @@ op_settle(struct fz_prog *pg)
             return;
         }
         usleep(1000);
+        pg->settle_ms--;
     }
 }
 
@@ -1294,6 +1300,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     memset(&pg, 0, sizeof(pg));
     pg.s = &s;
     pg.next_tag = FZ_TAG_AUTO0;
+    pg.settle_ms = FZ_SETTLE_MS;
     pg.conn = p9s_conn_new(srv, &tp_ops, &s, "fuzz");
     if (pg.conn == NULL) {
         FZ_DIE("p9s_conn_new");
