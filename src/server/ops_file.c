@@ -235,7 +235,9 @@ xattr_write(struct p9s_req *r, struct fid *f, const struct p9_twrite *t,
         err = -ENOSPC; /* the session's memory budget is spent */
         spent = true;
     } else {
-        p9_data_copy(&t->data, f->xbuf + off);
+        if (len > 0) { /* an empty xattr has no buffer: NULL + 0 is UB */
+            p9_data_copy(&t->data, f->xbuf + off);
+        }
         if (off + len > f->xfill) {
             f->xfill = off + len;
         }
