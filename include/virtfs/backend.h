@@ -92,6 +92,21 @@ be_budget_uncharge(struct be_budget *b, uint64_t n)
     }
 }
 
+/*
+ * A host directory a backend keeps open (an export root, an overlay layer,
+ * a work directory), reported for confinement: virtfsd's sandbox makes
+ * exactly these reachable in its new root (tools/virtfsd/sandbox.c).
+ */
+struct be_hostdir {
+    int fd;          /* the backend's descriptor of it; its /proc/self/fd
+                        link names the path to rebuild */
+    bool writable;   /* the backend creates, renames or deletes below it */
+    int mount_group; /* nonzero: every directory of this backend with the
+                        same value must stay on one mount in the new root,
+                        because the backend renames or links between them
+                        (overlay: upper and work) */
+};
+
 /* The budgets of one session, handed to each handle it opens. */
 struct be_limits {
     struct be_budget *mem;   /* bytes of buffers kept between requests */
@@ -207,6 +222,31 @@ struct be_ops {
     void (*destroy)(struct backend *be);
     /* Optional: log the backend's own counters (virtfsd --stats). */
     void (*dump_stats)(struct backend *be);
+
+    /* -- confinement (optional; a backend gives both or neither) ------------ */
+    /*
+     * Fill up to 'max' entries with every host directory the backend holds
+     * a descriptor of (nothing else of the host file system is reached
+     * except through them).  Returns the number it holds (more than 'max'
+     * means the caller's array was too small) or -errno.  Called once, on
+     * the only thread, before any request.
+     */
+    int (*host_dirs)(struct backend *be, struct be_hostdir *out, int max);
+    /*
+     * The process has moved into a new root (pivot_root or chroot) where
+     * the directories host_dirs() listed are reachable again: fds[i] is
+     * directory i reopened there (O_PATH, the same inode, checked by the
+     * caller; the caller closes fds[] afterwards).  The backend replaces
+     * every descriptor it holds of the old tree, so that even ".." from an
+     * export root ends inside the new root.  'proc_fd' is how
+     * /proc/self/fd/N is named from now on: the prefix to which a decimal
+     * descriptor number is appended ("/proc/self/fd/", or "" when the
+     * caller has made /proc/self/fd the working directory, for a chroot
+     * that holds no /proc); it must stay valid for the process lifetime.
+     * Returns 0 or -errno (the daemon must then stop).
+     */
+    int (*reroot)(struct backend *be, const int *fds, int n,
+                  const char *proc_fd);
 };
 
 struct backend {

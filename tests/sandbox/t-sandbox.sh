@@ -127,6 +127,30 @@ check "vhost-user: three connections in a row on one socket, each accepted" \
     "[ \"\$(grep -c 'front-end connected' '$T/vh.log')\" = 3 ]"
 stop
 
+# --- a layered export (overlay backend) under the default sandbox ---
+L=$T/lay
+mkdir -p "$L/lower/sub" "$L/lower/sub2" "$L/upper"; echo x >"$L/lower/sub2/x"
+echo lower >"$L/lower/l"; echo gone >"$L/lower/gone"; echo deep >"$L/lower/sub/s"
+start lay --export "$L/upper,lower=$L/lower" --listen "unix:$T/y.sock"
+check "layered: default sandbox and seccomp kill (no --sandbox none needed)" \
+    "grep -q 'sandbox: namespace, seccomp kill' '$T/lay.log' && [ '$(field Seccomp)' = 2 ]"
+check "layered: the lower is a read-only bind inside, upper and work share one mount" \
+    "grep -q ' ${L}/lower .* ro[, ]' /proc/$CPID/mountinfo && grep -q ' ${L} .* rw[, ]' /proc/$CPID/mountinfo && ! grep -q ' ${L}/upper ' /proc/$CPID/mountinfo"
+check "layered: walk and read a lower file" \
+    "[ \"\$('$VIRTFS' -s unix:$T/y.sock cat /sub/s)\" = deep ]"
+check "layered: write over a lower file copies it up, the lower is untouched" \
+    "echo new >$T/nw && '$VIRTFS' -s unix:$T/y.sock put $T/nw /l && [ \"\$(cat $L/upper/l)\" = new ] && [ \"\$(cat $L/lower/l)\" = lower ] && [ \"\$('$VIRTFS' -s unix:$T/y.sock cat /l)\" = new ]"
+check "layered: unlink of a lower file leaves a whiteout (char 0/0) in the upper" \
+    "'$VIRTFS' -s unix:$T/y.sock rm /gone && [ \"\$(stat -c '%F %t %T' $L/upper/gone)\" = 'character special file 0 0' ] && [ -e $L/lower/gone ] && ! '$VIRTFS' -s unix:$T/y.sock ls / | grep -qx gone"
+check "layered: a directory made over a removed lower one is opaque (trusted.overlay.opaque: CAP_SYS_ADMIN kept for it)" \
+    "'$VIRTFS' -s unix:$T/y.sock rm -r /sub2 && '$VIRTFS' -s unix:$T/y.sock mkdir /sub2 && [ -z \"\$('$VIRTFS' -s unix:$T/y.sock ls /sub2)\" ] && grep -q 'kept: .*sys_admin' '$T/lay.log'"
+check "layered: mkdir and rename in the merged view (work -> upper renames)" \
+    "'$VIRTFS' -s unix:$T/y.sock mkdir /nd && '$VIRTFS' -s unix:$T/y.sock mv /sub/s /nd/s && [ -f $L/upper/nd/s ] && [ -f $L/lower/sub/s ]"
+stop
+check "layered: clean exit 0 (nothing was killed by seccomp)" "[ $? = 0 ]"
+check "layered: upper and work without a common parent but / are refused" \
+    "'$VIRTFSD' --export /vfst-sbx-u.$$,lower=$L/lower,work=/vfst-sbx-w.$$ --stdio </dev/null 2>$T/lw.err; r=\$?; rm -rf /vfst-sbx-u.$$ /vfst-sbx-w.$$; [ \$r != 0 ] && grep -q 'no common parent' $T/lw.err"
+
 # --- --stdio: the connection on stdin/stdout, held by both processes ---
 check "--stdio: Tversion answered inside the sandbox, exit 0 at EOF" "python3 - '$VIRTFSD' '$EX' <<'PY'
 import socket, struct, subprocess, sys

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -796,6 +797,13 @@ main(int argc, char **argv)
                 oo.lowers[oo.nlowers++] = l;
             }
             err = ov_backend_new(&oo, &be);
+            /* as root the overlay keeps its markers (opaque directories,
+             * redirects) in trusted.overlay.*, the kernel overlayfs
+             * format: only CAP_SYS_ADMIN may read or write that
+             * namespace */
+            if (!exargs[i].ro && geteuid() == 0) {
+                sbo.caps_need |= UINT64_C(1) << CAP_SYS_ADMIN;
+            }
         } else {
             err = pt_backend_new(&po, &be);
         }
@@ -906,16 +914,6 @@ main(int argc, char **argv)
     }
     if (pidfile != NULL) {
         sandbox_cleanup_path(pidfile);
-    }
-    for (int i = 0; i < nexports; i++) {
-        if (exargs[i].lower != NULL && (sbo.mode != SANDBOX_NONE ||
-                                        sbo.seccomp != SANDBOX_SECCOMP_NONE)) {
-            /* the sandbox knows one directory per export; a layered export
-             * has several (lowers, work): not supported together yet */
-            fprintf(stderr, "virtfsd: export %s: lower= needs --sandbox none "
-                    "and no seccomp filter for now\n", exargs[i].path);
-            goto out_vhost;
-        }
     }
     if (sandbox_enter(&sbo, exports, nexports) < 0 ||
         p9s_server_start(srv) < 0) {

@@ -33,6 +33,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -52,7 +53,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "backend/passthrough/pt.h"
+#include "virtfs/backend.h"
 #include "util/log.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -62,8 +63,6 @@
 #define SB_SANITIZER 1
 #endif
 #endif
-
-#define SANDBOX_MAX_EXPORTS 256
 
 /* Where the new root is built, inside the new mount namespace only. */
 static const char *const sb_newroot_dirs[] = {"/tmp", "/mnt", "/run"};
@@ -315,38 +314,252 @@ mkdirs(const char *root, const char *path)
     return 0;
 }
 
-static int
-export_root_fd(const struct p9s_export *ex)
-{
-    struct pt_backend *pb = ex->be->priv;
+/*
+ * What the new root must hold: every host directory the exports' backends
+ * keep open (be_ops.host_dirs), found by the path their descriptors name.
+ */
+#define SB_MAX_DIRS 1024
 
-    return pb->root->fd;
+struct sb_dir {
+    int ex;               /* export index */
+    struct be_hostdir hd; /* as the backend reported it */
+    char *path;           /* absolute path on the host */
+};
+
+/* A bind mount of the new root (a directory, or the common ancestor of a
+ * mount group). */
+struct sb_bind {
+    char *path;
+    bool writable;
+    bool check;   /* the path must still be the inode of dir 'dir' */
+    int dir;
+    int srcfd;    /* opened in the host's tree before the new root exists */
+};
+
+struct sb_plan {
+    struct sb_dir *dirs;
+    int ndirs;
+    struct sb_bind *binds;
+    int nbinds;
+};
+
+static void
+plan_free(struct sb_plan *p)
+{
+    for (int i = 0; i < p->ndirs; i++) {
+        free(p->dirs[i].path);
+    }
+    for (int i = 0; i < p->nbinds; i++) {
+        free(p->binds[i].path);
+        if (p->binds[i].srcfd >= 0) {
+            close(p->binds[i].srcfd);
+        }
+    }
+    free(p->dirs);
+    free(p->binds);
+    memset(p, 0, sizeof(*p));
+}
+
+/* The path a descriptor names in the caller's root, malloc'd. */
+static char *
+fd_path(int fd)
+{
+    char proc[32];
+    char buf[PATH_MAX];
+    ssize_t n;
+
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    n = readlink(proc, buf, sizeof(buf) - 1);
+    if (n <= 0 || buf[0] != '/') {
+        return NULL; /* unlinked, or not reachable from our root */
+    }
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* Cut 'acc' back to the deepest directory that also contains 'path'. */
+static void
+common_dir(char *acc, const char *path)
+{
+    size_t i = 0;
+    size_t last = 1; /* keep "/" at least */
+
+    while (acc[i] != '\0' && acc[i] == path[i]) {
+        i++;
+        if (acc[i] == '/' || (acc[i] == '\0' &&
+                              (path[i] == '/' || path[i] == '\0'))) {
+            last = i;
+        }
+    }
+    if (acc[i] == '\0' && (path[i] == '/' || path[i] == '\0')) {
+        return; /* acc is an ancestor of path (or path itself) */
+    }
+    acc[last] = '\0';
+}
+
+static bool
+same_inode(int a, int b)
+{
+    struct stat sa;
+    struct stat sb;
+
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int
+plan_add_bind(struct sb_plan *p, char *path, bool writable, int dir,
+              bool check)
+{
+    struct sb_bind *b = &p->binds[p->nbinds++];
+
+    b->path = path;
+    b->writable = writable;
+    b->dir = dir;
+    b->check = check;
+    b->srcfd = -1;
+    return path == NULL ? -ENOMEM : 0;
 }
 
 /*
- * Bind one export at its host path below newroot, read-only if it is.
- * srcfd: the export opened in this mount namespace (the kernel binds only
- * mounts of the caller's namespace, so not the backend's descriptor).
+ * Collect the directories and decide the binds: each directory at its own
+ * path, except a mount group (directories the backend renames between),
+ * bound once through its members' deepest common directory.  That
+ * directory's other entries are then in the new root too; a group whose
+ * common directory is "/" would bring the whole host back and is refused.
  */
 static int
-bind_export(const char *newroot, const struct p9s_export *ex, int srcfd,
-            bool userns)
+plan_make(struct sb_plan *p, const struct p9s_export *exports, int nexports)
 {
-    char src[PT_PROC_PATH_MAX];
+    memset(p, 0, sizeof(*p));
+    p->dirs = calloc(SB_MAX_DIRS, sizeof(*p->dirs));
+    p->binds = calloc(SB_MAX_DIRS, sizeof(*p->binds));
+    if (p->dirs == NULL || p->binds == NULL) {
+        return -ENOMEM;
+    }
+    for (int e = 0; e < nexports; e++) {
+        const struct be_ops *ops = exports[e].be->ops;
+        struct be_hostdir hd[64];
+        int n;
+
+        if (ops->host_dirs == NULL || ops->reroot == NULL) {
+            log_err("sandbox: export %s: its backend cannot be confined "
+                    "(no host_dirs/reroot); use --sandbox none",
+                    exports[e].path);
+            return -ENOTSUP;
+        }
+        n = ops->host_dirs(exports[e].be, hd, 64);
+        if (n < 0) {
+            return n;
+        }
+        if (n > 64 || p->ndirs + n > SB_MAX_DIRS) {
+            return -E2BIG;
+        }
+        for (int i = 0; i < n; i++) {
+            struct sb_dir *d = &p->dirs[p->ndirs];
+
+            d->ex = e;
+            d->hd = hd[i];
+            d->path = fd_path(hd[i].fd);
+            if (d->path == NULL) {
+                log_err("sandbox: export %s: a directory it holds has no "
+                        "path (removed?)", exports[e].path);
+                return -ENOENT;
+            }
+            p->ndirs++;
+        }
+    }
+    for (int i = 0; i < p->ndirs; i++) {
+        const struct sb_dir *d = &p->dirs[i];
+        bool writable = d->hd.writable;
+        bool seen = false;
+        char *anc;
+
+        if (d->hd.mount_group == 0) {
+            if (plan_add_bind(p, strdup(d->path), writable, i, true) < 0) {
+                return -ENOMEM;
+            }
+            continue;
+        }
+        for (int j = 0; j < i && !seen; j++) {
+            seen = p->dirs[j].ex == d->ex &&
+                   p->dirs[j].hd.mount_group == d->hd.mount_group;
+        }
+        if (seen) {
+            continue;
+        }
+        anc = strdup(d->path);
+        if (anc == NULL) {
+            return -ENOMEM;
+        }
+        for (int j = i + 1; j < p->ndirs; j++) {
+            if (p->dirs[j].ex == d->ex &&
+                p->dirs[j].hd.mount_group == d->hd.mount_group) {
+                common_dir(anc, p->dirs[j].path);
+                writable = writable || p->dirs[j].hd.writable;
+            }
+        }
+        if (strcmp(anc, "/") == 0) {
+            log_err("sandbox: export %s: directories that must share a "
+                    "mount (overlay upper and work) have no common parent "
+                    "but /; put them in one directory", exports[d->ex].path);
+            free(anc);
+            return -EINVAL;
+        }
+        if (plan_add_bind(p, anc, writable, i, false) < 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Open each bind source in the host's tree (before a tmpfs can hide it). */
+static int
+plan_open(struct sb_plan *p)
+{
+    for (int i = 0; i < p->nbinds; i++) {
+        struct sb_bind *b = &p->binds[i];
+
+        b->srcfd = open(b->path, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+                                     O_CLOEXEC);
+        if (b->srcfd < 0) {
+            int err = -errno;
+
+            log_err("sandbox: open %s: %s", b->path, strerror(-err));
+            return err;
+        }
+        if (b->check && !same_inode(b->srcfd, p->dirs[b->dir].hd.fd)) {
+            log_err("sandbox: %s changed since the export was opened",
+                    b->path);
+            return -ESTALE;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Bind one directory at its host path below newroot, read-only unless a
+ * backend writes there.  The source is the descriptor opened in this mount
+ * namespace (the kernel binds only mounts of the caller's namespace).
+ */
+static int
+bind_dir(const char *newroot, const struct sb_bind *b, bool userns)
+{
+    char src[32];
     char dst[PATH_MAX + 16];
     struct statvfs sv;
     int err;
 
-    err = mkdirs(newroot, ex->path);
+    err = mkdirs(newroot, b->path);
     if (err < 0) {
         return err;
     }
-    snprintf(src, sizeof(src), "/proc/self/fd/%d", srcfd);
-    snprintf(dst, sizeof(dst), "%s%s", newroot, ex->path);
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", b->srcfd);
+    snprintf(dst, sizeof(dst), "%s%s", newroot, b->path);
     if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
         return -errno;
     }
-    if (ex->readonly && !userns && statvfs(dst, &sv) == 0) {
+    if (!b->writable && !userns && statvfs(dst, &sv) == 0) {
         unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY;
 
         /* a bind remount must repeat the flags the kernel locked */
@@ -357,73 +570,61 @@ bind_export(const char *newroot, const struct p9s_export *ex, int srcfd,
         fl |= (sv.f_flag & ST_NODIRATIME) ? MS_NODIRATIME : 0;
         fl |= (sv.f_flag & ST_RELATIME) ? MS_RELATIME : 0;
         if (mount(NULL, dst, NULL, fl, NULL) < 0) {
-            log_warn("sandbox: read-only bind of %s: %s (the export stays "
-                     "read-only in virtfsd)", ex->path, strerror(errno));
+            log_warn("sandbox: read-only bind of %s: %s (virtfsd still "
+                     "writes nothing there)", b->path, strerror(errno));
         }
     }
     return 0;
 }
 
 /*
- * Open the export by path (in the current mount namespace) and check it is
- * the inode the backend opened at start.  Returns the descriptor or -errno.
+ * In the new root: reopen every directory by its path (minus 'strip', the
+ * new root's host path in chroot mode), check it is the same inode, and
+ * hand them to the backends, export by export.
  */
 static int
-open_export(const struct p9s_export *ex)
+plan_reroot(const struct sb_plan *p, const struct p9s_export *exports,
+            int nexports, size_t strip, const char *proc_fd)
 {
-    struct stat a;
-    struct stat b;
-    int fd;
+    int fds[64];
     int err = 0;
 
-    fd = open(ex->path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    if (fstat(fd, &a) < 0 || fstat(export_root_fd(ex), &b) < 0) {
-        err = -errno;
-    } else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-        err = -ESTALE; /* the path changed since the export was opened */
-    }
-    if (err < 0) {
-        close(fd);
-        return err;
-    }
-    return fd;
-}
+    for (int e = 0; e < nexports && err == 0; e++) {
+        int n = 0;
 
-/*
- * Replace the export root descriptor (opened in the host's mount
- * namespace) with one opened through the new root, same number, same
- * inode.  Nothing else holds a directory of the old tree.
- */
-static int
-reroot_export(const struct p9s_export *ex)
-{
-    int fd = open_export(ex);
-    int err = 0;
+        for (int i = 0; i < p->ndirs && err == 0; i++) {
+            const char *path = p->dirs[i].path + strip;
+            int fd;
 
-    if (fd < 0) {
-        return fd;
-    }
-    if (dup3(fd, export_root_fd(ex), O_CLOEXEC) < 0) {
-        err = -errno;
-    } else {
-        /* the root now lies on the bind mount: file handles of nodes
-         * found below it carry that mount's id (pt_fdcache.c) */
-        struct pt_backend *pb = ex->be->priv;
-        struct {
-            struct file_handle fh;
-            unsigned char buf[MAX_HANDLE_SZ];
-        } u;
-        int mnt = -1;
-
-        u.fh.handle_bytes = MAX_HANDLE_SZ;
-        if (name_to_handle_at(fd, "", &u.fh, &mnt, AT_EMPTY_PATH) == 0) {
-            pb->root_mnt_id = mnt;
+            if (p->dirs[i].ex != e) {
+                continue;
+            }
+            fd = open(path[0] != '\0' ? path : "/",
+                      O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) {
+                err = -errno;
+            } else if (!same_inode(fd, p->dirs[i].hd.fd)) {
+                close(fd);
+                err = -ESTALE;
+            } else {
+                fds[n++] = fd;
+            }
+            if (err < 0) {
+                log_err("sandbox: reopen %s in the new root: %s",
+                        p->dirs[i].path, strerror(-err));
+            }
+        }
+        if (err == 0) {
+            err = exports[e].be->ops->reroot(exports[e].be, fds, n, proc_fd);
+            if (err < 0) {
+                log_err("sandbox: export %s: reroot: %s", exports[e].path,
+                        strerror(-err));
+            }
+        }
+        while (n > 0) {
+            close(fds[--n]);
         }
     }
-    close(fd);
     return err;
 }
 
@@ -470,72 +671,60 @@ static int
 build_root(const struct p9s_export *exports, int nexports, bool userns)
 {
     const char *newroot = NULL;
+    struct sb_plan plan;
     char proc[64];
-    int srcfds[SANDBOX_MAX_EXPORTS];
-    int err = 0;
+    int err;
 
     /* nothing we mount may propagate back to the host */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
         return -errno;
     }
-    if (nexports > SANDBOX_MAX_EXPORTS) {
-        return -E2BIG;
+    err = plan_make(&plan, exports, nexports);
+    if (err == 0) {
+        err = plan_open(&plan); /* before a tmpfs hides them (/tmp/x) */
     }
-    /* before the tmpfs below can hide them (an export under /tmp) */
-    for (int i = 0; i < nexports; i++) {
-        srcfds[i] = open_export(&exports[i]);
-        if (srcfds[i] < 0) {
-            err = srcfds[i];
-            log_err("sandbox: open %s: %s", exports[i].path, strerror(-err));
-            while (i-- > 0) {
-                close(srcfds[i]);
-            }
-            return err;
-        }
-    }
-    for (size_t i = 0; i < sizeof(sb_newroot_dirs) / sizeof(*sb_newroot_dirs);
-         i++) {
+    for (size_t i = 0; err == 0 && i < sizeof(sb_newroot_dirs) /
+                                           sizeof(*sb_newroot_dirs); i++) {
         if (mount("virtfsd-root", sb_newroot_dirs[i], "tmpfs",
                   MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") ==
             0) {
             newroot = sb_newroot_dirs[i];
+        }
+        if (newroot != NULL) {
             break;
         }
+        if (i + 1 == sizeof(sb_newroot_dirs) / sizeof(*sb_newroot_dirs)) {
+            err = -errno;
+        }
     }
-    if (newroot == NULL) {
-        err = -errno;
-    }
-    /* shortest paths first: an export inside another is bound on top */
+    /* shortest paths first: a directory inside another is bound on top */
     for (size_t len = 1; len <= PATH_MAX && err == 0; len++) {
-        for (int i = 0; i < nexports && err == 0; i++) {
-            if (strlen(exports[i].path) != len) {
+        for (int i = 0; i < plan.nbinds && err == 0; i++) {
+            if (strlen(plan.binds[i].path) != len) {
                 continue;
             }
-            err = bind_export(newroot, &exports[i], srcfds[i], userns);
+            err = bind_dir(newroot, &plan.binds[i], userns);
             if (err < 0) {
-                log_err("sandbox: bind mount of %s: %s", exports[i].path,
+                log_err("sandbox: bind mount of %s: %s", plan.binds[i].path,
                         strerror(-err));
             }
         }
     }
-    for (int i = 0; i < nexports; i++) {
-        close(srcfds[i]);
-    }
-    if (err < 0 || newroot == NULL) {
-        return err < 0 ? err : -ENOENT; /* never go on without a root */
-    }
-    for (size_t i = 0; i < sizeof(sb_etc_files) / sizeof(*sb_etc_files);
-         i++) {
+    for (size_t i = 0; err == 0 &&
+                       i < sizeof(sb_etc_files) / sizeof(*sb_etc_files); i++) {
         err = bind_etc_file(newroot, sb_etc_files[i], userns);
         if (err < 0) {
             log_err("sandbox: bind mount of %s: %s", sb_etc_files[i],
                     strerror(-err));
-            return err;
         }
+    }
+    if (err < 0) {
+        goto out;
     }
     snprintf(proc, sizeof(proc), "%s/proc", newroot);
     if (mkdir(proc, 0555) < 0 && errno != EEXIST) {
-        return -errno;
+        err = -errno;
+        goto out;
     }
     /* subset=pid (Linux 5.8): only the pid directories, no /proc/sys */
     if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -544,37 +733,31 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
             0) {
         err = -errno;
         log_err("sandbox: mount /proc: %s", strerror(-err));
-        return err;
+        goto out;
     }
     if (chdir(newroot) < 0) {
-        return -errno;
+        err = -errno;
+        goto out;
     }
     /* the old root ends up under the new one; detach it at once */
     if (syscall(SYS_pivot_root, ".", ".") < 0) {
         err = -errno;
         log_err("sandbox: pivot_root: %s", strerror(-err));
-        return err;
+        goto out;
     }
-    if (umount2(".", MNT_DETACH) < 0) {
-        return -errno;
-    }
-    if (chdir("/") < 0) {
-        return -errno;
+    if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+        err = -errno;
+        goto out;
     }
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID |
               MS_NODEV | MS_NOEXEC, NULL) < 0) {
         log_warn("sandbox: cannot make the new root read-only: %s",
                  strerror(errno));
     }
-    for (int i = 0; i < nexports; i++) {
-        err = reroot_export(&exports[i]);
-        if (err < 0) {
-            log_err("sandbox: reopen %s in the new root: %s", exports[i].path,
-                    strerror(-err));
-            return err;
-        }
-    }
-    return 0;
+    err = plan_reroot(&plan, exports, nexports, 0, "/proc/self/fd/");
+out:
+    plan_free(&plan);
+    return err;
 }
 
 /*
@@ -662,6 +845,9 @@ caps_wanted(const struct sandbox_opts *o, const struct p9s_export *exports,
         for (size_t i = 0; i < n; i++) {
             set |= UINT64_C(1) << caps[i];
         }
+    }
+    if (privileged) {
+        set |= o->caps_need;
     }
     return (set | o->caps_add) & ~o->caps_drop;
 }
@@ -894,9 +1080,10 @@ apply_seccomp(enum sandbox_seccomp mode)
         }
     }
     {
-        /* ioctl: glibc's isatty and socket queries only */
+        /* ioctl: glibc's isatty and socket queries, and FICLONE (the
+         * overlay backend's copy-up shares extents where it can) */
         static const unsigned long io_ok[] = {TCGETS, FIONREAD, FIONBIO,
-                                              FIOCLEX};
+                                              FIOCLEX, FICLONE};
 
         for (size_t i = 0; i < sizeof(io_ok) / sizeof(*io_ok) && err == 0;
              i++) {

@@ -31,6 +31,8 @@ struct sandbox_opts {
     enum sandbox_seccomp seccomp;
     uint64_t caps_add;  /* --modcaps=+cap (bit = capability number) */
     uint64_t caps_drop; /* --modcaps=-cap */
+    uint64_t caps_need; /* what the configured exports need beyond the
+                           default set (bit = capability number) */
 };
 
 /* getopt_long values of the options, and their table entries. */

@@ -115,10 +115,13 @@ ov_be(struct backend *be)
     return (struct ov_backend *)be->priv;
 }
 
+/* How /proc/self/fd/N is named; ov_reroot() may change it at start. */
+static const char *ov_proc_fd = "/proc/self/fd/";
+
 static void
 ov_proc(char buf[OV_PROC_MAX], int fd)
 {
-    snprintf(buf, OV_PROC_MAX, "/proc/self/fd/%d", fd);
+    snprintf(buf, OV_PROC_MAX, "%s%d", ov_proc_fd, fd);
 }
 
 static bool
@@ -2331,6 +2334,51 @@ ov_removexattr(struct backend *be, struct be_node *n, const char *name)
     return err;
 }
 
+/* ---- confinement ----------------------------------------------------------------- */
+
+/* Upper and work share a mount group: copy-up, whiteouts and new objects
+ * are renamed from work into upper, which fails across mounts (EXDEV). */
+static int
+ov_host_dirs(struct backend *be, struct be_hostdir *out, int max)
+{
+    struct ov_backend *ob = ov_be(be);
+    int n = 0;
+
+    for (int i = 0; i < ob->nl; i++, n++) {
+        if (n < max) {
+            out[n].fd = ob->rootfd[i];
+            out[n].writable = i == 0 && !ob->readonly;
+            out[n].mount_group = i == 0 ? 1 : 0;
+        }
+    }
+    if (n < max) {
+        out[n].fd = ob->workfd;
+        out[n].writable = !ob->readonly;
+        out[n].mount_group = 1;
+    }
+    return n + 1;
+}
+
+/* Before any request: only the layer roots and work are open. */
+static int
+ov_reroot(struct backend *be, const int *fds, int n, const char *proc_fd)
+{
+    struct ov_backend *ob = ov_be(be);
+
+    if (n != ob->nl + 1) {
+        return -EINVAL;
+    }
+    ov_proc_fd = proc_fd;
+    for (int i = 0; i < n; i++) {
+        int *mine = i < ob->nl ? &ob->rootfd[i] : &ob->workfd;
+
+        if (dup3(fds[i], *mine, O_CLOEXEC) < 0) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
 /* ---- lifetime ------------------------------------------------------------------------ */
 
 static void
@@ -2390,6 +2438,8 @@ static const struct be_ops ov_ops = {
     .lock = ov_lock,
     .getlock = ov_getlock,
     .destroy = ov_destroy,
+    .host_dirs = ov_host_dirs,
+    .reroot = ov_reroot,
 };
 
 /*

@@ -216,6 +216,7 @@ struct be_node *pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino);
 void pt_node_get(struct backend *be, struct be_node *n);
 void pt_node_put(struct backend *be, struct be_node *n);
 void pt_proc_path(char buf[PT_PROC_PATH_MAX], int fd);
+void pt_set_proc_fd(const char *prefix);
 int pt_root(struct backend *be, struct be_node **out, struct p9_qid *qid);
 int pt_fstat(int fd, struct stat *st);
 bool pt_is_root(struct pt_backend *pb, const struct be_node *n);
@@ -224,6 +225,8 @@ int pt_set_gid(int fd, const struct stat *st, uint32_t gid);
 /* pt_fdcache.c */
 int pt_fdcache_init(struct pt_backend *pb, const struct pt_options *opt);
 int pt_fdcache_probe(struct pt_backend *pb);
+int pt_host_dirs(struct backend *be, struct be_hostdir *out, int max);
+int pt_reroot(struct backend *be, const int *fds, int n, const char *proc_fd);
 bool pt_fdcache_install(struct pt_backend *pb, struct be_node *n, int fd);
 void pt_node_free(struct be_node *n);
 void pt_fdcache_fini(struct pt_backend *pb);

@@ -172,6 +172,65 @@ pt_fdcache_probe(struct pt_backend *pb)
     return 0;
 }
 
+/* Confinement: the export root is the one host directory held. */
+int
+pt_host_dirs(struct backend *be, struct be_hostdir *out, int max)
+{
+    struct pt_backend *pb = be->priv;
+
+    if (max >= 1) {
+        out[0].fd = pb->root->fd;
+        out[0].writable = !pb->readonly;
+        out[0].mount_group = 0;
+    }
+    return 1;
+}
+
+/*
+ * Confinement: the root descriptor and the open_by_handle_at mount
+ * descriptor become ones of the new root (same numbers, so nothing that
+ * copied them is left dangling).  A handle resolved through the old
+ * mount_fd would have given descriptors on the host's mount, from which
+ * ".." climbs past the export.  Runs before any request: no other node
+ * holds a descriptor yet.
+ */
+int
+pt_reroot(struct backend *be, const int *fds, int n, const char *proc_fd)
+{
+    struct pt_backend *pb = be->priv;
+    struct be_node *r = pb->root;
+    int mnt = -1;
+
+    if (n != 1) {
+        return -EINVAL;
+    }
+    pt_set_proc_fd(proc_fd);
+    if (dup3(fds[0], r->fd, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    /* nodes found below carry the new mount's id in their handles */
+    free(pt_fh_of(r->fd, &mnt));
+    pb->root_mnt_id = mnt;
+    if (pb->mount_fd >= 0) {
+        char proc[PT_PROC_PATH_MAX];
+        int fd;
+
+        pt_proc_path(proc, r->fd);
+        fd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            return -errno;
+        }
+        if (dup3(fd, pb->mount_fd, O_CLOEXEC) < 0) {
+            int err = -errno;
+
+            close(fd);
+            return err;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
 void
 pt_fdcache_fini(struct pt_backend *pb)
 {

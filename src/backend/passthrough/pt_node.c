@@ -441,12 +441,25 @@ static const struct be_ops pt_ops = {
     .getlock = pt_op_getlock,
     .destroy = pt_destroy,
     .dump_stats = pt_dump_stats,
+    .host_dirs = pt_host_dirs,
+    .reroot = pt_reroot,
 };
+
+/* How /proc/self/fd/N is named: changed by pt_reroot() only, before any
+ * thread but the first exists (a confinement without /proc makes it
+ * relative to the working directory). */
+static const char *pt_proc_fd = "/proc/self/fd/";
 
 void
 pt_proc_path(char buf[PT_PROC_PATH_MAX], int fd)
 {
-    snprintf(buf, PT_PROC_PATH_MAX, "/proc/self/fd/%d", fd);
+    snprintf(buf, PT_PROC_PATH_MAX, "%s%d", pt_proc_fd, fd);
+}
+
+void
+pt_set_proc_fd(const char *prefix)
+{
+    pt_proc_fd = prefix;
 }
 
 int
