@@ -179,9 +179,27 @@ check "--modcaps=+sys_admin:-mknod" \
 stop
 check "--modcaps with an unknown capability is refused" \
     "! '$VIRTFSD' --export $EX --stdio --modcaps=+nosuchcap </dev/null"
-check "--sandbox chroot is refused with a message (unsupported)" \
-    "! '$VIRTFSD' --export $EX --stdio --sandbox chroot </dev/null 2>$T/chroot.err && grep -q chroot $T/chroot.err"
 
+# --- --sandbox chroot: no namespaces; root = the exports' common directory ---
+start chr --export "$EX" --listen "unix:$T/c.sock" --sandbox chroot
+check "chroot: start log line" \
+    "grep -q 'sandbox: chroot, seccomp kill, capabilities kept: chown,dac_override,dac_read_search,fowner,fsetid,setgid,setuid,mknod' '$T/chr.log'"
+check "chroot: /proc/PID/root is the export, the working directory its /proc/PID/fd" \
+    "[ \"\$(readlink /proc/$CPID/root)\" = '$EX' ] && [ \"\$(readlink /proc/$CPID/cwd)\" = /proc/$CPID/fd ] && [ '$CPID' != '$PID' ]"
+check "chroot: Seccomp 2, NoNewPrivs 1, CapEff 0x80000df, CapBnd empty" \
+    "[ '$(field Seccomp)' = 2 ] && [ '$(field NoNewPrivs)' = 1 ] && [ '$(field CapEff)' = 00000000080000df ] && [ '$(field CapBnd)' = 0000000000000000 ]"
+check "chroot: the host's mount namespace (no namespaces made)" \
+    "[ \"\$(readlink /proc/$CPID/ns/mnt)\" = \"\$(readlink /proc/self/ns/mnt)\" ]"
+check "chroot: read, write, mkdir, rename, hard link, rm" \
+    "[ \"\$('$VIRTFS' -s unix:$T/c.sock cat /a)\" = hello ] && echo c >$T/cw && '$VIRTFS' -s unix:$T/c.sock put $T/cw /cw && '$VIRTFS' -s unix:$T/c.sock mkdir /cd && '$VIRTFS' -s unix:$T/c.sock mv /cw /cd/cw && '$VIRTFS' -s unix:$T/c.sock ln /cd/cw /cl && [ \"\$(stat -c %h $EX/cl)\" = 2 ] && '$VIRTFS' -s unix:$T/c.sock rm -r /cd /cl && [ ! -e $EX/cd ]"
+stop
+check "chroot: clean exit, the socket removed by the process outside" "[ $? = 0 ] && [ ! -e $T/c.sock ]"
+start chrl --export "$L/upper,lower=$L/lower" --listen "unix:$T/cl.sock" --sandbox chroot
+check "chroot: a layered export is confined to the common directory of its layers" \
+    "[ \"\$(readlink /proc/$CPID/root)\" = '$L' ] && [ \"\$('$VIRTFS' -s unix:$T/cl.sock cat /sub2/x 2>/dev/null || '$VIRTFS' -s unix:$T/cl.sock cat /l)\" != '' ] && echo cu >$T/cu && '$VIRTFS' -s unix:$T/cl.sock put $T/cu /gone2 && [ \"\$(cat $L/upper/gone2)\" = cu ]"
+stop
+check "chroot: exports whose only common parent is / are refused with a message" \
+    "! '$VIRTFSD' --export $EX --export /proc/sys --stdio --sandbox chroot </dev/null 2>$T/chroot.err && grep -q 'no common parent but /' $T/chroot.err"
 # --- --sandbox none --seccomp none: nothing but the capability drop ---
 start none --export "$EX" --listen "unix:$T/n.sock" --sandbox none --seccomp none
 check "--sandbox none --seccomp none: same process, Seccomp 0, host root" \
@@ -230,6 +248,8 @@ if command -v setpriv >/dev/null; then
     for _ in $(seq 300); do grep -q 'sandbox: ' "$T/u.log" && break; sleep 0.01; done
     check "unprivileged: user namespace, or 'none' said in the log line" \
         "grep -Eq 'sandbox: (namespace \\(user namespace\\)|none \\(namespaces unavailable)' '$T/u.log'"
+    check "chroot: refused for a non-root start" \
+        "! setpriv --reuid=65534 --regid=65534 --clear-groups '$VIRTFSD' --export $EX --stdio --sandbox chroot </dev/null 2>$T/chroot2.err && grep -q 'chroot needs root' $T/chroot2.err"
     check "unprivileged: serves" "[ \"\$('$VIRTFS' -s unix:$T/u/u.sock cat /a)\" = hello ]"
     stop
 fi

@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <limits.h>
+#include <nss.h>
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -816,6 +817,86 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
     return build_root(exports, nexports, *userns);
 }
 
+/*
+ * --sandbox chroot, for hosts without namespaces: the daemon forks (the
+ * process outside stays, as in namespace mode, to remove the sockets at
+ * exit) and chroots into the deepest directory that holds every directory
+ * the exports' backends use: the export itself when there is one
+ * passthrough export.  A common parent of "/" would confine nothing and is
+ * refused.  With no mount namespace there is no /proc below the new root:
+ * the working directory becomes /proc/self/fd, opened before the chroot,
+ * and the backends name descriptors relative to it (be_ops.reroot).  Only
+ * those digit-only names are ever resolved from it.  User names and groups
+ * resolve through the new root's /etc files (NSS fixed to the built-in
+ * "files" service first, so no module is ever loaded from the new root).
+ */
+static int
+enter_chroot(const struct p9s_export *exports, int nexports)
+{
+    static const char *const dbs[] = {"passwd", "group", "initgroups"};
+    struct sb_plan plan;
+    char *root = NULL;
+    pid_t child;
+    int procfd;
+    int err;
+
+    if (geteuid() != 0) {
+        log_err("--sandbox chroot needs root (CAP_SYS_CHROOT)");
+        return -EPERM;
+    }
+    err = plan_make(&plan, exports, nexports);
+    if (err == 0 && plan.ndirs > 0) {
+        root = strdup(plan.dirs[0].path);
+        err = root == NULL ? -ENOMEM : 0;
+    }
+    for (int i = 1; err == 0 && i < plan.ndirs; i++) {
+        common_dir(root, plan.dirs[i].path);
+    }
+    if (err == 0 && (root == NULL || strcmp(root, "/") == 0)) {
+        log_err("--sandbox chroot: the exports' directories have no common "
+                "parent but /, where a chroot confines nothing; give "
+                "exports below one directory, or use --sandbox namespace");
+        err = -EINVAL;
+    }
+    for (size_t i = 0; err == 0 && i < sizeof(dbs) / sizeof(*dbs); i++) {
+        if (__nss_configure_lookup(dbs[i], "files") != 0) {
+            err = -EINVAL;
+        }
+    }
+    if (err < 0) {
+        goto out;
+    }
+    fflush(NULL);
+    child = fork();
+    if (child < 0) {
+        err = -errno;
+        goto out;
+    }
+    if (child > 0) {
+        supervise(child);
+    }
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* the child's own /proc/PID/fd: "self" resolves now */
+    procfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (procfd < 0 || chdir(root) < 0 || chroot(".") < 0 ||
+        fchdir(procfd) < 0) {
+        err = -errno;
+        log_err("--sandbox chroot %s: %s", root, strerror(-err));
+    } else {
+        err = plan_reroot(&plan, exports, nexports, strlen(root), "");
+    }
+    if (procfd >= 0) {
+        close(procfd);
+    }
+    if (err == 0) {
+        log_info("sandbox: chroot into %s", root);
+    }
+out:
+    free(root);
+    plan_free(&plan);
+    return err;
+}
+
 /* ---- capabilities ------------------------------------------------------ */
 
 static const int sb_caps_rw[] = {
@@ -1218,14 +1299,10 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
         return -EBUSY;
     }
     if (mode == SANDBOX_CHROOT) {
-        /*
-         * The passthrough backend reopens every file through
-         * /proc/self/fd/N: a chroot without a mount namespace has no
-         * /proc to offer it.  Refuse instead of pretending.
-         */
-        log_err("--sandbox chroot is not supported by this virtfsd (the "
-                "backend needs /proc/self/fd); use namespace or none");
-        return -ENOTSUP;
+        err = enter_chroot(exports, nexports);
+        if (err < 0) {
+            return err;
+        }
     }
     if (mode == SANDBOX_AUTO || mode == SANDBOX_NAMESPACE) {
         err = enter_namespaces(exports, nexports, &userns, &committed);
