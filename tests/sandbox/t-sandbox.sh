@@ -34,6 +34,9 @@ ok() {   # ok DESC CMD...
 check() { ok "$1" bash -c "$2"; }
 cleanup() {
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    # the subordinate ranges this test added (same inodes, old contents)
+    [ -f "$T/subuid.bak" ] && cat "$T/subuid.bak" >/etc/subuid
+    [ -f "$T/subgid.bak" ] && cat "$T/subgid.bak" >/etc/subgid
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -247,11 +250,48 @@ if command -v setpriv >/dev/null; then
     PID=$!; pids+=("$PID")
     for _ in $(seq 300); do grep -q 'sandbox: ' "$T/u.log" && break; sleep 0.01; done
     check "unprivileged: user namespace, or 'none' said in the log line" \
-        "grep -Eq 'sandbox: (namespace \\(user namespace\\)|none \\(namespaces unavailable)' '$T/u.log'"
+        "grep -Eq 'sandbox: (namespace \\(user namespace, only uid 65534 and gid 65534 mapped|none \\(namespaces unavailable)' '$T/u.log'"
     check "chroot: refused for a non-root start" \
         "! setpriv --reuid=65534 --regid=65534 --clear-groups '$VIRTFSD' --export $EX --stdio --sandbox chroot </dev/null 2>$T/chroot2.err && grep -q 'chroot needs root' $T/chroot2.err"
     check "unprivileged: serves" "[ \"\$('$VIRTFS' -s unix:$T/u/u.sock cat /a)\" = hello ]"
     stop
+
+    # --uid-map/--gid-map: root of a user namespace over a subordinate range
+    # (newuidmap/newgidmap from Debian's uidmap; ranges in /etc/subuid)
+    if ! command -v newuidmap >/dev/null; then
+        n=$((n + 1)); failed=$((failed + 1))
+        echo "not ok $n - --uid-map: newuidmap missing (apt-get install uidmap)"
+    else
+        cp /etc/subuid "$T/subuid.bak"; cp /etc/subgid "$T/subgid.bak"
+        echo "65534:2100000:65536" >>/etc/subuid
+        echo "65534:2100000:65536" >>/etc/subgid
+        UX=$T/ux; mkdir "$UX"; echo mine >"$UX/m"; chown -R 65534:65534 "$UX"
+        setpriv --reuid=65534 --regid=65534 --clear-groups \
+            "$VIRTFSD" --export "$UX" --listen "unix:$T/u/m.sock" \
+            --uid-map=:0:65534:1: --uid-map=:1:2100000:65536: \
+            --gid-map=:0:65534:1: --gid-map=:1:2100000:65536: 2>"$T/um.log" &
+        PID=$!; pids+=("$PID")
+        for _ in $(seq 300); do grep -q 'sandbox: ' "$T/um.log" 2>/dev/null && break; sleep 0.01; done
+        sleep 0.1
+        CPID=$PID; c=; read -r c _ <"/proc/$PID/task/$PID/children" || true; [ -n "${c:-}" ] && CPID=$c
+        check "--uid-map: the log line names the user namespace and its ranges" \
+            "grep -q 'sandbox: namespace (user namespace, uid map 0:65534:1,1:2100000:65536, gid map 0:65534:1,1:2100000:65536), seccomp kill' '$T/um.log'"
+        check "--uid-map: Seccomp 2, NoNewPrivs 1, a user namespace of its own" \
+            "[ '$(field Seccomp)' = 2 ] && [ '$(field NoNewPrivs)' = 1 ] && [ \"\$(readlink /proc/$CPID/ns/user)\" != \"\$(readlink /proc/self/ns/user)\" ]"
+        check "--uid-map: the daemon's own files are root's inside" \
+            "'$VIRTFS' -s unix:$T/u/m.sock -u root --uid 0 ls -l / | grep -Eq '^-rw.* 0 +0 .* m\$'"
+        check "--uid-map: a new file, chown 1000:1000 by a root attach; on the host it is 2100999:2100999" \
+            "echo n >$T/un && '$VIRTFS' -s unix:$T/u/m.sock -u root --uid 0 put $T/un /n && '$VIRTFS' -s unix:$T/u/m.sock -u root --uid 0 chown 1000:1000 /n && [ \"\$(stat -c %u:%g $UX/n)\" = 2100999:2100999 ]"
+        check "--uid-map: a uid outside the ranges cannot be given (EINVAL)" \
+            "! '$VIRTFS' -s unix:$T/u/m.sock -u root --uid 0 chown 70000 /n 2>$T/un.err && grep -q EINVAL $T/un.err && [ \"\$(stat -c %u $UX/n)\" = 2100999 ]"
+        check "--uid-map: uid 1000 attaching acts as host 2100999 (its file, its write)" \
+            "'$VIRTFS' -s unix:$T/u/m.sock -u '' --uid 1000 put $T/un /n && '$VIRTFS' -s unix:$T/u/m.sock -u '' --uid 1000 mkdir /d1000 && [ \"\$(stat -c %u $UX/d1000)\" = 2100999 ]"
+        stop
+        check "--uid-map: a range not in /etc/subuid is refused at start" \
+            "! setpriv --reuid=65534 --regid=65534 --clear-groups '$VIRTFSD' --export $UX --stdio --uid-map=:0:65534:1: --uid-map=:1:3100000:10: --gid-map=:0:65534:1: </dev/null 2>$T/um2.err && grep -q 'refused the ranges' $T/um2.err"
+        check "--uid-map as root is refused" \
+            "! '$VIRTFSD' --export $UX --stdio --uid-map=:0:0:1: --gid-map=:0:0:1: </dev/null 2>$T/um3.err && grep -q 'unprivileged start' $T/um3.err"
+    fi
 fi
 
 echo "1..$n"

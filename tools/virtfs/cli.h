@@ -69,6 +69,7 @@ int cmd_cat(struct p9c_fid *root, int argc, char **argv);
 int cmd_get(struct p9c_fid *root, int argc, char **argv);
 int cmd_put(struct p9c_fid *root, int argc, char **argv);
 int cmd_mkdir(struct p9c_fid *root, int argc, char **argv);
+int cmd_chown(struct p9c_fid *root, int argc, char **argv);
 int cmd_rm(struct p9c_fid *root, int argc, char **argv);
 int cmd_mv(struct p9c_fid *root, int argc, char **argv);
 int cmd_ln(struct p9c_fid *root, int argc, char **argv);

@@ -326,3 +326,53 @@ cmd_ln(struct p9c_fid *root, int argc, char **argv)
     }
     return 0;
 }
+
+/* chown UID[:GID] PATH...: Tsetattr of the owner (and group) by number. */
+int
+cmd_chown(struct p9c_fid *root, int argc, char **argv)
+{
+    struct p9_tsetattr in;
+    unsigned long uid;
+    unsigned long gid = 0;
+    char *end;
+    int rc = 0;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: virtfs chown UID[:GID] PATH...\n");
+        return 2;
+    }
+    memset(&in, 0, sizeof(in));
+    errno = 0;
+    uid = strtoul(argv[1], &end, 10);
+    if (*end == ':') {
+        char *gs = end + 1;
+
+        gid = strtoul(gs, &end, 10);
+        in.valid |= P9_SETATTR_GID;
+        if (end == gs) {
+            end = gs - 1; /* "U:" is not a group */
+        }
+    }
+    if (errno != 0 || *end != '\0' || end == argv[1] || uid > UINT32_MAX ||
+        gid > UINT32_MAX) {
+        fprintf(stderr, "virtfs chown: '%s': want UID or UID:GID (numbers)\n",
+                argv[1]);
+        return 2;
+    }
+    in.valid |= P9_SETATTR_UID;
+    in.uid = (uint32_t)uid;
+    in.gid = (uint32_t)gid;
+    for (int i = 2; i < argc; i++) {
+        struct p9c_fid *f;
+        int err = p9c_walk(root, argv[i], &f);
+
+        if (err == 0) {
+            err = p9c_setattr(f, &in);
+            p9c_clunk(f);
+        }
+        if (err != 0) {
+            rc = cli_fail("chown", argv[i], err);
+        }
+    }
+    return rc;
+}

@@ -40,6 +40,7 @@ static const struct cli_cmd {
     {"put", cmd_put, NULL},     {"mkdir", cmd_mkdir, NULL},
     {"rm", cmd_rm, NULL},       {"mv", cmd_mv, NULL},
     {"ln", cmd_ln, NULL},       {"df", cmd_df, NULL},
+    {"chown", cmd_chown, NULL},
     {"bench", NULL, cmd_bench},
 };
 
@@ -95,6 +96,7 @@ usage(FILE *out)
 "  rm [-r] PATH...        remove files (-r: directories recursively)\n"
 "  mv OLD NEW             rename (into NEW if it is a directory)\n"
 "  ln [-s] TARGET LINK    hard link, or symbolic link with -s\n"
+"  chown UID[:GID] PATH...  change owner (and group) by number\n"
 "  df [PATH]              file system usage (Tstatfs)\n"
 "  bench [OPTIONS]        load generator; 'virtfs bench --help' for options\n"
 "\n"

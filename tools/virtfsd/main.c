@@ -374,7 +374,7 @@ main(int argc, char **argv)
     int nexports = 0;
     int nlisten = 0;
     bool use_stdio = false;
-    bool multiuser = geteuid() == 0;
+    int multiuser = -1; /* default: when root (after --uid-map) */
     static struct pt_idmap uidmap, gidmap; /* --translate-uid/-gid */
     bool remap = true;
     unsigned long rlimit_nofile = 0;
@@ -400,6 +400,8 @@ main(int argc, char **argv)
         case SANDBOX_OPT_MODE:
         case SANDBOX_OPT_SECCOMP:
         case SANDBOX_OPT_MODCAPS:
+        case SANDBOX_OPT_UIDMAP:
+        case SANDBOX_OPT_GIDMAP:
             if (sandbox_parse(&sbo, c, optarg) < 0) {
                 return 2;
             }
@@ -504,7 +506,7 @@ main(int argc, char **argv)
             cfg.threads = (int)v;
             break;
         case 'U':
-            multiuser = false;
+            multiuser = 0;
             break;
         case OPT_TRANSLATE_UID:
         case OPT_TRANSLATE_GID: {
@@ -698,6 +700,14 @@ main(int argc, char **argv)
             }
         }
     }
+    /* an unprivileged start with id ranges becomes root of a user
+     * namespace before anything is opened */
+    if (sandbox_userns(&sbo) < 0) {
+        return 1;
+    }
+    if (multiuser < 0) {
+        multiuser = geteuid() == 0;
+    }
     if (nexports == 0) {
         fprintf(stderr, "virtfsd: no --export given\n");
         usage(stderr);
@@ -749,7 +759,7 @@ main(int argc, char **argv)
         struct pt_options po = {
             .root = exargs[i].path,
             .readonly = exargs[i].ro,
-            .multiuser = multiuser,
+            .multiuser = multiuser != 0,
             .remap_devs = remap,
             .nosuid = exargs[i].nosuid,
             .nodev = exargs[i].nodev,

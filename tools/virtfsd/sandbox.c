@@ -52,6 +52,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "virtfs/backend.h"
@@ -125,6 +126,257 @@ parse_modcaps(struct sandbox_opts *o, const char *arg)
     return rc;
 }
 
+/* ---- user namespace with subordinate ids (unprivileged start) ---------- */
+
+/* Said in the start log line when sandbox_userns() made the namespace. */
+static char sb_userns_note[512];
+
+/* ":NS:HOST:COUNT:" (the outer colons optional) */
+static int
+parse_idmap(struct sandbox_idrange *r, int *n, const char *arg,
+            const char *opt)
+{
+    unsigned long v[3];
+    const char *p = arg;
+    char *end;
+
+    if (*n == SANDBOX_MAX_IDMAP) {
+        fprintf(stderr, "virtfsd: --%s: at most %d ranges\n", opt,
+                SANDBOX_MAX_IDMAP);
+        return -1;
+    }
+    if (*p == ':') {
+        p++;
+    }
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        v[i] = strtoul(p, &end, 10);
+        if (errno != 0 || end == p || v[i] > UINT32_MAX ||
+            (i < 2 && *end != ':') ||
+            (i == 2 && *end != '\0' && strcmp(end, ":") != 0)) {
+            fprintf(stderr, "virtfsd: --%s %s: want :NAMESPACE_ID:HOST_ID:"
+                    "COUNT:\n", opt, arg);
+            return -1;
+        }
+        p = end + 1;
+    }
+    if (v[2] == 0 || v[0] + v[2] - 1 > UINT32_MAX ||
+        v[1] + v[2] - 1 > UINT32_MAX) {
+        fprintf(stderr, "virtfsd: --%s %s: empty or out-of-range count\n",
+                opt, arg);
+        return -1;
+    }
+    r[*n].ns = (uint32_t)v[0];
+    r[*n].host = (uint32_t)v[1];
+    r[*n].count = (uint32_t)v[2];
+    (*n)++;
+    return 0;
+}
+
+static bool
+maps_zero(const struct sandbox_idrange *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (r[i].ns == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Whether this host lets an unprivileged user make a user namespace:
+ * Debian's kernel.unprivileged_userns_clone and user.max_user_namespaces.
+ * Returns NULL if it does, else why not.
+ */
+static const char *
+userns_refused(void)
+{
+    static const struct {
+        const char *path;
+        const char *why;
+    } knobs[] = {
+        {"/proc/sys/kernel/unprivileged_userns_clone",
+         "kernel.unprivileged_userns_clone is 0"},
+        {"/proc/sys/user/max_user_namespaces", "user.max_user_namespaces is 0"},
+    };
+
+    for (size_t i = 0; i < sizeof(knobs) / sizeof(*knobs); i++) {
+        char buf[32];
+        ssize_t n;
+        int fd = open(knobs[i].path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0) {
+            continue; /* this kernel has no such knob */
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strtol(buf, NULL, 10) == 0) {
+                return knobs[i].why;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Run "TOOL PID NS HOST COUNT ..." and wait for it; 0 if it succeeded. */
+static int
+run_idmap_tool(const char *tool, pid_t pid, const struct sandbox_idrange *r,
+               int n)
+{
+    char args[1 + 1 + 3 * SANDBOX_MAX_IDMAP][16];
+    char *argv[2 + 3 * SANDBOX_MAX_IDMAP + 1];
+    int argc = 0;
+    pid_t child;
+    int status;
+
+    argv[argc++] = (char *)tool;
+    snprintf(args[0], sizeof(args[0]), "%ld", (long)pid);
+    argv[argc++] = args[0];
+    for (int i = 0; i < n; i++) {
+        snprintf(args[1 + 3 * i], sizeof(args[0]), "%u", r[i].ns);
+        snprintf(args[2 + 3 * i], sizeof(args[0]), "%u", r[i].host);
+        snprintf(args[3 + 3 * i], sizeof(args[0]), "%u", r[i].count);
+        argv[argc++] = args[1 + 3 * i];
+        argv[argc++] = args[2 + 3 * i];
+        argv[argc++] = args[3 + 3 * i];
+    }
+    argv[argc] = NULL;
+    child = fork();
+    if (child < 0) {
+        return -errno;
+    }
+    if (child == 0) {
+        execvp(tool, argv);
+        fprintf(stderr, "virtfsd: %s: %s (Debian package uidmap)\n", tool,
+                strerror(errno));
+        _exit(127);
+    }
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EPERM;
+}
+
+int
+sandbox_userns(const struct sandbox_opts *o)
+{
+    const char *why;
+    pid_t self = getpid();
+    pid_t helper;
+    int pfd[2];
+    int status;
+    char c = 0;
+    int err = 0;
+
+    if (o->nuidmap == 0 && o->ngidmap == 0) {
+        return 0;
+    }
+    if (geteuid() == 0) {
+        log_err("--uid-map/--gid-map are for an unprivileged start; root "
+                "needs no user namespace");
+        return -EINVAL;
+    }
+    if (o->mode == SANDBOX_NONE || o->mode == SANDBOX_CHROOT) {
+        log_err("--uid-map/--gid-map need --sandbox namespace");
+        return -EINVAL;
+    }
+    if (!maps_zero(o->uidmap, o->nuidmap) ||
+        !maps_zero(o->gidmap, o->ngidmap)) {
+        log_err("--uid-map and --gid-map must both map namespace id 0 (the "
+                "daemon runs as root of the namespace)");
+        return -EINVAL;
+    }
+    why = userns_refused();
+    if (why != NULL) {
+        log_err("--uid-map: this host allows no user namespaces (%s)", why);
+        return -EPERM;
+    }
+    /* newuidmap must run outside the namespace (a set-uid binary does not
+     * gain root inside one): a helper forked first waits for the unshare */
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    fflush(NULL);
+    helper = fork();
+    if (helper < 0) {
+        err = -errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        return err;
+    }
+    if (helper == 0) {
+        close(pfd[1]);
+        if (read(pfd[0], &c, 1) != 1 || c != 'u') {
+            _exit(1);
+        }
+        _exit(run_idmap_tool("newuidmap", self, o->uidmap, o->nuidmap) == 0 &&
+                      run_idmap_tool("newgidmap", self, o->gidmap,
+                                     o->ngidmap) == 0
+                  ? 0
+                  : 1);
+    }
+    close(pfd[0]);
+    if (unshare(CLONE_NEWUSER) < 0) {
+        err = -errno;
+        log_err("--uid-map: unshare(CLONE_NEWUSER): %s", strerror(-err));
+    } else {
+        c = 'u';
+    }
+    if (write(pfd[1], &c, 1) != 1 && err == 0) {
+        err = -errno;
+    }
+    close(pfd[1]);
+    while (waitpid(helper, &status, 0) < 0) {
+        if (errno != EINTR) {
+            err = err < 0 ? err : -errno;
+            break;
+        }
+    }
+    if (err == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        log_err("--uid-map/--gid-map: newuidmap or newgidmap refused the "
+                "ranges (are they this user's in /etc/subuid and "
+                "/etc/subgid?)");
+        err = -EPERM;
+    }
+    /* root of the namespace, with the supplementary groups dropped */
+    if (err == 0 && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
+        err = -errno;
+        log_err("--uid-map: cannot become root of the namespace: %s",
+                strerror(-err));
+    }
+    if (err == 0 && setgroups(0, NULL) < 0) {
+        log_warn("--uid-map: setgroups: %s", strerror(errno));
+    }
+    if (err == 0) {
+        /* " (user namespace, uid map NS:HOST:COUNT,..., gid map ...)" */
+        size_t off = (size_t)snprintf(sb_userns_note, sizeof(sb_userns_note),
+                                      " (user namespace, uid map");
+
+        for (int m = 0; m < 2; m++) {
+            const struct sandbox_idrange *r = m ? o->gidmap : o->uidmap;
+            int n = m ? o->ngidmap : o->nuidmap;
+
+            for (int i = 0; i < n && off < sizeof(sb_userns_note); i++) {
+                off += (size_t)snprintf(sb_userns_note + off,
+                                        sizeof(sb_userns_note) - off,
+                                        "%s%u:%u:%u", i ? "," : " ", r[i].ns,
+                                        r[i].host, r[i].count);
+            }
+            if (off < sizeof(sb_userns_note)) {
+                off += (size_t)snprintf(sb_userns_note + off,
+                                        sizeof(sb_userns_note) - off, "%s",
+                                        m ? ")" : ", gid map");
+            }
+        }
+    }
+    return err;
+}
+
 int
 sandbox_parse(struct sandbox_opts *o, int opt, const char *arg)
 {
@@ -157,6 +409,10 @@ sandbox_parse(struct sandbox_opts *o, int opt, const char *arg)
         return 0;
     case SANDBOX_OPT_MODCAPS:
         return parse_modcaps(o, arg);
+    case SANDBOX_OPT_UIDMAP:
+        return parse_idmap(o->uidmap, &o->nuidmap, arg, "uid-map");
+    case SANDBOX_OPT_GIDMAP:
+        return parse_idmap(o->gidmap, &o->ngidmap, arg, "gid-map");
     default:
         return -1;
     }
@@ -1286,7 +1542,7 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     bool committed = false;
     uint64_t keep;
     char caps[512];
-    char note[128] = "";
+    char note[192] = "";
     int err;
 
 #ifdef VIRTFSD_TEST_HOOKS
@@ -1312,8 +1568,10 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
         }
         if (err < 0) {
             /* the first unshare failed: nothing changed yet */
+            const char *why = privileged ? NULL : userns_refused();
+
             snprintf(note, sizeof(note), " (namespaces unavailable: %s)",
-                     strerror(-err));
+                     why != NULL ? why : strerror(-err));
             mode = SANDBOX_NONE;
         } else {
             mode = SANDBOX_NAMESPACE;
@@ -1347,9 +1605,15 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
         return err;
     }
     caps_string(keep, caps, sizeof(caps));
+    if (userns) {
+        /* no ranges: only the daemon's own ids exist inside */
+        snprintf(note, sizeof(note), " (user namespace, only uid %u and "
+                 "gid %u mapped: no ownership changes; --uid-map/--gid-map "
+                 "map a range)", (unsigned)getuid(), (unsigned)getgid());
+    }
     log_info("sandbox: %s%s%s, seccomp %s, capabilities kept: %s",
-             mode_name(mode), userns ? " (user namespace)" : "", note,
-             seccomp_name(o->seccomp), caps);
+             mode_name(mode), sb_userns_note, note, seccomp_name(o->seccomp),
+             caps);
 #ifdef VIRTFSD_TEST_HOOKS
     test_hook_forbidden_call();
 #endif
