@@ -315,8 +315,242 @@ raise_nofile(void)
     }
 }
 
-int
-main(int argc, char **argv)
+/*
+ * The daemon's state, filled stage by stage by main() below.  File scope
+ * (one daemon per process): what the option parser allocates stays
+ * reachable until exit, also on the many early "bad option" returns (no
+ * leak reports).
+ */
+static struct export_arg exargs[MAX_EXPORTS];
+static struct p9s_export exports[MAX_EXPORTS];
+static const char *listens[MAX_LISTEN];
+static struct sock_unix_id listen_ids[MAX_LISTEN];
+static int nlistening = 0;
+static struct xp_limits limits = {
+    .max_conns = XP_DEFAULT_MAX_CONNS,
+    .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+};
+static unsigned fd_reserve = FDBUDGET_DEFAULT_RESERVE;
+static struct vhu_opts vopts[MAX_VHOST];
+static char *vtags[MAX_VHOST];
+static char *vargs[MAX_VHOST]; /* strdup'd arguments vtags point into */
+static struct vhu_server *vhosts[MAX_VHOST] = {0};
+static const char *default_tag = DEFAULT_TAG;
+static int nvhost = 0;
+static int nexports = 0;
+static int nlisten = 0;
+static bool use_stdio = false;
+static int multiuser = -1; /* default: when root (after --uid-map) */
+static struct pt_idmap uidmap, gidmap; /* --translate-uid/-gid */
+static bool remap = true;
+static unsigned long rlimit_nofile = 0;
+static int file_handles = PT_FH_PREFER;
+static long fd_budget = 0;
+static const char *pidfile = NULL;
+static unsigned long stats_every = 0;
+static struct p9s_config cfg = {0};
+static struct sandbox_opts sbo;
+static struct p9s_server *srv;
+static struct xp_loop *loop;
+/* how far start-up got: what stage_shutdown() must undo */
+static enum {
+    UNWIND_NONE,      /* no server yet */
+    UNWIND_SERVER,    /* the server (and maybe the loop) exist */
+    UNWIND_LISTENERS, /* listeners may exist */
+    UNWIND_ALL,       /* the loop may have sessions, vhost devices exist */
+} unwind;
+
+/* A stage returns GO_ON, or the exit status the process ends with. */
+#define GO_ON (-1)
+
+/* --vhost-user PATH[,tag=T] ('H') or --fd N[,tag=T] ('F') */
+static int
+opt_vhost(int c, const char *optarg)
+{
+    unsigned long v;
+    char *arg;
+    char *t;
+
+    if (nvhost == MAX_VHOST) {
+        fprintf(stderr, "virtfsd: too many vhost-user sockets (max "
+                "%d)\n", MAX_VHOST);
+        return 2;
+    }
+    arg = strdup(optarg);
+    if (arg == NULL) {
+        return 1;
+    }
+    vargs[nvhost] = arg;
+    vtags[nvhost] = NULL;
+    /* PATH[,tag=T]: every suboption must be known (as --export) */
+    t = strchr(arg, ',');
+    if (t != NULL) {
+        *t++ = '\0';
+    }
+    while (t != NULL) {
+        char *next = strchr(t, ',');
+
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        if (strncmp(t, "tag=", 4) == 0 && vtags[nvhost] == NULL) {
+            vtags[nvhost] = t + 4;
+        } else {
+            fprintf(stderr, "virtfsd: --%s %s: unknown or repeated "
+                    "option '%s' (only ,tag=T)\n",
+                    c == 'H' ? "vhost-user" : "fd", optarg, t);
+            return 2;
+        }
+        t = next;
+    }
+    memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
+    vopts[nvhost].listen_fd = -1;
+    vopts[nvhost].conn_fd = -1;
+    if (c == 'H') {
+        vopts[nvhost].socket_path = arg;
+    } else if (parse_uint(arg, 65535, &v) < 0) {
+        fprintf(stderr, "virtfsd: --fd needs a descriptor number\n");
+        return 2;
+    } else if (sock_check_listening((int)v) < 0) {
+        fprintf(stderr, "virtfsd: --fd %lu is not a listening stream "
+                "socket\n", v);
+        return 2;
+    } else {
+        vopts[nvhost].listen_fd = (int)v;
+    }
+    nvhost++;
+    return GO_ON;
+}
+
+/* The numeric limits and the descriptor cache options. */
+static int
+opt_limit(int c, const char *optarg)
+{
+    unsigned long v;
+
+    switch (c) {
+    case OPT_MAX_FIDS: /* per-session limits (server.h) */
+        if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --max-fids must be 1..%u\n",
+                    UINT32_MAX - 1);
+            return 2;
+        }
+        cfg.max_fids = (uint32_t)v;
+        break;
+    case OPT_MAX_FIDS_TOTAL:
+        if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --max-fids-total must be 1..%u\n",
+                    UINT32_MAX - 1);
+            return 2;
+        }
+        cfg.max_fids_total = (uint32_t)v;
+        break;
+    case OPT_SESSION_MEM:
+        if (parse_uint(optarg, 1024 * 1024, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --session-mem must be 1..1048576 "
+                    "(MiB)\n");
+            return 2;
+        }
+        cfg.session_mem = (uint64_t)v << 20;
+        break;
+    case OPT_MAX_LOCKS:
+        if (parse_uint(optarg, 16u << 20, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n",
+                    16u << 20);
+            return 2;
+        }
+        cfg.max_locks = (uint32_t)v;
+        break;
+    case OPT_RLIMIT_NOFILE:
+        if (parse_uint(optarg, 1UL << 30, &v) < 0 || v < 64) {
+            fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
+                    "64\n");
+            return 2;
+        }
+        rlimit_nofile = v;
+        break;
+    case OPT_FILE_HANDLES:
+        if (strcmp(optarg, "prefer") == 0) {
+            file_handles = PT_FH_PREFER;
+        } else if (strcmp(optarg, "never") == 0) {
+            file_handles = PT_FH_NEVER;
+        } else if (strcmp(optarg, "mandatory") == 0) {
+            file_handles = PT_FH_MANDATORY;
+        } else {
+            fprintf(stderr, "virtfsd: --inode-file-handles is never, "
+                    "prefer or mandatory\n");
+            return 2;
+        }
+        break;
+    case OPT_MAX_CONNS: /* admission (transport/stream.h) */
+        if (parse_uint(optarg, 65536, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --max-connections must be "
+                    "1..65536\n");
+            return 2;
+        }
+        limits.max_conns = (unsigned)v;
+        break;
+    case OPT_FRAME_TIMEOUT:
+        if (parse_uint(optarg, 86400, &v) < 0) {
+            fprintf(stderr, "virtfsd: --frame-timeout must be 0..86400 "
+                    "s\n");
+            return 2;
+        }
+        limits.frame_timeout = (unsigned)v;
+        break;
+    case OPT_FD_RESERVE:
+        if (parse_uint(optarg, 1u << 20, &v) < 0) {
+            fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
+            return 2;
+        }
+        fd_reserve = (unsigned)v;
+        break;
+    default:
+        return 2;
+    }
+    return GO_ON;
+}
+
+/*
+ * systemd socket activation: a socket named "9p" (or "listen*")
+ * is a --listen fd:N, any other a vhost-user --fd N.
+ */
+static int
+opt_listen_fds(void)
+{
+    static char fdargs[MAX_LISTEN][16];
+    const char *names[MAX_LISTEN + MAX_VHOST];
+    int n = svc_listen_fds(names, MAX_LISTEN + MAX_VHOST);
+
+    if (n < 0) {
+        fprintf(stderr, "virtfsd: LISTEN_FDS: %s\n", strerror(-n));
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = SVC_LISTEN_FDS_START + i;
+
+        if ((strcmp(names[i], "9p") == 0 ||
+             strncmp(names[i], "listen", 6) == 0) && nlisten < MAX_LISTEN) {
+            snprintf(fdargs[nlisten], sizeof(fdargs[0]), "fd:%d", fd);
+            listens[nlisten] = fdargs[nlisten];
+            nlisten++;
+        } else if (nvhost < MAX_VHOST) {
+            memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
+            vopts[nvhost].listen_fd = fd;
+            vopts[nvhost].conn_fd = -1;
+            vtags[nvhost] = NULL;
+            vargs[nvhost++] = NULL;
+        } else {
+            fprintf(stderr, "virtfsd: too many activated sockets\n");
+            return 2;
+        }
+    }
+    return GO_ON;
+}
+
+/* Stage 1: the command line and systemd's LISTEN_FDS. */
+static int
+stage_options(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"export", required_argument, NULL, 'e'},
@@ -353,43 +587,8 @@ main(int argc, char **argv)
         SANDBOX_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    /* static: what the option parser allocates stays reachable until exit,
-     * also on the many early "bad option" returns (no leak reports) */
-    static struct export_arg exargs[MAX_EXPORTS];
-    struct p9s_export exports[MAX_EXPORTS];
-    const char *listens[MAX_LISTEN];
-    struct sock_unix_id listen_ids[MAX_LISTEN];
-    int nlistening = 0;
-    struct xp_limits limits = {
-        .max_conns = XP_DEFAULT_MAX_CONNS,
-        .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
-    };
-    unsigned fd_reserve = FDBUDGET_DEFAULT_RESERVE;
-    struct vhu_opts vopts[MAX_VHOST];
-    char *vtags[MAX_VHOST];
-    static char *vargs[MAX_VHOST]; /* strdup'd arguments vtags point into */
-    struct vhu_server *vhosts[MAX_VHOST] = {0};
-    const char *default_tag = DEFAULT_TAG;
-    int nvhost = 0;
-    int nexports = 0;
-    int nlisten = 0;
-    bool use_stdio = false;
-    int multiuser = -1; /* default: when root (after --uid-map) */
-    static struct pt_idmap uidmap, gidmap; /* --translate-uid/-gid */
-    bool remap = true;
-    unsigned long rlimit_nofile = 0;
-    int file_handles = PT_FH_PREFER;
-    long fd_budget = 0;
-    const char *pidfile = NULL;
-    unsigned long stats_every = 0;
-    struct p9s_config cfg = {0};
-    struct sandbox_opts sbo;
-    struct p9s_server *srv;
-    struct xp_loop *loop;
-    struct sigaction sa;
     unsigned long v;
     int c;
-    int rc = 1;
 
     sandbox_opts_init(&sbo);
     /* A usage error exits the process; what the loop strdup()ed goes
@@ -430,57 +629,11 @@ main(int argc, char **argv)
             break;
         case 'H':
         case 'F': {
-            char *arg;
-            char *t;
+            int st = opt_vhost(c, optarg);
 
-            if (nvhost == MAX_VHOST) {
-                fprintf(stderr, "virtfsd: too many vhost-user sockets (max "
-                        "%d)\n", MAX_VHOST);
-                return 2;
+            if (st != GO_ON) {
+                return st;
             }
-            arg = strdup(optarg);
-            if (arg == NULL) {
-                return 1;
-            }
-            vargs[nvhost] = arg;
-            vtags[nvhost] = NULL;
-            /* PATH[,tag=T]: every suboption must be known (as --export) */
-            t = strchr(arg, ',');
-            if (t != NULL) {
-                *t++ = '\0';
-            }
-            while (t != NULL) {
-                char *next = strchr(t, ',');
-
-                if (next != NULL) {
-                    *next++ = '\0';
-                }
-                if (strncmp(t, "tag=", 4) == 0 && vtags[nvhost] == NULL) {
-                    vtags[nvhost] = t + 4;
-                } else {
-                    fprintf(stderr, "virtfsd: --%s %s: unknown or repeated "
-                            "option '%s' (only ,tag=T)\n",
-                            c == 'H' ? "vhost-user" : "fd", optarg, t);
-                    return 2;
-                }
-                t = next;
-            }
-            memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
-            vopts[nvhost].listen_fd = -1;
-            vopts[nvhost].conn_fd = -1;
-            if (c == 'H') {
-                vopts[nvhost].socket_path = arg;
-            } else if (parse_uint(arg, 65535, &v) < 0) {
-                fprintf(stderr, "virtfsd: --fd needs a descriptor number\n");
-                return 2;
-            } else if (sock_check_listening((int)v) < 0) {
-                fprintf(stderr, "virtfsd: --fd %lu is not a listening stream "
-                        "socket\n", v);
-                return 2;
-            } else {
-                vopts[nvhost].listen_fd = (int)v;
-            }
-            nvhost++;
             break;
         }
         case 'G':
@@ -574,82 +727,23 @@ main(int argc, char **argv)
         case 'P':
             pidfile = optarg;
             break;
-        case OPT_MAX_FIDS: /* per-session limits (server.h) */
-            if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
-                fprintf(stderr, "virtfsd: --max-fids must be 1..%u\n",
-                        UINT32_MAX - 1);
-                return 2;
-            }
-            cfg.max_fids = (uint32_t)v;
-            break;
+        case OPT_MAX_FIDS:
         case OPT_MAX_FIDS_TOTAL:
-            if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
-                fprintf(stderr, "virtfsd: --max-fids-total must be 1..%u\n",
-                        UINT32_MAX - 1);
-                return 2;
-            }
-            cfg.max_fids_total = (uint32_t)v;
-            break;
         case OPT_SESSION_MEM:
-            if (parse_uint(optarg, 1024 * 1024, &v) < 0 || v == 0) {
-                fprintf(stderr, "virtfsd: --session-mem must be 1..1048576 "
-                        "(MiB)\n");
-                return 2;
-            }
-            cfg.session_mem = (uint64_t)v << 20;
-            break;
         case OPT_MAX_LOCKS:
-            if (parse_uint(optarg, 16u << 20, &v) < 0 || v == 0) {
-                fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n",
-                        16u << 20);
-                return 2;
-            }
-            cfg.max_locks = (uint32_t)v;
-            break;
         case OPT_RLIMIT_NOFILE:
-            if (parse_uint(optarg, 1UL << 30, &v) < 0 || v < 64) {
-                fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
-                        "64\n");
-                return 2;
-            }
-            rlimit_nofile = v;
-            break;
         case OPT_FILE_HANDLES:
-            if (strcmp(optarg, "prefer") == 0) {
-                file_handles = PT_FH_PREFER;
-            } else if (strcmp(optarg, "never") == 0) {
-                file_handles = PT_FH_NEVER;
-            } else if (strcmp(optarg, "mandatory") == 0) {
-                file_handles = PT_FH_MANDATORY;
-            } else {
-                fprintf(stderr, "virtfsd: --inode-file-handles is never, "
-                        "prefer or mandatory\n");
-                return 2;
-            }
-            break;
-        case OPT_MAX_CONNS: /* admission (transport/stream.h) */
-            if (parse_uint(optarg, 65536, &v) < 0 || v == 0) {
-                fprintf(stderr, "virtfsd: --max-connections must be "
-                        "1..65536\n");
-                return 2;
-            }
-            limits.max_conns = (unsigned)v;
-            break;
+        case OPT_MAX_CONNS:
         case OPT_FRAME_TIMEOUT:
-            if (parse_uint(optarg, 86400, &v) < 0) {
-                fprintf(stderr, "virtfsd: --frame-timeout must be 0..86400 "
-                        "s\n");
-                return 2;
-            }
-            limits.frame_timeout = (unsigned)v;
-            break;
         case OPT_FD_RESERVE:
-            if (parse_uint(optarg, 1u << 20, &v) < 0) {
-                fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
-                return 2;
+        {
+            int st = opt_limit(c, optarg);
+
+            if (st != GO_ON) {
+                return st;
             }
-            fd_reserve = (unsigned)v;
             break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -667,46 +761,9 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    {
-        /*
-         * systemd socket activation: a socket named "9p" (or "listen*")
-         * is a --listen fd:N, any other a vhost-user --fd N.
-         */
-        static char fdargs[MAX_LISTEN][16];
-        const char *names[MAX_LISTEN + MAX_VHOST];
-        int n = svc_listen_fds(names, MAX_LISTEN + MAX_VHOST);
-
-        if (n < 0) {
-            fprintf(stderr, "virtfsd: LISTEN_FDS: %s\n", strerror(-n));
-            return 2;
-        }
-        for (int i = 0; i < n; i++) {
-            int fd = SVC_LISTEN_FDS_START + i;
-
-            if ((strcmp(names[i], "9p") == 0 ||
-                 strncmp(names[i], "listen", 6) == 0) && nlisten < MAX_LISTEN) {
-                snprintf(fdargs[nlisten], sizeof(fdargs[0]), "fd:%d", fd);
-                listens[nlisten] = fdargs[nlisten];
-                nlisten++;
-            } else if (nvhost < MAX_VHOST) {
-                memset(&vopts[nvhost], 0, sizeof(vopts[nvhost]));
-                vopts[nvhost].listen_fd = fd;
-                vopts[nvhost].conn_fd = -1;
-                vtags[nvhost] = NULL;
-                vargs[nvhost++] = NULL;
-            } else {
-                fprintf(stderr, "virtfsd: too many activated sockets\n");
-                return 2;
-            }
-        }
-    }
-    /* an unprivileged start with id ranges becomes root of a user
-     * namespace before anything is opened */
-    if (sandbox_userns(&sbo) < 0) {
-        return 1;
-    }
-    if (multiuser < 0) {
-        multiuser = geteuid() == 0;
+    c = opt_listen_fds();
+    if (c != GO_ON) {
+        return c;
     }
     if (nexports == 0) {
         fprintf(stderr, "virtfsd: no --export given\n");
@@ -728,6 +785,57 @@ main(int argc, char **argv)
         }
         vopts[i].tag = tag;
     }
+    return GO_ON;
+}
+
+/* Stage 2: who the daemon is (--uid-map: root of a user namespace, before
+ * anything is opened) and what that makes the defaults. */
+static int
+stage_identity(void)
+{
+    if (sandbox_userns(&sbo) < 0) {
+        return 1;
+    }
+    if (multiuser < 0) {
+        multiuser = geteuid() == 0;
+    }
+    return GO_ON;
+}
+
+/* A layered export: DIR is the upper over lower=A:B.  0 or -errno (a
+ * usage error printed: -EINVAL). */
+static int
+open_layered(struct export_arg *ex, struct backend **be)
+{
+    struct ov_options oo = {.upper = ex->path, .readonly = ex->ro};
+    char work[PATH_MAX];
+    int err;
+
+    snprintf(work, sizeof(work), "%s.work", ex->path);
+    oo.work = ex->work != NULL ? ex->work : work;
+    for (char *save = NULL, *l = strtok_r(ex->lower, ":", &save); l != NULL;
+         l = strtok_r(NULL, ":", &save)) {
+        if (oo.nlowers == OV_MAX_LOWERS) {
+            fprintf(stderr, "virtfsd: export %s: too many lowers\n",
+                    ex->path);
+            return -EINVAL;
+        }
+        oo.lowers[oo.nlowers++] = l;
+    }
+    err = ov_backend_new(&oo, be);
+    /* as root the overlay keeps its markers (opaque directories,
+     * redirects) in trusted.overlay.*, the kernel overlayfs format: only
+     * CAP_SYS_ADMIN may read or write that namespace */
+    if (err == 0 && !ex->ro && geteuid() == 0) {
+        sbo.caps_need |= UINT64_C(1) << CAP_SYS_ADMIN;
+    }
+    return err;
+}
+
+/* Stage 3: descriptor limits and one backend per export. */
+static int
+stage_exports(void)
+{
     /* Descriptors: the limit, a reserve for the rest, the rest split
      * evenly between the exports' node caches and open files. */
     {
@@ -790,29 +898,9 @@ main(int argc, char **argv)
             return 2;
         }
         if (exargs[i].lower != NULL) {
-            /* layered export: DIR is the upper over lower=A:B */
-            struct ov_options oo = {.upper = exargs[i].path,
-                                    .readonly = exargs[i].ro};
-            char work[PATH_MAX];
-
-            snprintf(work, sizeof(work), "%s.work", exargs[i].path);
-            oo.work = exargs[i].work != NULL ? exargs[i].work : work;
-            for (char *save = NULL, *l = strtok_r(exargs[i].lower, ":", &save);
-                 l != NULL; l = strtok_r(NULL, ":", &save)) {
-                if (oo.nlowers == OV_MAX_LOWERS) {
-                    fprintf(stderr, "virtfsd: export %s: too many lowers\n",
-                            exargs[i].path);
-                    return 2;
-                }
-                oo.lowers[oo.nlowers++] = l;
-            }
-            err = ov_backend_new(&oo, &be);
-            /* as root the overlay keeps its markers (opaque directories,
-             * redirects) in trusted.overlay.*, the kernel overlayfs
-             * format: only CAP_SYS_ADMIN may read or write that
-             * namespace */
-            if (!exargs[i].ro && geteuid() == 0) {
-                sbo.caps_need |= UINT64_C(1) << CAP_SYS_ADMIN;
+            err = open_layered(&exargs[i], &be);
+            if (err == -EINVAL) {
+                return 2;
             }
         } else {
             err = pt_backend_new(&po, &be);
@@ -827,6 +915,16 @@ main(int argc, char **argv)
         exports[i].readonly = exargs[i].ro;
         exports[i].be = be;
     }
+    return GO_ON;
+}
+
+/* Stage 4: process-wide settings (signals, limits, malloc) and the
+ * transports: server (threads deferred), loop, listeners, vhost-user
+ * sockets, pid file. */
+static int
+stage_transports(void)
+{
+    struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
@@ -855,11 +953,13 @@ main(int argc, char **argv)
         fprintf(stderr, "virtfsd: cannot start the server\n");
         return 1;
     }
+    unwind = UNWIND_SERVER;
     loop = xp_loop_new(srv);
     if (loop == NULL) {
         fprintf(stderr, "virtfsd: cannot create the event loop\n");
-        goto out_srv;
+        return 1;
     }
+    unwind = UNWIND_LISTENERS;
     xp_loop_set_limits(loop, &limits);
     for (int i = 0; i < nlisten; i++) {
         char msg[256];
@@ -867,15 +967,16 @@ main(int argc, char **argv)
 
         if (fd < 0) {
             fprintf(stderr, "virtfsd: --listen %s\n", msg);
-            goto out_loop;
+            return 1;
         }
         nlistening = i + 1;
         if (xp_loop_add_listener(loop, fd, listens[i]) < 0) {
             fprintf(stderr, "virtfsd: cannot watch %s\n", listens[i]);
-            goto out_loop;
+            return 1;
         }
         log_info("listening on %s", listens[i]);
     }
+    unwind = UNWIND_ALL;
     for (int i = 0; i < nvhost; i++) {
         int err = vhu_server_new(srv, &vopts[i], &vhosts[i]);
 
@@ -883,7 +984,7 @@ main(int argc, char **argv)
             fprintf(stderr, "virtfsd: vhost-user %s: %s\n",
                     vopts[i].socket_path ? vopts[i].socket_path : "fd",
                     strerror(-err));
-            goto out_vhost;
+            return 1;
         }
         log_info("vhost-user virtio-9p device on %s%s, tag '%s'",
                  vopts[i].socket_path ? vopts[i].socket_path : "fd ",
@@ -904,10 +1005,18 @@ main(int argc, char **argv)
             if (pfd >= 0) {
                 close(pfd);
             }
-            goto out_vhost;
+            return 1;
         }
         close(pfd);
     }
+    return GO_ON;
+}
+
+/* Stage 5: confine the still single-threaded process, then start the
+ * threads and connections. */
+static int
+stage_sandbox(void)
+{
     /* every socket and export is open, one thread so far: confine */
     if (svc_notify_open() < 0) {
         log_warn("NOTIFY_SOCKET unusable: no readiness notification");
@@ -927,17 +1036,17 @@ main(int argc, char **argv)
     }
     if (sandbox_enter(&sbo, exports, nexports) < 0 ||
         p9s_server_start(srv) < 0) {
-        goto out_vhost;
+        return 1;
     }
     for (int i = 0; i < nvhost; i++) {
         if (vhu_server_start(vhosts[i]) < 0) {
             fprintf(stderr, "virtfsd: cannot start a vhost-user thread\n");
-            goto out_vhost;
+            return 1;
         }
     }
     if (use_stdio && xp_loop_add_conn(loop, 0, 1, "stdio", true) < 0) {
         fprintf(stderr, "virtfsd: cannot serve stdin/stdout\n");
-        goto out_vhost;
+        return 1;
     }
     for (int i = 0; i < nexports; i++) {
         static const char *const mnames[] = {"passthrough", "mapped-xattr",
@@ -951,6 +1060,13 @@ main(int argc, char **argv)
                  exargs[i].nodev ? " (nodev)" : "",
                  mnames[exargs[i].model]);
     }
+    return GO_ON;
+}
+
+/* Stage 6: serve until SIGTERM/SIGINT. */
+static void
+stage_run(void)
+{
     if (stats_every > 0) {
         /* SIGALRM-free: the loop checks the flag; a timer sets it */
         struct sigevent sev;
@@ -971,27 +1087,33 @@ main(int argc, char **argv)
     xp_loop_run(loop, &stop_flag, &stats_flag);
     svc_notify("STOPPING=1");
     log_info("shutting down");
-    rc = 0;
+}
 
-out_vhost:
-    xp_loop_shutdown(loop, 10000); /* in-flight requests are answered */
-    for (int i = 0; i < nvhost; i++) {
-        vhu_server_free(vhosts[i]); /* NULL is a no-op */
+/* Stage 7: undo what start-up did, as far as it got; 'rc' is the exit
+ * status (the pid file goes only after a clean run). */
+static void
+stage_shutdown(int rc)
+{
+    if (unwind >= UNWIND_ALL) {
+        xp_loop_shutdown(loop, 10000); /* in-flight requests are answered */
+        for (int i = 0; i < nvhost; i++) {
+            vhu_server_free(vhosts[i]); /* NULL is a no-op */
+        }
     }
-out_loop:
-    for (int i = 0; i < nlistening; i++) {
+    for (int i = 0; unwind >= UNWIND_LISTENERS && i < nlistening; i++) {
         /* only the socket file this process created (a newer daemon may
          * have replaced it after ours went stale) */
         if (strncmp(listens[i], "unix:", 5) == 0) {
             sock_unix_unlink(listens[i] + 5, &listen_ids[i]);
         }
     }
-out_srv:
-    p9s_server_free(srv); /* waits for in-flight requests */
-    xp_loop_free(loop);   /* after the last session was released */
-    for (int i = 0; i < nexports; i++) {
-        if (exports[i].be->ops->destroy != NULL) {
-            exports[i].be->ops->destroy(exports[i].be);
+    if (unwind >= UNWIND_SERVER) {
+        p9s_server_free(srv); /* waits for in-flight requests */
+        xp_loop_free(loop);   /* after the last session was released */
+        for (int i = 0; i < nexports; i++) {
+            if (exports[i].be->ops->destroy != NULL) {
+                exports[i].be->ops->destroy(exports[i].be);
+            }
         }
     }
     if (pidfile != NULL && rc == 0) {
@@ -1004,5 +1126,31 @@ out_srv:
     for (int i = 0; i < nvhost; i++) {
         free(vargs[i]);
     }
+}
+
+int
+main(int argc, char **argv)
+{
+    int rc;
+
+    rc = stage_options(argc, argv);
+    if (rc == GO_ON) {
+        rc = stage_identity();
+    }
+    if (rc == GO_ON) {
+        rc = stage_exports();
+    }
+    if (rc != GO_ON) {
+        return rc; /* nothing to undo yet */
+    }
+    rc = stage_transports();
+    if (rc == GO_ON) {
+        rc = stage_sandbox();
+    }
+    if (rc == GO_ON) {
+        stage_run();
+        rc = 0;
+    }
+    stage_shutdown(rc);
     return rc;
 }
