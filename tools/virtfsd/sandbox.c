@@ -2,17 +2,24 @@
 /*
  * virtfsd's confinement, applied once at start in this order:
  *
+ *   0. with --uid-map/--gid-map (unprivileged start), before main() opens
+ *      anything: a user namespace with those ranges, the daemon its root
+ *      (sandbox_userns()).
  *   1. namespaces (--sandbox namespace): unshare mount, pid, net, ipc, uts
- *      and cgroup namespaces (and a user namespace when not root), fork so
- *      the daemon is pid 1 of the new pid namespace (unshare(CLONE_NEWPID)
- *      only moves children; virtiofsd does the same), build a new root on
- *      a private tmpfs holding a bind mount of each export at its host path,
- *      a /proc of the new pid namespace (the passthrough backend reopens
- *      through /proc/self/fd) and read-only /etc/passwd, /etc/group and
- *      /etc/nsswitch.conf (Tattach user names), pivot_root into it and detach the
- *      old root.  Each export root descriptor, opened on the host before,
- *      is then replaced (dup3 onto the same number) by one opened inside
- *      the new root, so even ".." from an export root ends in the new root.
+ *      and cgroup namespaces (and a user namespace mapping only our own
+ *      ids when not root), fork so the daemon is pid 1 of the new pid
+ *      namespace (unshare(CLONE_NEWPID) only moves children; virtiofsd does
+ *      the same), build a new root on a private tmpfs holding a bind mount
+ *      of each host directory the backends hold (be_ops.host_dirs; a mount
+ *      group through its common directory) at its host path, a /proc of the
+ *      new pid namespace (the backends reopen through /proc/self/fd) and
+ *      read-only /etc/passwd, /etc/group and /etc/nsswitch.conf (Tattach
+ *      user names), pivot_root into it and detach the old root.  Each
+ *      directory is then reopened inside the new root and handed back to
+ *      its backend (be_ops.reroot), which replaces every descriptor it held
+ *      of the old tree, so even ".." from an export root ends in the new
+ *      root.  Or (--sandbox chroot) a chroot into the directories' deepest
+ *      common directory, the working directory standing in for /proc/self/fd.
  *   2. rlimits: already applied by main() before this runs.
  *   3. capabilities: keep in the permitted and effective sets only what the
  *      exports need, clear the inheritable, ambient and bounding sets.
