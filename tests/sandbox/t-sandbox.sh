@@ -106,6 +106,11 @@ check "Unix socket: write a file, host sees it" \
     "echo w > $T/w && '$VIRTFS' -s unix:$S put $T/w /w && [ \"\$(cat $EX/w)\" = w ]"
 check "Unix socket: mkdir, mv, rm" \
     "'$VIRTFS' -s unix:$S mkdir /d && '$VIRTFS' -s unix:$S mv /w /d/w && '$VIRTFS' -s unix:$S rm /d/w && [ ! -e $EX/d/w ]"
+# every directory descriptor lies on a mount of the daemon's own
+# namespace: none is left on the host's detached tree (e.g. the export's
+# open_by_handle_at mount descriptor), from which ".." could climb out
+check "every directory descriptor of the daemon is on a mount of its new root" \
+    "for f in /proc/$CPID/fd/*; do [ -d \$f ] || continue; l=\$(readlink \$f) || continue; case \$l in /*) ;; *) continue ;; esac; m=\$(awk '\$1 == \"mnt_id:\" {print \$2}' /proc/$CPID/fdinfo/\${f##*/}); awk -v m=\$m '\$1 == m {f=1} END {exit !f}' /proc/$CPID/mountinfo || { echo \"fd \${f##*/} -> \$l on mount \$m not in the namespace\"; exit 1; }; done"
 check "TCP listener made before the network namespace still serves" \
     "[ \"\$('$VIRTFS' -s tcp:127.0.0.1:$port cat /a)\" = hello ]"
 stop
