@@ -365,7 +365,7 @@ static enum {
 
 /* --vhost-user PATH[,tag=T] ('H') or --fd N[,tag=T] ('F') */
 static int
-opt_vhost(int c, const char *optarg)
+opt_vhost(int c, const char *optval)
 {
     unsigned long v;
     char *arg;
@@ -376,7 +376,7 @@ opt_vhost(int c, const char *optarg)
                 "%d)\n", MAX_VHOST);
         return 2;
     }
-    arg = strdup(optarg);
+    arg = strdup(optval);
     if (arg == NULL) {
         return 1;
     }
@@ -398,7 +398,7 @@ opt_vhost(int c, const char *optarg)
         } else {
             fprintf(stderr, "virtfsd: --%s %s: unknown or repeated "
                     "option '%s' (only ,tag=T)\n",
-                    c == 'H' ? "vhost-user" : "fd", optarg, t);
+                    c == 'H' ? "vhost-user" : "fd", optval, t);
             return 2;
         }
         t = next;
@@ -424,13 +424,13 @@ opt_vhost(int c, const char *optarg)
 
 /* The numeric limits and the descriptor cache options. */
 static int
-opt_limit(int c, const char *optarg)
+opt_limit(int c, const char *optval)
 {
     unsigned long v;
 
     switch (c) {
     case OPT_MAX_FIDS: /* per-session limits (server.h) */
-        if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+        if (parse_uint(optval, UINT32_MAX - 1, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --max-fids must be 1..%u\n",
                     UINT32_MAX - 1);
             return 2;
@@ -438,7 +438,7 @@ opt_limit(int c, const char *optarg)
         cfg.max_fids = (uint32_t)v;
         break;
     case OPT_MAX_FIDS_TOTAL:
-        if (parse_uint(optarg, UINT32_MAX - 1, &v) < 0 || v == 0) {
+        if (parse_uint(optval, UINT32_MAX - 1, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --max-fids-total must be 1..%u\n",
                     UINT32_MAX - 1);
             return 2;
@@ -446,7 +446,7 @@ opt_limit(int c, const char *optarg)
         cfg.max_fids_total = (uint32_t)v;
         break;
     case OPT_SESSION_MEM:
-        if (parse_uint(optarg, 1024 * 1024, &v) < 0 || v == 0) {
+        if (parse_uint(optval, 1024 * 1024, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --session-mem must be 1..1048576 "
                     "(MiB)\n");
             return 2;
@@ -454,7 +454,7 @@ opt_limit(int c, const char *optarg)
         cfg.session_mem = (uint64_t)v << 20;
         break;
     case OPT_MAX_LOCKS:
-        if (parse_uint(optarg, 16u << 20, &v) < 0 || v == 0) {
+        if (parse_uint(optval, 16u << 20, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n",
                     16u << 20);
             return 2;
@@ -462,7 +462,7 @@ opt_limit(int c, const char *optarg)
         cfg.max_locks = (uint32_t)v;
         break;
     case OPT_RLIMIT_NOFILE:
-        if (parse_uint(optarg, 1UL << 30, &v) < 0 || v < 64) {
+        if (parse_uint(optval, 1UL << 30, &v) < 0 || v < 64) {
             fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
                     "64\n");
             return 2;
@@ -470,11 +470,11 @@ opt_limit(int c, const char *optarg)
         rlimit_nofile = v;
         break;
     case OPT_FILE_HANDLES:
-        if (strcmp(optarg, "prefer") == 0) {
+        if (strcmp(optval, "prefer") == 0) {
             file_handles = PT_FH_PREFER;
-        } else if (strcmp(optarg, "never") == 0) {
+        } else if (strcmp(optval, "never") == 0) {
             file_handles = PT_FH_NEVER;
-        } else if (strcmp(optarg, "mandatory") == 0) {
+        } else if (strcmp(optval, "mandatory") == 0) {
             file_handles = PT_FH_MANDATORY;
         } else {
             fprintf(stderr, "virtfsd: --inode-file-handles is never, "
@@ -483,7 +483,7 @@ opt_limit(int c, const char *optarg)
         }
         break;
     case OPT_MAX_CONNS: /* admission (transport/stream.h) */
-        if (parse_uint(optarg, 65536, &v) < 0 || v == 0) {
+        if (parse_uint(optval, 65536, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --max-connections must be "
                     "1..65536\n");
             return 2;
@@ -491,7 +491,7 @@ opt_limit(int c, const char *optarg)
         limits.max_conns = (unsigned)v;
         break;
     case OPT_FRAME_TIMEOUT:
-        if (parse_uint(optarg, 86400, &v) < 0) {
+        if (parse_uint(optval, 86400, &v) < 0) {
             fprintf(stderr, "virtfsd: --frame-timeout must be 0..86400 "
                     "s\n");
             return 2;
@@ -499,7 +499,7 @@ opt_limit(int c, const char *optarg)
         limits.frame_timeout = (unsigned)v;
         break;
     case OPT_FD_RESERVE:
-        if (parse_uint(optarg, 1u << 20, &v) < 0) {
+        if (parse_uint(optval, 1u << 20, &v) < 0) {
             fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
             return 2;
         }
