@@ -28,7 +28,12 @@
 #       ways; on the host nothing is a device, set-id or foreign-owned;
 #       idtest (part 5's several users) on the mapped export; and rootless:
 #       virtfsd as nobody with mapped-xattr gives a guest root chown, mknod
-#       and set-id bits while the host holds only nobody's plain files
+#       and set-id bits while the host holds only nobody's plain files;
+#       POSIX ACLs (the host's getfacl/setfacl, copied with their
+#       libraries) compared through both servers in mapped-xattr
+#   (7) --translate-uid/--translate-gid (map, forbid-guest), --all-squash
+#       and a nosuid,nodev export (EPERM for mknod), in a guest and on the
+#       host (tests/guest/ident.sh)
 #
 # Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
 # end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
@@ -49,16 +54,18 @@ while [ $# -gt 0 ]; do
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5 6)
+[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5 6 7)
 want_part() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# shellcheck source=ident.sh
+. "$here/ident.sh"
 
 passed=0
 failed=0
@@ -122,8 +129,10 @@ gcc -O2 -o "$bin/vfstest-host" "$here/progs/vfstest.c" ||
     { nok "building the static guest programs"; summary; exit 1; }
 echo "# server: $VIRTFS_SERVER"
 
+ident_acl_bundle "$bin" || { nok "copying getfacl/setfacl for the guest"; summary; exit 1; }
+
 GB=(-b "$bin/virtfs-mount" -b "$bin/vfstest" -b "$bin/raw9p" -b "$bin/idtest"
-    -f "$here/guest-lib.sh")
+    -b "$bin/getfacl" -b "$bin/setfacl" -f "$bin/acl" -f "$here/guest-lib.sh")
 
 # Mount line used by every job.  aname = export path works with both
 # virtfsd and diod; uname=root is needed by diod.
@@ -561,7 +570,10 @@ EOF
 # ----------------------------------------------------------------------------
 part6() {
     local k=$1 m w e sock rc
+    local acls
     for m in mapped-xattr mapped-file; do
+        acls=0
+        [ $m = mapped-xattr ] && acls=1
         w=$work/$k/p6-$m
         e=$w/export
         sock=$w/s.sock
@@ -575,6 +587,10 @@ Q=/mnt/q V=/mnt/v
 mkdir -p \$Q \$V
 check "$m: mount QEMU's 9p" mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,access=user q9 \$Q
 check "$m: mount virtfsd" $(mount_cmd org.virtfs.0 "$e" '$V' cache=none,access=user)
+QA=/mnt/qa VA=/mnt/va
+mkdir -p \$QA \$VA
+check "$m: mount QEMU's 9p (posixacl)" mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,access=user,posixacl q9a \$QA
+check "$m: mount virtfsd (posixacl)" $(mount_cmd org.virtfs.1 "$e" '$VA' cache=none,access=user,posixacl)
 build() { # DIR: a tree with several owners, set-id bits, devices, links
     mkdir \$1 && cd \$1 || return 1
     mkdir -m 2775 sg && chown 1001:500 sg &&
@@ -589,11 +605,31 @@ build() { # DIR: a tree with several owners, set-id bits, devices, links
     cd /
     return \$rc
 }
+# ACLs go through a second mount with posixacl (without it the client
+# refuses system.posix_acl_* with EOPNOTSUPP); the other mount stays as
+# idtest wants it.
+setacls() { # DIR (on a posixacl mount)
+    cd \$1 || return 1
+    touch acl && chown 1001:500 acl && chmod 640 acl && setfacl -m u:1002:rw-,g:501:r-- acl &&
+    mkdir dacl && setfacl -m u:1003:r-x dacl && setfacl -d -m u:1002:rwx,g:500:r-x dacl &&
+    touch dacl/inh && mkdir dacl/sub
+    rc=\$?
+    cd /
+    return \$rc
+}
 listing() { # DIR: what must match
     (cd \$1 && ls -lnR . | sed 's/  */ /g' &&
         find . | sort | while read -r p; do stat -c '%n %F %a %u %g %h %t:%T %s' "\$p"; done)
 }
+acllisting() { # DIR (on a posixacl mount)
+    (cd \$1 && find . | sort | while read -r p; do getfacl -n "\$p" 2>&1; done)
+}
+# ACLs: QEMU keeps mapped-file ACLs as real host ACLs (its passthrough
+# xattr operations), virtfsd as user.virtfs.system.posix_acl_* (a guest's
+# ACL must not grant host users anything): compared in mapped-xattr only.
+ACLS=$acls
 check "$m: QEMU builds a tree" build \$Q/byqemu
+check "$m: QEMU sets ACLs (setfacl)" setacls \$QA/byqemu
 listing \$Q/byqemu > /tmp/q1
 listing \$V/byqemu > /tmp/v1
 check "$m: virtfsd lists QEMU's tree identically" cmp /tmp/q1 /tmp/v1
@@ -606,23 +642,40 @@ else
     head -n 30 /tmp/v1 | sed 's/^/#   /'
 fi
 check "$m: virtfsd builds a tree" build \$V/byvirtfsd
+check "$m: virtfsd sets ACLs (setfacl)" setacls \$VA/byvirtfsd
 listing \$V/byvirtfsd > /tmp/v2
 listing \$Q/byvirtfsd > /tmp/q2
 check "$m: QEMU lists virtfsd's tree identically" cmp /tmp/v2 /tmp/q2
 cmp /tmp/v2 /tmp/q2 >/dev/null || diff /tmp/v2 /tmp/q2 | head -n 20 | sed 's/^/#   /'
 check "$m: through QEMU: virtfsd's block device" grep -q '^b.* 7, *0 .* loop' /tmp/q2
+acllisting \$VA/byvirtfsd > /tmp/va2
+check "$m: getfacl through virtfsd: virtfsd's ACLs" sh -c "grep -qx user:1002:rw- /tmp/va2 && grep -qx default:user:1002:rwx /tmp/va2"
+if [ "\$ACLS" = 1 ]; then
+    acllisting \$QA/byqemu > /tmp/qa1
+    acllisting \$VA/byqemu > /tmp/va1
+    check "$m: getfacl -R: virtfsd shows QEMU's ACLs identically" cmp /tmp/qa1 /tmp/va1
+    cmp /tmp/qa1 /tmp/va1 >/dev/null || diff /tmp/qa1 /tmp/va1 | head -n 20 | sed 's/^/#   /'
+    check "$m: getfacl through virtfsd: QEMU's ACLs" sh -c "grep -qx user:1002:rw- /tmp/va1 && grep -qx default:group:500:r-x /tmp/va1"
+    acllisting \$QA/byvirtfsd > /tmp/qa2
+    check "$m: getfacl -R: QEMU shows virtfsd's ACLs identically" cmp /tmp/va2 /tmp/qa2
+    cmp /tmp/va2 /tmp/qa2 >/dev/null || diff /tmp/va2 /tmp/qa2 | head -n 20 | sed 's/^/#   /'
+fi
 check "$m: chown through virtfsd seen by QEMU" sh -c "chown 4242:4343 \$V/byqemu/g && stat -c %u:%g \$Q/byqemu/g | grep -qx 4242:4343"
 check "$m: chmod through QEMU seen by virtfsd" sh -c "chmod 4711 \$Q/byvirtfsd/f && stat -c %a \$V/byvirtfsd/f | grep -qx 4711"
 # Several guest users on the mapped export, compared with the guest's tmpfs.
 mkdir -p /tmp/idref \$V/ids
 run_prog idtest compare /tmp/idref \$V/ids
+umount \$VA
+umount \$QA
 umount \$V
 umount \$Q
 finish
 EOF
-        guest_run -t 300 -n "$k-models-$m" "${GB[@]}" -s "$sock" \
+        guest_run -t 300 -n "$k-models-$m" "${GB[@]}" -s "$sock" -s "$sock" \
             -q -fsdev -q "local,id=q9fs,path=$e,security_model=$m" \
             -q -device -q "virtio-9p-pci,fsdev=q9fs,mount_tag=q9" \
+            -q -fsdev -q "local,id=q9fsa,path=$e,security_model=$m" \
+            -q -device -q "virtio-9p-pci,fsdev=q9fsa,mount_tag=q9a" \
             "$w/job.sh" | count_guest
         rc=${PIPESTATUS[0]}
         [ "$rc" = 124 ] || [ "$rc" = 125 ] && nok "$m job: guest did not finish (status $rc)"
@@ -634,6 +687,10 @@ EOF
         hcheck "host ($m): every file belongs to the servers' user" \
             test -z "$(find "$e" ! -user "$(id -u)" 2>/dev/null)"
         hcheck "host ($m): the trees are there" test -f "$e/byqemu/f" -a -f "$e/byvirtfsd/f"
+        hcheck "host ($m): virtfsd's ACL is in user.virtfs.system.posix_acl_access" \
+            getfattr -n user.virtfs.system.posix_acl_access "$e/byvirtfsd/acl"
+        hcheck "host ($m): no real ACL on virtfsd's files" \
+            test -z "$(getfacl -R -s -p "$e/byvirtfsd" 2>/dev/null)"
     done
     # Rootless: virtfsd as nobody with mapped-xattr; a guest root still
     # gets ownership semantics, and the host holds only nobody's plain files.
@@ -691,6 +748,7 @@ for k in "${kernels[@]}"; do
     want_part 4 && part4 "$k"
     want_part 5 && part5 "$k"
     want_part 6 && part6 "$k"
+    want_part 7 && ident_part7 "$k"
     for p in "${servers[@]}"; do guest_server_stop "$p"; done
     servers=()
     echo "# kernel $k: $((SECONDS - tk)) s"

@@ -21,6 +21,11 @@
 #       root and switch_root's into it; /sbin/init there runs a command,
 #       writes a file the host checks, and powers off.
 #   (c) a hostile guest is covered by the unit tests.
+#   (e) security models: one VM with two virtio-9p devices, a mapped-xattr
+#       and a mapped-file export (chown, set-id bits, char/block devices,
+#       fifo, symlink, hard link, set-gid directory; the host holds only
+#       the daemon's plain files), and the root file system of (d) on a
+#       mapped-xattr export (tests/guest/ident.sh).
 #
 # Needs root.  QEMU >= 10.2: the trixie chroot of scripts/trixie-qemu.sh is
 # built on first use (tests/guest/vhost-lib.sh).  Environment: VIRTFSD
@@ -34,6 +39,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/tests/guest/lib.sh"
 # shellcheck source=vhost-lib.sh
 . "$top/tests/guest/vhost-lib.sh"
+# shellcheck source=ident.sh
+. "$top/tests/guest/ident.sh"
 
 kernels=()
 keep=0
@@ -44,7 +51,7 @@ while [ $# -gt 0 ]; do
         --kernel=*) kernels+=("${1#*=}"); shift ;;
         --virtfsd) virtfsd=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '3,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "vhost.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -477,6 +484,8 @@ for k in "${kernels[@]}"; do
     t_k=$SECONDS
     test_workload "$k"
     test_rootfs "$k"
+    ident_vhost_models "$k"
+    ident_vhost_rootfs "$k"
     echo "# kernel $k: $((SECONDS - t_k)) s"
 done
 echo "# total: $((SECONDS - t_all)) s"

@@ -190,8 +190,20 @@ test_all_squash(void)
     struct p9_qid q;
     struct stat st;
 
+    char path[512];
+    int fd;
+
+    /* A host file only root may read, in the export. */
+    snprintf(path, sizeof(path), "%s/secret", exp_root);
+    fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd >= 0) {
+        close(fd);
+    }
     pt_idmap_add(&um, "squash-guest:0:65534:4294967295");
     pt_idmap_add(&gm, "squash-guest:0:65534:4294967295");
+    if (chown(exp_root, 65534, 65534) < 0) {
+        tap_ok(false, "chown the export to nobody");
+    }
     be = open_map(PT_SM_PASSTHROUGH, &um, &gm);
     root = get_root(be, NULL);
     tap_ok(OPS(be)->user_get(be, "", 0, &u) == 0 &&
@@ -209,6 +221,25 @@ test_all_squash(void)
     tap_ok(chown_rel(be, root, "sq", 0, 0) == 0 &&
                gattr(be, root, "sq", &ga) == 0 && ga.uid == 65534,
            "all-squash: chown to root stays nobody");
+    {
+        struct be_node *n = NULL;
+        struct be_handle *h = NULL;
+        uint32_t iou;
+        int err = walkp(be, root, "secret", &n);
+
+        if (err == 0) {
+            err = OPS(be)->open(be, n, P9_DOTL_RDONLY, &h, &q, &iou);
+            if (err == 0) {
+                OPS(be)->close(be, h);
+            }
+            OPS(be)->node_put(be, n);
+        }
+        /* Squashed to nobody, guest root gets nobody's access on the host:
+         * no CAP_DAC_OVERRIDE past the 0600 of a root-owned file. */
+        tap_ok(err == -EACCES,
+               "all-squash: guest root cannot open the host's 0600 root file "
+               "(%d, want -EACCES)", err);
+    }
     OPS(be)->user_put(be, u);
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);

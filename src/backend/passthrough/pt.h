@@ -180,6 +180,9 @@ struct be_user {
     gid_t gid;
     int ngroups;
     gid_t *groups; /* supplementary groups (owned), may be NULL */
+    /* The guest uid fell under a squash-guest rule (--all-squash): the
+     * host's permission checks for 'uid' stand (no CAP_DAC_OVERRIDE). */
+    bool squashed;
 };
 
 static inline struct pt_backend *
@@ -375,6 +378,8 @@ void pt_meta_apply(const struct pt_meta *m, uint32_t *mode, uint32_t *uid,
 
 /* pt_idmap.c */
 int pt_id_to_host(const struct pt_idmap *m, uint32_t guest, uint32_t *host);
+/* True if a squash-guest rule covers guest id 'guest'. */
+bool pt_id_squashed(const struct pt_idmap *m, uint32_t guest);
 uint32_t pt_id_to_guest(const struct pt_idmap *m, uint32_t host);
 
 /* pt_lock.c */

@@ -111,10 +111,13 @@ static _Thread_local gid_t pt_tl_fsgid;
 static _Thread_local int pt_tl_ngroups = -1;
 static _Thread_local gid_t pt_tl_groups[PT_TL_GROUPS];
 
+static _Thread_local bool pt_tl_squashed;
+
 static bool
 pt_tl_same(const struct be_user *u)
 {
     return pt_tl_serial != 0 && pt_tl_fsuid == u->uid &&
+           pt_tl_squashed == u->squashed &&
            pt_tl_fsgid == u->gid && pt_tl_ngroups == u->ngroups &&
            u->ngroups <= PT_TL_GROUPS &&
            (u->ngroups == 0 ||
@@ -235,6 +238,7 @@ pt_user_get(struct backend *be, const char *uname, uint32_t n_uname,
             goto out_free;
         }
         u->uid = (uid_t)hid;
+        u->squashed = pt_id_squashed(&pb->uidmap, n_uname);
         if (getpwuid_r(u->uid, &pwbuf, buf, PT_PWBUF, &pw) != 0) {
             pw = NULL;
         }
@@ -401,12 +405,22 @@ pt_cred_init(struct pt_backend *pb)
     }
 }
 
-/* The effective set a request of uid 'uid' runs with. */
+/*
+ * The effective set a request of user 'u' runs with.  A squashed user
+ * (many guest ids made one host id, --all-squash) gets no
+ * CAP_DAC_OVERRIDE: DAC_OVERRIDE stands in for guest groups the host does
+ * not know, but a squash promises host-side access as that one host user
+ * (diod's allsquash, NFS's root_squash), so a guest root squashed to
+ * nobody must not read the host's 0600 files.
+ */
 static uint64_t
-pt_caps_for(const struct pt_backend *pb, uid_t uid)
+pt_caps_for(const struct pt_backend *pb, const struct be_user *u)
 {
-    if (uid == 0) {
+    if (u->uid == 0) {
         return pb->cap_full;
+    }
+    if (u->squashed && pb->multiuser) {
+        return 0;
     }
     return pb->multiuser ? PT_CAPS_USER : PT_CAPS_NOMU_USER;
 }
@@ -508,7 +522,7 @@ int
 pt_user_enter(struct backend *be, struct be_user *u)
 {
     struct pt_backend *pb = pt_be(be);
-    uint64_t want = pt_caps_for(pb, u->uid);
+    uint64_t want = pt_caps_for(pb, u);
     long prev;
     int err;
 
@@ -553,6 +567,7 @@ pt_user_enter(struct backend *be, struct be_user *u)
     }
     pt_tl_serial = u->serial;
     pt_tl_fsuid = u->uid;
+    pt_tl_squashed = u->squashed;
     pt_tl_fsgid = u->gid;
     pt_tl_ngroups = u->ngroups <= PT_TL_GROUPS ? u->ngroups : -1;
     if (pt_tl_ngroups > 0) {

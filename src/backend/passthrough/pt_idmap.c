@@ -77,6 +77,22 @@ pt_id_to_host(const struct pt_idmap *m, uint32_t guest, uint32_t *host)
     return 0;
 }
 
+bool
+pt_id_squashed(const struct pt_idmap *m, uint32_t guest)
+{
+    if (m == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        const struct pt_idrule *r = &m->rules[i];
+
+        if (r->kind == PT_ID_SQUASH_GUEST && pt_id_in(guest, r->a, r->count)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 uint32_t
 pt_id_to_guest(const struct pt_idmap *m, uint32_t host)
 {
