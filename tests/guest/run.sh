@@ -589,8 +589,8 @@ check "$m: mount QEMU's 9p" mount -t 9p -o trans=virtio,version=9p2000.L,cache=n
 check "$m: mount virtfsd" $(mount_cmd org.virtfs.0 "$e" '$V' cache=none,access=user)
 QA=/mnt/qa VA=/mnt/va
 mkdir -p \$QA \$VA
-check "$m: mount QEMU's 9p (posixacl)" mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,access=user,posixacl q9a \$QA
-check "$m: mount virtfsd (posixacl)" $(mount_cmd org.virtfs.1 "$e" '$VA' cache=none,access=user,posixacl)
+check "$m: mount QEMU's 9p (posixacl)" mount -t 9p -o trans=virtio,version=9p2000.L,cache=none,posixacl q9a \$QA
+check "$m: mount virtfsd (posixacl)" $(mount_cmd org.virtfs.1 "$e" '$VA' cache=none,posixacl)
 build() { # DIR: a tree with several owners, set-id bits, devices, links
     mkdir \$1 && cd \$1 || return 1
     mkdir -m 2775 sg && chown 1001:500 sg &&
@@ -605,9 +605,9 @@ build() { # DIR: a tree with several owners, set-id bits, devices, links
     cd /
     return \$rc
 }
-# ACLs go through a second mount with posixacl (without it the client
-# refuses system.posix_acl_* with EOPNOTSUPP); the other mount stays as
-# idtest wants it.
+# ACLs go through a second mount with posixacl, which implies
+# access=client (with access=user the client refuses system.posix_acl_*
+# with EOPNOTSUPP); the first mount stays access=user for idtest.
 setacls() { # DIR (on a posixacl mount)
     cd \$1 || return 1
     touch acl && chown 1001:500 acl && chmod 640 acl && setfacl -m u:1002:rw-,g:501:r-- acl &&
@@ -662,9 +662,13 @@ if [ "\$ACLS" = 1 ]; then
 fi
 check "$m: chown through virtfsd seen by QEMU" sh -c "chown 4242:4343 \$V/byqemu/g && stat -c %u:%g \$Q/byqemu/g | grep -qx 4242:4343"
 check "$m: chmod through QEMU seen by virtfsd" sh -c "chmod 4711 \$Q/byvirtfsd/f && stat -c %a \$V/byvirtfsd/f | grep -qx 4711"
-# Several guest users on the mapped export, compared with the guest's tmpfs.
+# Several guest users on the mapped export, compared with the guest's tmpfs
+# (access=user); and again through the access=client mount.
 mkdir -p /tmp/idref \$V/ids
 run_prog idtest compare /tmp/idref \$V/ids
+mkdir -p /tmp/idrefc \$VA/idsc
+echo "# access=client (posixacl)"
+run_prog idtest compare /tmp/idrefc \$VA/idsc
 umount \$VA
 umount \$QA
 umount \$V
@@ -718,6 +722,9 @@ check "rootless: mount (virtfsd runs as nobody)" $(mount_cmd org.virtfs.0 "$e" '
 check "rootless: chown to 1234:5678" sh -c "touch \$R/a && chown 1234:5678 \$R/a && stat -c %u:%g \$R/a | grep -qx 1234:5678"
 check "rootless: chmod 4755 (set-uid)" sh -c "chmod 4755 \$R/a && stat -c %a \$R/a | grep -qx 4755"
 check "rootless: mknod c 10 232" sh -c "mknod \$R/kvm c 10 232 && stat -c %F:%t:%T \$R/kvm | grep -qx 'character special file:a:e8'"
+check "rootless: mknod b 8 0, chown 0:6" sh -c "mknod \$R/sda b 8 0 && chown 0:6 \$R/sda && stat -c %F:%t:%T:%u:%g \$R/sda | grep -qx 'block special file:8:0:0:6'"
+check "rootless: mkfifo, chown 1001:1001" sh -c "mkfifo -m 620 \$R/fifo && chown 1001:1001 \$R/fifo && stat -c %F:%a:%u \$R/fifo | grep -qx 'fifo:620:1001'"
+check "rootless: set-gid file of root" sh -c "touch \$R/sg && chown 0:0 \$R/sg && chmod 2755 \$R/sg && stat -c %a:%u \$R/sg | grep -qx 2755:0"
 check "rootless: mkdir, chown 1000:1000, set-gid" sh -c "mkdir \$R/home && chown 1000:1000 \$R/home && chmod 2775 \$R/home && stat -c %u:%g:%a \$R/home | grep -qx 1000:1000:2775"
 check "rootless: symlink" sh -c "ln -s /etc/shadow \$R/ln && test \"\\\$(readlink \$R/ln)\" = /etc/shadow"
 umount \$R
@@ -730,7 +737,7 @@ EOF
         test -z "$(find "$e" ! -user 65534 2>/dev/null)"
     hcheck "host (rootless): no device node, symlink or set-id bit" \
         test -z "$(find "$e" \( -type b -o -type c -o -type l -o -perm /6000 \) 2>/dev/null)"
-    hcheck "host (rootless): the files are there" test -f "$e/kvm" -a -f "$e/a" -a -d "$e/home"
+    hcheck "host (rootless): the files are there" test -f "$e/kvm" -a -f "$e/a" -a -d "$e/home" -a -f "$e/sda" -a -f "$e/fifo"
 }
 
 # ----------------------------------------------------------------------------
