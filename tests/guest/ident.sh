@@ -222,27 +222,14 @@ echo "wrote /mapped-$k.txt"
 EOF
     fi
     rm -f "$r/mapped-$kver.txt"
-    local d=$work/rootinitm-$k
-    mkdir -p "$d/root"
-    printf '%s' "$ROOT_INIT" > "$d/root/init"
-    chmod 755 "$d/root/init"
-    (cd "$d/root" && find . | cpio -o -H newc -R 0:0 --quiet) | gzip -1 > "$d/init.cpio.gz"
-    cat "$GUEST_IMAGE/initrd.gz" "$d/init.cpio.gz" > "$d/initrd"
     rm -f "$sock"
     setsid "$virtfsd" --export "$r,security_model=mapped-xattr" --vhost-user "$sock,tag=$tag" 2> "$sock.log" &
     local vpid=$!
     pids+=("$vpid")
     guest_wait_socket "$sock" 10 || { nok "$k: mapped rootfs: virtfsd starts"; return; }
     local log=$work/logs/rootfs-mapped-$k.log t0=$SECONDS
-    local -a q
-    mapfile -t q < <(vhost_qemu_args "$sock" "$tag" "$MEM")
-    # shellcheck disable=SC2046
-    timeout -k 5 120 "$VHOST_QEMU" $(guest_accel_args) -M pc -m "$MEM" -smp 1 \
-        -nodefaults -no-user-config -display none -no-reboot -serial stdio \
-        -kernel "$GUEST_IMAGE/vmlinuz" -initrd "$d/initrd" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off root=$tag rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root rw" \
-        "${q[@]}" < /dev/null 2> "$log.qemu" | tr -d '\r' > "$log"
-    local qrc=${PIPESTATUS[0]}
+    boot_9p_root "$k" "$sock" "$tag" "$log"
+    local qrc=$ROOT_QRC
     echo "# $k: mapped rootfs VM: boot to poweroff $((SECONDS - t0)) s (qemu status $qrc)"
     echo "$k|boot to poweroff (mapped-xattr root VM)|$((SECONDS - t0))" >> "$work/times"
     grep -E '^(initramfs:|root:|wrote|VIRTFS-ROOT)' "$log" | sed "s/^/# $k guest: /"
