@@ -49,9 +49,9 @@ wait_sock() { # wait_sock PATH
     i=0
     while [ ! -S "$1" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
 }
-wait_log() { # wait_log FILE PATTERN: up to 5 s
+wait_log() { # wait_log FILE PATTERN: up to 20 s (a loaded machine)
     i=0
-    while ! grep -q "$2" "$1" 2>/dev/null && [ $i -lt 500 ]; do
+    while ! grep -q "$2" "$1" 2>/dev/null && [ $i -lt 2000 ]; do
         sleep 0.01; i=$((i + 1))
     done
 }

@@ -489,12 +489,13 @@ forward_signal(int sig)
  * (a shell's $!, systemd's main pid, the --pid-file), so it passes on
  * the signals a daemon gets and exits as the daemon did.
  */
+/* the signals virtfsd handles; any other kills the supervisor as it did
+ * the daemon before, and the daemon follows (PR_SET_PDEATHSIG) */
+static const int sb_fwd_sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+
 static void __attribute__((noreturn))
-supervise(pid_t child)
+supervise(pid_t child, const sigset_t *mask)
 {
-    /* the signals virtfsd handles; any other kills this process as it
-     * did the daemon before, and the daemon follows (PR_SET_PDEATHSIG) */
-    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     struct sigaction sa;
     int status;
 
@@ -502,9 +503,12 @@ supervise(pid_t child)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = forward_signal;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        sigaction(sigs[i], &sa, NULL);
+    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]);
+         i++) {
+        sigaction(sb_fwd_sigs[i], &sa, NULL);
     }
+    /* what arrived since fork_daemon() blocked them goes on now */
+    sigprocmask(SIG_SETMASK, mask, NULL);
     while (waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {
             _exit(1);
@@ -520,6 +524,36 @@ supervise(pid_t child)
         _exit(128 + WTERMSIG(status));
     }
     _exit(WEXITSTATUS(status));
+}
+
+/*
+ * Fork the daemon off its supervisor.  The signals the supervisor passes
+ * on stay blocked across fork(): one that comes between fork() and the
+ * supervisor's handlers (a SIGUSR1 right after the socket appeared) is
+ * forwarded, not taken by main()'s handler in a process that serves
+ * nothing.  Returns in the child only; -errno if fork() failed.
+ */
+static int
+fork_daemon(void)
+{
+    sigset_t block, old;
+    pid_t child;
+    int err;
+
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]);
+         i++) {
+        sigaddset(&block, sb_fwd_sigs[i]);
+    }
+    sigprocmask(SIG_BLOCK, &block, &old);
+    fflush(NULL);
+    child = fork();
+    err = child < 0 ? -errno : 0;
+    if (child > 0) {
+        supervise(child, &old);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return err;
 }
 
 static int
@@ -1052,7 +1086,6 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
     int flags = CLONE_NEWPID;
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    pid_t child;
     int err;
 
     *userns = uid != 0;
@@ -1071,13 +1104,9 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
             return err;
         }
     }
-    fflush(NULL);
-    child = fork();
-    if (child < 0) {
-        return -errno;
-    }
-    if (child > 0) {
-        supervise(child);
+    err = fork_daemon();
+    if (err < 0) {
+        return err;
     }
     /* the daemon goes when its supervisor goes (e.g. SIGKILLed) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -1111,7 +1140,6 @@ enter_chroot(const struct p9s_export *exports, int nexports)
     static const char *const dbs[] = {"passwd", "group", "initgroups"};
     struct sb_plan plan;
     char *root = NULL;
-    pid_t child;
     int procfd;
     int err;
 
@@ -1141,14 +1169,9 @@ enter_chroot(const struct p9s_export *exports, int nexports)
     if (err < 0) {
         goto out;
     }
-    fflush(NULL);
-    child = fork();
-    if (child < 0) {
-        err = -errno;
+    err = fork_daemon();
+    if (err < 0) {
         goto out;
-    }
-    if (child > 0) {
-        supervise(child);
     }
     prctl(PR_SET_PDEATHSIG, SIGTERM);
 #ifdef SB_ASAN
