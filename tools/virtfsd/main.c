@@ -230,6 +230,35 @@ parse_export_model(const char *opt, struct export_arg *ex)
     return 0;
 }
 
+/*
+ * A layered export (lower=) implements only some of the export options:
+ * refuse the others rather than silently not enforce them.  The overlay
+ * backend stores owners and modes as they are (passthrough model), never
+ * switches the fsuid, and maps no ids.
+ */
+static int
+check_layered_opts(const struct export_arg *ex, const struct pt_idmap *uidmap,
+                   const struct pt_idmap *gidmap)
+{
+    const char *bad = NULL;
+
+    if (ex->nosuid || ex->nodev) {
+        bad = "nosuid/nodev are";
+    } else if (ex->model != PT_SM_PASSTHROUGH) {
+        bad = "security_model= other than passthrough is";
+    } else if (ex->fmode != 0 || ex->dmode != 0) {
+        bad = "fmode=/dmode= are";
+    } else if (uidmap->n != 0 || gidmap->n != 0) {
+        bad = "--translate-uid/--translate-gid/--all-squash are";
+    }
+    if (bad != NULL) {
+        fprintf(stderr, "virtfsd: export %s: %s not supported with lower= "
+                "yet\n", ex->path, bad);
+        return -1;
+    }
+    return 0;
+}
+
 /* "[NAME=]DIR[,OPT]..." with OPT one of ro, rw, nosuid, nodev (from the
  * right: a directory name may itself contain a comma before them). */
 static int
@@ -890,11 +919,14 @@ stage_exports(void)
                 return 2;
             }
         }
-        if (exargs[i].lower != NULL &&
-            (exargs[i].nosuid || exargs[i].nodev)) {
-            /* refused rather than silently not enforced */
-            fprintf(stderr, "virtfsd: export %s: nosuid/nodev are not "
-                    "supported with lower= yet\n", exargs[i].path);
+        if (exargs[i].lower == NULL && exargs[i].work != NULL) {
+            fprintf(stderr, "virtfsd: export %s: work= needs lower=\n",
+                    exargs[i].path);
+            return 2;
+        }
+        if (exargs[i].lower != NULL && check_layered_opts(&exargs[i],
+                                                          &uidmap,
+                                                          &gidmap) < 0) {
             return 2;
         }
         if (exargs[i].lower != NULL) {

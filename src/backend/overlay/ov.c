@@ -33,6 +33,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "backend/common/becommon.h"
 #include "backend/overlay/overlay.h"
 
 #define OV_NL (OV_MAX_LOWERS + 1)
@@ -442,11 +443,22 @@ ov_node_put(struct backend *be, struct be_node *n)
     (void)be;
 }
 
+/*
+ * The qid of a node: path from its identity (kept on copy-up), version
+ * from the serving object's mtime as passthrough does, so it changes when
+ * the file does and not when it is copied up (copy-up keeps the times).
+ */
 static void
 ov_fill_qid(const struct be_node *n, struct p9_qid *qid)
 {
+    struct stat st;
+
     qid->type = ov_qtype(n->type);
     qid->version = 0;
+    if (ov_fstat(n->fd[n->top], &st) == 0) {
+        qid->version = becommon_qid_version(st.st_mtim.tv_sec,
+                                            (uint32_t)st.st_mtim.tv_nsec);
+    }
     qid->path = n->qpath;
 }
 
@@ -888,27 +900,12 @@ ov_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
     if (rc < 0) {
         return rc;
     }
-    out->valid = P9_GETATTR_BASIC;
-    out->mode = stx.stx_mode;
-    out->uid = stx.stx_uid;
-    out->gid = stx.stx_gid;
-    out->nlink = stx.stx_nlink;
-    out->rdev = makedev(stx.stx_rdev_major, stx.stx_rdev_minor);
-    out->size = stx.stx_size;
-    out->blksize = stx.stx_blksize;
-    out->blocks = stx.stx_blocks;
-    out->atime_sec = (uint64_t)stx.stx_atime.tv_sec;
-    out->atime_nsec = stx.stx_atime.tv_nsec;
-    out->mtime_sec = (uint64_t)stx.stx_mtime.tv_sec;
-    out->mtime_nsec = stx.stx_mtime.tv_nsec;
-    out->ctime_sec = (uint64_t)stx.stx_ctime.tv_sec;
-    out->ctime_nsec = stx.stx_ctime.tv_nsec;
-    if (stx.stx_mask & STATX_BTIME) {
-        out->valid |= P9_GETATTR_BTIME;
-        out->btime_sec = (uint64_t)stx.stx_btime.tv_sec;
-        out->btime_nsec = stx.stx_btime.tv_nsec;
-    }
-    ov_fill_qid(n, &out->qid);
+    becommon_statx_to_rgetattr(&stx, out);
+    /* the qid from the same snapshot */
+    out->qid.type = ov_qtype(n->type);
+    out->qid.version = becommon_qid_version(stx.stx_mtime.tv_sec,
+                                            stx.stx_mtime.tv_nsec);
+    out->qid.path = n->qpath;
     return 0;
 }
 
@@ -1490,33 +1487,6 @@ ov_close(struct backend *be, struct be_handle *h)
 /* ---- locks: OFD locks on the open file ---------------------------------------- */
 
 static int
-ov_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
-{
-    memset(fl, 0, sizeof(*fl));
-    switch (type) {
-    case P9_LOCK_TYPE_RDLCK:
-        fl->l_type = F_RDLCK;
-        break;
-    case P9_LOCK_TYPE_WRLCK:
-        fl->l_type = F_WRLCK;
-        break;
-    case P9_LOCK_TYPE_UNLCK:
-        fl->l_type = F_UNLCK;
-        break;
-    default:
-        return -EINVAL;
-    }
-    if (start > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX ||
-        (length != 0 && start + length - 1 > (uint64_t)INT64_MAX)) {
-        return -EINVAL;
-    }
-    fl->l_whence = SEEK_SET;
-    fl->l_start = (off_t)start;
-    fl->l_len = (off_t)length;
-    return 0;
-}
-
-static int
 ov_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         uint8_t *status)
 {
@@ -1528,7 +1498,7 @@ ov_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
     if (h->fd < 0) {
         return -EBADF;
     }
-    err = ov_flock(in->type, in->start, in->length, &fl);
+    err = becommon_flock(in->type, in->start, in->length, &fl);
     if (err < 0) {
         return err;
     }
@@ -1569,7 +1539,7 @@ ov_getlock(struct backend *be, struct be_handle *h,
     if (h->fd < 0) {
         return -EBADF;
     }
-    err = ov_flock(in->type, in->start, in->length, &fl);
+    err = becommon_flock(in->type, in->start, in->length, &fl);
     if (err < 0) {
         return err;
     }

@@ -10,6 +10,8 @@
  */
 #include "pt.h"
 
+#include "backend/common/becommon.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -44,26 +46,7 @@ pt_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
               STATX_BASIC_STATS | STATX_BTIME, &stx) < 0) {
         return -errno;
     }
-    out->valid = P9_GETATTR_BASIC;
-    out->mode = stx.stx_mode;
-    out->uid = stx.stx_uid;
-    out->gid = stx.stx_gid;
-    out->nlink = stx.stx_nlink;
-    out->rdev = makedev(stx.stx_rdev_major, stx.stx_rdev_minor);
-    out->size = stx.stx_size;
-    out->blksize = stx.stx_blksize;
-    out->blocks = stx.stx_blocks;
-    out->atime_sec = (uint64_t)stx.stx_atime.tv_sec;
-    out->atime_nsec = stx.stx_atime.tv_nsec;
-    out->mtime_sec = (uint64_t)stx.stx_mtime.tv_sec;
-    out->mtime_nsec = stx.stx_mtime.tv_nsec;
-    out->ctime_sec = (uint64_t)stx.stx_ctime.tv_sec;
-    out->ctime_nsec = stx.stx_ctime.tv_nsec;
-    if (stx.stx_mask & STATX_BTIME) {
-        out->valid |= P9_GETATTR_BTIME;
-        out->btime_sec = (uint64_t)stx.stx_btime.tv_sec;
-        out->btime_nsec = stx.stx_btime.tv_nsec;
-    }
+    becommon_statx_to_rgetattr(&stx, out);
     if (pt_mapped(pb)) {
         struct pt_meta m;
         int err = pt_meta_read(pb, n, &m);

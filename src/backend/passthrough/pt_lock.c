@@ -20,43 +20,13 @@
  */
 #include "pt.h"
 
+#include "backend/common/becommon.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* 9P range (start, length; 0 = to EOF) to a struct flock. */
-static int
-pt_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
-{
-    memset(fl, 0, sizeof(*fl));
-    switch (type) {
-    case P9_LOCK_TYPE_RDLCK:
-        fl->l_type = F_RDLCK;
-        break;
-    case P9_LOCK_TYPE_WRLCK:
-        fl->l_type = F_WRLCK;
-        break;
-    case P9_LOCK_TYPE_UNLCK:
-        fl->l_type = F_UNLCK;
-        break;
-    default:
-        return -EINVAL;
-    }
-    if (start > (uint64_t)INT64_MAX) {
-        return -EINVAL;
-    }
-    /* A range reaching past the largest offset means "to EOF". */
-    if (length > (uint64_t)INT64_MAX - start) {
-        length = 0;
-    }
-    fl->l_whence = SEEK_SET;
-    fl->l_start = (off_t)start;
-    fl->l_len = (off_t)length;
-    fl->l_pid = 0; /* required for OFD locks */
-    return 0;
-}
 
 void
 pt_handle_limits(struct backend *be, struct be_handle *h,
@@ -176,7 +146,7 @@ pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
     int err;
 
     (void)be;
-    err = pt_flock(in->type, in->start, in->length, &fl);
+    err = becommon_flock(in->type, in->start, in->length, &fl);
     if (err < 0) {
         return err;
     }
@@ -236,7 +206,7 @@ pt_getlock(struct backend *be, struct be_handle *h,
     int err;
 
     (void)be;
-    err = pt_flock(in->type, in->start, in->length, &fl);
+    err = becommon_flock(in->type, in->start, in->length, &fl);
     if (err < 0) {
         return err;
     }
