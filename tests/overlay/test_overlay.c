@@ -1022,6 +1022,265 @@ test_page_cache(void)
     th_rmtree(g_base);
 }
 
+/* The getattr qid of 'path' (zeroed when the walk fails). */
+static struct p9_qid
+qid9(struct p9c_fid *root, const char *path)
+{
+    struct p9c_fid *f;
+    struct p9_rgetattr ga;
+    struct p9_qid q = {0};
+
+    if (p9c_walk(root, path, &f) == 0) {
+        if (p9c_getattr(f, P9_GETATTR_BASIC, &ga) == 0) {
+            q = ga.qid;
+        }
+        p9c_clunk(f);
+    }
+    return q;
+}
+
+/*
+ * qid.version follows the file (mtime, as passthrough) and survives
+ * copy-up; a lock range past the largest offset means "to EOF" (as
+ * passthrough: one shared helper); hard links in a lower tree are broken
+ * by copy-up, as on the kernel's overlayfs without index=on.
+ */
+static void
+test_versions_links(const char *virtfsd)
+{
+    struct th_export ex = {.name = "ov", .path = "/ov"};
+    static char exspec[3 * PATH_MAX + 32];
+    struct timespec old[2] = {{.tv_sec = 1000000000, .tv_nsec = 123456789},
+                              {.tv_sec = 1000000000, .tv_nsec = 123456789}};
+    struct th_srv *s;
+    struct p9c_conn *c;
+    struct p9c_fid *root;
+    struct p9c_fid *f;
+    struct p9_qid q0;
+    struct p9_qid q1;
+    struct p9_qid q2;
+    char p[PATH_MAX];
+    char p2[PATH_MAX];
+    char buf[256];
+    uint64_t lower_hash;
+    int err;
+
+    build_layers();
+    snprintf(p, sizeof(p), "%s/v", g_lower);
+    th_write_file(p, "version\n", 8);
+    SETUP_OK(utimensat(AT_FDCWD, p, old, 0));
+    snprintf(p, sizeof(p), "%s/h1", g_lower);
+    snprintf(p2, sizeof(p2), "%s/h2", g_lower);
+    th_write_file(p, "linked\n", 7);
+    SETUP_OK(link(p, p2));
+    lower_hash = th_tree_hash(g_lower);
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    ex.path = exspec;
+    th_make_backend = make_ov;
+    s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
+    err = th_mount(s, "ov", &c, &root);
+    tap_ok(err == 0, "mount fresh layers for versions and links (%d)", err);
+    if (err < 0) {
+        return;
+    }
+
+    /* qid.version */
+    q0 = qid9(root, "v");
+    tap_ok(q0.version != 0, "a lower file's qid has a version (%u)",
+           q0.version);
+    {
+        struct p9_tsetattr sa = {.valid = P9_SETATTR_MODE, .mode = 0600};
+        struct p9_qid wq = {0};
+
+        err = p9c_walk(root, "v", &f);
+        if (err == 0) {
+            wq = f->qid;
+            err = p9c_setattr(f, &sa);
+            p9c_clunk(f);
+        }
+        q1 = qid9(root, "v");
+        snprintf(p, sizeof(p), "%s/v", g_upper);
+        tap_ok(err == 0 && th_exists(p) && q1.version == q0.version &&
+               q1.path == q0.path && wq.version == q0.version,
+               "copy-up (chmod) keeps qid path and version (%u, walk %u)",
+               q1.version, wq.version);
+    }
+    tap_ok(write9(root, "v", "changed\n") == 0, "write the copied-up file");
+    q2 = qid9(root, "v");
+    tap_ok(q2.version != q1.version && q2.path == q1.path,
+           "a write changes the version, not the path (%u -> %u)", q1.version,
+           q2.version);
+    tap_ok(qid9(root, "v").version == q2.version,
+           "and it is stable while the file does not change");
+
+    /* a lock to "the end of all offsets": passthrough's clamp, not EINVAL */
+    {
+        struct p9c_fid *l1 = NULL;
+        struct p9c_fid *l2 = NULL;
+        struct p9c_flock fl = {.type = P9_LOCK_TYPE_WRLCK, .start = 100,
+                               .length = UINT64_MAX, .proc_id = 1};
+        struct p9c_flock probe = {.type = P9_LOCK_TYPE_WRLCK,
+                                  .start = 1ULL << 40, .length = 1,
+                                  .proc_id = 2};
+        uint8_t st1 = 9;
+
+        err = p9c_walk(root, "v", &l1);
+        if (err == 0) {
+            err = p9c_open(l1, P9_DOTL_RDWR);
+        }
+        if (err == 0) {
+            err = p9c_lock(l1, &fl, &st1);
+        }
+        if (err == 0 && (err = p9c_walk(root, "v", &l2)) == 0 &&
+            (err = p9c_open(l2, P9_DOTL_RDWR)) == 0) {
+            err = p9c_getlock(l2, &probe);
+        }
+        tap_ok(err == 0 && st1 == P9_LOCK_SUCCESS &&
+               probe.type == P9_LOCK_TYPE_WRLCK && probe.start == 100 &&
+               probe.length == 0,
+               "a lock range past INT64_MAX locks to EOF (%d, status %u, "
+               "seen %u %llu+%llu)", err, st1, probe.type,
+               (unsigned long long)probe.start,
+               (unsigned long long)probe.length);
+        p9c_clunk(l1);
+        p9c_clunk(l2);
+    }
+
+    /* hard links in the lower tree */
+    {
+        struct p9_rgetattr ga1 = {0};
+        struct p9_rgetattr ga2 = {0};
+        struct p9c_fid *f2;
+
+        if (p9c_walk(root, "h1", &f) == 0) {
+            p9c_getattr(f, P9_GETATTR_BASIC, &ga1);
+            p9c_clunk(f);
+        }
+        if (p9c_walk(root, "h2", &f2) == 0) {
+            p9c_getattr(f2, P9_GETATTR_BASIC, &ga2);
+            p9c_clunk(f2);
+        }
+        tap_ok(ga1.nlink == 2 && ga1.qid.path == ga2.qid.path &&
+               ga1.qid.path != 0,
+               "two lower links: one qid, nlink 2");
+        tap_ok(write9(root, "h1", "h1 only\n") == 0 &&
+               cat9(root, "h1", buf, sizeof(buf)) == 8 &&
+               strcmp(buf, "h1 only\n") == 0,
+               "writing one lower link copies it up");
+        tap_ok(cat9(root, "h2", buf, sizeof(buf)) == 7 &&
+               strcmp(buf, "linked\n") == 0,
+               "the other link keeps the lower data (copy-up breaks the "
+               "link, as overlayfs without index=on)");
+        memset(&ga1, 0, sizeof(ga1));
+        if (p9c_walk(root, "h1", &f) == 0) {
+            p9c_getattr(f, P9_GETATTR_BASIC, &ga1);
+            p9c_clunk(f);
+        }
+        tap_ok(ga1.nlink == 1 && ga1.qid.path == ga2.qid.path,
+               "the copy has nlink 1 and keeps its qid (nlink %u)",
+               (unsigned)ga1.nlink);
+    }
+    tap_ok(th_tree_hash(g_lower) == lower_hash, "the lower tree never changed");
+    p9c_clunk(root);
+    p9c_close(c);
+    th_stop(s);
+
+    /* the kernel's overlayfs (index=off) does the same with hard links */
+    {
+        char mnt[PATH_MAX];
+        char kw[PATH_MAX];
+        char ku[PATH_MAX];
+        char opts[3 * PATH_MAX + 64];
+
+        snprintf(mnt, sizeof(mnt), "%s/kmnt", g_base);
+        snprintf(kw, sizeof(kw), "%s/kw", g_base);
+        snprintf(ku, sizeof(ku), "%s/ku", g_base);
+        mkdir(mnt, 0755);
+        mkdir(kw, 0755);
+        mkdir(ku, 0755);
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,"
+                 "index=off", g_lower, ku, kw);
+        if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
+            char h[PATH_MAX + 8];
+            int fd;
+
+            snprintf(h, sizeof(h), "%s/h1", mnt);
+            fd = open(h, O_WRONLY | O_TRUNC);
+            err = fd >= 0 && write(fd, "h1 only\n", 8) == 8 ? 0 : -1;
+            if (fd >= 0) {
+                close(fd);
+            }
+            snprintf(h, sizeof(h), "%s/h2", mnt);
+            buf[0] = '\0';
+            fd = open(h, O_RDONLY);
+            if (fd >= 0) {
+                ssize_t r = read(fd, buf, sizeof(buf) - 1);
+
+                buf[r > 0 ? r : 0] = '\0';
+                close(fd);
+            }
+            tap_ok(err == 0 && strcmp(buf, "linked\n") == 0,
+                   "kernel overlayfs (index=off) also breaks the link");
+            umount(mnt);
+        } else {
+            tap_ok(false, "mount -t overlay: %s (needs root)", strerror(errno));
+        }
+    }
+    th_rmtree(g_base);
+}
+
+/* Export options a layered export does not implement are refused (exit
+ * 2), not silently ignored; the plain layered line serves (exit 0). */
+static void
+test_refused_options(const char *virtfsd)
+{
+    static const char *const bad[] = {
+        ",nodev", ",nosuid", ",security_model=mapped-xattr",
+        ",security_model=mapped-file", ",security_model=none", ",fmode=0644",
+        ",dmode=0755", " --translate-uid=map:0:1000:1", " --all-squash",
+    };
+    char cmd[3 * PATH_MAX];
+    char *t = th_mkdtemp("ovn");
+    int rc;
+    int ok = 0;
+
+    snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --sandbox none "
+             "--seccomp none --modcaps=+sys_admin --stdio </dev/null "
+             "2>/dev/null", virtfsd, t, t);
+    rc = system(cmd);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r;
+
+        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s%s --sandbox "
+                 "none --seccomp none --modcaps=+sys_admin --stdio </dev/null "
+                 "2>/dev/null", virtfsd, t, t, bad[i]);
+        r = system(cmd);
+        if (WIFEXITED(r) && WEXITSTATUS(r) == 2) {
+            ok++;
+        } else {
+            printf("# not refused: %s (%d)\n", bad[i], r);
+        }
+    }
+    tap_ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0 &&
+           ok == (int)(sizeof(bad) / sizeof(bad[0])),
+           "options a layered export ignores are refused (%d of %zu; plain "
+           "line %d)", ok, sizeof(bad) / sizeof(bad[0]), rc);
+    snprintf(cmd, sizeof(cmd), "%s --export v=%s/p,work=%s/w --stdio "
+             "</dev/null 2>/dev/null", virtfsd, t, t);
+    {
+        char pdir[PATH_MAX];
+
+        snprintf(pdir, sizeof(pdir), "%s/p", t);
+        mkdir(pdir, 0755);
+    }
+    rc = system(cmd);
+    tap_ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 2,
+           "work= without lower= is refused (%d)", rc);
+    th_rmtree(t);
+    free(t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1246,6 +1505,7 @@ main(int argc, char **argv)
     }
     test_types(argc > 1 ? argv[1] : NULL);
     test_two_lowers(argc > 1 ? argv[1] : NULL);
+    test_versions_links(argc > 1 ? argv[1] : NULL);
     if (argc == 1) {
         test_page_cache();
     }
@@ -1256,6 +1516,7 @@ main(int argc, char **argv)
         char *t = th_mkdtemp("ovn");
 
         test_crash(argv[1]); /* needs a daemon of its own to kill */
+        test_refused_options(argv[1]);
         /* the same line without nodev serves (EOF on stdin: exit 0) */
         snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
                  "</dev/null 2>/dev/null", argv[1], t, t);
