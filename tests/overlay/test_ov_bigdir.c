@@ -13,21 +13,8 @@
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 
-#include "backend/overlay/overlay.h"
+#include "ov_harness.h"
 
-static char g_lower[PATH_MAX];
-static char g_upper[PATH_MAX];
-static char g_work[PATH_MAX];
-
-static int
-make_ov(const struct th_export *ex, struct backend **out)
-{
-    struct ov_options o = {.upper = g_upper, .work = g_work, .nlowers = 1};
-
-    (void)ex;
-    o.lowers[0] = g_lower;
-    return ov_backend_new(&o, out);
-}
 
 static void
 mkfile(const char *dir, const char *prefix, long i, bool empty)

@@ -13,7 +13,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#include "backend/overlay/overlay.h"
+#include "ov_harness.h"
 
 /* A fixture step that must work (exit 99: a hard error, not a test result). */
 #define SETUP_OK(call)                                                        \
@@ -31,19 +31,6 @@ static const char *const ov_args[] = {"--sandbox", "none", "--seccomp", "none",
                                       NULL};
 
 static char g_base[PATH_MAX];
-static char g_lower[PATH_MAX];
-static char g_upper[PATH_MAX];
-static char g_work[PATH_MAX];
-
-static int
-make_ov(const struct th_export *ex, struct backend **out)
-{
-    struct ov_options o = {.upper = g_upper, .work = g_work, .nlowers = 1};
-
-    (void)ex;
-    o.lowers[0] = g_lower;
-    return ov_backend_new(&o, out);
-}
 
 static void
 put(const char *rel, const char *data)
