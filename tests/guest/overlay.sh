@@ -123,6 +123,17 @@ cp -a "$golden" "$work/clone-cp"; t2=$(date +%s%N)
 echo "# clone: mkdir $(( (t1 - t0) / 1000 )) us; cp -a of the golden tree ($(find "$golden" | wc -l) entries) $(( (t2 - t1) / 1000 )) us"
 rm -rf "$work/clone-empty" "$work/clone-cp"
 
+# job_head NAME: the start of a guest job: mount export NAME on $M.
+job_head() {
+    cat <<EOF
+. /job/guest-lib.sh
+. /job/manifest.sh
+M=/mnt/v
+mkdir -p \$M
+check "$1: mount its clone" virtfs-mount --port org.virtfs.0 -o uname=root --aname $1 none \$M
+EOF
+}
+
 # run_vm NAME: boots a guest on $w/NAME.sh (port org.virtfs.0 = $sock),
 # counts its checks; its manifest lines stay in $w/NAME.out.
 run_vm() {
@@ -159,12 +170,7 @@ for k in "${kernels[@]}"; do
         continue
     fi
 
-    cat > "$w/vm1.sh" <<EOF
-. /job/guest-lib.sh
-. /job/manifest.sh
-M=/mnt/v
-mkdir -p \$M
-check "vm1: mount the layered export" virtfs-mount --port org.virtfs.0 -o uname=root --aname vm1 none \$M
+    { job_head vm1; cat <<EOF
 check "vm1: read a lower file" grep -qx golden \$M/etc/hostname
 check "vm1: change a lower file (copy-up)" sh -c "echo vm1 > \$M/etc/hostname"
 check "vm1: the change reads back" grep -qx vm1 \$M/etc/hostname
@@ -182,14 +188,10 @@ manifest \$M | sed 's/^/M /'
 umount \$M
 finish
 EOF
+    } > "$w/vm1.sh"
     run_vm vm1
 
-    cat > "$w/vm2.sh" <<EOF
-. /job/guest-lib.sh
-. /job/manifest.sh
-M=/mnt/v
-mkdir -p \$M
-check "vm2: mount the other clone" virtfs-mount --port org.virtfs.0 -o uname=root --aname vm2 none \$M
+    { job_head vm2; cat <<EOF
 check "vm2: sees the golden hostname, not vm1's" grep -qx golden \$M/etc/hostname
 check "vm2: vm1's deleted file is here" grep -qx "delete me" \$M/etc/old.conf
 check "vm2: vm1's renamed file is at its old name" test -f \$M/etc/a.conf -a ! -e \$M/etc/b.conf
@@ -201,6 +203,7 @@ manifest \$M | sed 's/^/M /'
 umount \$M
 finish
 EOF
+    } > "$w/vm2.sh"
     run_vm vm2
     guest_server_stop "$spid"
     spid=
