@@ -126,6 +126,26 @@ req_free(struct p9s_req *r)
 
 /* ---- submit and route --------------------------------------------------- */
 
+/*
+ * May 'r' block for long (so that running it on the transport's thread
+ * would keep that thread from reading a Tflush)?  The table says which
+ * messages may; Tlcreate only may when it could open an existing FIFO:
+ * with O_EXCL an existing name fails with EEXIST instead, so the open
+ * cannot wait for a peer (the usual create of a new file: inline).
+ */
+static bool
+req_may_block(const struct p9s_req *r, const struct op_desc *op)
+{
+    if (!(op->flags & P9F_MAYBLOCK)) {
+        return false;
+    }
+    if (r->t.type == P9_TLCREATE &&
+        (r->t.u.tlcreate.flags & P9_DOTL_EXCL) != 0) {
+        return false;
+    }
+    return true;
+}
+
 static void
 trace_request(struct p9s_req *r)
 {
@@ -249,7 +269,7 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
     op = &op_table[r->t.type];
     if (r->decode_err == 0 &&
         ((op->flags & P9F_INLINE) ||
-         ((flags & P9S_SUBMIT_INLINE) && !(op->flags & P9F_MAYBLOCK)))) {
+         ((flags & P9S_SUBMIT_INLINE) && !req_may_block(r, op)))) {
         p9s_dispatch(r);
     } else {
         workq_push(c->srv, r);

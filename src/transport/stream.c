@@ -616,6 +616,7 @@ xconn_read(struct xconn *xc)
 {
     unsigned nframes = 0;
     bool ok = true;
+    bool paused;
 
     if (xc->stage == NULL) {
         xc->stage = malloc(STAGE_SIZE);
@@ -625,6 +626,7 @@ xconn_read(struct xconn *xc)
         }
     }
     for (int rounds = 0; rounds < 16; rounds++) {
+        size_t want;
         ssize_t n;
 
         if (xc->big != NULL) {
@@ -632,10 +634,11 @@ xconn_read(struct xconn *xc)
                 log_peer("%s: out of memory, closing connection", xc->peer);
                 return false;
             }
-            n = read(xc->rfd, xc->big + xc->big_got, xc->big_cap - xc->big_got);
+            want = xc->big_cap - xc->big_got;
+            n = read(xc->rfd, xc->big + xc->big_got, want);
         } else {
-            n = read(xc->rfd, xc->stage + xc->stage_len,
-                     STAGE_SIZE - xc->stage_len);
+            want = STAGE_SIZE - xc->stage_len;
+            n = read(xc->rfd, xc->stage + xc->stage_len, want);
         }
         if (n == 0) {
             return false;
@@ -660,6 +663,9 @@ xconn_read(struct xconn *xc)
                     return false;
                 }
             }
+            if ((size_t)n < want) {
+                break; /* drained: see below */
+            }
             continue;
         }
         xc->stage_len += (size_t)n;
@@ -668,9 +674,15 @@ xconn_read(struct xconn *xc)
             return false;
         }
         pthread_mutex_lock(&xc->wlock);
-        n = xconn_paused(xc);
+        paused = xconn_paused(xc);
         pthread_mutex_unlock(&xc->wlock);
-        if (n) {
+        /*
+         * A short read drained the socket (or pipe): another read now
+         * would only fail with EAGAIN, one syscall per request for a
+         * closed-loop client.  poll() is level-triggered and reports
+         * whatever arrives next.
+         */
+        if (paused || (size_t)n < want) {
             break;
         }
     }
