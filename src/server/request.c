@@ -132,6 +132,8 @@ req_free(struct p9s_req *r)
  * messages may; Tlcreate only may when it could open an existing FIFO:
  * with O_EXCL an existing name fails with EEXIST instead, so the open
  * cannot wait for a peer (the usual create of a new file: inline).
+ * Likewise Tlopen with O_DIRECTORY (opendir): anything but a directory
+ * fails with ENOTDIR before an open could wait.
  */
 static bool
 req_may_block(const struct p9s_req *r, const struct op_desc *op)
@@ -141,6 +143,10 @@ req_may_block(const struct p9s_req *r, const struct op_desc *op)
     }
     if (r->t.type == P9_TLCREATE &&
         (r->t.u.tlcreate.flags & P9_DOTL_EXCL) != 0) {
+        return false;
+    }
+    if (r->t.type == P9_TLOPEN &&
+        (r->t.u.tlopen.flags & P9_DOTL_DIRECTORY) != 0) {
         return false;
     }
     return true;

@@ -9,7 +9,8 @@
  *  - Tlcreate with O_EXCL cannot open an existing FIFO, so it runs on the
  *    connection thread like Tgetattr (no hand-over to a worker); without
  *    O_EXCL it still goes to a worker (it could wait for a FIFO's peer,
- *    and the connection thread must stay free to read a Tflush).
+ *    and the connection thread must stay free to read a Tflush).  The
+ *    same for Tlopen with O_DIRECTORY (opendir) against a plain Tlopen.
  */
 #include "harness.h"
 
@@ -18,6 +19,7 @@ static const struct be_ops *orig_ops;
 static struct be_ops rec_ops;
 static pthread_t getattr_thread;
 static pthread_t create_thread;
+static pthread_t open_thread;
 
 static int
 rec_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
@@ -37,6 +39,14 @@ rec_create(struct backend *be, struct be_node *dir, const char *name,
                             iounit);
 }
 
+static int
+rec_open(struct backend *be, struct be_node *n, uint32_t flags,
+         struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
+{
+    open_thread = pthread_self();
+    return orig_ops->open(be, n, flags, out, qid, iounit);
+}
+
 static struct backend *
 rec_backend(struct backend *be)
 {
@@ -44,6 +54,7 @@ rec_backend(struct backend *be)
     rec_ops = *be->ops;
     rec_ops.getattr = rec_getattr;
     rec_ops.create = rec_create;
+    rec_ops.open = rec_open;
     be->ops = &rec_ops;
     return be;
 }
@@ -247,6 +258,56 @@ test_lcreate_routing(int fd)
            "lcreate/noexcl_goes_to_a_worker (may open a FIFO)");
 }
 
+static int
+raw_lopen(int fd, uint32_t dirfid, uint32_t newfid, uint32_t flags)
+{
+    struct p9_fcall t;
+    int type;
+
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TWALK;
+    t.u.twalk.fid = dirfid;
+    t.u.twalk.newfid = newfid;
+    t.u.twalk.nwname = 0;
+    if (raw_rpc(fd, &t, 3) != P9_RWALK) {
+        return -1;
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLOPEN;
+    t.u.tlopen.fid = newfid;
+    t.u.tlopen.flags = flags;
+    type = raw_rpc(fd, &t, 4);
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TCLUNK;
+    t.u.tclunk.fid = newfid;
+    raw_rpc(fd, &t, 5);
+    return type;
+}
+
+static void
+test_lopen_routing(int fd)
+{
+    pthread_t conn_thread;
+    int type;
+
+    getattr_thread = (pthread_t)0;
+    raw_getattr(fd, 1);
+    conn_thread = getattr_thread;
+
+    open_thread = (pthread_t)0;
+    type = raw_lopen(fd, 1, 12, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
+    tap_ok(type == P9_RLOPEN, "lopen/opendir_ok (%d)", type);
+    tap_ok(pthread_equal(open_thread, conn_thread),
+           "lopen/opendir_runs_on_the_connection_thread");
+
+    open_thread = (pthread_t)0;
+    type = raw_lopen(fd, 1, 13, P9_DOTL_RDONLY);
+    tap_ok(type == P9_RLOPEN, "lopen/plain_ok (%d)", type);
+    tap_ok(open_thread != (pthread_t)0 &&
+               !pthread_equal(open_thread, conn_thread),
+           "lopen/plain_goes_to_a_worker (may open a FIFO)");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -270,6 +331,7 @@ main(int argc, char **argv)
     if (fd >= 0) {
         test_one_read_per_request(fd);
         test_lcreate_routing(fd);
+        test_lopen_routing(fd);
         close(fd);
     }
     err = th_stop(srv);
