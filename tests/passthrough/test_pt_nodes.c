@@ -58,6 +58,10 @@ test_sharing(struct backend *be, struct be_node *root)
            "nodes/two walks to one file share one node (%d)", err);
     tap_ok(pb->nt_count == base + 1, "nodes/one table entry (%zu)",
            pb->nt_count - base);
+    /* issue 13: the handle is taken when the descriptor is reclaimed, not
+     * per new node (a name_to_handle_at per walk to a new file) */
+    tap_ok(err == 0 && a1->fd >= 0 && a1->fh == NULL && !a1->fh_tried,
+           "nodes/no file handle while the node has its descriptor");
     err = OPS(be)->walk1(be, root, "b", &b, &q2);
     tap_ok(err == 0 && b == a1, "nodes/hard link is the same node (%d)", err);
     tap_ok(a1->parent == root && strcmp(a1->name, "b") == 0,
@@ -348,6 +352,25 @@ test_reclaim(int mode, const char *tag)
     }
     tap_ok(maxfds <= BUDGET + 2, "reclaim/%s: descriptors stay near the "
            "budget of %d (max %d)", tag, BUDGET, maxfds);
+    {
+        /* every node that lost its descriptor had its handle asked for
+         * first (the way back, and its identity) */
+        int nofh = 0;
+        int lost = 0;
+
+        pthread_mutex_lock(&pb->fd_lock);
+        for (int i = 0; i < NFILES; i++) {
+            if (nodes[i]->fd < 0) {
+                lost++;
+                nofh += !nodes[i]->fh_tried ||
+                        (mode != PT_FH_NEVER && nodes[i]->fh == NULL);
+            }
+        }
+        pthread_mutex_unlock(&pb->fd_lock);
+        tap_ok(lost > 0 && nofh == 0,
+               "reclaim/%s: %d nodes without descriptor, %d without handle",
+               tag, lost, nofh);
+    }
     for (int i = 0; i < NFILES; i++) {
         struct p9_rgetattr a;
         struct be_handle *h = NULL;

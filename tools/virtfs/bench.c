@@ -405,6 +405,11 @@ setup_main(void *arg)
         for (unsigned i = (unsigned)w->idx; err == 0 && i < cfg->files;
              i += (unsigned)cfg->conns) {
             snprintf(name, sizeof(name), "f%06u", i);
+            if (p9c_walk(rd, name, &f) == 0) {
+                p9c_clunk(f); /* there from an earlier run (or the host) */
+                f = NULL;
+                continue;
+            }
             err = p9c_mknod(rd, name, S_IFREG | 0644, 0, 0, (uint32_t)-1,
                             NULL);
             if (err == -EEXIST) {
@@ -531,7 +536,16 @@ setup(struct worker *ws, const struct bench_cfg *cfg)
         }
     }
     if (cfg->wlmask & (1u << WL_READDIR)) {
-        err = p9c_mkdir(dir, "rd", 0755, (uint32_t)-1, NULL);
+        struct p9c_fid *rd = NULL;
+
+        /* an existing "rd" is used as it is (nfs-ganesha answers a
+         * Tmkdir of an existing name with a reply libp9c cannot take) */
+        err = p9c_walk(dir, "rd", &rd);
+        if (err == 0) {
+            p9c_clunk(rd);
+        } else {
+            err = p9c_mkdir(dir, "rd", 0755, (uint32_t)-1, NULL);
+        }
         if (err != 0 && err != -EEXIST) {
             return cli_fail("bench setup", "rd", err);
         }

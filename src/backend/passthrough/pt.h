@@ -63,7 +63,8 @@ struct be_node {
     unsigned pins;                 /* under fd_lock */
     struct be_node *lru_prev;      /* fd cache LRU, under fd_lock */
     struct be_node *lru_next;
-    struct file_handle *fh;        /* identity + reopen; NULL if none */
+    struct file_handle *fh;        /* identity + reopen; NULL if none
+                                    * (taken when the fd is reclaimed) */
     dev_t dev; /* identity at open time */
     ino_t ino;
     mode_t type; /* st_mode & S_IFMT; an inode never changes type */
@@ -71,6 +72,7 @@ struct be_node {
     bool on_lru;   /* fd >= 0, unpinned, reclaimable */
     bool pinned_for_good; /* fd can never be reopened: never reclaimed */
     bool fh_mnt_ok; /* fh was taken on the root's mount */
+    bool fh_tried;  /* pt_reclaim asked for fh (nt_lock) */
     bool dying;     /* freed while the reclaimer held it (pt_fdcache.c) */
 };
 

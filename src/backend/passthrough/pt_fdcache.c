@@ -140,7 +140,14 @@ pt_fdcache_probe(struct pt_backend *pb)
     r->pinned_for_good = true;
     pthread_mutex_unlock(&pb->fd_lock);
     pb->root_mnt_id = -1;
-    free(pt_fh_of(r->fd, &pb->root_mnt_id));
+    if (r->fh == NULL) {
+        /* the root's handle tells whether handles can be opened here
+         * (other nodes take theirs when their descriptor is reclaimed) */
+        r->fh = pt_fh_of(r->fd, &pb->root_mnt_id);
+        r->fh_tried = true;
+    } else {
+        free(pt_fh_of(r->fd, &pb->root_mnt_id));
+    }
     r->fh_mnt_ok = r->fh != NULL;
     if (pb->fh_mode == PT_FH_NEVER) {
         return 0;
@@ -274,6 +281,21 @@ pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
         bool findable;
         int fd = -1;
 
+        if (n->fh == NULL && !n->fh_tried) {
+            /* taken now, not at adopt: most nodes never lose their
+             * descriptor, so most never need a handle (one syscall less
+             * per new node).  n is pinned: n->fd is the node's file, and
+             * the handle is set before the descriptor goes (under
+             * fd_lock below), which is when readers look at it. */
+            int mnt = -1;
+            struct file_handle *fh = pt_fh_of(n->fd, &mnt);
+
+            pthread_mutex_lock(&pb->nt_lock);
+            n->fh = fh;
+            n->fh_mnt_ok = fh != NULL && mnt == pb->root_mnt_id;
+            n->fh_tried = true;
+            pthread_mutex_unlock(&pb->nt_lock);
+        }
         pthread_mutex_lock(&pb->nt_lock);
         findable = (pb->fh_open && n->fh != NULL && n->fh_mnt_ok) ||
                    (n->parent != NULL && n->name != NULL);
@@ -541,19 +563,14 @@ pt_trim(struct pt_backend *pb)
 }
 
 /*
- * A new node with its descriptor: take its file handle (identity, and
- * the way back if the descriptor is reclaimed) unless 'fh' is given, and
- * put it on the LRU.
+ * A new node with its descriptor: put it on the LRU.  Its file handle
+ * (identity, and the way back once the descriptor is reclaimed) is taken
+ * by pt_reclaim just before the descriptor goes: while the node has its
+ * descriptor, the descriptor pins the inode and nothing needs the handle.
  */
 void
 pt_fdcache_adopt(struct pt_backend *pb, struct be_node *n)
 {
-    int mnt = -1;
-
-    if (n->fh == NULL) {
-        n->fh = pt_fh_of(n->fd, &mnt);
-        n->fh_mnt_ok = n->fh != NULL && mnt == pb->root_mnt_id;
-    }
     pthread_mutex_lock(&pb->fd_lock);
     pb->fd_nodes++;
     if (n->pins == 0 && !n->pinned_for_good && n != pb->root) {
