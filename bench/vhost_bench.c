@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhost_bench: the VirtIO path of virtfsd without a guest.  It plays the
+ * VMM and the guest driver through the in-repo front-end (tests/vhost/fe.c:
+ * memfd guest RAM, a split ring, eventfd kicks and calls) against a
+ * running virtfsd --vhost-user SOCKET, and drives sequential 9P requests
+ * through the ring, one in flight, as a guest process doing one thing at
+ * a time does.  Prints, per workload, ops/s, p50/p99 latency and (with
+ * --pid) the server's CPU per op, in the key=value format of
+ * `virtfs bench`.
+ *
+ * usage: vhost_bench SOCKET [-t SECONDS] [-w stat,read,write] [--pid PID]
+ *                    [--io BYTES] [--file NAME]
+ *
+ * The export's root must hold NAME (default vb.file) of at least BYTES
+ * (default 65536; at most 1 MiB): bench/vhost-bench.sh makes it, starts
+ * virtfsd and measures the serving process.
+ *
+ *   stat   Twalk root -> NAME, Tgetattr, Tclunk   (3 RPCs per op)
+ *   read   Tread of BYTES from the open file, sliding over it
+ *   write  Twrite of BYTES to the open file, sliding over it
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fe.h"
+
+#define NOFID 0xffffffffu
+#define MAX_IO (1u << 20)
+#define MAX_SAMPLES (1u << 22)
+
+struct tmsg {
+    uint8_t *p;
+    uint32_t len;
+};
+
+static struct fe fe;
+static uint64_t tg;   /* request buffer (gpa) */
+static uint64_t rg;   /* reply buffer (gpa) */
+static uint32_t tcap; /* their sizes */
+static uint32_t rcap;
+
+static void
+t_begin(struct tmsg *t, uint8_t type, uint16_t tag)
+{
+    t->p = fe_ptr(&fe, tg);
+    t->len = 7;
+    t->p[4] = type;
+    memcpy(t->p + 5, &tag, 2);
+}
+
+static void
+t_u32(struct tmsg *t, uint32_t v)
+{
+    memcpy(t->p + t->len, &v, 4);
+    t->len += 4;
+}
+
+static void
+t_u64(struct tmsg *t, uint64_t v)
+{
+    memcpy(t->p + t->len, &v, 8);
+    t->len += 8;
+}
+
+static void
+t_u16(struct tmsg *t, uint16_t v)
+{
+    memcpy(t->p + t->len, &v, 2);
+    t->len += 2;
+}
+
+static void
+t_str(struct tmsg *t, const char *s)
+{
+    uint16_t n = (uint16_t)strlen(s);
+
+    t_u16(t, n);
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+}
+
+static void
+t_end(struct tmsg *t)
+{
+    memcpy(t->p, &t->len, 4);
+}
+
+/* One request through the ring; the reply's type, or -errno. */
+static int
+rpc(const struct tmsg *t)
+{
+    struct fe_seg s[2] = {{tg, t->len, false}, {rg, rcap, true}};
+    uint8_t *r = fe_ptr(&fe, rg);
+    uint32_t size;
+    uint32_t id;
+    uint32_t len;
+
+    fe_publish(&fe, fe_chain(&fe, s, 2, false));
+    fe_kick(&fe);
+    if (fe_used(&fe, &id, &len) != 0) {
+        return -ETIMEDOUT;
+    }
+    memcpy(&size, r, 4);
+    if (len < 7 || size != len) {
+        return -EPROTO;
+    }
+    return r[4];
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* utime + stime of 'pid' in ms, or -1. */
+static double
+cpu_ms(int pid)
+{
+    char path[64];
+    char buf[1024];
+    unsigned long ut;
+    unsigned long st;
+    char *p;
+    FILE *f;
+
+    if (pid <= 0) {
+        return -1;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    p = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    if (p == NULL || (p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2) {
+        return -1;
+    }
+    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a;
+    uint32_t y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static int
+op_stat(const char *name)
+{
+    struct tmsg t;
+
+    t_begin(&t, 110, 1); /* Twalk 1 -> 2 name */
+    t_u32(&t, 1);
+    t_u32(&t, 2);
+    t_u16(&t, 1);
+    t_str(&t, name);
+    t_end(&t);
+    if (rpc(&t) != 111) {
+        return -1;
+    }
+    t_begin(&t, 24, 1); /* Tgetattr 2 basic */
+    t_u32(&t, 2);
+    t_u64(&t, 0x7ffu);
+    t_end(&t);
+    if (rpc(&t) != 25) {
+        return -1;
+    }
+    t_begin(&t, 120, 1); /* Tclunk 2 */
+    t_u32(&t, 2);
+    t_end(&t);
+    return rpc(&t) == 121 ? 0 : -1;
+}
+
+static int
+op_io(bool write, uint32_t fid, uint64_t off, uint32_t io)
+{
+    struct tmsg t;
+    int type;
+
+    t_begin(&t, write ? 118 : 116, 1);
+    t_u32(&t, fid);
+    t_u64(&t, off);
+    t_u32(&t, io);
+    if (write) {
+        memset(t.p + t.len, 0x5a, io);
+        t.len += io;
+    }
+    t_end(&t);
+    type = rpc(&t);
+    return type == (write ? 119 : 117) ? 0 : -1;
+}
+
+/* Walk 1 -> fid, Tlopen with flags. */
+static int
+open_fid(const char *name, uint32_t fid, uint32_t flags)
+{
+    struct tmsg t;
+
+    t_begin(&t, 110, 1);
+    t_u32(&t, 1);
+    t_u32(&t, fid);
+    t_u16(&t, 1);
+    t_str(&t, name);
+    t_end(&t);
+    if (rpc(&t) != 111) {
+        return -1;
+    }
+    t_begin(&t, 12, 1);
+    t_u32(&t, fid);
+    t_u32(&t, flags);
+    t_end(&t);
+    return rpc(&t) == 13 ? 0 : -1;
+}
+
+static int
+run(const char *wl, const char *name, double secs, int pid, uint32_t io,
+    uint64_t fsize, uint32_t *samples)
+{
+    bool is_stat = strcmp(wl, "stat") == 0;
+    bool is_write = strcmp(wl, "write") == 0;
+    uint64_t off = 0;
+    unsigned long ops = 0;
+    double c0;
+    double c1;
+    double t0;
+    double t;
+    uint32_t fid = is_write ? 4 : 3;
+
+    if (!is_stat && strcmp(wl, "read") != 0 && !is_write) {
+        fprintf(stderr, "vhost_bench: unknown workload %s\n", wl);
+        return -1;
+    }
+    if (!is_stat && open_fid(name, fid, is_write ? 1 : 0) < 0) {
+        fprintf(stderr, "vhost_bench: cannot open %s\n", name);
+        return -1;
+    }
+    c0 = cpu_ms(pid);
+    t0 = now_s();
+    t = t0;
+    while (t - t0 < secs) {
+        double s = t;
+        int err;
+
+        if (is_stat) {
+            err = op_stat(name);
+        } else {
+            err = op_io(is_write, fid, off, io);
+            off += io;
+            if (off + io > fsize) {
+                off = 0;
+            }
+        }
+        if (err < 0) {
+            fprintf(stderr, "vhost_bench: %s failed\n", wl);
+            return -1;
+        }
+        t = now_s();
+        if (ops < MAX_SAMPLES) {
+            samples[ops] = (uint32_t)((t - s) * 1e9);
+        }
+        ops++;
+    }
+    c1 = cpu_ms(pid);
+    {
+        unsigned long n = ops < MAX_SAMPLES ? ops : MAX_SAMPLES;
+        double el = t - t0;
+
+        qsort(samples, n, sizeof(*samples), cmp_u32);
+        printf("%s conns=1 secs=%.2f ops=%lu ops/s=%.0f", wl, el, ops,
+               (double)ops / el);
+        if (!is_stat) {
+            printf(" MiB/s=%.1f io=%u", (double)ops * io / el / 1048576.0,
+                   io);
+        }
+        printf(" p50_us=%.1f p99_us=%.1f", samples[n / 2] / 1e3,
+               samples[n * 99 / 100] / 1e3);
+        if (c0 >= 0 && c1 >= 0 && ops > 0) {
+            printf(" cpu_ms_per_kop=%.2f", (c1 - c0) / ((double)ops / 1000));
+        }
+        printf(" transport=vhost-user\n");
+        fflush(stdout);
+    }
+    if (!is_stat) {
+        struct tmsg tm;
+
+        t_begin(&tm, 120, 1);
+        t_u32(&tm, fid);
+        t_end(&tm);
+        (void)rpc(&tm);
+    }
+    return 0;
+}
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: vhost_bench SOCKET [-t SECONDS] [-w stat,read,write]"
+                 " [--pid PID]\n"
+                 "                   [--io BYTES] [--file NAME] "
+                 "[--file-size BYTES]\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"pid", required_argument, NULL, 'p'},
+        {"io", required_argument, NULL, 'i'},
+        {"file", required_argument, NULL, 'f'},
+        {"file-size", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *wls = "stat,read,write";
+    const char *name = "vb.file";
+    double secs = 3;
+    uint64_t fsize = 0;
+    uint32_t io = 65536;
+    uint32_t *samples;
+    struct tmsg t;
+    char *list;
+    char *save = NULL;
+    int pid = 0;
+    int c;
+    int rc = 0;
+
+    while ((c = getopt_long(argc, argv, "t:w:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 't': secs = atof(optarg); break;
+        case 'w': wls = optarg; break;
+        case 'p': pid = atoi(optarg); break;
+        case 'i': io = (uint32_t)strtoul(optarg, NULL, 0); break;
+        case 'f': name = optarg; break;
+        case 's': fsize = strtoull(optarg, NULL, 0); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || io == 0 || io > MAX_IO) {
+        usage(stderr);
+        return 2;
+    }
+    if (fsize < io) {
+        fsize = io;
+    }
+    samples = malloc(sizeof(*samples) * MAX_SAMPLES);
+    memset(&fe, 0, sizeof(fe));
+    fe.sock = fe.memfd = fe.kick = fe.call = fe.err = -1;
+    if (samples == NULL || fe_connect(&fe, argv[optind]) < 0 ||
+        fe_setup(&fe, VHU_FEATURES, 256) != 0) {
+        fprintf(stderr, "vhost_bench: no vhost-user back-end at %s\n",
+                argv[optind]);
+        return 1;
+    }
+    tcap = io + 4096;
+    rcap = io + 4096;
+    tg = fe_alloc(&fe, tcap);
+    rg = fe_alloc(&fe, rcap);
+
+    t_begin(&t, 100, 0xffff); /* Tversion */
+    t_u32(&t, io + 4096);
+    t_str(&t, "9P2000.L");
+    t_end(&t);
+    if (rpc(&t) != 101) {
+        fprintf(stderr, "vhost_bench: Tversion failed\n");
+        return 1;
+    }
+    t_begin(&t, 104, 1); /* Tattach 1, root, default export */
+    t_u32(&t, 1);
+    t_u32(&t, NOFID);
+    t_str(&t, "root");
+    t_str(&t, "");
+    t_u32(&t, 0);
+    t_end(&t);
+    if (rpc(&t) != 105) {
+        fprintf(stderr, "vhost_bench: Tattach failed\n");
+        return 1;
+    }
+    list = strdup(wls);
+    for (char *w = strtok_r(list, ",", &save); w != NULL && rc == 0;
+         w = strtok_r(NULL, ",", &save)) {
+        rc = run(w, name, secs, pid, io, fsize, samples) < 0 ? 1 : 0;
+    }
+    free(list);
+    free(samples);
+    fe_close(&fe);
+    return rc;
+}
