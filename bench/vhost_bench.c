@@ -29,67 +29,17 @@
 #include <unistd.h>
 
 #include "fe.h"
+#include "tmsg.h"
 
 #define NOFID 0xffffffffu
 #define MAX_IO (1u << 20)
 #define MAX_SAMPLES (1u << 22)
-
-struct tmsg {
-    uint8_t *p;
-    uint32_t len;
-};
 
 static struct fe fe;
 static uint64_t tg;   /* request buffer (gpa) */
 static uint64_t rg;   /* reply buffer (gpa) */
 static uint32_t tcap; /* their sizes */
 static uint32_t rcap;
-
-static void
-t_begin(struct tmsg *t, uint8_t type, uint16_t tag)
-{
-    t->p = fe_ptr(&fe, tg);
-    t->len = 7;
-    t->p[4] = type;
-    memcpy(t->p + 5, &tag, 2);
-}
-
-static void
-t_u32(struct tmsg *t, uint32_t v)
-{
-    memcpy(t->p + t->len, &v, 4);
-    t->len += 4;
-}
-
-static void
-t_u64(struct tmsg *t, uint64_t v)
-{
-    memcpy(t->p + t->len, &v, 8);
-    t->len += 8;
-}
-
-static void
-t_u16(struct tmsg *t, uint16_t v)
-{
-    memcpy(t->p + t->len, &v, 2);
-    t->len += 2;
-}
-
-static void
-t_str(struct tmsg *t, const char *s)
-{
-    uint16_t n = (uint16_t)strlen(s);
-
-    t_u16(t, n);
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-}
-
-static void
-t_end(struct tmsg *t)
-{
-    memcpy(t->p, &t->len, 4);
-}
 
 /* One request through the ring; the reply's type, or -errno. */
 static int
@@ -165,25 +115,25 @@ op_stat(const char *name)
 {
     struct tmsg t;
 
-    t_begin(&t, 110, 1); /* Twalk 1 -> 2 name */
+    t_begin(&t, &fe, tg, 110, 1); /* Twalk 1 -> 2 name */
     t_u32(&t, 1);
     t_u32(&t, 2);
     t_u16(&t, 1);
     t_str(&t, name);
-    t_end(&t);
+    t_end(&t, 0);
     if (rpc(&t) != 111) {
         return -1;
     }
-    t_begin(&t, 24, 1); /* Tgetattr 2 basic */
+    t_begin(&t, &fe, tg, 24, 1); /* Tgetattr 2 basic */
     t_u32(&t, 2);
     t_u64(&t, 0x7ffu);
-    t_end(&t);
+    t_end(&t, 0);
     if (rpc(&t) != 25) {
         return -1;
     }
-    t_begin(&t, 120, 1); /* Tclunk 2 */
+    t_begin(&t, &fe, tg, 120, 1); /* Tclunk 2 */
     t_u32(&t, 2);
-    t_end(&t);
+    t_end(&t, 0);
     return rpc(&t) == 121 ? 0 : -1;
 }
 
@@ -193,7 +143,7 @@ op_io(bool write, uint32_t fid, uint64_t off, uint32_t io)
     struct tmsg t;
     int type;
 
-    t_begin(&t, write ? 118 : 116, 1);
+    t_begin(&t, &fe, tg, write ? 118 : 116, 1);
     t_u32(&t, fid);
     t_u64(&t, off);
     t_u32(&t, io);
@@ -201,7 +151,7 @@ op_io(bool write, uint32_t fid, uint64_t off, uint32_t io)
         memset(t.p + t.len, 0x5a, io);
         t.len += io;
     }
-    t_end(&t);
+    t_end(&t, 0);
     type = rpc(&t);
     return type == (write ? 119 : 117) ? 0 : -1;
 }
@@ -212,19 +162,19 @@ open_fid(const char *name, uint32_t fid, uint32_t flags)
 {
     struct tmsg t;
 
-    t_begin(&t, 110, 1);
+    t_begin(&t, &fe, tg, 110, 1);
     t_u32(&t, 1);
     t_u32(&t, fid);
     t_u16(&t, 1);
     t_str(&t, name);
-    t_end(&t);
+    t_end(&t, 0);
     if (rpc(&t) != 111) {
         return -1;
     }
-    t_begin(&t, 12, 1);
+    t_begin(&t, &fe, tg, 12, 1);
     t_u32(&t, fid);
     t_u32(&t, flags);
-    t_end(&t);
+    t_end(&t, 0);
     return rpc(&t) == 13 ? 0 : -1;
 }
 
@@ -299,9 +249,9 @@ run(const char *wl, const char *name, double secs, int pid, uint32_t io,
     if (!is_stat) {
         struct tmsg tm;
 
-        t_begin(&tm, 120, 1);
+        t_begin(&tm, &fe, tg, 120, 1);
         t_u32(&tm, fid);
-        t_end(&tm);
+        t_end(&tm, 0);
         (void)rpc(&tm);
     }
     return 0;
@@ -372,21 +322,21 @@ main(int argc, char **argv)
     tg = fe_alloc(&fe, tcap);
     rg = fe_alloc(&fe, rcap);
 
-    t_begin(&t, 100, 0xffff); /* Tversion */
+    t_begin(&t, &fe, tg, 100, 0xffff); /* Tversion */
     t_u32(&t, io + 4096);
     t_str(&t, "9P2000.L");
-    t_end(&t);
+    t_end(&t, 0);
     if (rpc(&t) != 101) {
         fprintf(stderr, "vhost_bench: Tversion failed\n");
         return 1;
     }
-    t_begin(&t, 104, 1); /* Tattach 1, root, default export */
+    t_begin(&t, &fe, tg, 104, 1); /* Tattach 1, root, default export */
     t_u32(&t, 1);
     t_u32(&t, NOFID);
     t_str(&t, "root");
     t_str(&t, "");
     t_u32(&t, 0);
-    t_end(&t);
+    t_end(&t, 0);
     if (rpc(&t) != 105) {
         fprintf(stderr, "vhost_bench: Tattach failed\n");
         return 1;

@@ -758,6 +758,29 @@ th_get32(const uint8_t *p)
            (uint32_t)p[3] << 24;
 }
 
+/* Read exactly 'len' bytes from a raw socket, polling before each read
+ * (20 s at most per read); false on EOF, error or timeout. */
+static __attribute__((unused)) bool
+th_read_full(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&pfd, 1, 20000) <= 0) {
+            return false;
+        }
+        n = read(fd, buf + got, len - got);
+        if (n <= 0) {
+            return false;
+        }
+        got += (size_t)n;
+    }
+    return true;
+}
+
 /* Test-mode banner; returns the virtfsd path or NULL. */
 static __attribute__((unused)) const char *
 th_mode(int argc, char **argv)

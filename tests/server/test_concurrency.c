@@ -349,27 +349,6 @@ raw_send(int fd, struct p9_fcall *t, uint16_t tag)
     return n == (ssize_t)len ? 0 : -1;
 }
 
-static bool
-raw_full(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ssize_t n;
-
-        if (poll(&pfd, 1, 20000) <= 0) {
-            return false;
-        }
-        n = read(fd, buf + got, len - got);
-        if (n <= 0) {
-            return false;
-        }
-        got += (size_t)n;
-    }
-    return true;
-}
-
 /* The next reply's type and tag (body discarded); false on EOF/timeout. */
 static bool
 raw_recv(int fd, uint8_t *type, uint16_t *tag)
@@ -378,12 +357,12 @@ raw_recv(int fd, uint8_t *type, uint16_t *tag)
     uint8_t body[256];
     uint32_t size;
 
-    if (!raw_full(fd, hdr, sizeof(hdr))) {
+    if (!th_read_full(fd, hdr, sizeof(hdr))) {
         return false;
     }
     size = th_get32(hdr);
     if (size < 7 || size - 7 > sizeof(body) ||
-        !raw_full(fd, body, size - 7)) {
+        !th_read_full(fd, body, size - 7)) {
         return false;
     }
     *type = hdr[4];

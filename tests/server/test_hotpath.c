@@ -79,28 +79,6 @@ proc_syscr(void)
     return v;
 }
 
-/* Exactly 'len' bytes; each read is preceded by a poll. */
-static bool
-raw_full(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ssize_t n;
-
-        if (poll(&pfd, 1, 10000) <= 0) {
-            return false;
-        }
-        n = read(fd, buf + got, len - got);
-        if (n <= 0) {
-            return false;
-        }
-        got += (size_t)n;
-    }
-    return true;
-}
-
 /* One RPC on a raw socket: the reply's type, or -1.  Two reads (header,
  * body) on this side when the reply arrives in one piece. */
 static int
@@ -114,12 +92,12 @@ raw_rpc(int fd, struct p9_fcall *t, uint16_t tag)
     uint32_t size;
 
     free(buf);
-    if (n != (ssize_t)len || !raw_full(fd, hdr, sizeof(hdr))) {
+    if (n != (ssize_t)len || !th_read_full(fd, hdr, sizeof(hdr))) {
         return -1;
     }
     size = th_get32(hdr);
     if (size < 7 || size - 7 > sizeof(body) ||
-        !raw_full(fd, body, size - 7)) {
+        !th_read_full(fd, body, size - 7)) {
         return -1;
     }
     return hdr[4];
@@ -159,6 +137,18 @@ raw_conn(void)
         return -1;
     }
     return sv[1];
+}
+
+/*
+ * A request is "alone" when the one before it is completely done: after
+ * one that ran on a worker, the worker's bookkeeping may still be running
+ * when the client's next request arrives (which then goes to the pool as
+ * well).  Let it settle before a request whose thread is checked.
+ */
+static void
+settle(void)
+{
+    usleep(50000);
 }
 
 static int
@@ -202,33 +192,57 @@ test_one_read_per_request(int fd)
            after - before, n);
 }
 
+/* Twalk dirfid -> newfid (no names): 0 or -1. */
 static int
-raw_lcreate(int fd, uint32_t dirfid, uint32_t newfid, const char *name,
-            uint32_t flags)
+raw_clone(int fd, uint32_t dirfid, uint32_t newfid)
 {
     struct p9_fcall t;
-    int type;
 
     memset(&t, 0, sizeof(t));
     t.type = P9_TWALK;
     t.u.twalk.fid = dirfid;
     t.u.twalk.newfid = newfid;
-    t.u.twalk.nwname = 0;
-    if (raw_rpc(fd, &t, 3) != P9_RWALK) {
+    return raw_rpc(fd, &t, 3) == P9_RWALK ? 0 : -1;
+}
+
+static void
+raw_clunk(int fd, uint32_t fid)
+{
+    struct p9_fcall t;
+
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TCLUNK;
+    t.u.tclunk.fid = fid;
+    raw_rpc(fd, &t, 5);
+}
+
+/* Tlcreate (or, with name NULL, Tlopen) on a clone of dirfid: the reply's
+ * type, or -1. */
+static int
+raw_open(int fd, uint32_t dirfid, uint32_t newfid, const char *name,
+         uint32_t flags)
+{
+    struct p9_fcall t;
+    int type;
+
+    if (raw_clone(fd, dirfid, newfid) < 0) {
         return -1;
     }
     memset(&t, 0, sizeof(t));
-    t.type = P9_TLCREATE;
-    t.u.tlcreate.fid = newfid;
-    t.u.tlcreate.name = th_str(name);
-    t.u.tlcreate.flags = flags;
-    t.u.tlcreate.mode = 0644;
-    t.u.tlcreate.gid = (uint32_t)getgid();
+    if (name != NULL) {
+        t.type = P9_TLCREATE;
+        t.u.tlcreate.fid = newfid;
+        t.u.tlcreate.name = th_str(name);
+        t.u.tlcreate.flags = flags;
+        t.u.tlcreate.mode = 0644;
+        t.u.tlcreate.gid = (uint32_t)getgid();
+    } else {
+        t.type = P9_TLOPEN;
+        t.u.tlopen.fid = newfid;
+        t.u.tlopen.flags = flags;
+    }
     type = raw_rpc(fd, &t, 4);
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TCLUNK;
-    t.u.tclunk.fid = newfid;
-    raw_rpc(fd, &t, 5);
+    raw_clunk(fd, newfid);
     return type;
 }
 
@@ -238,50 +252,25 @@ test_lcreate_routing(int fd)
     pthread_t conn_thread;
     int type;
 
+    settle();
     getattr_thread = (pthread_t)0;
     type = raw_getattr(fd, 1); /* alone: runs on the connection thread */
     conn_thread = getattr_thread;
     tap_ok(type == P9_RGETATTR, "lcreate/getattr_ok");
 
     create_thread = (pthread_t)0;
-    type = raw_lcreate(fd, 1, 10, "excl",
+    type = raw_open(fd, 1, 10, "excl",
                        P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL);
     tap_ok(type == P9_RLCREATE, "lcreate/excl_ok (%d)", type);
     tap_ok(pthread_equal(create_thread, conn_thread),
            "lcreate/excl_runs_on_the_connection_thread");
 
     create_thread = (pthread_t)0;
-    type = raw_lcreate(fd, 1, 11, "noexcl", P9_DOTL_WRONLY | P9_DOTL_CREATE);
+    type = raw_open(fd, 1, 11, "noexcl", P9_DOTL_WRONLY | P9_DOTL_CREATE);
     tap_ok(type == P9_RLCREATE, "lcreate/noexcl_ok (%d)", type);
     tap_ok(create_thread != (pthread_t)0 &&
                !pthread_equal(create_thread, conn_thread),
            "lcreate/noexcl_goes_to_a_worker (may open a FIFO)");
-}
-
-static int
-raw_lopen(int fd, uint32_t dirfid, uint32_t newfid, uint32_t flags)
-{
-    struct p9_fcall t;
-    int type;
-
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TWALK;
-    t.u.twalk.fid = dirfid;
-    t.u.twalk.newfid = newfid;
-    t.u.twalk.nwname = 0;
-    if (raw_rpc(fd, &t, 3) != P9_RWALK) {
-        return -1;
-    }
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TLOPEN;
-    t.u.tlopen.fid = newfid;
-    t.u.tlopen.flags = flags;
-    type = raw_rpc(fd, &t, 4);
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TCLUNK;
-    t.u.tclunk.fid = newfid;
-    raw_rpc(fd, &t, 5);
-    return type;
 }
 
 static void
@@ -290,18 +279,19 @@ test_lopen_routing(int fd)
     pthread_t conn_thread;
     int type;
 
+    settle();
     getattr_thread = (pthread_t)0;
     raw_getattr(fd, 1);
     conn_thread = getattr_thread;
 
     open_thread = (pthread_t)0;
-    type = raw_lopen(fd, 1, 12, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
+    type = raw_open(fd, 1, 12, NULL, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
     tap_ok(type == P9_RLOPEN, "lopen/opendir_ok (%d)", type);
     tap_ok(pthread_equal(open_thread, conn_thread),
            "lopen/opendir_runs_on_the_connection_thread");
 
     open_thread = (pthread_t)0;
-    type = raw_lopen(fd, 1, 13, P9_DOTL_RDONLY);
+    type = raw_open(fd, 1, 13, NULL, P9_DOTL_RDONLY);
     tap_ok(type == P9_RLOPEN, "lopen/plain_ok (%d)", type);
     tap_ok(open_thread != (pthread_t)0 &&
                !pthread_equal(open_thread, conn_thread),

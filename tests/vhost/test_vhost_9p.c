@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fe.h"
+#include "tmsg.h"
 #include "tap.h"
 #include "util/log.h"
 #include "vhost/vhost.h"
@@ -25,56 +26,6 @@
 
 static char sock_path[128];
 static char export_dir[64];
-
-/* A T-message under construction, in guest memory. */
-struct tmsg {
-    uint8_t *p;
-    uint32_t len;
-};
-
-static void
-t_begin(struct tmsg *t, struct fe *f, uint64_t gpa, uint8_t type,
-        uint16_t tag)
-{
-    t->p = fe_ptr(f, gpa);
-    t->len = 7;
-    t->p[4] = type;
-    memcpy(t->p + 5, &tag, 2);
-}
-
-static void
-t_u32(struct tmsg *t, uint32_t v)
-{
-    memcpy(t->p + t->len, &v, 4);
-    t->len += 4;
-}
-
-static void
-t_u64(struct tmsg *t, uint64_t v)
-{
-    memcpy(t->p + t->len, &v, 8);
-    t->len += 8;
-}
-
-static void
-t_str(struct tmsg *t, const char *s)
-{
-    uint16_t n = (uint16_t)strlen(s);
-
-    memcpy(t->p + t->len, &n, 2);
-    memcpy(t->p + t->len + 2, s, n);
-    t->len += 2u + n;
-}
-
-/* Finish with 'extra' payload bytes that live elsewhere (zero copy). */
-static uint32_t
-t_end(struct tmsg *t, uint32_t extra)
-{
-    uint32_t size = t->len + extra;
-
-    memcpy(t->p, &size, 4);
-    return t->len;
-}
 
 static uint32_t
 get_u32(const uint8_t *p)
