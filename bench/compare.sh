@@ -241,11 +241,11 @@ function med(list,    n, a, i, j, t) {
 END {
     printf "%-22s %-6s", "workload/transport", "metric"
     for (i = 1; i <= ns; i++) printf " %24s", srvs[i]
-    printf " %7s\n", "ratio"
+    printf " %7s %7s\n", "ratio", "vs_base"
     for (k = 1; k <= nk; k++) {
         split("tp p50 cpu", ms, " ")
         for (mi = 1; mi <= 3; mi++) {
-            mm = ms[mi]; best = ""; mine = ""
+            mm = ms[mi]; best = ""; mine = ""; basev = ""
             printf "%-22s %-6s", keys[k], mm
             for (i = 1; i <= ns; i++) {
                 l = v[keys[k], srvs[i], mm]
@@ -253,12 +253,17 @@ END {
                 x = med(l)
                 printf " %24s", sprintf("%.4g (%.4g-%.4g)", x, lo, hi)
                 if (srvs[i] == "virtfsd") mine = x
-                else if (srvs[i] != "base") {
+                else if (srvs[i] == "base") basev = x
+                else {
                     if (best == "" || (mm == "tp" ? x > best : x < best)) best = x
                 }
             }
-            if (mine != "" && best != "" && best + 0 != 0)
-                printf " %7.2f\n", mm == "tp" ? mine / best : best / mine
+            if (mine != "" && best != "" && best + 0 != 0 && mine + 0 != 0)
+                printf " %7.2f", mm == "tp" ? mine / best : best / mine
+            else
+                printf " %7s", "-"
+            if (mine != "" && basev != "" && basev + 0 != 0 && mine + 0 != 0)
+                printf " %7.2f\n", mm == "tp" ? mine / basev : basev / mine
             else
                 printf " %7s\n", "-"
         }
@@ -266,6 +271,7 @@ END {
     print "\ntp: ops/s (stat, create, readdir listings) or MiB/s (seq*);"
     print "p50: latency of one op in us; cpu: server CPU ms per 1000 ops."
     print "median (min-max) over the passes; ratio: virtfsd against the better"
-    print "peer (diod, ganesha), > 1 favours virtfsd for every metric."
+    print "peer (diod, ganesha), vs_base: virtfsd against --base; > 1 favours"
+    print "virtfsd for every metric."
 }' "$results"
 echo "compare.sh: raw results in $results" >&2
