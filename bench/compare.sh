@@ -66,8 +66,10 @@ virtfs=${VIRTFS:-$build/tools/virtfs/virtfs}
 virtfsd=${VIRTFSD:-$build/tools/virtfsd/virtfsd}
 diod=$(command -v diod || echo /usr/sbin/diod)
 ganesha=$(command -v ganesha.nfsd || echo /usr/bin/ganesha.nfsd)
-[ -x "$virtfs" ] && [ -x "$virtfsd" ] || {
-    echo "compare.sh: build virtfs and virtfsd first ($build)" >&2; exit 1; }
+if [ ! -x "$virtfs" ] || [ ! -x "$virtfsd" ]; then
+    echo "compare.sh: build virtfs and virtfsd first ($build)" >&2
+    exit 1
+fi
 if [ "$(id -u)" != 0 ]; then
     use_diod=0
     use_ganesha=0

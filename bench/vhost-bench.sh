@@ -30,15 +30,17 @@ while [ $# -gt 0 ]; do
     -w) wl=$2; shift 2 ;;
     -p) passes=$2; shift 2 ;;
     --io) io=$2; shift 2 ;;
-    -h|--help) sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "vhost-bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 virtfsd=${VIRTFSD:-$build/tools/virtfsd/virtfsd}
 tool=$build/tests/vhost/vhost_bench
-[ -x "$virtfsd" ] && [ -x "$tool" ] || {
-    echo "vhost-bench.sh: build virtfsd and vhost_bench first" >&2; exit 1; }
+if [ ! -x "$virtfsd" ] || [ ! -x "$tool" ]; then
+    echo "vhost-bench.sh: build virtfsd and vhost_bench first" >&2
+    exit 1
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/virtfs-vbench.XXXXXX")
 vpid=
@@ -57,7 +59,7 @@ fsize=$((16 * 1024 * 1024))
 [ "$io" -gt $((fsize / 4)) ] && fsize=$((io * 4))
 head -c "$fsize" /dev/zero >"$work/export/vb.file"
 
-for pass in $(seq "$passes"); do
+for _ in $(seq "$passes"); do
     # shellcheck disable=SC2086  # VIRTFSD_ARGS: extra options, split
     "$virtfsd" --export "$work/export" --vhost-user "$work/sock" \
         ${VIRTFSD_ARGS:-} 2>"$work/log" &
