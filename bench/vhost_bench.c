@@ -29,11 +29,14 @@
 #include <unistd.h>
 
 #include "fe.h"
+#include "util/procstat.h"
 #include "tmsg.h"
 
 #define NOFID 0xffffffffu
 #define MAX_IO (1u << 20)
-#define MAX_SAMPLES (1u << 22)
+/* latency histogram: 100 ns buckets up to 100 ms (the last one: longer) */
+#define HIST_NS 100u
+#define HIST_N 1000000u
 
 static struct fe fe;
 static uint64_t tg;   /* request buffer (gpa) */
@@ -72,42 +75,20 @@ now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* utime + stime of 'pid' in ms, or -1. */
+/* The q-quantile of 'ops' samples in the histogram, in us. */
 static double
-cpu_ms(int pid)
+hist_pct(const uint32_t *hist, unsigned long ops, double q)
 {
-    char path[64];
-    char buf[1024];
-    unsigned long ut;
-    unsigned long st;
-    char *p;
-    FILE *f;
+    unsigned long want = (unsigned long)(q * (double)ops) + 1;
+    unsigned long seen = 0;
 
-    if (pid <= 0) {
-        return -1;
+    for (uint32_t b = 0; b < HIST_N; b++) {
+        seen += hist[b];
+        if (seen >= want) {
+            return ((double)b + 0.5) * HIST_NS / 1e3;
+        }
     }
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    p = fgets(buf, sizeof(buf), f);
-    fclose(f);
-    if (p == NULL || (p = strrchr(buf, ')')) == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-               &ut, &st) != 2) {
-        return -1;
-    }
-    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a;
-    uint32_t y = *(const uint32_t *)b;
-
-    return x < y ? -1 : x > y;
+    return (double)HIST_N * HIST_NS / 1e3;
 }
 
 static int
@@ -180,7 +161,7 @@ open_fid(const char *name, uint32_t fid, uint32_t flags)
 
 static int
 run(const char *wl, const char *name, double secs, int pid, uint32_t io,
-    uint64_t fsize, uint32_t *samples)
+    uint64_t fsize, uint32_t *hist)
 {
     bool is_stat = strcmp(wl, "stat") == 0;
     bool is_write = strcmp(wl, "write") == 0;
@@ -200,7 +181,7 @@ run(const char *wl, const char *name, double secs, int pid, uint32_t io,
         fprintf(stderr, "vhost_bench: cannot open %s\n", name);
         return -1;
     }
-    c0 = cpu_ms(pid);
+    c0 = proc_cpu_ms(pid);
     t0 = now_s();
     t = t0;
     while (t - t0 < secs) {
@@ -221,25 +202,24 @@ run(const char *wl, const char *name, double secs, int pid, uint32_t io,
             return -1;
         }
         t = now_s();
-        if (ops < MAX_SAMPLES) {
-            samples[ops] = (uint32_t)((t - s) * 1e9);
+        {
+            double b = (t - s) * 1e9 / HIST_NS;
+
+            hist[b < HIST_N - 1 ? (uint32_t)b : HIST_N - 1]++;
         }
         ops++;
     }
-    c1 = cpu_ms(pid);
+    c1 = proc_cpu_ms(pid);
     {
-        unsigned long n = ops < MAX_SAMPLES ? ops : MAX_SAMPLES;
         double el = t - t0;
-
-        qsort(samples, n, sizeof(*samples), cmp_u32);
         printf("%s conns=1 secs=%.2f ops=%lu ops/s=%.0f", wl, el, ops,
                (double)ops / el);
         if (!is_stat) {
             printf(" MiB/s=%.1f io=%u", (double)ops * io / el / 1048576.0,
                    io);
         }
-        printf(" p50_us=%.1f p99_us=%.1f", samples[n / 2] / 1e3,
-               samples[n * 99 / 100] / 1e3);
+        printf(" p50_us=%.1f p99_us=%.1f", hist_pct(hist, ops, 0.50),
+               hist_pct(hist, ops, 0.99));
         if (c0 >= 0 && c1 >= 0 && ops > 0) {
             printf(" cpu_ms_per_kop=%.2f", (c1 - c0) / ((double)ops / 1000));
         }
@@ -281,7 +261,7 @@ main(int argc, char **argv)
     double secs = 3;
     uint64_t fsize = 0;
     uint32_t io = 65536;
-    uint32_t *samples;
+    uint32_t *hist;
     struct tmsg t;
     char *list;
     char *save = NULL;
@@ -308,10 +288,10 @@ main(int argc, char **argv)
     if (fsize < io) {
         fsize = io;
     }
-    samples = malloc(sizeof(*samples) * MAX_SAMPLES);
+    hist = malloc(sizeof(*hist) * HIST_N);
     memset(&fe, 0, sizeof(fe));
     fe.sock = fe.memfd = fe.kick = fe.call = fe.err = -1;
-    if (samples == NULL || fe_connect(&fe, argv[optind]) < 0 ||
+    if (hist == NULL || fe_connect(&fe, argv[optind]) < 0 ||
         fe_setup(&fe, VHU_FEATURES, 256) != 0) {
         fprintf(stderr, "vhost_bench: no vhost-user back-end at %s\n",
                 argv[optind]);
@@ -344,10 +324,11 @@ main(int argc, char **argv)
     list = strdup(wls);
     for (char *w = strtok_r(list, ",", &save); w != NULL && rc == 0;
          w = strtok_r(NULL, ",", &save)) {
-        rc = run(w, name, secs, pid, io, fsize, samples) < 0 ? 1 : 0;
+        memset(hist, 0, sizeof(*hist) * HIST_N);
+        rc = run(w, name, secs, pid, io, fsize, hist) < 0 ? 1 : 0;
     }
     free(list);
-    free(samples);
+    free(hist);
     fe_close(&fe);
     return rc;
 }
