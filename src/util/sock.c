@@ -2,6 +2,7 @@
 #include "util/sock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -111,6 +112,8 @@ sock_listen_unix(const char *path, int backlog, struct sock_unix_id *id,
                  char *msg, size_t msgsize)
 {
     struct sockaddr_un sa;
+    struct sockaddr_un tmp;
+    const struct sockaddr_un *bound = &sa;
     struct stat st;
     int fd;
     int err;
@@ -146,6 +149,18 @@ sock_listen_unix(const char *path, int backlog, struct sock_unix_id *id,
             return err;
         }
     }
+    /*
+     * Bound under a temporary name and renamed into place once listening:
+     * a client that sees the path (a VMM waiting for the vhost-user socket,
+     * a script polling for it) never meets a socket that refuses
+     * connections.  A path too long for the suffix is bound directly.
+     */
+    if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%ld~", path,
+                 (long)getpid()) < (int)sizeof(tmp.sun_path)) {
+        tmp.sun_family = AF_UNIX;
+        unlink(tmp.sun_path); /* our own pid: a leftover of ours */
+        bound = &tmp;
+    }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err = -errno;
@@ -159,18 +174,34 @@ sock_listen_unix(const char *path, int backlog, struct sock_unix_id *id,
      * process-wide umask change, which would race with other threads.
      */
     if (fchmod(fd, 0600) < 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        bind(fd, (struct sockaddr *)bound, sizeof(*bound)) < 0) {
         err = -errno;
-        SETMSG("bind %s: %s", path, strerror(-err));
+        SETMSG("bind %s: %s", bound->sun_path, strerror(-err));
         close(fd);
         return err;
     }
-    if (lstat(path, &st) < 0 ||
-        ((st.st_mode & 077) != 0 && chmod(path, 0600) < 0) ||
+    if (lstat(bound->sun_path, &st) < 0 ||
+        ((st.st_mode & 077) != 0 && chmod(bound->sun_path, 0600) < 0) ||
         listen(fd, backlog) < 0) {
         err = -errno;
-        SETMSG("listen %s: %s", path, strerror(-err));
-        unlink(path);
+        SETMSG("listen %s: %s", bound->sun_path, strerror(-err));
+        unlink(bound->sun_path);
+        close(fd);
+        return err;
+    }
+    /* NOREPLACE: a daemon that took the path meanwhile keeps it */
+    if (bound == &tmp &&
+        renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path,
+                  RENAME_NOREPLACE) < 0) {
+        err = -errno;
+        if (err == -EEXIST) {
+            SETMSG("%s: another process is listening on it", path);
+            err = -EADDRINUSE;
+        } else {
+            SETMSG("rename %s to %s: %s", tmp.sun_path, path,
+                   strerror(-err));
+        }
+        unlink(tmp.sun_path);
         close(fd);
         return err;
     }

@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * log_escape(): what a peer can put in a log line (util/log.c), and
- * sock_split_hostport(): the one HOST:PORT parser (util/sock.c).
+ * log_escape(): what a peer can put in a log line (util/log.c),
+ * sock_split_hostport(): the one HOST:PORT parser, and sock_listen_unix():
+ * a socket path appears only when it accepts (util/sock.c).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "util/log.h"
@@ -87,10 +95,122 @@ test_hostport(void)
     hp("127.0.0.1:http", 1, NULL, 0, true);
 }
 
+/*
+ * A Unix socket path that appears is a socket that accepts: a watcher that
+ * connects the moment inotify reports the name (a VMM waiting for its
+ * vhost-user socket) must never get ECONNREFUSED.  Binding the final name
+ * before listen() failed this within a few hundred rounds.
+ */
+struct appear_arg {
+    const char *dir;
+    const char *name;
+    int rounds;
+    int refused;
+    int connected;
+    int ready; /* the watch is in place */
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+};
+
+static void *
+appear_watch(void *p)
+{
+    struct appear_arg *a = p;
+    char path[256];
+    char buf[4096] __attribute__((aligned(8)));
+    int in = inotify_init1(IN_CLOEXEC);
+
+    snprintf(path, sizeof(path), "%s/%s", a->dir, a->name);
+    inotify_add_watch(in, a->dir, IN_CREATE | IN_MOVED_TO);
+    pthread_mutex_lock(&a->m);
+    a->ready = 1;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->m);
+    for (bool end = false; !end;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+
+        for (ssize_t off = 0; off < n;) {
+            const struct inotify_event *ev = (const void *)(buf + off);
+
+            off += (ssize_t)(sizeof(*ev) + ev->len);
+            if (ev->len > 0 && strcmp(ev->name, "end") == 0) {
+                end = true;
+            }
+            if (ev->len == 0 || strcmp(ev->name, a->name) != 0) {
+                continue;
+            }
+            struct sockaddr_un sa = {.sun_family = AF_UNIX};
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+            memcpy(sa.sun_path, path, strlen(path) + 1);
+            if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                a->connected++;
+            } else if (errno == ECONNREFUSED) {
+                a->refused++;
+            }
+            close(fd);
+        }
+        if (n <= 0) {
+            break;
+        }
+    }
+    close(in);
+    return NULL;
+}
+
+static void
+test_listen_appears_ready(void)
+{
+    char dir[] = "/tmp/vfs-sock-XXXXXX";
+    char path[256];
+    struct appear_arg a = {.name = "s", .rounds = 300};
+    pthread_t th;
+    int bad = 0;
+
+    if (mkdtemp(dir) == NULL) {
+        tap_ok(false, "mkdtemp");
+        return;
+    }
+    a.dir = dir;
+    pthread_mutex_init(&a.m, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    snprintf(path, sizeof(path), "%s/s", dir);
+    pthread_create(&th, NULL, appear_watch, &a);
+    pthread_mutex_lock(&a.m);
+    while (!a.ready) {
+        pthread_cond_wait(&a.cv, &a.m);
+    }
+    pthread_mutex_unlock(&a.m);
+    for (int i = 0; i < a.rounds; i++) {
+        struct sock_unix_id id;
+        char msg[256];
+        int fd = sock_listen_unix(path, 4, &id, msg, sizeof(msg));
+
+        if (fd < 0) {
+            bad++;
+            continue;
+        }
+        usleep(200); /* the watcher connects meanwhile */
+        sock_unix_unlink(path, &id);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "%s/end", dir); /* the watcher stops */
+    close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    pthread_join(th, NULL);
+    unlink(path);
+    tap_ok(bad == 0, "%d listeners made on one path in turn (failed: %d)",
+           a.rounds, bad);
+    tap_ok(a.refused == 0 && a.connected > 0,
+           "a socket path that appears accepts at once (%d connected, "
+           "%d refused)", a.connected, a.refused);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
     test_escape();
     test_hostport();
+    test_listen_appears_ready();
     return tap_done();
 }
