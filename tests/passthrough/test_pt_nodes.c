@@ -202,8 +202,8 @@ test_dotdot_cost(struct backend *be, struct be_node *root)
                  t_deep / (t_shallow > 0 ? t_shallow : 1e-9));
         /*
          * The old proof climbed to the root, openat+fstat per level, for
-         * every "..".  Time one such climb here and require the 16 ".."
-         * to cost less than 4 of them (they would cost 16).
+         * every "..".  Time one such climb here, for comparison with the
+         * 16 ".." (they would cost 16 climbs).
          */
         {
             double t0 = now_s();
@@ -228,11 +228,12 @@ test_dotdot_cost(struct backend *be, struct be_node *root)
                 close(cur);
             }
             t_climb = now_s() - t0;
-            tap_diag("one climb of %d levels: %.0f us", levels, t_climb * 1e6);
-            tap_ok(t_deep < 4 * t_climb,
-                   "dotdot/16 .. at depth %d cost less than 4 climbs "
-                   "(%.2f ms vs %.2f ms)",
-                   DEPTH + 1, t_deep * 1e3, 4 * t_climb * 1e3);
+            /* a figure, not a check: wall time on a loaded machine
+             * flaked; the openat count above is what is asserted */
+            tap_diag("one climb of %d levels: %.0f us; 16 .. at depth %d: "
+                     "%.0f us (%.2f climbs)", levels, t_climb * 1e6,
+                     DEPTH + 1, t_deep * 1e6,
+                     t_deep / (t_climb > 0 ? t_climb : 1e-9));
         }
 
         /* Moved out of the export by the host: ".." from inside it is
