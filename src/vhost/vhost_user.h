@@ -58,6 +58,7 @@ enum vhu_request {
 /* clang-format on */
 
 #define VHU_FLAG_VERSION 0x1u  /* bits 0-1 */
+#define VHU_FLAG_VERSION_MASK 0x3u
 #define VHU_FLAG_REPLY 0x4u
 #define VHU_FLAG_NEED_REPLY 0x8u
 #define VHU_HDR_SIZE 12u

@@ -1,19 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhost-user back-end for virtio-9p: message I/O, the per-message check
- * table, the handlers, the device thread, and the listening server.
- *
- * Threads: one server thread accepts connections and runs the device of
- * each, one at a time (poll on the socket, the kick eventfds and the stop
- * eventfd).  9P workers call the p9s_conn_ops below concurrently; they only
- * touch the element (cookie) they were given and its virtqueue (vq->lock).
+ * The vhost-user device: the per-message check table, the message
+ * handlers, the device's life (new, close, the last reference) and its
+ * thread (vhu_dev_run: poll on the socket, the kick eventfds and the stop
+ * eventfd).  What a kick does, handing the ring's chains to the 9P core,
+ * is vhu_p9.c.
  *
  * Lifetime: a device is refcounted.  The device thread holds one
  * reference until vhu_dev_close(); each 9P session holds one until its
  * release().  Elements in flight keep their memory table alive, so guest
  * memory a worker writes into is never unmapped under it.
  */
-#include "vhost/vhost_user.h"
+#include "vhost/vhu_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,276 +24,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "util/fdbudget.h"
 #include "util/log.h"
-#include "util/sock.h"
-#include "vhost/vhost.h"
-#include "virtfs/p9.h"
-#include "virtfs/server.h"
 
 /* How long GET_VRING_BASE waits for requests in flight to complete. */
 #define VHU_DRAIN_MS 3000
-/* A message must arrive whole within this (a stalled front-end is cut). */
-#define VHU_RECV_TIMEOUT_S 10
-/* Chains popped per kick before the socket gets a look again. */
-#define VHU_POP_BATCH 256
-/* Requests are copied out of guest memory (see stable_request()): the
- * largest request other than Twrite (two strings of the longest 9P length
- * fit: Trenameat), and the copies one device may have in flight.  Linux
- * sends at most a few KiB (16 names of NAME_MAX). */
-#define VHU_MAX_REQ_COPY (136u << 10)
-#define VHU_MAX_COPIED (64u << 20)
-/* Twrite: size[4] type[1] tag[2] fid[4] offset[8] count[4], then data */
-#define TWRITE_HDR 23u
-#define ACCEPT_BACKOFF_MS 100 /* accept failed for want of resources */
-
-/* ---- message I/O ------------------------------------------------------ */
-
-void
-vhu_msg_close_fds(struct vhu_msg *m)
-{
-    for (int i = 0; i < m->nfds; i++) {
-        if (m->fds[i] >= 0) {
-            close(m->fds[i]);
-        }
-    }
-    m->nfds = 0;
-}
-
-/* Milliseconds left until 'deadline' (CLOCK_MONOTONIC), at least 0. */
-static int
-ms_left(const struct timespec *deadline)
-{
-    struct timespec now;
-    long long ms;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
-         (deadline->tv_nsec - now.tv_nsec) / 1000000;
-    return ms < 0 ? 0 : (int)ms;
-}
-
-/*
- * Wait until 'sock' is ready for 'events', the message deadline passes
- * (-ETIMEDOUT) or 'stop_fd' (>= 0) fires (-ECANCELED).  A front-end that
- * sends a message slowly or never reads our replies holds the device
- * thread at most until the deadline, and never past a stop.
- */
-static int
-sock_wait(int sock, short events, int stop_fd,
-          const struct timespec *deadline)
-{
-    for (;;) {
-        struct pollfd p[2] = {{.fd = sock, .events = events},
-                              {.fd = stop_fd, .events = POLLIN}};
-        int left = ms_left(deadline);
-        int n = poll(p, stop_fd >= 0 ? 2 : 1, left);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        if (stop_fd >= 0 && p[1].revents) {
-            return -ECANCELED;
-        }
-        if (p[0].revents) {
-            return 0;
-        }
-        if (left == 0) {
-            return -ETIMEDOUT;
-        }
-    }
-}
-
-static void
-set_deadline(struct timespec *deadline)
-{
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    deadline->tv_sec += VHU_RECV_TIMEOUT_S;
-}
-
-/* Read exactly 'len' bytes (after a header started to arrive). */
-static int
-read_full(int sock, void *buf, size_t len, int stop_fd,
-          const struct timespec *deadline)
-{
-    uint8_t *p = buf;
-
-    while (len > 0) {
-        ssize_t n = recv(sock, p, len, MSG_DONTWAIT);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && errno == EAGAIN) {
-            /* The rest of the message is late. */
-            int err = sock_wait(sock, POLLIN, stop_fd, deadline);
-
-            if (err < 0) {
-                return err;
-            }
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        if (n == 0) {
-            return -EPROTO; /* EOF inside a message */
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int msg_read(int sock, struct vhu_msg *m, int stop_fd);
-
-int
-vhu_msg_read(int sock, struct vhu_msg *m)
-{
-    return msg_read(sock, m, -1);
-}
-
-static int
-msg_read(int sock, struct vhu_msg *m, int stop_fd)
-{
-    struct timespec deadline;
-    union {
-        char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    uint8_t hdr[VHU_HDR_SIZE];
-    struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
-    struct msghdr mh = {
-        .msg_iov = &iov,
-        .msg_iovlen = 1,
-        .msg_control = ctl.buf,
-        .msg_controllen = sizeof(ctl.buf),
-    };
-    ssize_t n;
-    int err;
-
-    m->nfds = 0;
-    /*
-     * A message may carry descriptors (SET_MEM_TABLE, SET_VRING_KICK/CALL):
-     * if the process is out of them, the kernel drops them (MSG_CTRUNC) and
-     * the device would be lost.  Free spare numbers for them first.
-     */
-    fdbudget_release(VHU_MAX_FDS);
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    err = errno;
-    fdbudget_refill();
-    if (n < 0) {
-        return err == EAGAIN ? -ETIMEDOUT : -err;
-    }
-    if (n == 0) {
-        return -ECONNRESET;
-    }
-    set_deadline(&deadline);
-    /* Take every fd first, so that each error path below closes them. */
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL;
-         c = CMSG_NXTHDR(&mh, c)) {
-        size_t cnt;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-            c->cmsg_len < CMSG_LEN(0)) {
-            continue;
-        }
-        cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < cnt; i++) {
-            int fd;
-
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (m->nfds < VHU_MAX_FDS) {
-                m->fds[m->nfds++] = fd;
-            } else {
-                close(fd); /* cannot happen with our buffer; be safe */
-            }
-        }
-    }
-    if (mh.msg_flags & MSG_CTRUNC) {
-        /* More fds than any message may carry (or no descriptor left to
-         * receive them in): some were discarded. */
-        log_peer("vhost-user: descriptors of a message were dropped "
-                 "(too many, or out of descriptors)");
-        err = -EPROTO;
-        goto out_err;
-    }
-    if ((size_t)n < sizeof(hdr)) {
-        err = read_full(sock, hdr + n, sizeof(hdr) - (size_t)n, stop_fd,
-                        &deadline);
-        if (err < 0) {
-            goto out_err;
-        }
-    }
-    memcpy(&m->request, hdr, 4);
-    memcpy(&m->flags, hdr + 4, 4);
-    memcpy(&m->size, hdr + 8, 4);
-    if ((m->flags & 3u) != VHU_FLAG_VERSION || m->size > VHU_MAX_PAYLOAD) {
-        /* Cannot trust the framing any more. */
-        err = -EPROTO;
-        goto out_err;
-    }
-    if (m->size > 0) {
-        err = read_full(sock, m->p.bytes, m->size, stop_fd, &deadline);
-        if (err < 0) {
-            goto out_err;
-        }
-    }
-    return 0;
-
-out_err:
-    vhu_msg_close_fds(m);
-    return err;
-}
-
-static int
-msg_send(struct vhu_dev *d, uint32_t request, const void *payload,
-         uint32_t size)
-{
-    uint8_t buf[VHU_HDR_SIZE + VHU_MAX_PAYLOAD];
-    uint32_t flags = VHU_FLAG_VERSION | VHU_FLAG_REPLY;
-    size_t len = VHU_HDR_SIZE + size;
-    size_t off = 0;
-    struct timespec deadline;
-
-    memcpy(buf, &request, 4);
-    memcpy(buf + 4, &flags, 4);
-    memcpy(buf + 8, &size, 4);
-    if (size > 0) {
-        memcpy(buf + VHU_HDR_SIZE, payload, size);
-    }
-    set_deadline(&deadline);
-    while (off < len) {
-        ssize_t n = send(d->sock, buf + off, len - off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && errno == EAGAIN) {
-            /* The front-end does not read its replies. */
-            int err = sock_wait(d->sock, POLLOUT, d->stop_fd, &deadline);
-
-            if (err < 0) {
-                return err;
-            }
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        off += (size_t)n;
-    }
-    return 0;
-}
 
 /* ---- the check table -------------------------------------------------- */
 
@@ -461,6 +195,7 @@ check_msg(struct vhu_dev *d, const struct vhu_msg *m)
     }
     return r;
 }
+
 
 /* ---- handlers --------------------------------------------------------- */
 
@@ -924,98 +659,6 @@ h_reset(struct vhu_dev *d, struct vhu_msg *m)
     return 0;
 }
 
-/* ---- 9P session glue -------------------------------------------------- */
-
-static void dev_put(struct vhu_dev *d);
-
-static int
-op_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
-             const struct iovec **iov, int *iovcnt)
-{
-    struct vq_elem *e = cookie;
-    bool stale;
-
-    (void)c;
-    (void)need;
-    pthread_mutex_lock(&e->vq->lock);
-    stale = !e->vq->started || e->gen != e->vq->gen;
-    pthread_mutex_unlock(&e->vq->lock);
-    if (stale || e->in_num == 0) {
-        return stale ? -ECANCELED : -ENOBUFS;
-    }
-    *iov = e->iov + e->out_num;
-    *iovcnt = e->in_num;
-    return 0;
-}
-
-/* A request is complete: its copy no longer counts. */
-static void
-copy_done(struct vhu_dev *d, struct vq_elem *e)
-{
-    atomic_fetch_sub(&d->copied, e->copy_len);
-    e->copy_len = 0;
-}
-
-static void
-op_send(struct p9s_conn *c, void *cookie, size_t len)
-{
-    struct vq_elem *e = cookie;
-    struct vhu_dev *d = e->opaque;
-
-    (void)c;
-    copy_done(d, e);
-    vq_push(e, len);
-    atomic_fetch_sub(&d->inflight, 1);
-}
-
-static void
-op_drop(struct p9s_conn *c, void *cookie)
-{
-    struct vq_elem *e = cookie;
-    struct vhu_dev *d = e->opaque;
-
-    /* virtio wants every chain back: return it with nothing written. */
-    (void)c;
-    copy_done(d, e);
-    vq_push(e, 0);
-    atomic_fetch_sub(&d->inflight, 1);
-}
-
-static void
-op_release(struct p9s_conn *c, void *tp)
-{
-    (void)c;
-    dev_put(tp);
-}
-
-static const struct p9s_conn_ops vhu_conn_ops = {
-    .reply_buf = op_reply_buf,
-    .send = op_send,
-    .drop = op_drop,
-    .release = op_release,
-};
-
-static int
-open_session(struct vhu_dev *d)
-{
-    atomic_fetch_add(&d->refs, 1);
-    d->conn = p9s_conn_new(d->srv, &vhu_conn_ops, d, "vhost-user");
-    if (d->conn == NULL) {
-        atomic_fetch_sub(&d->refs, 1);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static void
-close_session(struct vhu_dev *d)
-{
-    if (d->conn != NULL) {
-        p9s_conn_close(d->conn); /* release() drops the session's ref */
-        d->conn = NULL;
-    }
-}
-
 /* ---- the device ------------------------------------------------------- */
 
 struct vhu_dev *
@@ -1047,7 +690,7 @@ vhu_dev_new(struct p9s_server *srv, int sock, const char *tag)
     d->config[1] = (uint8_t)(len >> 8);
     memcpy(d->config + 2, tag, len);
     d->config_len = 2 + len;
-    if (open_session(d) < 0) {
+    if (vhu_session_open(d) < 0) {
         goto out_vqs;
     }
     return d;
@@ -1065,8 +708,8 @@ out_free:
     return NULL;
 }
 
-static void
-dev_put(struct vhu_dev *d)
+void
+vhu_dev_put(struct vhu_dev *d)
 {
     if (atomic_fetch_sub(&d->refs, 1) != 1) {
         return;
@@ -1097,7 +740,7 @@ vhu_dev_handle(struct vhu_dev *d, struct vhu_msg *m)
         if (m->flags & VHU_FLAG_NEED_REPLY) {
             uint64_t fail = 1;
 
-            return msg_send(d, req, &fail, sizeof(fail));
+            return vhu_msg_send(d->sock, d->stop_fd, req, &fail, sizeof(fail));
         }
         return 0;
     }
@@ -1113,12 +756,12 @@ vhu_dev_handle(struct vhu_dev *d, struct vhu_msg *m)
     err = r->handle(d, m);
     vhu_msg_close_fds(m); /* the ones the handler did not take */
     if (r->has_reply) {
-        return msg_send(d, req, m->p.bytes, m->size);
+        return vhu_msg_send(d->sock, d->stop_fd, req, m->p.bytes, m->size);
     }
     if (need_ack) {
         uint64_t status = err < 0 ? 1 : 0;
 
-        return msg_send(d, req, &status, sizeof(status));
+        return vhu_msg_send(d->sock, d->stop_fd, req, &status, sizeof(status));
     }
     return 0;
 }
@@ -1127,7 +770,7 @@ int
 vhu_dev_dispatch(struct vhu_dev *d)
 {
     struct vhu_msg m;
-    int err = msg_read(d->sock, &m, d->stop_fd);
+    int err = vhu_msg_read_until(d->sock, &m, d->stop_fd);
 
     if (err < 0) {
         if (err != -ECONNRESET) {
@@ -1138,9 +781,10 @@ vhu_dev_dispatch(struct vhu_dev *d)
     return vhu_dev_handle(d, &m);
 }
 
+
 /* Signal the front-end once that a ring went bad. */
-static void
-signal_broken(struct vhu_dev *d)
+void
+vhu_dev_signal_broken(struct vhu_dev *d)
 {
     uint64_t one = 1;
 
@@ -1156,211 +800,6 @@ signal_broken(struct vhu_dev *d)
             write(d->vq[i].err_fd, &one, sizeof(one)) < 0) {
             log_peer("vhost-user: err eventfd write failed");
         }
-    }
-}
-
-/* Copy 'len' bytes at offset 'off' of the iovecs into 'dst'. */
-static void
-iov_gather(uint8_t *dst, const struct iovec *iov, int cnt, size_t off,
-           size_t len)
-{
-    for (int i = 0; i < cnt && len > 0; i++) {
-        size_t n;
-
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        n = iov[i].iov_len - off;
-        if (n > len) {
-            n = len;
-        }
-        memcpy(dst, (const uint8_t *)iov[i].iov_base + off, n);
-        dst += n;
-        len -= n;
-        off = 0;
-    }
-}
-
-/*
- * The request as the core gets it.  Its bytes are in guest memory, which
- * the guest may rewrite while the core decodes and uses them (strings are
- * borrowed from the message, a name is checked and then used), so the
- * core gets a private copy: the whole message, or for a Twrite its header
- * alone (its payload is file data, which the guest may change as it
- * likes).  Sets iov and cnt (kept in e->copy) and returns 0, or -E2BIG
- * when the copy would be too large, -ENOMEM.
- */
-static int
-stable_request(struct vhu_dev *d, struct vq_elem *e, const struct iovec **iov,
-               int *cnt)
-{
-    uint8_t hdr[TWRITE_HDR];
-    bool twrite = false;
-    size_t clen = e->out_len;
-    size_t off;
-    struct iovec *v;
-    uint8_t *bytes;
-    int n = 1;
-
-    if (e->out_len > p9s_conn_msize(d->conn)) {
-        /* The core refuses it from its length alone: nothing to copy. */
-        *iov = e->iov;
-        *cnt = e->out_num;
-        return 0;
-    }
-    if (e->out_len >= TWRITE_HDR) {
-        /* Read once: what decides is what the core will see. */
-        iov_gather(hdr, e->iov, e->out_num, 0, TWRITE_HDR);
-        /* out_len >= TWRITE_HDR: iov_gather filled hdr (the analyzer
-         * does not follow its loop) */
-        /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
-        twrite = hdr[4] == P9_TWRITE;
-    }
-    if (twrite) {
-        clen = TWRITE_HDR;
-        n += e->out_num; /* at most: the payload's guest buffers */
-    } else if (clen > VHU_MAX_REQ_COPY) {
-        return -E2BIG;
-    }
-    if (atomic_fetch_add(&d->copied, clen) + clen > VHU_MAX_COPIED) {
-        atomic_fetch_sub(&d->copied, clen);
-        return -E2BIG;
-    }
-    e->copy = malloc((size_t)n * sizeof(*v) + clen);
-    if (e->copy == NULL) {
-        atomic_fetch_sub(&d->copied, clen);
-        return -ENOMEM;
-    }
-    e->copy_len = clen;
-    v = e->copy;
-    bytes = (uint8_t *)(v + n);
-    n = 1;
-    v[0] = (struct iovec){.iov_base = bytes, .iov_len = clen};
-    if (!twrite) {
-        iov_gather(bytes, e->iov, e->out_num, 0, clen);
-    } else {
-        memcpy(bytes, hdr, TWRITE_HDR);
-        off = TWRITE_HDR;
-        for (int i = 0; i < e->out_num; i++) {
-            if (off >= e->iov[i].iov_len) {
-                off -= e->iov[i].iov_len;
-                continue;
-            }
-            v[n].iov_base = (uint8_t *)e->iov[i].iov_base + off;
-            v[n].iov_len = e->iov[i].iov_len - off;
-            n++;
-            off = 0;
-        }
-    }
-    *iov = v;
-    *cnt = n;
-    return 0;
-}
-
-/*
- * Hand a chain to the 9P core.  'alone': the ring held nothing after it;
- * with nothing else in flight either, the request may run right on the
- * device thread (the core decides which requests qualify), saving the
- * hand-over to a worker for a guest that waits for each reply.
- */
-static void
-submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
-{
-    const struct iovec *iov;
-    unsigned flags = 0;
-    int cnt;
-    int err;
-
-    if (e->out_len < 7 || d->conn == NULL) {
-        /* Too short to be a 9P message: hand it back untouched. */
-        log_peer("vhost-user: request of %zu bytes returned", e->out_len);
-        vq_push(e, 0);
-        return;
-    }
-    err = stable_request(d, e, &iov, &cnt);
-    if (err < 0) {
-        vq_fail(e->vq, "request of %zu bytes cannot be copied (%d)",
-                e->out_len, err);
-        vq_push(e, 0);
-        return;
-    }
-    e->opaque = d;
-    if (atomic_fetch_add(&d->inflight, 1) == 0 && alone) {
-        flags = P9S_SUBMIT_INLINE;
-    }
-    err = p9s_conn_submit_flags(d->conn, iov, cnt, e->out_len, e, flags);
-    if (err < 0) {
-        /*
-         * The element was dropped (returned).  The 9P stream cannot go on
-         * (bad header, duplicate tag): start a new session, which the
-         * guest has to begin with Tversion like any other.
-         */
-        log_peer("vhost-user: 9P session reset after a bad request (%d)",
-                 err);
-        close_session(d);
-        if (open_session(d) < 0) {
-            log_err("vhost-user: cannot open a new 9P session");
-        }
-    }
-}
-
-/* Pop up to a batch; true if the ring may still hold more. */
-static bool
-process_batch(struct vhu_dev *d, int i)
-{
-    struct vq *vq = &d->vq[i];
-    struct vq_elem *e;
-    struct vq_elem *next = NULL;
-    int n = 0;
-    int r = 0;
-
-    if (!vq->enabled || d->mem == NULL ||
-        atomic_load(&d->guard->faulted)) {
-        return false;
-    }
-    for (;;) {
-        while (n < VHU_POP_BATCH) {
-            if (next != NULL) {
-                e = next;
-                next = NULL;
-            } else if ((r = vq_pop(vq, d->mem, &e)) != 1) {
-                break;
-            }
-            /* look one ahead: is this request alone in the ring? */
-            r = vq_pop(vq, d->mem, &next);
-            if (r != 1) {
-                next = NULL;
-            }
-            submit(d, e, r == 0);
-            n++;
-            if (r < 0) {
-                break;
-            }
-        }
-        if (next != NULL) {
-            submit(d, next, false); /* popped already: must go now */
-            return true;
-        }
-        if (n >= VHU_POP_BATCH) {
-            return true;
-        }
-        if (r < 0) {
-            signal_broken(d);
-            return false;
-        }
-        /* Empty: re-arm notifications, then look once more (a chain added
-         * between the last pop and the re-arm would get no kick). */
-        if (!vq_enable_notify(vq)) {
-            return false;
-        }
-    }
-}
-
-void
-vhu_dev_process(struct vhu_dev *d, int i)
-{
-    while (process_batch(d, i)) {
     }
 }
 
@@ -1436,7 +875,7 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
         }
         for (int i = 0; i < VHU_NUM_VQS; i++) {
             if (more[i]) {
-                more[i] = process_batch(d, i);
+                more[i] = vhu_ring_process(d, i);
             }
         }
         if (memory_faulted(d)) {
@@ -1463,262 +902,11 @@ vhu_dev_close(struct vhu_dev *d)
     for (int i = 0; i < VHU_NUM_VQS; i++) {
         vq_stop(&d->vq[i]);
     }
-    close_session(d);
+    vhu_session_close(d);
     if (d->sock >= 0) {
         close(d->sock);
         d->sock = -1;
     }
-    dev_put(d);
+    vhu_dev_put(d);
 }
 
-/* ---- the server ------------------------------------------------------- */
-
-struct vhu_server {
-    struct p9s_server *srv;
-    int listen_fd;     /* -1 when serving conn_fd only */
-    int conn_fd;       /* pre-connected socket, -1 after use */
-    int stop_fd;       /* eventfd */
-    char *unlink_path; /* socket file we created */
-    struct sock_unix_id unlink_id;
-    char tag[VHU_MAX_TAG + 1];
-    bool once;
-    pthread_t thread;
-    bool has_thread;
-    int result;
-};
-
-int
-vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
-               struct vhu_server **out)
-{
-    struct vhu_server *vs;
-    size_t taglen = o->tag ? strlen(o->tag) : 0;
-    int sources = (o->socket_path != NULL) + (o->listen_fd >= 0) +
-                  (o->conn_fd >= 0);
-    int err;
-
-    if (srv == NULL || sources != 1 || taglen == 0 || taglen > VHU_MAX_TAG) {
-        return -EINVAL;
-    }
-    vs = calloc(1, sizeof(*vs));
-    if (vs == NULL) {
-        return -ENOMEM;
-    }
-    vs->srv = srv;
-    vs->listen_fd = o->listen_fd;
-    vs->conn_fd = o->conn_fd;
-    vs->once = o->once;
-    memcpy(vs->tag, o->tag, taglen + 1);
-    vs->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vs->stop_fd < 0) {
-        err = -errno;
-        free(vs);
-        return err;
-    }
-    if (o->listen_fd >= 0 && (err = sock_check_listening(o->listen_fd)) < 0) {
-        log_err("vhost-user: fd %d is not a listening stream socket",
-                o->listen_fd);
-        close(vs->stop_fd);
-        free(vs);
-        return err == -EINVAL ? -ENOTSOCK : err;
-    }
-    if (o->socket_path != NULL) {
-        char msg[256];
-        /* one front-end at a time; a second waits in the backlog */
-        int fd = sock_listen_unix(o->socket_path, 1, &vs->unlink_id, msg,
-                                  sizeof(msg));
-
-        if (fd < 0) {
-            log_err("vhost-user: %s", msg);
-            close(vs->stop_fd);
-            free(vs);
-            return fd;
-        }
-        vs->listen_fd = fd;
-        vs->unlink_path = strdup(o->socket_path);
-    }
-    *out = vs;
-    return 0;
-}
-
-static void
-serve_conn(struct vhu_server *vs, int fd)
-{
-    struct vhu_dev *d;
-
-    /* the device's own descriptors (its wake-up eventfd) are a control
-     * path too: spare numbers if clients have used the rest */
-    fdbudget_release(2);
-    d = vhu_dev_new(vs->srv, fd, vs->tag);
-    fdbudget_refill();
-    if (d == NULL) {
-        log_err("vhost-user: cannot create a device");
-        return;
-    }
-    log_info("vhost-user: front-end connected");
-    vhu_dev_run(d, vs->stop_fd);
-    vhu_dev_close(d);
-    log_info("vhost-user: front-end gone, device state dropped");
-}
-
-static bool
-stop_requested(struct vhu_server *vs)
-{
-    struct pollfd p = {.fd = vs->stop_fd, .events = POLLIN};
-
-    return poll(&p, 1, 0) > 0;
-}
-
-int
-vhu_server_run(struct vhu_server *vs)
-{
-    if (vs->conn_fd >= 0) {
-        int fd = vs->conn_fd;
-
-        vs->conn_fd = -1;
-        serve_conn(vs, fd);
-        return 0;
-    }
-    while (!stop_requested(vs)) {
-        struct pollfd p[2] = {
-            {.fd = vs->listen_fd, .events = POLLIN},
-            {.fd = vs->stop_fd, .events = POLLIN},
-        };
-        int fd;
-
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (p[1].revents) {
-            break;
-        }
-        fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
-            fdbudget_release(1) == 1) {
-            /* the VMM is a control path: it may use a spare */
-            fd = accept4(vs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        }
-        if (fd < 0) {
-            int err = errno;
-
-            if (err == EINTR || err == EAGAIN || err == ECONNABORTED) {
-                continue;
-            }
-            if (err == EMFILE || err == ENFILE || err == ENOMEM ||
-                err == ENOBUFS || err == EPROTO || err == EPERM) {
-                /*
-                 * Out of resources (or a connection that failed before we
-                 * took it): this socket stays served.  Wait a little, so
-                 * the backlog entry does not spin us, then try again.
-                 */
-                log_peer("vhost-user: accept: %s; retrying", strerror(err));
-                poll(&p[1], 1, ACCEPT_BACKOFF_MS);
-                continue;
-            }
-            log_err("vhost-user: accept: %s", strerror(err));
-            return -err;
-        }
-        serve_conn(vs, fd);
-        if (vs->once) {
-            break;
-        }
-    }
-    return 0;
-}
-
-static void *
-server_thread(void *arg)
-{
-    struct vhu_server *vs = arg;
-
-    vs->result = vhu_server_run(vs);
-    return NULL;
-}
-
-int
-vhu_server_start(struct vhu_server *vs)
-{
-    int err = pthread_create(&vs->thread, NULL, server_thread, vs);
-
-    if (err != 0) {
-        return -err;
-    }
-    vs->has_thread = true;
-    return 0;
-}
-
-void
-vhu_server_stop(struct vhu_server *vs)
-{
-    uint64_t one = 1;
-
-    if (write(vs->stop_fd, &one, sizeof(one)) < 0) {
-        /* The counter is already non-zero: stop is pending anyway. */
-    }
-}
-
-int
-vhu_server_wait(struct vhu_server *vs)
-{
-    if (vs->has_thread) {
-        pthread_join(vs->thread, NULL);
-        vs->has_thread = false;
-    }
-    return vs->result;
-}
-
-void
-vhu_server_free(struct vhu_server *vs)
-{
-    if (vs == NULL) {
-        return;
-    }
-    if (vs->has_thread) {
-        vhu_server_stop(vs);
-        vhu_server_wait(vs);
-    }
-    if (vs->conn_fd >= 0) {
-        close(vs->conn_fd);
-    }
-    if (vs->listen_fd >= 0) {
-        close(vs->listen_fd);
-    }
-    if (vs->unlink_path != NULL) {
-        sock_unix_unlink(vs->unlink_path, &vs->unlink_id);
-        free(vs->unlink_path);
-    }
-    close(vs->stop_fd);
-    free(vs);
-}
-
-int
-vhu_serve(struct p9s_server *srv, const struct vhu_opts *opts,
-          struct vhu_server **handle)
-{
-    struct vhu_server *vs;
-    int err = vhu_server_new(srv, opts, &vs);
-
-    /* clang-analyzer-14 does not know that -errno < 0, so it thinks an
-     * error path of vhu_server_new() may return 0 with vs unset */
-    if (err < 0) {
-        return err;
-    }
-    if (handle != NULL) {
-        *handle = vs; /* NOLINT(clang-analyzer-core.uninitialized.Assign) */
-    }
-    err = vhu_server_run(vs); /* NOLINT(clang-analyzer-core.CallAndMessage) */
-    if (handle != NULL) {
-        *handle = NULL;
-    }
-    vhu_server_free(vs);
-    return err;
-}
-
-void
-vhu_print_capabilities(FILE *f)
-{
-    fprintf(f, "{\n  \"type\": \"9p\",\n  \"features\": []\n}\n");
-}
