@@ -50,7 +50,8 @@ export VIRTFS_SERVER=$virtfsd
 mkdir -p "$VIRTFS_BUILD_DIR/guest"
 # The guest helper is linked statically: the initramfs has no libc.
 mount_helper=$VIRTFS_BUILD_DIR/guest/virtfs-mount
-gcc -static -O2 -o "$mount_helper" tools/virtfs-mount/virtfs-mount.c ||
+gcc -static -O2 -DVIRTFS_VERSION="\"$(sh scripts/version.sh)\"" \
+    -o "$mount_helper" tools/virtfs-mount/virtfs-mount.c ||
     fail "static build of virtfs-mount failed"
 echo "    virtfsd: $virtfsd"
 echo "    guest helper: $mount_helper (static)"

@@ -41,8 +41,10 @@
 
 #include <linux/vm_sockets.h>
 
+/* From meson.build (-DVIRTFS_VERSION); scripts/version.sh prints it for a
+ * build outside meson (the guest harness's static build). */
 #ifndef VIRTFS_VERSION
-#define VIRTFS_VERSION "0.1.0"
+#define VIRTFS_VERSION "unknown"
 #endif
 
 #define DEFAULT_PORT "org.virtfs.0"

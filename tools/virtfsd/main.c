@@ -777,7 +777,7 @@ stage_options(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("virtfsd 0.1.0 (9P2000.L)\n");
+            printf("virtfsd %s (9P2000.L)\n", VIRTFS_VERSION);
             return 0;
         default:
             usage(stderr);
