@@ -3,6 +3,7 @@
  * A tiny TAP producer for the project's C tests.
  *
  *   tap_ok(cond, "fmt", ...)  -> "ok N - ..." or "not ok N - ..."
+ *   tap_todo(cond, name, why) -> the same with "# TODO why" (does not fail)
  *   tap_done()                -> prints the plan and "# N passed, N failed",
  *                                returns the process exit status.
  */
@@ -43,6 +44,15 @@ tap_diag(const char *fmt, ...)
     vprintf(fmt, ap);
     va_end(ap);
     printf("\n");
+    fflush(stdout);
+}
+
+/* A TAP "# TODO" line: a known bug, reported; does not fail the run. */
+__attribute__((unused)) static void
+tap_todo(bool cond, const char *name, const char *why)
+{
+    tap_n++;
+    printf("%sok %d - %s # TODO %s\n", cond ? "" : "not ", tap_n, name, why);
     fflush(stdout);
 }
 

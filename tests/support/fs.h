@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host-side file helpers shared by the test programs (part of the
+ * test-support library, tests/support/meson.build): temporary directories,
+ * whole-file reads and writes, recursive removal and a checksum of a tree.
+ * Setup failures exit(99): a hard error, not a test result.
+ */
+#ifndef VIRTFS_TESTS_SUPPORT_FS_H
+#define VIRTFS_TESTS_SUPPORT_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t th_now_ms(void);
+/* rm -rf, not following symlinks; best effort. */
+void th_rmtree(const char *path);
+/* A fresh directory /tmp/vfst-TAG-XXXXXX (malloc'ed; exits on failure). */
+char *th_mkdtemp(const char *tag);
+/* Create or truncate 'path' with 'len' bytes of 'data'.  0 or -errno. */
+int th_write_file(const char *path, const void *data, size_t len);
+/* Read a whole file (up to size-1 bytes, NUL-terminated); length or -errno. */
+ssize_t th_read_file(const char *path, char *buf, size_t size);
+/* lstat() succeeds. */
+bool th_exists(const char *path);
+/* FNV-1a over a tree: names, types, modes, sizes, contents, link targets
+ * (0 if it cannot be read). */
+uint64_t th_tree_hash(const char *path);
+
+#endif /* VIRTFS_TESTS_SUPPORT_FS_H */
