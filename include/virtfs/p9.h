@@ -31,6 +31,7 @@
 #define P9_NONUNAME ((uint32_t)0xFFFFFFFF)
 #define P9_VERSION_L "9P2000.L"
 #define P9_QIDSZ 13
+#define P9_NTYPES 256        /* values of a message's type byte */
 
 /* ---- message ids ------------------------------------------------------ */
 

@@ -27,6 +27,12 @@
 
 #include "util/log.h"
 
+/* The largest errno value (the kernel's include/linux/err.h). */
+#define MAX_ERRNO 4095
+/* poll() takes an int of milliseconds: a long deadline is waited for in
+ * slices of this. */
+#define POLL_SLICE_MS 60000
+
 static uint32_t
 le32(const uint8_t *p)
 {
@@ -180,8 +186,8 @@ p9c_check_reply(const struct p9c_reply *r, uint8_t rtype)
     if (r->f.type == P9_RLERROR) {
         uint32_t e = r->f.u.rlerror.ecode;
 
-        /* Linux errnos are 1..4095; anything else is a broken server. */
-        if (e == 0 || e > 4095) {
+        /* Linux errnos are 1..MAX_ERRNO; anything else is a broken server. */
+        if (e == 0 || e > MAX_ERRNO) {
             return -EPROTO;
         }
         return -(int)e;
@@ -245,7 +251,7 @@ wait_readable(struct p9c_conn *c, int64_t deadline)
         if (left <= 0) {
             return -ETIMEDOUT;
         }
-        n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        n = poll(&p, 1, left > POLL_SLICE_MS ? POLL_SLICE_MS : (int)left);
         if (n > 0) {
             return 0;
         }

@@ -288,7 +288,7 @@ static const struct p9_field f_empty[1];
 
 #define P9_RBODY(type, arr) D(type, arr)
 #define P9_REMPTY(type, arr) E(type)
-static const struct p9_msgdesc descs[256] = {
+static const struct p9_msgdesc descs[P9_NTYPES] = {
     D(P9_RLERROR, f_rlerror),
 #define P9_MSG(NAME, name, ID, FLAGS, FID, RB)                               \
     D(P9_T##NAME, f_t##name), RB(P9_R##NAME, f_r##name),

@@ -19,7 +19,7 @@
 /* ---- names -------------------------------------------------------------- */
 
 /* clang-format off */
-static const char *const names[256] = {
+static const char *const names[P9_NTYPES] = {
     [P9_RLERROR] = "Rlerror",
 #define P9_MSG(NAME, name, ID, FLAGS, FID, RB) \
     [P9_T##NAME] = "T" #name, [P9_R##NAME] = "R" #name,

@@ -16,10 +16,15 @@
 
 #include "util/log.h"
 
+/* Knuth's multiplicative hash: 2^32 divided by the golden ratio. */
+#define FID_HASH_MULT 2654435761u
+/* The first buffer of an xattr value being written (Txattrcreate). */
+#define FID_XBUF_MIN 4096
+
 static unsigned
 fid_hash(const struct fid_table *t, uint32_t num)
 {
-    return (uint32_t)(num * 2654435761u) >> (32 - t->shift);
+    return (uint32_t)(num * FID_HASH_MULT) >> (32 - t->shift);
 }
 
 int
@@ -268,12 +273,6 @@ fid_get(struct fid_table *t, uint32_t num)
 }
 
 void
-fid_ref(struct fid *f)
-{
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-}
-
-void
 fid_put(struct fid *f)
 {
     const struct be_ops *ops;
@@ -396,8 +395,8 @@ fid_xbuf_reserve(struct fid *f, uint64_t want)
     }
     /* grow geometrically as the value arrives, never past its size */
     cap = cap * 2 > want ? cap * 2 : want;
-    if (cap < 4096) {
-        cap = 4096;
+    if (cap < FID_XBUF_MIN) {
+        cap = FID_XBUF_MIN;
     }
     if (cap > f->xsize) {
         cap = f->xsize;

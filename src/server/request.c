@@ -58,7 +58,7 @@ static const struct op_desc {
     op_fn *fn;
     unsigned flags;
     size_t rofid;
-} op_table[256] = {
+} op_table[P9_NTYPES] = {
 #define P9_FID(member) (offsetof(struct p9_fcall, u.member) + 1)
 #define P9_NOFID_ 0
 #define P9_MSG(NAME, name, ID, FLAGS, FID, RB) [ID] = {op_##name, (FLAGS), FID},

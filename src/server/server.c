@@ -117,7 +117,7 @@ stats_record(struct p9s_server *srv, uint8_t type, uint64_t ns, bool err)
     unsigned b = 0;
     uint64_t max;
 
-    while (us > 1 && b < 31) {
+    while (us > 1 && b < P9S_HIST_BUCKETS - 1) {
         us >>= 1;
         b++;
     }
@@ -139,7 +139,7 @@ stats_quantile(struct p9s_stat *s, uint64_t count, double q)
     uint64_t want = (uint64_t)((double)count * q);
     uint64_t seen = 0;
 
-    for (unsigned b = 0; b < 32; b++) {
+    for (unsigned b = 0; b < P9S_HIST_BUCKETS; b++) {
         seen += atomic_load(&s->hist[b]);
         if (seen > want) {
             return (uint64_t)2 << b;
@@ -154,7 +154,7 @@ p9s_server_dump_stats(struct p9s_server *srv)
     log_info("stats: %ld session(s); per message: count errors avg_us "
              "p50_us<= p99_us<= max_us",
              atomic_load(&srv->nconns));
-    for (unsigned t = 0; t < 256; t++) {
+    for (unsigned t = 0; t < P9_NTYPES; t++) {
         struct p9s_stat *s = &srv->stats[t];
         uint64_t n = atomic_load(&s->count);
 

@@ -86,7 +86,6 @@ struct fid *fid_new(struct fid_table *t, uint32_t num,
                     const struct p9s_export *ex, struct suser *user,
                     struct be_node *node, int *err);
 struct fid *fid_get(struct fid_table *t, uint32_t num);
-void fid_ref(struct fid *f);
 void fid_put(struct fid *f);
 /* Unlink from the table; returns the table's reference (caller puts). */
 struct fid *fid_unlink(struct fid_table *t, uint32_t num);
@@ -163,12 +162,15 @@ struct p9s_conn {
 
 /* ---- server ------------------------------------------------------------- */
 
+/* Latency histogram buckets: log2 of microseconds. */
+#define P9S_HIST_BUCKETS 32
+
 struct p9s_stat {
     _Atomic uint64_t count;
     _Atomic uint64_t errors;
     _Atomic uint64_t total_ns;
     _Atomic uint64_t max_ns;
-    _Atomic uint64_t hist[32]; /* log2 buckets of microseconds */
+    _Atomic uint64_t hist[P9S_HIST_BUCKETS]; /* log2 buckets of microseconds */
 };
 
 struct workq {
@@ -200,7 +202,7 @@ struct p9s_server {
     struct workq wq;
     bool started; /* workq_start() ran (p9s_server_start) */
     _Atomic long nconns;
-    struct p9s_stat stats[256];
+    struct p9s_stat stats[P9_NTYPES]; /* per message type */
 };
 
 /* workq.c */
@@ -252,6 +254,7 @@ int fid_take(struct p9s_req *r, uint32_t num, unsigned flags,
  * even on failure). */
 int fid_take_ref(struct fid *f, unsigned flags, struct fid_use *u);
 void fid_drop(struct fid_use *u);
+/* ops_session.c */
 /* Copy a wire name into buf (NUL-terminated) after checking it: empty ->
  * -ENOENT; contains '/' -> -EINVAL; "." or ".." -> -EINVAL unless
  * allow_dotdot and it is ".."; too long -> -ENAMETOOLONG. */
@@ -269,7 +272,7 @@ const struct p9s_export *srv_find_export(struct p9s_server *srv,
 #include "virtfs/p9_msgs.def"
 #undef P9_MSG
 
-/* stats.c */
+/* server.c: per-message-type counts and latency (--stats) */
 void stats_record(struct p9s_server *srv, uint8_t type, uint64_t ns, bool err);
 
 #endif

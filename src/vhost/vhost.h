@@ -85,14 +85,6 @@ int vhu_server_wait(struct vhu_server *vs);
 void vhu_server_free(struct vhu_server *vs);
 
 /*
- * vhu_serve - new + run + free: serve until stopped by a signal handler
- * calling vhu_server_stop() through *handle (set before serving; may be
- * NULL).  Returns 0 or -errno.
- */
-int vhu_serve(struct p9s_server *srv, const struct vhu_opts *opts,
-              struct vhu_server **handle);
-
-/*
  * vhu_print_capabilities - print the vhost-user back-end capabilities
  * JSON ("Backend program conventions" of the vhost-user spec) for
  * --print-capabilities: {"type": "9p", "features": []}.

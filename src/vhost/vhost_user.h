@@ -145,12 +145,6 @@ struct vhu_msg {
     int nfds;
 };
 
-/*
- * Read one message from 'sock'.  0, -ECONNRESET at a clean EOF before a
- * header, or -EPROTO/-errno for a stream error (every fd received is then
- * closed).
- */
-int vhu_msg_read(int sock, struct vhu_msg *m);
 /* Close the fds still owned by 'm'. */
 void vhu_msg_close_fds(struct vhu_msg *m);
 

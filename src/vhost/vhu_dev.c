@@ -770,7 +770,7 @@ int
 vhu_dev_dispatch(struct vhu_dev *d)
 {
     struct vhu_msg m;
-    int err = vhu_msg_read_until(d->sock, &m, d->stop_fd);
+    int err = vhu_msg_read(d->sock, &m, d->stop_fd);
 
     if (err < 0) {
         if (err != -ECONNRESET) {

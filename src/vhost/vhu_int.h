@@ -22,10 +22,12 @@
 #define VHU_RECV_TIMEOUT_S 10
 
 /*
- * vhu_msg_read(), but a write to 'stop_fd' (>= 0) ends a wait for the rest
- * of a message with -ECANCELED.
+ * Read one message from 'sock'.  0, -ECONNRESET at a clean EOF before a
+ * header, -ETIMEDOUT when the rest of a message is late, -ECANCELED when
+ * 'stop_fd' (>= 0) becomes readable meanwhile, or -EPROTO/-errno for a
+ * stream error (every fd received is then closed).
  */
-int vhu_msg_read_until(int sock, struct vhu_msg *m, int stop_fd);
+int vhu_msg_read(int sock, struct vhu_msg *m, int stop_fd);
 /*
  * Send a reply to 'request' with 'size' payload bytes, within the receive
  * deadline and never past a stop.  0 or -errno.

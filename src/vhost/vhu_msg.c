@@ -117,13 +117,7 @@ read_full(int sock, void *buf, size_t len, int stop_fd,
 }
 
 int
-vhu_msg_read(int sock, struct vhu_msg *m)
-{
-    return vhu_msg_read_until(sock, m, -1);
-}
-
-int
-vhu_msg_read_until(int sock, struct vhu_msg *m, int stop_fd)
+vhu_msg_read(int sock, struct vhu_msg *m, int stop_fd)
 {
     struct timespec deadline;
     union {

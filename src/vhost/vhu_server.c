@@ -243,29 +243,6 @@ vhu_server_free(struct vhu_server *vs)
     free(vs);
 }
 
-int
-vhu_serve(struct p9s_server *srv, const struct vhu_opts *opts,
-          struct vhu_server **handle)
-{
-    struct vhu_server *vs;
-    int err = vhu_server_new(srv, opts, &vs);
-
-    /* clang-analyzer-14 does not know that -errno < 0, so it thinks an
-     * error path of vhu_server_new() may return 0 with vs unset */
-    if (err < 0) {
-        return err;
-    }
-    if (handle != NULL) {
-        *handle = vs; /* NOLINT(clang-analyzer-core.uninitialized.Assign) */
-    }
-    err = vhu_server_run(vs); /* NOLINT(clang-analyzer-core.CallAndMessage) */
-    if (handle != NULL) {
-        *handle = NULL;
-    }
-    vhu_server_free(vs);
-    return err;
-}
-
 void
 vhu_print_capabilities(FILE *f)
 {

@@ -87,6 +87,7 @@ pt_open_child(int dirfd, const char *name, int extra_flags)
  * root's (dev, ino) is met.  Reaching the host's "/" (where ".." is the
  * directory itself) means it is outside: -ENOENT.  Depth is bounded.
  */
+#define PT_BENEATH_MAX_DEPTH 4096
 static int
 pt_beneath_root(struct pt_backend *pb, int fd)
 {
@@ -98,7 +99,7 @@ pt_beneath_root(struct pt_backend *pb, int fd)
     if (fstat(cur, &st) < 0) {
         return -errno;
     }
-    for (int depth = 0; depth < 4096; depth++) {
+    for (int depth = 0; depth < PT_BENEATH_MAX_DEPTH; depth++) {
         int next;
 
         if (st.st_dev == pb->root->dev && st.st_ino == pb->root->ino) {

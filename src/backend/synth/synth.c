@@ -37,6 +37,8 @@
 #define SY_FILE_MAX (UINT64_C(1) << 40) /* offsets beyond: EFBIG */
 #define SY_FIRST_COOKIE 3
 #define SY_STATFS_MAGIC 0x53594e54u /* "SYNT" */
+#define SY_BLKSIZE 4096   /* st_blksize, f_bsize, a directory's size */
+#define SY_STAT_BLOCK 512 /* st_blocks counts units of 512 bytes */
 
 struct sy_xattr {
     struct sy_xattr *next;
@@ -604,7 +606,7 @@ sy_size(const struct be_node *n)
         return strlen(n->target);
     }
     if (sy_is_dir(n)) {
-        return 4096;
+        return SY_BLKSIZE;
     }
     return 0;
 }
@@ -629,8 +631,8 @@ sy_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
     out->rdev = n->rdev;
     size = sy_size(n);
     out->size = size;
-    out->blksize = 4096;
-    out->blocks = (size + 511) / 512;
+    out->blksize = SY_BLKSIZE;
+    out->blocks = (size + SY_STAT_BLOCK - 1) / SY_STAT_BLOCK;
     out->atime_sec = n->atime;
     out->mtime_sec = n->mtime;
     out->ctime_sec = n->ctime;
@@ -742,9 +744,9 @@ sy_statfs(struct backend *be, struct be_node *n, struct p9_rstatfs *out)
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&sb->lock);
     out->type = SY_STATFS_MAGIC;
-    out->bsize = 4096;
-    out->blocks = sb->max_bytes / 4096;
-    out->bfree = (sb->max_bytes - sb->bytes) / 4096;
+    out->bsize = SY_BLKSIZE;
+    out->blocks = sb->max_bytes / SY_BLKSIZE;
+    out->bfree = (sb->max_bytes - sb->bytes) / SY_BLKSIZE;
     out->bavail = out->bfree;
     out->files = sb->max_nodes;
     out->ffree = sb->max_nodes - sb->nodes;
