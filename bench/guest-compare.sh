@@ -72,11 +72,8 @@ cat > "$job" <<EOF
 TAG=$TAG MSIZE=$MSIZE
 EOF
 cat >> "$job" <<'EOF'
-up() { cut -d' ' -f1 /proc/uptime; }
-T0=0
-t_start() { T0=$(up); }
-t_end() { echo "T $1 $(awk -v a="$T0" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }') ${2:-0}"; }
-q() { timeout -s KILL 120 "$@"; }
+. /job/guest-lib.sh   # t_start/t_end ("T SECONDS STATUS NAME"), q
+Q_TIMEOUT=120
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root $TAG /mnt || exit 1
 grep " /mnt 9p " /proc/mounts | sed 's/^/# /'
 dd if=/dev/urandom of=/tmp/src bs=1M count=64 2>/dev/null
@@ -87,7 +84,7 @@ t_start; q sh -c 'cat /mnt/w/f* > /dev/null'; t_end read $?
 t_start; q dd if=/tmp/src of=/mnt/big bs=1M conv=fsync 2>/dev/null; t_end ddwrite $?
 echo 3 > /proc/sys/vm/drop_caches
 t_start; q dd if=/mnt/big of=/tmp/back bs=1M 2>/dev/null; t_end ddread $?
-cmp /tmp/src /tmp/back || echo "T cmp 0 1"
+cmp /tmp/src /tmp/back || echo "T 0 1 cmp"
 rm -f /tmp/back
 t_start; n=$(q ls -lR /mnt | wc -l); t_end lslR $?
 echo "# ls -lR: $n lines"
@@ -116,7 +113,8 @@ run_one() {
     fi
     out=$work/out-$k-$cfg-$n
     t0=$(date +%s.%N)
-    guest_run -n "$cfg-$k-$n" -t 400 -m "$MEM" "${qa[@]}" "$job" > "$out"
+    guest_run -n "$cfg-$k-$n" -t 400 -m "$MEM" -f "$top/tests/guest/guest-lib.sh" \
+        "${qa[@]}" "$job" > "$out"
     rc=$?
     local wall
     wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -128,7 +126,7 @@ run_one() {
         vpid=
     fi
     sed -n 's/^# /# '"$k $cfg"': /p' "$out" >&2
-    awk -v k="$k" -v c="$cfg" '$1 == "T" { print k "|" c "|" $2 "|" $3 "|" $4 }' "$out" >> "$work/results"
+    awk -v k="$k" -v c="$cfg" '$1 == "T" { print k "|" c "|" $4 "|" $2 "|" $3 }' "$out" >> "$work/results"
     echo "$k|$cfg|boot|$wall|$rc" >> "$work/results"
     echo "# $k $cfg run $n: job status $rc, boot to poweroff $wall s" >&2
     rm -rf "$exp"

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: MIT
-# Helpers for guest jobs (busybox sh).  Source as ". /job/guest-lib.sh".
+# Helpers for guest jobs (busybox sh).  Source as ". /job/guest-lib.sh"
+# (guest_run -f tests/guest/guest-lib.sh).  The reporting protocol of every
+# guest job, which the host counts: "ok - DESC" / "not ok - DESC" per check,
+# "T SECONDS STATUS NAME" per timed step, "# ..." for anything else.
 FAILED=0
 
 ok() { echo "ok - $*"; }
@@ -52,8 +55,28 @@ wait_for() {
     [ -e "$1" ]
 }
 
+# g DESC STATUS [DETAIL]: a check from a status already taken ("cmd; g
+# DESC $?"); DETAIL is shown on failure.
+g() {
+    if [ "$2" = 0 ]; then ok "$1"; else nok "$1${3:+ ($3)}"; fi
+}
+
 # now: seconds since boot, for step timings.
 now() { cut -d' ' -f1 /proc/uptime; }
+
+# Timed steps: t_start; STEP; t_end NAME [STATUS] prints
+# "T SECONDS STATUS NAME" (time inside the guest, from /proc/uptime), which
+# the host collects (tests/guest/run.sh, bench/guest-compare.sh).
+T0=0
+t_start() { T0=$(now); }
+t_end() {
+    echo "T $(awk -v a="$T0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') ${2:-0} $1"
+}
+
+# q CMD...: CMD under a SIGKILL timeout of $Q_TIMEOUT s (default 60): a
+# request the server never answers would otherwise hang the whole job (9p
+# waits are killable).
+q() { timeout -s KILL "${Q_TIMEOUT:-60}" "$@"; }
 
 finish() {
     echo "# guest: $FAILED failed"

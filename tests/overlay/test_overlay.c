@@ -15,16 +15,6 @@
 
 #include "ov_harness.h"
 
-/* A fixture step that must work (exit 99: a hard error, not a test result). */
-#define SETUP_OK(call)                                                        \
-    do {                                                                      \
-        if ((call) < 0) {                                                     \
-            fprintf(stderr, "%s:%d: setup: %s: %s\n", __FILE__, __LINE__,     \
-                    #call, strerror(errno));                                  \
-            exit(99);                                                         \
-        }                                                                     \
-    } while (0)
-
 /* layered exports run without the sandbox for now (see virtfsd(8)) */
 static const char *const ov_args[] = {"--sandbox", "none", "--seccomp", "none",
                                       "--modcaps=+sys_admin",

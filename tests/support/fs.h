@@ -8,10 +8,24 @@
 #ifndef VIRTFS_TESTS_SUPPORT_FS_H
 #define VIRTFS_TESTS_SUPPORT_FS_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
+
+/* A fixture step that must work (exit 99: a hard error, not a test result). */
+#define SETUP_OK(call)                                                    \
+    do {                                                                  \
+        if ((call) < 0) {                                                 \
+            fprintf(stderr, "%s:%d: setup: %s: %s\n", __FILE__, __LINE__, \
+                    #call, strerror(errno));                              \
+            exit(99);                                                     \
+        }                                                                 \
+    } while (0)
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t th_now_ms(void);

@@ -19,15 +19,6 @@
 #include "support/fs.h"
 #include "tap.h"
 
-/* A fixture step that must work (exit 99: a hard error, not a test result). */
-#define SETUP_OK(call)                                                    \
-    do {                                                                  \
-        if ((call) < 0) {                                                 \
-            fprintf(stderr, "%s:%d: setup: %s: %s\n", __FILE__, __LINE__, \
-                    #call, strerror(errno));                              \
-            exit(99);                                                     \
-        }                                                                 \
-    } while (0)
 #include "virtfs/backend.h"
 
 #define OPS(be) ((be)->ops)
