@@ -8,9 +8,10 @@
 #   tests/guest/scale.sh [--full] [--kernel 6.1|6.12]... [--variant V]...
 #                        [--files N] [--rlimit N] [--keep] [--build DIR]
 #
-# Per kernel and variant (V = prefer: file handles, the default when root;
-# never: --inode-file-handles=never, nodes found again by name, as an
-# unprivileged daemon does):
+# Runs (CI: 6.1 with never, 6.12 with prefer; --full, or --kernel and
+# --variant: every kernel with every variant), V = prefer: file handles, the
+# default when root; never: --inode-file-handles=never, nodes found again by
+# name, as an unprivileged daemon does:
 #   - the host makes a tree of N distinct files (CI: 20,000, --full: 200,000)
 #     in 100 to 200 directories;
 #   - virtfsd --rlimit-nofile R (CI: 256, --full: 1024) serves it on three
@@ -53,8 +54,17 @@ while [ $# -gt 0 ]; do
         *) echo "scale.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-[ ${#variants[@]} -gt 0 ] || variants=(prefer never)
+# KERNEL:VARIANT pairs to run
+runs=()
+if [ ${#kernels[@]} = 0 ] && [ ${#variants[@]} = 0 ] && [ $full = 0 ]; then
+    runs=(6.1:never 6.12:prefer)
+else
+    [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+    [ ${#variants[@]} -gt 0 ] || variants=(prefer never)
+    for k in "${kernels[@]}"; do
+        for v in "${variants[@]}"; do runs+=("$k:$v"); done
+    done
+fi
 if [ $full = 1 ]; then
     files=${files:-200000}; rlimit=${rlimit:-1024}; nopen=2000; mem=1G; tmo=3000
 else
@@ -284,16 +294,16 @@ EOF
     echo "# $k $v: guest A ${ta} s, both guests $((SECONDS - t0)) s"
 }
 
-for k in "${kernels[@]}"; do
+for r in "${runs[@]}"; do
+    k=${r%%:*}
+    v=${r#*:}
     kprefix="$k: "
     if ! guest_image "$k"; then
         nok "guest image"
         continue
     fi
-    for v in "${variants[@]}"; do
-        kprefix="$k $v: "
-        run_one "$k" "$v"
-    done
+    kprefix="$k $v: "
+    run_one "$k" "$v"
 done
 kprefix=
 echo "# total: $((SECONDS - t_start)) s"
