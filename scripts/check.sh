@@ -328,7 +328,7 @@ if [ "${CHECK_GUEST:-1}" = 1 ]; then
         failed=$((failed + 1)); notes+=("vhost guest suite needs root")
     fi
     tier guest-overlay; log "QEMU guests on layered exports"; out=$(mktemp); VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/overlay.sh 2>&1 | tee "$out"; count_tap_file "$out" "overlay guest suite"; rm -f "$out"
-    tier guest-scale; log "QEMU guest scale suite (20,000-file walks on --rlimit-nofile 256, two guests at once)"; out=$(mktemp); VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/scale.sh 2>&1 | tee "$out"; count_tap_file "$out" "scale guest suite"; rm -f "$out"
+    tier guest-scale; log "QEMU guest scale suite (6,000-file walks on --rlimit-nofile 256, two guests at once)"; out=$(mktemp); VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/scale.sh 2>&1 | tee "$out"; count_tap_file "$out" "scale guest suite"; rm -f "$out"
 else
     notes+=("guest suites not run (CHECK_GUEST=0)")
 fi

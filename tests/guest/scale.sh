@@ -12,7 +12,7 @@
 # --variant: every kernel with every variant), V = prefer: file handles, the
 # default when root; never: --inode-file-handles=never, nodes found again by
 # name, as an unprivileged daemon does:
-#   - the host makes a tree of N distinct files (CI: 20,000, --full: 200,000)
+#   - the host makes a tree of N distinct files (CI: 6,000, --full: 200,000)
 #     in 100 to 200 directories;
 #   - virtfsd --rlimit-nofile R (CI: 256, --full: 1024) serves it on three
 #     listeners; the host samples the serving process's /proc/PID/fd;
@@ -68,7 +68,7 @@ fi
 if [ $full = 1 ]; then
     files=${files:-200000}; rlimit=${rlimit:-1024}; nopen=2000; mem=1G; tmo=3000
 else
-    files=${files:-20000}; rlimit=${rlimit:-256}; nopen=600; mem=512M; tmo=900
+    files=${files:-6000}; rlimit=${rlimit:-256}; nopen=600; mem=512M; tmo=900
 fi
 
 # shellcheck source=lib.sh
