@@ -1645,9 +1645,13 @@ ov_fsync(struct backend *be, struct be_handle *h, bool datasync)
 
 /* ---- namespace ---------------------------------------------------------------------- */
 
-/* Write a whiteout named 'tmp' in the work directory. */
+static int ov_set_xattr_str(struct ov_backend *ob, int fd, const char *what,
+                            const char *val);
+
+/* Write a whiteout named 'tmp' in the work directory, to be moved into
+ * upper directory 'parentfd'. */
 static int
-ov_make_whiteout(struct ov_backend *ob, const char *tmp)
+ov_make_whiteout(struct ov_backend *ob, const char *tmp, int parentfd)
 {
     char path[OV_PROC_MAX + NAME_MAX + 2];
     char name[64];
@@ -1674,21 +1678,41 @@ ov_make_whiteout(struct ov_backend *ob, const char *tmp)
         unlinkat(ob->workfd, tmp, 0);
         return err;
     }
+    /*
+     * Kernels since 6.7 look for xattr whiteouts only in a directory whose
+     * overlay.opaque is "x" (it may hold them; "y" stays opaque): mark the
+     * parent, so `mount -t overlay` on the host sees this whiteout too.
+     */
+    if (!ov_has_xattr(parentfd, "opaque", "y")) {
+        int err = ov_set_xattr_str(ob, parentfd, "opaque", "x");
+
+        if (err < 0) {
+            unlinkat(ob->workfd, tmp, 0);
+            return err;
+        }
+    }
+    return 0;
+}
+
+static int
+ov_set_xattr_str(struct ov_backend *ob, int fd, const char *what,
+                 const char *val)
+{
+    char path[OV_PROC_MAX];
+    char name[64];
+
+    ov_proc(path, fd);
+    snprintf(name, sizeof(name), "%s%s", ob->xprefix, what);
+    if (setxattr(path, name, val, strlen(val), 0) < 0) {
+        return -errno;
+    }
     return 0;
 }
 
 static int
 ov_set_opaque(struct ov_backend *ob, int fd)
 {
-    char path[OV_PROC_MAX];
-    char name[64];
-
-    ov_proc(path, fd);
-    snprintf(name, sizeof(name), "%sopaque", ob->xprefix);
-    if (setxattr(path, name, "y", 1, 0) < 0) {
-        return -errno;
-    }
-    return 0;
+    return ov_set_xattr_str(ob, fd, "opaque", "y");
 }
 
 enum ov_kind { OV_FILE, OV_DIR, OV_SYMLINK, OV_NOD, OV_LINK };
@@ -1993,7 +2017,7 @@ ov_unlink_locked(struct ov_backend *ob, struct be_node *dir, const char *name,
         goto out;
     }
     ov_tmpname(ob, tmp);
-    err = ov_make_whiteout(ob, tmp);
+    err = ov_make_whiteout(ob, tmp, dir->fd[0]);
     if (err < 0) {
         goto out;
     }
@@ -2137,7 +2161,7 @@ ov_rename_locked(struct ov_backend *ob, struct be_node *od, const char *on,
             }
             /* no RENAME_WHITEOUT: a whiteout made apart, exchanged in */
             ov_tmpname(ob, tmp);
-            err = ov_make_whiteout(ob, tmp);
+            err = ov_make_whiteout(ob, tmp, od->fd[0]);
             if (err < 0) {
                 goto out;
             }
