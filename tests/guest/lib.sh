@@ -21,6 +21,10 @@
 #                               the host 9P server ($VIRTFS_SERVER: virtfsd,
 #                               or "diod" as a stand-in) on a Unix socket.
 #   guest_kvm_usable            true when QEMU can use KVM here.
+#   ok / nok / hcheck / count_guest / summary
+#                               the host side's TAP lines and counters
+#                               ($passed, $failed; $kprefix prefixes each
+#                               line), shared by the guest suites.
 #
 # Environment:
 #   VIRTFS_GUEST_CACHE   cache folder (default /var/cache/virtfs-guest)
@@ -447,4 +451,27 @@ guest_server_stop() {
     while kill -0 "$pid" 2>/dev/null && [ $n -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
     kill -KILL -- "-$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# ---- the host side's TAP lines ------------------------------------------------
+passed=0
+failed=0
+kprefix=
+ok() { echo "ok - $kprefix$*"; passed=$((passed + 1)); }
+nok() { echo "not ok - $kprefix$*"; failed=$((failed + 1)); }
+hcheck() { local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else nok "$d"; fi; }
+# Counts the ok/not ok lines of guest output (on stdin), prefixing them.
+count_guest() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+            "ok - "*) passed=$((passed + 1)); echo "ok - $kprefix${line#ok - }" ;;
+            "not ok - "*) failed=$((failed + 1)); echo "not ok - $kprefix${line#not ok - }" ;;
+            *) echo "$line" ;;
+        esac
+    done
+}
+summary() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" = 0 ]
 }
