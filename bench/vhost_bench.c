@@ -215,8 +215,7 @@ run(const char *wl, const char *name, double secs, int pid, uint32_t io,
         printf("%s conns=1 secs=%.2f ops=%lu ops/s=%.0f", wl, el, ops,
                (double)ops / el);
         if (!is_stat) {
-            printf(" MiB/s=%.1f io=%u", (double)ops * io / el / 1048576.0,
-                   io);
+            printf(" MiB/s=%.1f io=%u", (double)ops * io / el / 1048576.0, io);
         }
         printf(" p50_us=%.1f p99_us=%.1f", hist_pct(hist, ops, 0.50),
                hist_pct(hist, ops, 0.99));

@@ -8,9 +8,7 @@
 #   scripts/check-format.sh            all files
 #   scripts/check-format.sh FILE...    only these files
 #
-# scripts/check.sh runs it only with VIRTFS_CHECK_FORMAT=1: the tree has not
-# been reformatted wholesale yet (that is one commit, made when no branch is
-# in flight), so until then the check would fail on untouched code.
+# scripts/check.sh runs it as its format tier.
 set -u
 cd "$(dirname "$0")/.."
 

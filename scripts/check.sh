@@ -19,8 +19,8 @@
 #   build-lto       the same flags with LTO (what Ubuntu builds)
 #   build-asan      ASan+UBSan with -ftrivial-auto-var-init=pattern
 #   clang-tidy      .clang-tidy (bugprone, cert, clang static analyzer)
-#   format          clang-format check (scripts/check-format.sh); only with
-#                   VIRTFS_CHECK_FORMAT=1 until the tree is reformatted
+#   format          clang-format check (scripts/check-format.sh): every C
+#                   file as .clang-format says
 #   build-fuzz      each libFuzzer target for FUZZ_SECONDS (20) s, the
 #                   session fuzzer at least 60 s
 #   guest suites    QEMU, real Linux 9p clients (gcc build)
@@ -266,17 +266,12 @@ if [ $gcc_ok = 1 ]; then
 fi
 
 tier format
-# .clang-format over src tools tests bench include (scripts/check-format.sh).
-# Off until the tree has been reformatted once: VIRTFS_CHECK_FORMAT=1 runs it.
-if [ "${VIRTFS_CHECK_FORMAT:-0}" = 1 ]; then
-    log "clang-format --dry-run -Werror (.clang-format) on every C file"
-    if bash scripts/check-format.sh; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-    fi
+# .clang-format over src tools tests bench include (scripts/check-format.sh)
+log "clang-format --dry-run -Werror (.clang-format) on every C file"
+if bash scripts/check-format.sh; then
+    passed=$((passed + 1))
 else
-    notes+=("format check not run (VIRTFS_CHECK_FORMAT=1 enables it)")
+    failed=$((failed + 1))
 fi
 
 tier build-fuzz

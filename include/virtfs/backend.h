@@ -146,8 +146,7 @@ struct be_ops {
     /* -- open files ---------------------------------------------------------- */
     /* 'flags' are P9_DOTL_* open flags from the wire. */
     int (*open)(struct backend *be, struct be_node *n, uint32_t flags,
-                struct be_handle **out, struct p9_qid *qid,
-                uint32_t *iounit);
+                struct be_handle **out, struct p9_qid *qid, uint32_t *iounit);
     /* Create and open 'name' in 'dir'; the new node and handle are returned. */
     int (*create)(struct backend *be, struct be_node *dir, const char *name,
                   uint32_t flags, uint32_t mode, uint32_t gid,
@@ -191,20 +190,19 @@ struct be_ops {
     int (*unlinkat)(struct backend *be, struct be_node *dir, const char *name,
                     uint32_t flags);
     /* Trename / Tremove: the object itself, wherever it is now. */
-    int (*rename)(struct backend *be, struct be_node *n,
-                  struct be_node *newdir, const char *newname);
+    int (*rename)(struct backend *be, struct be_node *n, struct be_node *newdir,
+                  const char *newname);
     int (*remove)(struct backend *be, struct be_node *n);
 
     /* -- xattrs (value is raw bytes; an empty list name lists) ------------------ */
-    ssize_t (*getxattr)(struct backend *be, struct be_node *n,
-                        const char *name, void *buf, size_t size);
+    ssize_t (*getxattr)(struct backend *be, struct be_node *n, const char *name,
+                        void *buf, size_t size);
     ssize_t (*listxattr)(struct backend *be, struct be_node *n, char *buf,
                          size_t size);
     /* flags: 0, P9_XATTR_CREATE, P9_XATTR_REPLACE */
     int (*setxattr)(struct backend *be, struct be_node *n, const char *name,
                     const void *value, size_t size, uint32_t flags);
-    int (*removexattr)(struct backend *be, struct be_node *n,
-                       const char *name);
+    int (*removexattr)(struct backend *be, struct be_node *n, const char *name);
 
     /* -- locks (on an open handle) ----------------------------------------------- */
     /* Sets *status to P9_LOCK_SUCCESS / BLOCKED / ERROR; never blocks.
@@ -290,13 +288,15 @@ struct pt_idmap {
 int pt_idmap_add(struct pt_idmap *m, const char *spec);
 
 struct pt_options {
-    const char *root;   /* host directory to export */
-    bool readonly;      /* refuse every mutation with EROFS (also enforced by core) */
-    bool multiuser;     /* act as the attaching user (default when running as root) */
-    bool remap_devs;    /* qid.path unique across host mounts (default true) */
-    bool nosuid;        /* set-uid/set-gid files and file capabilities
+    const char *root; /* host directory to export */
+    bool
+        readonly; /* refuse every mutation with EROFS (also enforced by core) */
+    bool
+        multiuser; /* act as the attaching user (default when running as root) */
+    bool remap_devs; /* qid.path unique across host mounts (default true) */
+    bool nosuid;     /* set-uid/set-gid files and file capabilities
                            never reach the host */
-    bool nodev;         /* creating device nodes is refused */
+    bool nodev;      /* creating device nodes is refused */
     /* How nodes whose O_PATH descriptor was reclaimed are found again:
      * PT_FH_PREFER (default) reopens by file handle where the host allows
      * it, else by name from the parent; NEVER always by name; MANDATORY
@@ -306,8 +306,8 @@ struct pt_options {
      * NOFILE soft limit minus a reserve for the rest of the daemon. */
     long fd_budget;
     enum pt_security_model model;
-    uint32_t fmode;     /* mapped models: host mode of files (0 = 0600) */
-    uint32_t dmode;     /* mapped models: host mode of directories (0 = 0700) */
+    uint32_t fmode; /* mapped models: host mode of files (0 = 0600) */
+    uint32_t dmode; /* mapped models: host mode of directories (0 = 0700) */
     const struct pt_idmap *uidmap; /* NULL or empty: ids are the same */
     const struct pt_idmap *gidmap;
 };

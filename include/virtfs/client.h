@@ -65,9 +65,9 @@ struct p9c_fid {
 
 /* A decoded (or at least framed) reply; free with p9c_reply_free(). */
 struct p9c_reply {
-    uint8_t *frame;   /* the whole frame as received (size[4] type tag ...) */
-    size_t len;       /* frame length */
-    int decode_err;   /* 0 if 'f' is valid, else -EPROTO / -EOPNOTSUPP */
+    uint8_t *frame;    /* the whole frame as received (size[4] type tag ...) */
+    size_t len;        /* frame length */
+    int decode_err;    /* 0 if 'f' is valid, else -EPROTO / -EOPNOTSUPP */
     struct p9_fcall f; /* decoded message; strings/data borrow from 'frame' */
     struct iovec seg;  /* private: 'frame' as the one segment data views use */
 };
@@ -86,10 +86,10 @@ struct p9c_dir;
 
 /* Byte-range lock description for p9c_lock() / p9c_getlock(). */
 struct p9c_flock {
-    uint8_t type;     /* P9_LOCK_TYPE_RDLCK / WRLCK / UNLCK */
-    uint32_t flags;   /* P9_LOCK_FLAGS_* (Tlock only) */
+    uint8_t type;   /* P9_LOCK_TYPE_RDLCK / WRLCK / UNLCK */
+    uint32_t flags; /* P9_LOCK_FLAGS_* (Tlock only) */
     uint64_t start;
-    uint64_t length;  /* 0 = to end of file */
+    uint64_t length; /* 0 = to end of file */
     uint32_t proc_id;
     char client_id[P9C_CLIENT_ID_MAX]; /* NUL-terminated; truncated on input */
 };
@@ -232,9 +232,8 @@ int p9c_walk(struct p9c_fid *f, const char *path, struct p9c_fid **out);
  * Returns 0 for a complete or partial walk (check *nwqid), -errno when
  * the server answers Rlerror.
  */
-int p9c_walk_names(struct p9c_fid *f, uint16_t nwname,
-                   const char *const *names, struct p9_qid *qids,
-                   uint16_t *nwqid, struct p9c_fid **out);
+int p9c_walk_names(struct p9c_fid *f, uint16_t nwname, const char *const *names,
+                   struct p9_qid *qids, uint16_t *nwqid, struct p9c_fid **out);
 
 /**
  * p9c_open() - Tlopen @f with P9_DOTL_* @flags.  Updates f->qid,
@@ -258,8 +257,7 @@ int p9c_create(struct p9c_fid *dir, const char *name, uint32_t flags,
  * msize - P9_IOHDRSZ).  Returns the bytes read (short at end of file,
  * 0 at EOF) or -errno.  Rread count > requested gives -EPROTO.
  */
-ssize_t p9c_pread(struct p9c_fid *f, void *buf, size_t count,
-                  uint64_t offset);
+ssize_t p9c_pread(struct p9c_fid *f, void *buf, size_t count, uint64_t offset);
 
 /**
  * p9c_pwrite() - write @count bytes at @offset, split like p9c_pread().
@@ -315,8 +313,7 @@ int p9c_symlink(struct p9c_fid *dir, const char *name, const char *target,
 
 /** p9c_mknod() - Tmknod @name in @dir (mode includes the S_IF* type). */
 int p9c_mknod(struct p9c_fid *dir, const char *name, uint32_t mode,
-              uint32_t major, uint32_t minor, uint32_t gid,
-              struct p9_qid *qid);
+              uint32_t major, uint32_t minor, uint32_t gid, struct p9_qid *qid);
 
 /** p9c_link() - Tlink: hard link @f as @name in @dir. */
 int p9c_link(struct p9c_fid *dir, struct p9c_fid *f, const char *name);

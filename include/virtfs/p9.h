@@ -19,26 +19,26 @@
 
 /* ---- limits ---------------------------------------------------------- */
 
-#define P9_HDRSZ 7            /* size[4] type[1] tag[2] */
-#define P9_IOHDRSZ 24         /* Twrite header: room reserved in msize */
-#define P9_READDIRHDRSZ 24    /* same reservation for Treaddir */
-#define P9_MAXWELEM 16        /* names per Twalk */
-#define P9_MIN_MSIZE 4096     /* smallest msize we agree to */
-#define P9_DEFAULT_MSIZE (1024u * 1024u) /* server cap unless configured */
+#define P9_HDRSZ 7         /* size[4] type[1] tag[2] */
+#define P9_IOHDRSZ 24      /* Twrite header: room reserved in msize */
+#define P9_READDIRHDRSZ 24 /* same reservation for Treaddir */
+#define P9_MAXWELEM 16     /* names per Twalk */
+#define P9_MIN_MSIZE 4096  /* smallest msize we agree to */
+#define P9_DEFAULT_MSIZE (1024u * 1024u)   /* server cap unless configured */
 #define P9_MAX_MSIZE (16u * 1024u * 1024u) /* hard cap for --msize */
 #define P9_NOTAG ((uint16_t)0xFFFF)
 #define P9_NOFID ((uint32_t)0xFFFFFFFF)
 #define P9_NONUNAME ((uint32_t)0xFFFFFFFF)
 #define P9_VERSION_L "9P2000.L"
 #define P9_QIDSZ 13
-#define P9_NTYPES 256        /* values of a message's type byte */
+#define P9_NTYPES 256 /* values of a message's type byte */
 
 /* ---- message ids ------------------------------------------------------ */
 
 enum p9_type {
     P9_TLERROR = 6,
     P9_RLERROR = 7,
-#define P9_MSG(NAME, name, ID, FLAGS, FID, RB)                               \
+#define P9_MSG(NAME, name, ID, FLAGS, FID, RB) \
     P9_T##NAME = (ID), P9_R##NAME = (ID) + 1,
 #include "virtfs/p9_msgs.def"
 #undef P9_MSG

@@ -49,10 +49,10 @@ struct p9s_conn_ops {
 };
 
 struct p9s_export {
-    const char *name;     /* aname that selects it (may be NULL) */
-    const char *path;     /* host directory (also accepted as aname) */
+    const char *name; /* aname that selects it (may be NULL) */
+    const char *path; /* host directory (also accepted as aname) */
     bool readonly;
-    struct backend *be;   /* owned by the caller */
+    struct backend *be; /* owned by the caller */
 };
 
 /*
@@ -60,22 +60,22 @@ struct p9s_export {
  * them the peer gets an error (docs/security.md has the table) and one
  * rate-limited log line names it; other sessions are not affected.
  */
-#define P9S_DEFAULT_MAX_FIDS (1024u * 1024u)        /* EMFILE beyond */
+#define P9S_DEFAULT_MAX_FIDS (1024u * 1024u)          /* EMFILE beyond */
 #define P9S_DEFAULT_MAX_FIDS_TOTAL (4l * 1024 * 1024) /* all sessions; ENFILE */
 #define P9S_DEFAULT_SESSION_MEM (16ull * 1024 * 1024) /* bytes; ENOMEM/ENOSPC */
-#define P9S_DEFAULT_MAX_LOCKS 4096u                 /* records; ENOLCK */
+#define P9S_DEFAULT_MAX_LOCKS 4096u                   /* records; ENOLCK */
 
 struct p9s_config {
-    uint32_t msize;       /* server cap; 0 = P9_DEFAULT_MSIZE */
-    int threads;          /* worker pool size; 0 = from CPU count */
-    bool trace;           /* one decoded line per T and R message */
-    uint32_t max_fids;    /* fids per session; 0 = P9S_DEFAULT_MAX_FIDS */
+    uint32_t msize;          /* server cap; 0 = P9_DEFAULT_MSIZE */
+    int threads;             /* worker pool size; 0 = from CPU count */
+    bool trace;              /* one decoded line per T and R message */
+    uint32_t max_fids;       /* fids per session; 0 = P9S_DEFAULT_MAX_FIDS */
     uint32_t max_fids_total; /* fids of all sessions; 0 = default */
     /* bytes of buffers a session may pin between requests (xattr values
      * and snapshots, directory read-ahead); 0 = P9S_DEFAULT_SESSION_MEM */
     uint64_t session_mem;
-    uint32_t max_locks;   /* byte-range lock records per session; 0 = default */
-    bool defer_start;     /* no threads until p9s_server_start() */
+    uint32_t max_locks; /* byte-range lock records per session; 0 = default */
+    bool defer_start;   /* no threads until p9s_server_start() */
 };
 
 struct p9s_server *p9s_server_new(const struct p9s_config *cfg,
@@ -116,8 +116,7 @@ int p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
  */
 #define P9S_SUBMIT_INLINE 0x1u
 int p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
-                          int iovcnt, size_t len, void *cookie,
-                          unsigned flags);
+                          int iovcnt, size_t len, void *cookie, unsigned flags);
 /* The negotiated msize (the server's cap until Tversion). */
 uint32_t p9s_conn_msize(struct p9s_conn *c);
 /* The transport has gone: cancel what can be cancelled, clunk all fids

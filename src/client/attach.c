@@ -54,8 +54,8 @@ p9c_connect(const char *addr, struct p9c_conn **out)
 }
 
 int
-p9c_mount(const char *addr, uint32_t msize, const char *uname,
-          uint32_t n_uname, const char *aname, struct p9c_conn **conn_out,
+p9c_mount(const char *addr, uint32_t msize, const char *uname, uint32_t n_uname,
+          const char *aname, struct p9c_conn **conn_out,
           struct p9c_fid **root_out)
 {
     struct p9c_conn *c;

@@ -23,15 +23,9 @@ rpc_qid(struct p9c_conn *c, const struct p9_fcall *t, struct p9_qid *qid)
     }
     if (qid != NULL) {
         switch (rep->f.type) {
-        case P9_RSYMLINK:
-            *qid = rep->f.u.rsymlink.qid;
-            break;
-        case P9_RMKNOD:
-            *qid = rep->f.u.rmknod.qid;
-            break;
-        default:
-            *qid = rep->f.u.rmkdir.qid;
-            break;
+        case P9_RSYMLINK: *qid = rep->f.u.rsymlink.qid; break;
+        case P9_RMKNOD: *qid = rep->f.u.rmknod.qid; break;
+        default: *qid = rep->f.u.rmkdir.qid; break;
         }
     }
     p9c_reply_free(rep);
@@ -39,8 +33,8 @@ rpc_qid(struct p9c_conn *c, const struct p9_fcall *t, struct p9_qid *qid)
 }
 
 int
-p9c_mkdir(struct p9c_fid *dir, const char *name, uint32_t mode,
-          uint32_t gid, struct p9_qid *qid)
+p9c_mkdir(struct p9c_fid *dir, const char *name, uint32_t mode, uint32_t gid,
+          struct p9_qid *qid)
 {
     struct p9_fcall t = {.type = P9_TMKDIR};
     int err;
@@ -71,8 +65,8 @@ p9c_symlink(struct p9c_fid *dir, const char *name, const char *target,
 }
 
 int
-p9c_mknod(struct p9c_fid *dir, const char *name, uint32_t mode,
-          uint32_t major, uint32_t minor, uint32_t gid, struct p9_qid *qid)
+p9c_mknod(struct p9c_fid *dir, const char *name, uint32_t mode, uint32_t major,
+          uint32_t minor, uint32_t gid, struct p9_qid *qid)
 {
     struct p9_fcall t = {.type = P9_TMKNOD};
     int err;

@@ -43,8 +43,8 @@ p9c_open(struct p9c_fid *f, uint32_t flags)
 }
 
 int
-p9c_create(struct p9c_fid *dir, const char *name, uint32_t flags,
-           uint32_t mode, uint32_t gid)
+p9c_create(struct p9c_fid *dir, const char *name, uint32_t flags, uint32_t mode,
+           uint32_t gid)
 {
     struct p9_fcall t = {.type = P9_TLCREATE};
     struct p9c_reply *rep;
@@ -124,8 +124,7 @@ p9c_pread(struct p9c_fid *f, void *buf, size_t count, uint64_t offset)
 }
 
 static ssize_t
-write_once(struct p9c_fid *f, const void *buf, uint32_t count,
-           uint64_t offset)
+write_once(struct p9c_fid *f, const void *buf, uint32_t count, uint64_t offset)
 {
     struct p9_fcall t = {.type = P9_TWRITE};
     struct p9c_reply *rep;
@@ -149,8 +148,7 @@ write_once(struct p9c_fid *f, const void *buf, uint32_t count,
 }
 
 ssize_t
-p9c_pwrite(struct p9c_fid *f, const void *buf, size_t count,
-           uint64_t offset)
+p9c_pwrite(struct p9c_fid *f, const void *buf, size_t count, uint64_t offset)
 {
     uint32_t max = p9c_iosize(f);
     size_t done = 0;

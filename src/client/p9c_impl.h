@@ -28,11 +28,11 @@
 struct p9c_req {
     struct p9c_conn *conn;
     uint16_t tag;
-    bool is_flush;         /* a Tflush: its Rflush completes 'flush_oldtag' */
+    bool is_flush; /* a Tflush: its Rflush completes 'flush_oldtag' */
     uint16_t flush_oldtag;
-    bool done;             /* reply, flush or error arrived (mu) */
-    bool abandoned;        /* nobody will wait: free on completion (mu) */
-    int err;               /* 0 with 'reply', else -errno (mu) */
+    bool done;      /* reply, flush or error arrived (mu) */
+    bool abandoned; /* nobody will wait: free on completion (mu) */
+    int err;        /* 0 with 'reply', else -errno (mu) */
     struct p9c_reply *reply;
     pthread_cond_t cv;     /* signalled on completion or reader hand-off */
     struct p9c_req *wnext; /* waiter list (mu), while blocked in wait */
@@ -41,9 +41,9 @@ struct p9c_req {
 
 struct p9c_conn {
     int fd;
-    uint32_t msize;        /* negotiated (or proposed) msize */
-    uint32_t rmax;         /* largest frame accepted from the server */
-    unsigned timeout_ms;   /* 0 = wait forever */
+    uint32_t msize;      /* negotiated (or proposed) msize */
+    uint32_t rmax;       /* largest frame accepted from the server */
+    unsigned timeout_ms; /* 0 = wait forever */
 
     pthread_mutex_t mu;
     pthread_mutex_t wmu;   /* serialises writes */
@@ -54,10 +54,10 @@ struct p9c_conn {
     struct p9c_req *whead; /* blocked waiters, reader candidates (mu) */
 
     /* input side: owned by the thread with 'reading' set */
-    uint8_t *in;           /* read-ahead buffer, P9C_INBUF bytes */
+    uint8_t *in; /* read-ahead buffer, P9C_INBUF bytes */
     size_t inpos;
     size_t inlen;
-    uint8_t *cur;          /* frame being assembled, NULL between frames */
+    uint8_t *cur; /* frame being assembled, NULL between frames */
     uint32_t cursize;
     uint32_t curgot;
 

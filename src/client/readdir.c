@@ -13,12 +13,12 @@
 
 struct p9c_dir {
     struct p9c_fid *fid;
-    uint32_t count;     /* Treaddir count */
-    uint8_t *buf;       /* last batch, 'count' bytes */
-    size_t len;         /* bytes in buf */
-    size_t pos;         /* parse position in buf */
-    uint64_t offset;    /* cookie for the next Treaddir */
-    uint64_t asked;     /* cookie the current batch was asked with */
+    uint32_t count;  /* Treaddir count */
+    uint8_t *buf;    /* last batch, 'count' bytes */
+    size_t len;      /* bytes in buf */
+    size_t pos;      /* parse position in buf */
+    uint64_t offset; /* cookie for the next Treaddir */
+    uint64_t asked;  /* cookie the current batch was asked with */
     bool eof;
     char name[UINT16_MAX + 1]; /* NUL-terminated copy of the current name */
 };

@@ -291,8 +291,7 @@ read_some(struct p9c_conn *c, void *buf, size_t len, int64_t deadline)
  * Returns 0 with *frame (malloc'ed) and *len, or -errno.
  */
 static int
-read_frame(struct p9c_conn *c, int64_t deadline, uint8_t **frame,
-           uint32_t *len)
+read_frame(struct p9c_conn *c, int64_t deadline, uint8_t **frame, uint32_t *len)
 {
     ssize_t n;
 
@@ -456,8 +455,8 @@ req_free(struct p9c_req *r)
  * and send iov.  On failure r is freed and -errno returned.
  */
 static int
-req_send(struct p9c_conn *c, struct p9c_req *r, int want_tag,
-         struct iovec *iov, int iovcnt, uint8_t *tagp)
+req_send(struct p9c_conn *c, struct p9c_req *r, int want_tag, struct iovec *iov,
+         int iovcnt, uint8_t *tagp)
 {
     int err;
 

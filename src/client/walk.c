@@ -12,9 +12,8 @@
 #include <string.h>
 
 int
-p9c_walk_names(struct p9c_fid *f, uint16_t nwname,
-               const char *const *names, struct p9_qid *qids,
-               uint16_t *nwqid, struct p9c_fid **out)
+p9c_walk_names(struct p9c_fid *f, uint16_t nwname, const char *const *names,
+               struct p9_qid *qids, uint16_t *nwqid, struct p9c_fid **out)
 {
     struct p9_fcall t = {.type = P9_TWALK};
     struct p9c_reply *rep;

@@ -352,24 +352,12 @@ dec_field(struct p9_rbuf *b, struct p9_fcall *f, const struct p9_field *fd)
     void *p = fld(f, fd->off);
 
     switch (fd->kind) {
-    case P9K_U8:
-        *(uint8_t *)p = p9_get_u8(b);
-        break;
-    case P9K_U16:
-        *(uint16_t *)p = p9_get_u16(b);
-        break;
-    case P9K_U32:
-        *(uint32_t *)p = p9_get_u32(b);
-        break;
-    case P9K_U64:
-        *(uint64_t *)p = p9_get_u64(b);
-        break;
-    case P9K_QID:
-        p9_get_qid(b, p);
-        break;
-    case P9K_STR:
-        p9_get_str(b, p);
-        break;
+    case P9K_U8: *(uint8_t *)p = p9_get_u8(b); break;
+    case P9K_U16: *(uint16_t *)p = p9_get_u16(b); break;
+    case P9K_U32: *(uint32_t *)p = p9_get_u32(b); break;
+    case P9K_U64: *(uint64_t *)p = p9_get_u64(b); break;
+    case P9K_QID: p9_get_qid(b, p); break;
+    case P9K_STR: p9_get_str(b, p); break;
     case P9K_DATA: {
         uint32_t count = p9_get_u32(b);
 
@@ -398,9 +386,7 @@ dec_field(struct p9_rbuf *b, struct p9_fcall *f, const struct p9_field *fd)
         }
         break;
     }
-    default:
-        b->bad = true;
-        break;
+    default: b->bad = true; break;
     }
 }
 
@@ -522,27 +508,13 @@ enc_field(struct p9_wbuf *w, const struct p9_fcall *f,
     const void *p = cfld(f, fd->off);
 
     switch (fd->kind) {
-    case P9K_U8:
-        p9_put_u8(w, *(const uint8_t *)p);
-        break;
-    case P9K_U16:
-        p9_put_u16(w, *(const uint16_t *)p);
-        break;
-    case P9K_U32:
-        p9_put_u32(w, *(const uint32_t *)p);
-        break;
-    case P9K_U64:
-        p9_put_u64(w, *(const uint64_t *)p);
-        break;
-    case P9K_QID:
-        p9_put_qid(w, p);
-        break;
-    case P9K_STR:
-        p9_put_str(w, p);
-        break;
-    case P9K_DATA:
-        enc_data(w, p);
-        break;
+    case P9K_U8: p9_put_u8(w, *(const uint8_t *)p); break;
+    case P9K_U16: p9_put_u16(w, *(const uint16_t *)p); break;
+    case P9K_U32: p9_put_u32(w, *(const uint32_t *)p); break;
+    case P9K_U64: p9_put_u64(w, *(const uint64_t *)p); break;
+    case P9K_QID: p9_put_qid(w, p); break;
+    case P9K_STR: p9_put_str(w, p); break;
+    case P9K_DATA: enc_data(w, p); break;
     case P9K_STRS:
     case P9K_QIDS: {
         uint16_t n = *(const uint16_t *)p;
@@ -557,9 +529,7 @@ enc_field(struct p9_wbuf *w, const struct p9_fcall *f,
         }
         break;
     }
-    default:
-        w->bad = true;
-        break;
+    default: w->bad = true; break;
     }
 }
 
@@ -733,9 +703,7 @@ p9_fcall_equal(const struct p9_fcall *a, const struct p9_fcall *b)
         bool eq = true;
 
         switch (fd->kind) {
-        case P9K_U8:
-            eq = *(const uint8_t *)pa == *(const uint8_t *)pb;
-            break;
+        case P9K_U8: eq = *(const uint8_t *)pa == *(const uint8_t *)pb; break;
         case P9K_U16:
             eq = *(const uint16_t *)pa == *(const uint16_t *)pb;
             break;
@@ -745,15 +713,9 @@ p9_fcall_equal(const struct p9_fcall *a, const struct p9_fcall *b)
         case P9K_U64:
             eq = *(const uint64_t *)pa == *(const uint64_t *)pb;
             break;
-        case P9K_QID:
-            eq = qid_eq(pa, pb);
-            break;
-        case P9K_STR:
-            eq = str_eq(pa, pb);
-            break;
-        case P9K_DATA:
-            eq = data_eq(pa, pb);
-            break;
+        case P9K_QID: eq = qid_eq(pa, pb); break;
+        case P9K_STR: eq = str_eq(pa, pb); break;
+        case P9K_DATA: eq = data_eq(pa, pb); break;
         case P9K_STRS:
         case P9K_QIDS: {
             uint16_t n = *(const uint16_t *)pa;
@@ -772,9 +734,7 @@ p9_fcall_equal(const struct p9_fcall *a, const struct p9_fcall *b)
             }
             break;
         }
-        default:
-            eq = false;
-            break;
+        default: eq = false; break;
         }
         if (!eq) {
             return false;

@@ -33,18 +33,18 @@ struct p9_rbuf {
     int iovcnt;              /* segments from 'iov' on */
     size_t off;              /* offset inside iov[0] */
     size_t left;             /* bytes left in the whole message */
-    char *scratch;           /* for strings split across segments; may be NULL */
+    char *scratch; /* for strings split across segments; may be NULL */
     size_t scratch_len;
     size_t scratch_used;
-    bool bad;                /* sticky: a read ran short or a field was invalid */
+    bool bad; /* sticky: a read ran short or a field was invalid */
 };
 
 struct p9_wbuf {
     const struct iovec *iov; /* current segment */
     int iovcnt;
-    size_t off;              /* offset inside iov[0] */
-    size_t used;             /* bytes written (or skipped) so far */
-    size_t cap;              /* total capacity of all segments */
+    size_t off;               /* offset inside iov[0] */
+    size_t used;              /* bytes written (or skipped) so far */
+    size_t cap;               /* total capacity of all segments */
     const struct iovec *iov0; /* first segment, for patching the size field */
     int iovcnt0;
     bool bad;
@@ -120,8 +120,8 @@ void p9_get_dirent(struct p9_rbuf *b, struct p9_dirent *d);
  * Decode the 7-byte header.  'len' is the framed length of the whole
  * message; the size field must equal it.  Returns 0 or -EPROTO.
  */
-int p9_decode_hdr(struct p9_rbuf *b, size_t len, uint32_t *size,
-                  uint8_t *type, uint16_t *tag);
+int p9_decode_hdr(struct p9_rbuf *b, size_t len, uint32_t *size, uint8_t *type,
+                  uint16_t *tag);
 
 /*
  * Decode the body of a message whose header was read with p9_decode_hdr()

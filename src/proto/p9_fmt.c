@@ -42,8 +42,7 @@ p9_is_tmsg(uint8_t type)
 #include "virtfs/p9_msgs.def"
 #undef P9_MSG
         return true;
-    default:
-        return false;
+    default: return false;
     }
 }
 
@@ -139,15 +138,9 @@ static void
 out_num(struct out *o, const char *name, uint64_t v, uint8_t fmt)
 {
     switch (fmt) {
-    case P9F_HEX:
-        out_fmt(o, " %s 0x%" PRIx64, name, v);
-        break;
-    case P9F_OCT:
-        out_fmt(o, " %s 0%" PRIo64, name, v);
-        break;
-    default:
-        out_fmt(o, " %s %" PRIu64, name, v);
-        break;
+    case P9F_HEX: out_fmt(o, " %s 0x%" PRIx64, name, v); break;
+    case P9F_OCT: out_fmt(o, " %s 0%" PRIo64, name, v); break;
+    default: out_fmt(o, " %s %" PRIu64, name, v); break;
     }
 }
 
@@ -157,18 +150,10 @@ fmt_field(struct out *o, const struct p9_fcall *f, const struct p9_field *fd)
     const char *p = (const char *)f + fd->off;
 
     switch (fd->kind) {
-    case P9K_U8:
-        out_num(o, fd->name, *(const uint8_t *)p, fd->fmt);
-        break;
-    case P9K_U16:
-        out_num(o, fd->name, *(const uint16_t *)p, fd->fmt);
-        break;
-    case P9K_U32:
-        out_num(o, fd->name, *(const uint32_t *)p, fd->fmt);
-        break;
-    case P9K_U64:
-        out_num(o, fd->name, *(const uint64_t *)p, fd->fmt);
-        break;
+    case P9K_U8: out_num(o, fd->name, *(const uint8_t *)p, fd->fmt); break;
+    case P9K_U16: out_num(o, fd->name, *(const uint16_t *)p, fd->fmt); break;
+    case P9K_U32: out_num(o, fd->name, *(const uint32_t *)p, fd->fmt); break;
+    case P9K_U64: out_num(o, fd->name, *(const uint64_t *)p, fd->fmt); break;
     case P9K_QID:
         out_fmt(o, " %s ", fd->name);
         out_qid(o, (const struct p9_qid *)(const void *)p);
@@ -200,8 +185,7 @@ fmt_field(struct out *o, const struct p9_fcall *f, const struct p9_field *fd)
         }
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -271,15 +255,9 @@ p9_dotl_to_oflags(uint32_t flags)
     int o;
 
     switch (flags & 3u) {
-    case P9_DOTL_RDONLY:
-        o = O_RDONLY;
-        break;
-    case P9_DOTL_WRONLY:
-        o = O_WRONLY;
-        break;
-    case P9_DOTL_RDWR:
-        o = O_RDWR;
-        break;
+    case P9_DOTL_RDONLY: o = O_RDONLY; break;
+    case P9_DOTL_WRONLY: o = O_WRONLY; break;
+    case P9_DOTL_RDWR: o = O_RDWR; break;
     default:
         /* NOACCESS: Linux's "3" (ioctl-only open), passed through as
          * QEMU does; the server decides what to do with it. */
@@ -300,18 +278,10 @@ p9_oflags_to_dotl(int oflags)
     uint32_t d;
 
     switch (oflags & O_ACCMODE) {
-    case O_RDONLY:
-        d = P9_DOTL_RDONLY;
-        break;
-    case O_WRONLY:
-        d = P9_DOTL_WRONLY;
-        break;
-    case O_RDWR:
-        d = P9_DOTL_RDWR;
-        break;
-    default:
-        d = P9_DOTL_NOACCESS;
-        break;
+    case O_RDONLY: d = P9_DOTL_RDONLY; break;
+    case O_WRONLY: d = P9_DOTL_WRONLY; break;
+    case O_RDWR: d = P9_DOTL_RDWR; break;
+    default: d = P9_DOTL_NOACCESS; break;
     }
     for (size_t i = 0; i < sizeof(oflag_map) / sizeof(oflag_map[0]); i++) {
         int of = oflag_map[i].oflag;

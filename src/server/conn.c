@@ -81,8 +81,7 @@ conn_release(struct p9s_conn *c)
 }
 
 void
-conn_handle_limits(struct p9s_conn *c, struct backend *be,
-                   struct be_handle *h)
+conn_handle_limits(struct p9s_conn *c, struct backend *be, struct be_handle *h)
 {
     if (be->ops->handle_limits != NULL) {
         be->ops->handle_limits(be, h, &c->lim);

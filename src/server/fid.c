@@ -171,7 +171,8 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
         pthread_mutex_destroy(&f->lock);
         free(f);
         log_peer("%s: fid limit of the session reached (%u; --max-fids), "
-                 "answering EMFILE", t->peer, t->max);
+                 "answering EMFILE",
+                 t->peer, t->max);
         *err = -EMFILE;
         return NULL;
     }
@@ -182,8 +183,8 @@ fid_new(struct fid_table *t, uint32_t num, const struct p9s_export *ex,
         pthread_mutex_destroy(&f->lock);
         free(f);
         log_peer("%s: fid limit of the server reached (%lu; "
-                 "--max-fids-total), answering ENFILE", t->peer,
-                 (unsigned long)t->max_total);
+                 "--max-fids-total), answering ENFILE",
+                 t->peer, (unsigned long)t->max_total);
         *err = -ENFILE;
         return NULL;
     }
@@ -210,8 +211,7 @@ fid_take_ref(struct fid *f, unsigned flags, struct fid_use *u)
         err = -EINVAL;
     } else if ((flags & FT_UNOPENED) && u->kind != FID_NONE) {
         err = -EBUSY;
-    } else if ((flags & FT_OPEN) && u->kind != FID_FILE &&
-               u->kind != FID_DIR) {
+    } else if ((flags & FT_OPEN) && u->kind != FID_FILE && u->kind != FID_DIR) {
         err = -EBADF;
     } else {
         u->h = f->h;
@@ -380,8 +380,8 @@ fid_xattr_commit(struct fid *f)
     }
     /* an empty value has no buffer (it grows only as data arrives) */
     return ops->setxattr(f->be, f->node, f->xname,
-                         f->xbuf != NULL ? (const void *)f->xbuf : "",
-                         f->xsize, f->xflags);
+                         f->xbuf != NULL ? (const void *)f->xbuf : "", f->xsize,
+                         f->xflags);
 }
 
 int

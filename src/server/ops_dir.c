@@ -25,7 +25,8 @@ op_mkdir(struct p9s_req *r)
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(d.f, mkdir, d.node, name, t->mode, t->gid, &r->r.u.rmkdir.qid);
+        err = BE_CALL(d.f, mkdir, d.node, name, t->mode, t->gid,
+                      &r->r.u.rmkdir.qid);
     }
     fid_drop(&d);
     return err;
@@ -45,8 +46,8 @@ op_mknod(struct p9s_req *r)
     }
     err = name_check(&t->name, name, sizeof(name), false);
     if (err == 0) {
-        err = BE_CALL(d.f, mknod, d.node, name, t->mode, t->major, t->minor, t->gid,
-                      &r->r.u.rmknod.qid);
+        err = BE_CALL(d.f, mknod, d.node, name, t->mode, t->major, t->minor,
+                      t->gid, &r->r.u.rmknod.qid);
     }
     fid_drop(&d);
     return err;

@@ -168,8 +168,8 @@ xattr_read(struct p9s_req *r, struct fid *f, uint64_t off, uint32_t count)
         size_t want = f->xsize - off < room ? (size_t)(f->xsize - off) : room;
 
         for (int i = 0; i < iovcnt && done < want; i++) {
-            size_t n = iov[i].iov_len < want - done ? iov[i].iov_len
-                                                    : want - done;
+            size_t n =
+                iov[i].iov_len < want - done ? iov[i].iov_len : want - done;
             memcpy(iov[i].iov_base, f->xbuf + off + done, n);
             done += n;
         }
@@ -279,8 +279,7 @@ op_write(struct p9s_req *r)
         err = -EINVAL;
         goto out_put;
     }
-    n = t->data.len == 0 ? 0
-                         : BE_CALL(u.f, write, u.h, iov, iovcnt, t->offset);
+    n = t->data.len == 0 ? 0 : BE_CALL(u.f, write, u.h, iov, iovcnt, t->offset);
     if (n < 0) {
         err = (int)n;
         goto out_put;

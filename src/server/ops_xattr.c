@@ -55,8 +55,7 @@ xattr_fetch(struct fid *f, struct be_node *n, const char *name,
         ssize_t got;
         uint8_t *buf;
 
-        size = name[0] ? (ops->getxattr ? ops->getxattr(f->be, n, name,
-                                                        NULL, 0)
+        size = name[0] ? (ops->getxattr ? ops->getxattr(f->be, n, name, NULL, 0)
                                         : -ENOSYS)
                        : (ops->listxattr ? ops->listxattr(f->be, n, NULL, 0)
                                          : -ENOSYS);
@@ -229,8 +228,8 @@ op_lock(struct p9s_req *r)
     err = BE_CALL(u.f, lock, u.h, t, &r->r.u.rlock.status);
     if (err == -ENOLCK) {
         log_peer("%s: lock records of the session at the limit (%llu; "
-                 "--max-locks), Tlock answers ENOLCK", r->conn->peer,
-                 (unsigned long long)r->conn->locks.max);
+                 "--max-locks), Tlock answers ENOLCK",
+                 r->conn->peer, (unsigned long long)r->conn->locks.max);
     }
     fid_drop(&u);
     return err;

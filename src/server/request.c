@@ -169,8 +169,8 @@ trace_request(struct p9s_req *r)
 
 /* Decode into a new request; NULL (cookie dropped) with *err on failure. */
 static struct p9s_req *
-req_decode(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
-           size_t len, void *cookie, int *err)
+req_decode(struct p9s_conn *c, const struct iovec *iov, int iovcnt, size_t len,
+           void *cookie, int *err)
 {
     struct p9s_req *r;
     struct p9_rbuf b;
@@ -178,8 +178,8 @@ req_decode(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
 
     if (len < P9_HDRSZ || len > atomic_load(&c->msize)) {
         /* virtio hands us whole chains: bound them by msize here too */
-        log_peer("%s: message of %zu bytes (msize %u), closing", c->peer,
-                 len, atomic_load(&c->msize));
+        log_peer("%s: message of %zu bytes (msize %u), closing", c->peer, len,
+                 atomic_load(&c->msize));
         *err = -EPROTO;
         goto out_drop;
     }
@@ -232,8 +232,8 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
 }
 
 int
-p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
-                      int iovcnt, size_t len, void *cookie, unsigned flags)
+p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
+                      size_t len, void *cookie, unsigned flags)
 {
     const struct op_desc *op;
     struct p9s_req *r;
@@ -257,7 +257,8 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
     if (tag_find(c, r->t.tag, false) != NULL || c->inflight >= INFLIGHT_MAX) {
         pthread_mutex_unlock(&c->lock);
         log_peer("%s: duplicate in-flight tag %u or too many requests, "
-                 "closing", c->peer, r->t.tag);
+                 "closing",
+                 c->peer, r->t.tag);
         c->ops->drop(c, cookie);
         req_free(r);
         return -EPROTO;
@@ -331,8 +332,7 @@ p9s_dispatch(struct p9s_req *r)
         err = -EINTR; /* flushed while queued: dropped by respond */
     } else if (r->decode_err == -EOPNOTSUPP || op->fn == NULL ||
                !p9_is_tmsg(r->t.type)) {
-        log_peer("%s: unsupported message type %u", r->conn->peer,
-                 r->t.type);
+        log_peer("%s: unsupported message type %u", r->conn->peer, r->t.type);
         err = -EOPNOTSUPP;
     } else if (r->decode_err < 0) {
         log_peer("%s: malformed %s (tag %u)", r->conn->peer,

@@ -43,37 +43,37 @@ enum fid_kind {
 };
 
 struct fid {
-    atomic_int refs;            /* table's ref + one per request using it */
+    atomic_int refs; /* table's ref + one per request using it */
     uint32_t num;
     const struct p9s_export *ex; /* export this fid belongs to */
     struct backend *be;
-    struct suser *user;         /* attaching user (ref) */
-    pthread_mutex_t lock;       /* protects everything below */
-    struct be_node *node;       /* ref; replaced by walk-in-place/lcreate */
+    struct suser *user;   /* attaching user (ref) */
+    pthread_mutex_t lock; /* protects everything below */
+    struct be_node *node; /* ref; replaced by walk-in-place/lcreate */
     enum fid_kind kind;
-    struct be_handle *h;        /* open file/dir (FID_FILE, FID_DIR) */
+    struct be_handle *h; /* open file/dir (FID_FILE, FID_DIR) */
     uint32_t open_flags;
     /* xattr fids */
     char *xname;
     uint8_t *xbuf;
-    uint64_t xcap;              /* bytes allocated at xbuf, charged to mem */
+    uint64_t xcap; /* bytes allocated at xbuf, charged to mem */
     uint64_t xsize;
     uint64_t xfill;
     uint32_t xflags;
-    struct be_budget *mem;      /* the session's memory budget */
-    struct fid *next;           /* hash chain (table lock) */
+    struct be_budget *mem; /* the session's memory budget */
+    struct fid *next;      /* hash chain (table lock) */
 };
 
 struct fid_table {
     pthread_mutex_t lock;
-    struct fid **bucket;        /* 1 << shift chains; grows with count */
+    struct fid **bucket; /* 1 << shift chains; grows with count */
     unsigned shift;
     unsigned count;
-    unsigned max;               /* fids allowed (EMFILE beyond) */
-    _Atomic long *total;        /* fids of all sessions (the server's) */
-    long max_total;             /* ... allowed (ENFILE beyond) */
-    struct be_budget *mem;      /* given to every fid */
-    const char *peer;           /* for the log line at the limit */
+    unsigned max;          /* fids allowed (EMFILE beyond) */
+    _Atomic long *total;   /* fids of all sessions (the server's) */
+    long max_total;        /* ... allowed (ENFILE beyond) */
+    struct be_budget *mem; /* given to every fid */
+    const char *peer;      /* for the log line at the limit */
 };
 
 int fid_table_init(struct fid_table *t, unsigned max, _Atomic long *total,
@@ -116,8 +116,8 @@ struct p9s_req {
     const struct iovec *in;
     int incnt;
     size_t inlen;
-    char *scratch;               /* for strings split across segments */
-    struct p9_fcall t;           /* decoded T (views into 'in') */
+    char *scratch;     /* for strings split across segments */
+    struct p9_fcall t; /* decoded T (views into 'in') */
     int decode_err;
     /* the reply */
     struct p9_fcall r;
@@ -126,16 +126,16 @@ struct p9s_req {
     bool have_out;
     struct p9_wbuf w;
     /* flush */
-    enum req_state state;        /* conn->lock */
-    bool flushed;                /* conn->lock */
-    struct p9s_req *flushers;    /* Tflush requests waiting (conn->lock) */
+    enum req_state state;     /* conn->lock */
+    bool flushed;             /* conn->lock */
+    struct p9s_req *flushers; /* Tflush requests waiting (conn->lock) */
     struct p9s_req *flush_next;
-    pthread_t worker;            /* valid while RUNNING */
+    pthread_t worker; /* valid while RUNNING */
     bool responded;
     struct timespec start;
     /* links */
-    struct p9s_req *tag_next;    /* conn's in-flight hash (conn->lock) */
-    struct p9s_req *q_next;      /* work queue (workq lock) */
+    struct p9s_req *tag_next; /* conn's in-flight hash (conn->lock) */
+    struct p9s_req *q_next;   /* work queue (workq lock) */
 };
 
 /* ---- connection ------------------------------------------------------- */
@@ -155,9 +155,9 @@ struct p9s_conn {
     _Atomic uint32_t msize;
     struct fid_table fids;
     /* what this session may make the daemon keep (server.h limits) */
-    struct be_budget mem;       /* bytes of pinned buffers */
-    struct be_budget locks;     /* byte-range lock records */
-    struct be_limits lim;       /* both, for backend handles */
+    struct be_budget mem;   /* bytes of pinned buffers */
+    struct be_budget locks; /* byte-range lock records */
+    struct be_limits lim;   /* both, for backend handles */
 };
 
 /* ---- server ------------------------------------------------------------- */
@@ -191,11 +191,11 @@ struct workq {
 
 struct p9s_server {
     uint32_t msize;
-    uint32_t max_fids;       /* per session */
-    long max_fids_total;     /* all sessions together */
-    _Atomic long nfids;      /* fids of all sessions */
-    uint64_t session_mem;    /* per session, bytes */
-    uint32_t max_locks;      /* per session, records */
+    uint32_t max_fids;    /* per session */
+    long max_fids_total;  /* all sessions together */
+    _Atomic long nfids;   /* fids of all sessions */
+    uint64_t session_mem; /* per session, bytes */
+    uint32_t max_locks;   /* per session, records */
     bool trace;
     struct p9s_export *exports;
     int nexports;
@@ -229,9 +229,9 @@ void conn_release(struct p9s_conn *c);
 
 /* What a handler holds of a fid while it runs, read under the fid lock. */
 struct fid_use {
-    struct fid *f;          /* +1 ref */
-    struct be_node *node;   /* +1 ref with FT_NODE, else NULL */
-    struct be_handle *h;    /* the open handle, or NULL; lives as long as f */
+    struct fid *f;        /* +1 ref */
+    struct be_node *node; /* +1 ref with FT_NODE, else NULL */
+    struct be_handle *h;  /* the open handle, or NULL; lives as long as f */
     enum fid_kind kind;
 };
 
@@ -261,8 +261,8 @@ void fid_drop(struct fid_use *u);
 int name_check(const struct p9_str *s, char *buf, size_t size,
                bool allow_dotdot);
 /* The backend op, or -ENOSYS if the backend lacks it. */
-#define BE_CALL(f, op, ...)                                                   \
-    ((f)->be->ops->op == NULL ? -ENOSYS                                       \
+#define BE_CALL(f, op, ...)             \
+    ((f)->be->ops->op == NULL ? -ENOSYS \
                               : (f)->be->ops->op((f)->be, __VA_ARGS__))
 
 const struct p9s_export *srv_find_export(struct p9s_server *srv,

@@ -16,8 +16,7 @@
 #define BACKLOG 128
 
 int
-xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
-          size_t msgsize)
+xp_listen(const char *spec, struct sock_unix_id *id, char *msg, size_t msgsize)
 {
     if (strncmp(spec, "unix:", 5) == 0) {
         return sock_listen_unix(spec + 5, BACKLOG, id, msg, msgsize);
@@ -34,8 +33,7 @@ xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
         n = strtol(p, &end, 10);
         if (p[0] < '0' || p[0] > '9' || *end != '\0' || errno != 0 ||
             n > 65535 || sock_check_listening((int)n) < 0) {
-            snprintf(msg, msgsize, "%s is not a listening stream socket",
-                     spec);
+            snprintf(msg, msgsize, "%s is not a listening stream socket", spec);
             return -EINVAL;
         }
         return (int)n;

@@ -57,8 +57,8 @@
 #define PAUSE_AT 128         /* stop reading with this many requests pending */
 #define OQ_PAUSE_BYTES (8u << 20) /* ... or this much output queued */
 #define CONN_STACK (256 * 1024)
-#define MAX_CONNS 4096       /* a thread each, over all listeners */
-#define STAGE_MIN (4 * 1024) /* a large frame's buffer starts at this ... */
+#define MAX_CONNS 4096        /* a thread each, over all listeners */
+#define STAGE_MIN (4 * 1024)  /* a large frame's buffer starts at this ... */
 #define ACCEPT_BACKOFF_MS 100 /* accept failed for want of resources */
 
 /* Reply bytes the socket did not take yet. */
@@ -73,9 +73,9 @@ struct listener {
     int fd;
     char name[128];
     bool tcp;
-    atomic_uint nconns;     /* connections counted against this listener */
-    long backoff_until;     /* ms, monotonic; loop thread only */
-    bool paused;            /* out of epoll during a back-off */
+    atomic_uint nconns; /* connections counted against this listener */
+    long backoff_until; /* ms, monotonic; loop thread only */
+    bool paused;        /* out of epoll during a back-off */
     struct listener *next;
 };
 
@@ -83,32 +83,32 @@ struct xconn {
     struct xp_loop *loop;
     int rfd;
     int wfd;
-    int evfd;               /* wakes the connection thread */
-    bool sock;              /* rfd is a socket (send/shutdown usable) */
+    int evfd;  /* wakes the connection thread */
+    bool sock; /* rfd is a socket (send/shutdown usable) */
     bool last;
     char peer[160];
-    struct listener *lst;   /* NULL for --stdio and xp_loop_add_conn */
-    atomic_bool uncounted;  /* no longer counted in lst->nconns */
-    atomic_bool attached;   /* an Rattach was sent: never reclaimed */
-    atomic_bool mid_frame;  /* part of a frame has arrived */
-    atomic_long last_rx;    /* ms of the last byte read (or of connect) */
-    long frame_t0;          /* ms the current partial frame began (thread) */
+    struct listener *lst;  /* NULL for --stdio and xp_loop_add_conn */
+    atomic_bool uncounted; /* no longer counted in lst->nconns */
+    atomic_bool attached;  /* an Rattach was sent: never reclaimed */
+    atomic_bool mid_frame; /* part of a frame has arrived */
+    atomic_long last_rx;   /* ms of the last byte read (or of connect) */
+    long frame_t0;         /* ms the current partial frame began (thread) */
     struct p9s_conn *sc;
     struct xconn *open_prev, *open_next; /* loop's open list (open_lock) */
-    pthread_mutex_t wlock;  /* one writer at a time; guards the fields below */
-    bool dead;              /* the write side failed */
-    bool closing;           /* the connection thread is done with it */
-    bool stopping;          /* shutdown: answer what is in flight, then close */
-    unsigned pending;       /* submitted, not yet sent/dropped */
-    struct obuf *oq_head;   /* output queue */
+    pthread_mutex_t wlock; /* one writer at a time; guards the fields below */
+    bool dead;             /* the write side failed */
+    bool closing;          /* the connection thread is done with it */
+    bool stopping;         /* shutdown: answer what is in flight, then close */
+    unsigned pending;      /* submitted, not yet sent/dropped */
+    struct obuf *oq_head;  /* output queue */
     struct obuf *oq_tail;
     size_t oq_bytes;
     /* read state (connection thread only) */
     uint8_t *stage;
-    size_t stage_len;       /* bytes in stage */
-    uint8_t *big;           /* a frame larger than what is staged */
-    size_t big_len;         /* its length */
-    size_t big_cap;         /* allocated: grows with what has arrived */
+    size_t stage_len; /* bytes in stage */
+    uint8_t *big;     /* a frame larger than what is staged */
+    size_t big_len;   /* its length */
+    size_t big_cap;   /* allocated: grows with what has arrived */
     size_t big_got;
 };
 
@@ -125,11 +125,11 @@ struct xp_loop {
     struct listener *listeners;
     atomic_int nconns;
     atomic_bool last_gone;
-    unsigned max_conns;     /* per listener */
+    unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
     bool have_last;
     pthread_mutex_t open_lock;
-    struct xconn *open;     /* connections whose thread runs (open_lock) */
+    struct xconn *open; /* connections whose thread runs (open_lock) */
 };
 
 static const struct p9s_conn_ops xconn_ops;
@@ -750,7 +750,8 @@ xconn_main(void *arg)
 
             if (left <= 0) {
                 log_peer("%s: frame not completed within %u s, closing "
-                         "connection", xc->peer, frame_ms / 1000);
+                         "connection",
+                         xc->peer, frame_ms / 1000);
                 break;
             }
             timeout = (int)left;
@@ -758,10 +759,9 @@ xconn_main(void *arg)
         if (reading || xc->wfd == xc->rfd) {
             /* even when not reading, hang-ups are seen on the socket */
             pfd[nfd].fd = xc->rfd;
-            pfd[nfd].events = (short)((reading ? POLLIN : 0) |
-                                      (writing && xc->wfd == xc->rfd
-                                           ? POLLOUT
-                                           : 0));
+            pfd[nfd].events =
+                (short)((reading ? POLLIN : 0) |
+                        (writing && xc->wfd == xc->rfd ? POLLOUT : 0));
             ri = nfd++;
         }
         if (writing && xc->wfd != xc->rfd) {
@@ -832,7 +832,8 @@ reclaim_one(struct xp_loop *loop, struct listener *l, const char *waiting)
     }
     if (best != NULL) {
         log_peer("%s: dropped (no attach, idle %ld s) to admit a new client "
-                 "on %s", best->peer, (now_ms() - best_rx) / 1000, waiting);
+                 "on %s",
+                 best->peer, (now_ms() - best_rx) / 1000, waiting);
         xconn_uncount(best);
         /* its thread sees the hang-up and closes; best stays valid while
          * open_lock is held (it unlinks itself first) */
@@ -946,7 +947,8 @@ loop_accept(struct xp_loop *loop, struct listener *l)
         if (fd < 0) {
             /* the last descriptors are kept for control paths */
             log_peer("%s: refused: descriptors are running out (%u kept in "
-                     "reserve)", peer, fdbudget_reserve());
+                     "reserve)",
+                     peer, fdbudget_reserve());
             continue; /* closed again: the next one may be refused too */
         }
         if ((atomic_load(&l->nconns) >= loop->max_conns &&
@@ -954,7 +956,8 @@ loop_accept(struct xp_loop *loop, struct listener *l)
             (atomic_load(&loop->nconns) >= MAX_CONNS &&
              !reclaim_one(loop, NULL, peer))) {
             log_peer("%s: refused: %u connections on %s (all attached or "
-                     "busy)", peer, atomic_load(&l->nconns), l->name);
+                     "busy)",
+                     peer, atomic_load(&l->nconns), l->name);
             close(fd);
             continue;
         }

@@ -44,8 +44,8 @@ int xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
 #define XP_DEFAULT_MAX_CONNS 1024
 #define XP_DEFAULT_FRAME_TIMEOUT 30
 struct xp_limits {
-    unsigned max_conns;      /* 0 = XP_DEFAULT_MAX_CONNS */
-    unsigned frame_timeout;  /* seconds; 0 = none */
+    unsigned max_conns;     /* 0 = XP_DEFAULT_MAX_CONNS */
+    unsigned frame_timeout; /* seconds; 0 = none */
 };
 
 struct xp_loop *xp_loop_new(struct p9s_server *srv);
@@ -55,8 +55,8 @@ void xp_loop_free(struct xp_loop *loop);
 int xp_loop_add_listener(struct xp_loop *loop, int fd, const char *name);
 /* Serve one connection on rfd/wfd (may be equal).  With 'last' the loop
  * ends once this connection is gone (--stdio). */
-int xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd,
-                     const char *peer, bool last);
+int xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
+                     bool last);
 /* Run until *stop becomes nonzero (checked at least every 200 ms) or a
  * 'last' connection ends.  Returns 0.  When *stop is set, listeners stop
  * accepting and the function returns; in-flight requests finish in the

@@ -98,8 +98,8 @@ utf8_len(const unsigned char *p, size_t left, uint32_t *cp)
 static bool
 cp_unsafe(uint32_t c)
 {
-    return c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) ||
-           c == 0x2028 || c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
+    return c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || c == 0x2028 ||
+           c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
            (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f;
 }
 
@@ -175,12 +175,11 @@ log_vmsg(bool always, enum log_level lvl, const char *fmt, va_list ap)
     } else {
         /* one write per line so concurrent threads do not interleave */
         char out[sizeof(line) + 32];
-        int n = snprintf(out, sizeof(out), "virtfs: %s: %s\n", tags[lvl],
-                         line);
+        int n = snprintf(out, sizeof(out), "virtfs: %s: %s\n", tags[lvl], line);
         if (n > 0) {
-            ssize_t r = write(STDERR_FILENO, out,
-                              (size_t)n < sizeof(out) ? (size_t)n
-                                                      : sizeof(out) - 1);
+            ssize_t r =
+                write(STDERR_FILENO, out,
+                      (size_t)n < sizeof(out) ? (size_t)n : sizeof(out) - 1);
             (void)r;
         }
     }

@@ -32,14 +32,14 @@ void log_use_syslog(const char *ident);
 size_t log_escape(char *dst, size_t size, const char *src);
 
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level lvl,
-                                                    const char *fmt, ...);
+                                                   const char *fmt, ...);
 
 /*
  * Output the user asked for explicitly (--trace lines, --stats and SIGUSR1
  * reports): written whatever the --log-level, tagged with 'lvl'.
  */
 __attribute__((format(printf, 2, 3))) void log_always(enum log_level lvl,
-                                                       const char *fmt, ...);
+                                                      const char *fmt, ...);
 #define log_trace(...) log_always(LOG_LVL_INFO, __VA_ARGS__)
 /* While on (nestable, this thread only), every level is written: wrap a
  * report the user asked for whose lines use log_info. */
@@ -51,8 +51,8 @@ void log_force(bool on);
  * reported with the next line that passes.
  */
 struct log_rl {
-    long window;     /* start of the current window (s, monotonic) */
-    unsigned count;  /* lines in this window */
+    long window;    /* start of the current window (s, monotonic) */
+    unsigned count; /* lines in this window */
     unsigned dropped;
 };
 __attribute__((format(printf, 3, 4))) void
@@ -61,18 +61,18 @@ log_ratelimited(struct log_rl *rl, enum log_level lvl, const char *fmt, ...);
 #define log_err(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...)                                                        \
-    do {                                                                      \
-        if (log_get_level() >= LOG_LVL_DEBUG) {                               \
-            log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                              \
-        }                                                                     \
+#define log_debug(...)                           \
+    do {                                         \
+        if (log_get_level() >= LOG_LVL_DEBUG) {  \
+            log_msg(LOG_LVL_DEBUG, __VA_ARGS__); \
+        }                                        \
     } while (0)
 
 /* One rate-limited warning per call site. */
-#define log_peer(...)                                                         \
-    do {                                                                      \
-        static struct log_rl rl_;                                             \
-        log_ratelimited(&rl_, LOG_LVL_WARN, __VA_ARGS__);                     \
+#define log_peer(...)                                     \
+    do {                                                  \
+        static struct log_rl rl_;                         \
+        log_ratelimited(&rl_, LOG_LVL_WARN, __VA_ARGS__); \
     } while (0)
 
 #endif

@@ -33,9 +33,8 @@ proc_cpu_ms(long pid)
     }
     /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
      * majflt cmajflt utime(14) stime(15) */
-    if (sscanf(p + 1,
-               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-               &st) != 2) {
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2) {
         return -1;
     }
     return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);

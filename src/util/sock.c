@@ -14,17 +14,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define SETMSG(...)                                                           \
-    do {                                                                      \
-        if (msg != NULL && msgsize > 0) {                                     \
-            snprintf(msg, msgsize, __VA_ARGS__);                              \
-        }                                                                     \
+#define SETMSG(...)                              \
+    do {                                         \
+        if (msg != NULL && msgsize > 0) {        \
+            snprintf(msg, msgsize, __VA_ARGS__); \
+        }                                        \
     } while (0)
 
 int
-sock_split_hostport(const char *s, char *host, size_t hostsize,
-                    unsigned *port, bool allow_zero, char *msg,
-                    size_t msgsize)
+sock_split_hostport(const char *s, char *host, size_t hostsize, unsigned *port,
+                    bool allow_zero, char *msg, size_t msgsize)
 {
     const char *p;
     size_t hl;
@@ -190,16 +189,14 @@ sock_listen_unix(const char *path, int backlog, struct sock_unix_id *id,
         return err;
     }
     /* NOREPLACE: a daemon that took the path meanwhile keeps it */
-    if (bound == &tmp &&
-        renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path,
-                  RENAME_NOREPLACE) < 0) {
+    if (bound == &tmp && renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path,
+                                   RENAME_NOREPLACE) < 0) {
         err = -errno;
         if (err == -EEXIST) {
             SETMSG("%s: another process is listening on it", path);
             err = -EADDRINUSE;
         } else {
-            SETMSG("rename %s to %s: %s", tmp.sun_path, path,
-                   strerror(-err));
+            SETMSG("rename %s to %s: %s", tmp.sun_path, path, strerror(-err));
         }
         unlink(tmp.sun_path);
         close(fd);
@@ -217,8 +214,8 @@ sock_unix_unlink(const char *path, const struct sock_unix_id *id)
 {
     struct stat st;
 
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-        st.st_dev == id->dev && st.st_ino == id->ino) {
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == id->dev &&
+        st.st_ino == id->ino) {
         unlink(path);
     }
 }

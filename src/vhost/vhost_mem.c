@@ -17,9 +17,9 @@
 
 struct vhu_map {
     atomic_uint refs;
-    void *addr; /* mmap result */
-    size_t len; /* mmap length */
-    int slot;   /* SIGBUS registry slot */
+    void *addr;                  /* mmap result */
+    size_t len;                  /* mmap length */
+    int slot;                    /* SIGBUS registry slot */
     struct vhu_mem_guard *guard; /* ref, may be NULL */
 };
 
@@ -171,8 +171,7 @@ reg_add(void *addr, size_t len, struct vhu_mem_guard *g)
     if (!reg_ok) {
         return -ENOSYS;
     }
-    if (g != NULL &&
-        atomic_fetch_add(&g->nmaps, 1) >= VHU_MEM_GUARD_MAPS) {
+    if (g != NULL && atomic_fetch_add(&g->nmaps, 1) >= VHU_MEM_GUARD_MAPS) {
         atomic_fetch_sub(&g->nmaps, 1);
         return -ENOSPC;
     }

@@ -116,7 +116,6 @@ int vhu_mem_gpa_iov(const struct vhu_mem *m, uint64_t gpa, uint64_t len,
 /* A pointer to [gpa, gpa + len) if it lies within one region, else NULL. */
 void *vhu_mem_gpa_ptr(const struct vhu_mem *m, uint64_t gpa, uint64_t len);
 /* Same for a front-end virtual address range (ring addresses). */
-void *vhu_mem_uaddr_ptr(const struct vhu_mem *m, uint64_t uaddr,
-                        uint64_t len);
+void *vhu_mem_uaddr_ptr(const struct vhu_mem *m, uint64_t uaddr, uint64_t len);
 
 #endif

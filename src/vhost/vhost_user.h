@@ -57,7 +57,7 @@ enum vhu_request {
 };
 /* clang-format on */
 
-#define VHU_FLAG_VERSION 0x1u  /* bits 0-1 */
+#define VHU_FLAG_VERSION 0x1u /* bits 0-1 */
 #define VHU_FLAG_VERSION_MASK 0x3u
 #define VHU_FLAG_REPLY 0x4u
 #define VHU_FLAG_NEED_REPLY 0x8u
@@ -77,18 +77,18 @@ enum vhu_request {
 #define VHU_PROTO_RESET_DEVICE 13
 #define VHU_PROTO_CONFIGURE_MEM_SLOTS 15
 
-#define VHU_FEATURES                                                          \
-    ((1ull << VIRTIO_9P_MOUNT_TAG) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |  \
-     (1ull << VIRTIO_RING_F_EVENT_IDX) |                                      \
+#define VHU_FEATURES                                                         \
+    ((1ull << VIRTIO_9P_MOUNT_TAG) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
+     (1ull << VIRTIO_RING_F_EVENT_IDX) |                                     \
      (1ull << VHOST_USER_F_PROTOCOL_FEATURES) | (1ull << VIRTIO_F_VERSION_1))
-#define VHU_PROTOCOL_FEATURES                                                 \
-    ((1ull << VHU_PROTO_MQ) | (1ull << VHU_PROTO_REPLY_ACK) |                 \
-     (1ull << VHU_PROTO_CONFIG) | (1ull << VHU_PROTO_RESET_DEVICE) |          \
+#define VHU_PROTOCOL_FEATURES                                        \
+    ((1ull << VHU_PROTO_MQ) | (1ull << VHU_PROTO_REPLY_ACK) |        \
+     (1ull << VHU_PROTO_CONFIG) | (1ull << VHU_PROTO_RESET_DEVICE) | \
      (1ull << VHU_PROTO_CONFIGURE_MEM_SLOTS))
 
-#define VHU_NUM_VQS 1         /* virtio-9p has one request queue */
-#define VHU_MAX_FDS 8         /* fds per message (and SET_MEM_TABLE regions) */
-#define VHU_MAX_CONFIG 256    /* config space bytes per GET/SET_CONFIG */
+#define VHU_NUM_VQS 1      /* virtio-9p has one request queue */
+#define VHU_MAX_FDS 8      /* fds per message (and SET_MEM_TABLE regions) */
+#define VHU_MAX_CONFIG 256 /* config space bytes per GET/SET_CONFIG */
 #define VHU_VRING_IDX_MASK 0xffu
 #define VHU_VRING_NOFD 0x100u /* in KICK/CALL/ERR: no fd sent */
 
@@ -101,7 +101,7 @@ struct vhu_vring_state {
 struct vhu_vring_addr {
     uint32_t index;
     uint32_t flags;
-    uint64_t desc;  /* front-end virtual addresses */
+    uint64_t desc; /* front-end virtual addresses */
     uint64_t used;
     uint64_t avail;
     uint64_t log;
@@ -150,19 +150,19 @@ void vhu_msg_close_fds(struct vhu_msg *m);
 
 /* One device = one front-end connection. */
 struct vhu_dev {
-    atomic_uint refs;        /* device thread + each p9s session */
+    atomic_uint refs; /* device thread + each p9s session */
     struct p9s_server *srv;
-    int sock;                /* the front-end connection (owned) */
-    int stop_fd;             /* vhu_dev_run's, -1 */
-    atomic_bool broken;      /* guest/front-end violation latched */
-    bool err_signalled;      /* the err eventfds were written */
-    uint64_t features;       /* acked by SET_FEATURES */
+    int sock;           /* the front-end connection (owned) */
+    int stop_fd;        /* vhu_dev_run's, -1 */
+    atomic_bool broken; /* guest/front-end violation latched */
+    bool err_signalled; /* the err eventfds were written */
+    uint64_t features;  /* acked by SET_FEATURES */
     uint64_t protocol_features;
-    struct vhu_mem *mem;     /* current table; device thread; may be NULL */
+    struct vhu_mem *mem;         /* current table; device thread; may be NULL */
     struct vhu_mem_guard *guard; /* SIGBUS in our guest memory (ref) */
-    struct p9s_conn *conn;   /* current 9P session, or NULL */
-    atomic_uint inflight;    /* chains submitted, not yet pushed back */
-    atomic_size_t copied;    /* bytes of request copies in flight */
+    struct p9s_conn *conn;       /* current 9P session, or NULL */
+    atomic_uint inflight;        /* chains submitted, not yet pushed back */
+    atomic_size_t copied;        /* bytes of request copies in flight */
     struct vq vq[VHU_NUM_VQS];
     uint8_t config[2 + VHU_MAX_TAG];
     size_t config_len;
@@ -172,8 +172,7 @@ struct vhu_dev {
  * A device on connected socket 'sock' (taken over) with config space
  * le16 len + tag.  Returns NULL on allocation failure (sock closed).
  */
-struct vhu_dev *vhu_dev_new(struct p9s_server *srv, int sock,
-                            const char *tag);
+struct vhu_dev *vhu_dev_new(struct p9s_server *srv, int sock, const char *tag);
 /*
  * Read and handle one message.  0 to go on, < 0 when the connection must
  * end (EOF, stream error, table violation).

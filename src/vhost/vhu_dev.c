@@ -41,25 +41,25 @@ enum vhu_size_rule {
 
 enum vhu_idx_rule {
     IDX_NONE,
-    IDX_STATE,   /* u32 index at offset 0 (state, addr) */
-    IDX_U64,     /* low 8 bits of the u64 (KICK, CALL, ERR) */
+    IDX_STATE, /* u32 index at offset 0 (state, addr) */
+    IDX_U64,   /* low 8 bits of the u64 (KICK, CALL, ERR) */
 };
 
 enum vhu_fd_rule {
-    FD_NONE,     /* no fd */
-    FD_ONE,      /* exactly one */
-    FD_OPT,      /* zero or one (ignored) */
-    FD_VRING,    /* one unless VHU_VRING_NOFD is set */
-    FD_REGIONS,  /* one per region */
+    FD_NONE,    /* no fd */
+    FD_ONE,     /* exactly one */
+    FD_OPT,     /* zero or one (ignored) */
+    FD_VRING,   /* one unless VHU_VRING_NOFD is set */
+    FD_REGIONS, /* one per region */
 };
 
 struct vhu_msg_rule {
     const char *name;
     uint8_t size_rule;
-    uint16_t size;       /* exact size, or the minimum */
+    uint16_t size; /* exact size, or the minimum */
     uint8_t idx_rule;
     uint8_t fd_rule;
-    bool has_reply;      /* answered with a payload, never with an ACK */
+    bool has_reply; /* answered with a payload, never with an ACK */
     int (*handle)(struct vhu_dev *d, struct vhu_msg *m);
 };
 
@@ -141,8 +141,8 @@ check_msg(struct vhu_dev *d, const struct vhu_msg *m)
         want_size = UINT32_MAX;
         if (m->size >= 8 && m->p.mem.nregions >= 1 &&
             m->p.mem.nregions <= VHU_MAX_FDS) {
-            want_size = 8u + m->p.mem.nregions *
-                                 (uint32_t)sizeof(struct vhu_mem_desc);
+            want_size =
+                8u + m->p.mem.nregions * (uint32_t)sizeof(struct vhu_mem_desc);
         }
         break;
     case SZ_CONFIG:
@@ -151,9 +151,7 @@ check_msg(struct vhu_dev *d, const struct vhu_msg *m)
             want_size = VHU_CONFIG_HDR + m->p.config.size;
         }
         break;
-    default:
-        want_size = r->size;
-        break;
+    default: want_size = r->size; break;
     }
     if (m->size != want_size) {
         log_peer("vhost-user: %s: payload %u bytes, expected %d", r->name,
@@ -161,31 +159,19 @@ check_msg(struct vhu_dev *d, const struct vhu_msg *m)
         return NULL;
     }
     switch (r->idx_rule) {
-    case IDX_STATE:
-        idx = m->p.state.index;
-        break;
-    case IDX_U64:
-        idx = (uint32_t)(m->p.u64 & VHU_VRING_IDX_MASK);
-        break;
-    default:
-        break;
+    case IDX_STATE: idx = m->p.state.index; break;
+    case IDX_U64: idx = (uint32_t)(m->p.u64 & VHU_VRING_IDX_MASK); break;
+    default: break;
     }
     if (idx >= VHU_NUM_VQS) {
         log_peer("vhost-user: %s: vring %u out of range", r->name, idx);
         return NULL;
     }
     switch (r->fd_rule) {
-    case FD_ONE:
-        want_fds = 1;
-        break;
-    case FD_VRING:
-        want_fds = (m->p.u64 & VHU_VRING_NOFD) ? 0 : 1;
-        break;
-    case FD_REGIONS:
-        want_fds = (int)m->p.mem.nregions;
-        break;
-    default:
-        break;
+    case FD_ONE: want_fds = 1; break;
+    case FD_VRING: want_fds = (m->p.u64 & VHU_VRING_NOFD) ? 0 : 1; break;
+    case FD_REGIONS: want_fds = (int)m->p.mem.nregions; break;
+    default: break;
     }
     max_fds = r->fd_rule == FD_OPT ? 1 : want_fds;
     if (m->nfds < want_fds || m->nfds > max_fds) {
@@ -195,7 +181,6 @@ check_msg(struct vhu_dev *d, const struct vhu_msg *m)
     }
     return r;
 }
-
 
 /* ---- handlers --------------------------------------------------------- */
 
@@ -781,7 +766,6 @@ vhu_dev_dispatch(struct vhu_dev *d)
     return vhu_dev_handle(d, &m);
 }
 
-
 /* Signal the front-end once that a ring went bad. */
 void
 vhu_dev_signal_broken(struct vhu_dev *d)
@@ -843,8 +827,8 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
         for (int i = 0; i < VHU_NUM_VQS; i++) {
             if (d->vq[i].kick_fd >= 0 && !atomic_load(&d->broken)) {
                 vqidx[n] = i;
-                pfd[n++] = (struct pollfd){.fd = d->vq[i].kick_fd,
-                                           .events = POLLIN};
+                pfd[n++] =
+                    (struct pollfd){.fd = d->vq[i].kick_fd, .events = POLLIN};
             }
             if (more[i]) {
                 timeout = 0;
@@ -909,4 +893,3 @@ vhu_dev_close(struct vhu_dev *d)
     }
     vhu_dev_put(d);
 }
-

@@ -48,8 +48,7 @@ ms_left(const struct timespec *deadline)
  * thread at most until the deadline, and never past a stop.
  */
 static int
-sock_wait(int sock, short events, int stop_fd,
-          const struct timespec *deadline)
+sock_wait(int sock, short events, int stop_fd, const struct timespec *deadline)
 {
     for (;;) {
         struct pollfd p[2] = {{.fd = sock, .events = events},
@@ -193,7 +192,8 @@ vhu_msg_read(int sock, struct vhu_msg *m, int stop_fd)
     memcpy(&m->request, hdr, 4);
     memcpy(&m->flags, hdr + 4, 4);
     memcpy(&m->size, hdr + 8, 4);
-    if ((m->flags & VHU_FLAG_VERSION_MASK) != VHU_FLAG_VERSION || m->size > VHU_MAX_PAYLOAD) {
+    if ((m->flags & VHU_FLAG_VERSION_MASK) != VHU_FLAG_VERSION ||
+        m->size > VHU_MAX_PAYLOAD) {
         /* Cannot trust the framing any more. */
         err = -EPROTO;
         goto out_err;
@@ -229,8 +229,8 @@ vhu_msg_send(int sock, int stop_fd, uint32_t request, const void *payload,
     }
     set_deadline(&deadline);
     while (off < len) {
-        ssize_t n = send(sock, buf + off, len - off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(sock, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n < 0 && errno == EINTR) {
             continue;

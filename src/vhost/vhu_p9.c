@@ -121,8 +121,6 @@ vhu_session_close(struct vhu_dev *d)
     }
 }
 
-
-
 /* Copy 'len' bytes at offset 'off' of the iovecs into 'dst'. */
 static void
 iov_gather(uint8_t *dst, const struct iovec *iov, int cnt, size_t off,
@@ -244,8 +242,8 @@ submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
     }
     err = stable_request(d, e, &iov, &cnt);
     if (err < 0) {
-        vq_fail(e->vq, "request of %zu bytes cannot be copied (%d)",
-                e->out_len, err);
+        vq_fail(e->vq, "request of %zu bytes cannot be copied (%d)", e->out_len,
+                err);
         vq_push(e, 0);
         return;
     }
@@ -260,8 +258,7 @@ submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
          * (bad header, duplicate tag): start a new session, which the
          * guest has to begin with Tversion like any other.
          */
-        log_peer("vhost-user: 9P session reset after a bad request (%d)",
-                 err);
+        log_peer("vhost-user: 9P session reset after a bad request (%d)", err);
         vhu_session_close(d);
         if (vhu_session_open(d) < 0) {
             log_err("vhost-user: cannot open a new 9P session");
@@ -279,8 +276,7 @@ vhu_ring_process(struct vhu_dev *d, int i)
     int n = 0;
     int r = 0;
 
-    if (!vq->enabled || d->mem == NULL ||
-        atomic_load(&d->guard->faulted)) {
+    if (!vq->enabled || d->mem == NULL || atomic_load(&d->guard->faulted)) {
         return false;
     }
     for (;;) {
@@ -327,4 +323,3 @@ vhu_dev_process(struct vhu_dev *d, int i)
     while (vhu_ring_process(d, i)) {
     }
 }
-

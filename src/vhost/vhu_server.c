@@ -42,8 +42,8 @@ vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
 {
     struct vhu_server *vs;
     size_t taglen = o->tag ? strlen(o->tag) : 0;
-    int sources = (o->socket_path != NULL) + (o->listen_fd >= 0) +
-                  (o->conn_fd >= 0);
+    int sources =
+        (o->socket_path != NULL) + (o->listen_fd >= 0) + (o->conn_fd >= 0);
     int err;
 
     if (srv == NULL || sources != 1 || taglen == 0 || taglen > VHU_MAX_TAG) {
@@ -248,4 +248,3 @@ vhu_print_capabilities(FILE *f)
 {
     fprintf(f, "{\n  \"type\": \"9p\",\n  \"features\": []\n}\n");
 }
-

@@ -42,8 +42,8 @@ used_size(uint16_t num)
 static uint16_t
 load16(const uint8_t *p)
 {
-    return le16toh(__atomic_load_n((const uint16_t *)(const void *)p,
-                                   __ATOMIC_RELAXED));
+    return le16toh(
+        __atomic_load_n((const uint16_t *)(const void *)p, __ATOMIC_RELAXED));
 }
 
 static void
@@ -291,8 +291,8 @@ walk_chain(struct vq *vq, const struct vhu_mem *mem, uint16_t head,
     const uint8_t *table = vq->desc;
     uint32_t table_num = vq->num;
     uint32_t i = head;
-    uint32_t count = 0;   /* descriptors seen in the current table */
-    uint32_t total = 0;   /* descriptors seen in the whole chain */
+    uint32_t count = 0; /* descriptors seen in the current table */
+    uint32_t total = 0; /* descriptors seen in the whole chain */
     bool indirect = false;
     bool seen_write = false;
     int niov = 0;

@@ -24,10 +24,10 @@
 
 struct vhu_mem;
 
-#define VQ_MAX_SIZE 32768u          /* largest ring (power of two) */
-#define VQ_MAX_SEGS 4096u           /* descriptors per chain, all tables */
-#define VQ_MAX_IOV 8192u            /* iovecs per chain after splitting */
-#define VQ_MAX_BYTES (64u << 20)    /* bytes per direction per chain */
+#define VQ_MAX_SIZE 32768u             /* largest ring (power of two) */
+#define VQ_MAX_SEGS 4096u              /* descriptors per chain, all tables */
+#define VQ_MAX_IOV 8192u               /* iovecs per chain after splitting */
+#define VQ_MAX_BYTES (64u << 20)       /* bytes per direction per chain */
 #define VQ_MAX_INFLIGHT_IOV (1u << 20) /* iovecs of all chains in flight */
 
 #define VRING_DESC_F_NEXT 1u
@@ -53,19 +53,19 @@ struct vq_elem {
 
 struct vq {
     /* Set up while stopped, by the device thread. */
-    uint16_t num;        /* ring size; 0 = not configured */
-    bool addr_set;       /* SET_VRING_ADDR seen */
-    uint64_t desc_ua;    /* front-end virtual addresses of the rings */
+    uint16_t num;     /* ring size; 0 = not configured */
+    bool addr_set;    /* SET_VRING_ADDR seen */
+    uint64_t desc_ua; /* front-end virtual addresses of the rings */
     uint64_t avail_ua;
     uint64_t used_ua;
-    bool event_idx;      /* VIRTIO_RING_F_EVENT_IDX negotiated */
-    bool indirect;       /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+    bool event_idx;          /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    bool indirect;           /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
     uint16_t last_avail_idx; /* next avail entry to pop (device thread) */
-    int kick_fd;         /* device thread; -1 none */
-    int err_fd;          /* device thread; -1 none */
-    bool enabled;        /* SET_VRING_ENABLE (device thread) */
+    int kick_fd;             /* device thread; -1 none */
+    int err_fd;              /* device thread; -1 none */
+    bool enabled;            /* SET_VRING_ENABLE (device thread) */
 
-    atomic_bool *broken; /* the device's latch */
+    atomic_bool *broken;   /* the device's latch */
     struct iovec *scratch; /* VQ_MAX_IOV entries, vq_pop only */
 
     pthread_mutex_t lock;
@@ -75,9 +75,9 @@ struct vq {
     uint8_t *desc;       /* lock (written); ring pointers while started */
     uint8_t *avail;
     uint8_t *used;
-    uint16_t used_idx;   /* lock: next used entry */
-    int call_fd;         /* lock; -1 none */
-    unsigned inflight;   /* lock: popped, not yet pushed */
+    uint16_t used_idx; /* lock: next used entry */
+    int call_fd;       /* lock; -1 none */
+    unsigned inflight; /* lock: popped, not yet pushed */
     /* lock: chains and their iovecs popped in this generation, not yet
      * pushed.  A driver owns 'num' descriptors: it cannot have more
      * chains outstanding, however it reuses heads; the iovec budget
@@ -95,8 +95,8 @@ struct vq {
     bool notifying;
     bool notify_again;
     pthread_t notifier;
-    int busy_fd;         /* the fd the notifier writes, -1 */
-    bool close_busy;     /* busy_fd was replaced: the notifier closes it */
+    int busy_fd;     /* the fd the notifier writes, -1 */
+    bool close_busy; /* busy_fd was replaced: the notifier closes it */
 };
 
 /* Initialise; 'broken' is the device latch.  0 or -ENOMEM. */

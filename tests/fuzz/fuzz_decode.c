@@ -20,11 +20,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            abort();                                                           \
-        }                                                                      \
+#define CHECK(cond)    \
+    do {               \
+        if (!(cond)) { \
+            abort();   \
+        }              \
     } while (0)
 
 static uint32_t

@@ -72,11 +72,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 
 #define FZ_MSIZE 65536u
-#define FZ_MAX_MSGS 20000   /* per program, repeats included */
-#define FZ_MAX_REPEAT 4000  /* INFLIGHT_MAX in the core is 4096 */
-#define FZ_MAX_STEPS 20000  /* instructions per program, repeats included */
+#define FZ_MAX_MSGS 20000  /* per program, repeats included */
+#define FZ_MAX_REPEAT 4000 /* INFLIGHT_MAX in the core is 4096 */
+#define FZ_MAX_STEPS 20000 /* instructions per program, repeats included */
 #define FZ_NFIDS 8
-#define FZ_SETTLE_MS 2000   /* per program, for all its SETTLEs */
+#define FZ_SETTLE_MS 2000 /* per program, for all its SETTLEs */
 #define FZ_TAG_AUTO0 16
 
 #define FZ_PASSTHROUGH 0x01
@@ -86,19 +86,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 #define FZ_NO_PREAMBLE 0x10
 #define FZ_RBUF_FAIL 0x20
 
-#define FZ_DIE(...)                                                           \
-    do {                                                                      \
-        fprintf(stderr, "fuzz_session: " __VA_ARGS__);                        \
-        fprintf(stderr, "\n");                                                \
-        abort();                                                              \
+#define FZ_DIE(...)                                    \
+    do {                                               \
+        fprintf(stderr, "fuzz_session: " __VA_ARGS__); \
+        fprintf(stderr, "\n");                         \
+        abort();                                       \
     } while (0)
 
-enum { OP_VERSION, OP_ATTACH, OP_WALK, OP_LOPEN, OP_LCREATE, OP_READ,
-       OP_WRITE, OP_CLUNK, OP_REMOVE, OP_GETATTR, OP_SETATTR, OP_READDIR,
-       OP_MKDIR, OP_SYMLINK, OP_MKNOD, OP_LINK, OP_RENAME, OP_RENAMEAT,
-       OP_UNLINKAT, OP_XATTRWALK, OP_XATTRCREATE, OP_LOCK, OP_GETLOCK,
-       OP_FSYNC, OP_STATFS, OP_READLINK, OP_FLUSH, OP_RAW, OP_MUTATE,
-       OP_REPEAT, OP_SYNC, OP_RELEASE, OP_CLOSE, OP_SETTLE, OP_COUNT };
+enum {
+    OP_VERSION,
+    OP_ATTACH,
+    OP_WALK,
+    OP_LOPEN,
+    OP_LCREATE,
+    OP_READ,
+    OP_WRITE,
+    OP_CLUNK,
+    OP_REMOVE,
+    OP_GETATTR,
+    OP_SETATTR,
+    OP_READDIR,
+    OP_MKDIR,
+    OP_SYMLINK,
+    OP_MKNOD,
+    OP_LINK,
+    OP_RENAME,
+    OP_RENAMEAT,
+    OP_UNLINKAT,
+    OP_XATTRWALK,
+    OP_XATTRCREATE,
+    OP_LOCK,
+    OP_GETLOCK,
+    OP_FSYNC,
+    OP_STATFS,
+    OP_READLINK,
+    OP_FLUSH,
+    OP_RAW,
+    OP_MUTATE,
+    OP_REPEAT,
+    OP_SYNC,
+    OP_RELEASE,
+    OP_CLOSE,
+    OP_SETTLE,
+    OP_COUNT
+};
 
 enum msg_state { M_PENDING, M_SENT, M_DROPPED };
 
@@ -109,10 +140,10 @@ struct fz_msg {
     int iovcnt;
     uint8_t type;
     uint16_t tag;
-    uint32_t count;          /* Tread/Treaddir: asked for */
-    struct fz_msg *target;   /* Tflush: the one pending message it names */
-    bool flush_named;        /* a Tflush named it while pending */
-    bool may_drop;           /* reply_buf refused, or the submit failed */
+    uint32_t count;        /* Tread/Treaddir: asked for */
+    struct fz_msg *target; /* Tflush: the one pending message it names */
+    bool flush_named;      /* a Tflush named it while pending */
+    bool may_drop;         /* reply_buf refused, or the submit failed */
     enum msg_state state;
     uint8_t *reply;
     struct iovec riov;
@@ -129,7 +160,7 @@ struct fz_sess {
     bool released;
     unsigned flags;
     struct fz_msg *in_submit;
-    uint32_t msize;          /* last Rversion, for sizing writes */
+    uint32_t msize; /* last Rversion, for sizing writes */
 };
 
 /* ---- the input cursor ----------------------------------------------------- */
@@ -320,15 +351,14 @@ check_reply(struct fz_sess *s, struct fz_msg *m, size_t len)
     int err;
 
     if (!m->have_reply_buf || len > m->riov.iov_len) {
-        FZ_DIE("send of %zu bytes without reply space (tag %u)", len,
-               m->tag);
+        FZ_DIE("send of %zu bytes without reply space (tag %u)", len, m->tag);
     }
     memset(&f, 0, sizeof(f));
     p9_rbuf_init_flat(&b, &one, m->reply, len);
     err = p9_decode(&b, len, &f);
     if (err < 0) {
-        FZ_DIE("reply to type %u tag %u does not decode (%d)", m->type,
-               m->tag, err);
+        FZ_DIE("reply to type %u tag %u does not decode (%d)", m->type, m->tag,
+               err);
     }
     if (f.tag != m->tag) {
         FZ_DIE("reply tag %u for a request with tag %u", f.tag, m->tag);
@@ -365,8 +395,8 @@ check_reply(struct fz_sess *s, struct fz_msg *m, size_t len)
     }
     if (f.type == P9_RFLUSH && m->target != NULL &&
         m->target->state == M_PENDING) {
-        FZ_DIE("Rflush (tag %u) before the reply of the flushed tag %u",
-               m->tag, m->target->tag);
+        FZ_DIE("Rflush (tag %u) before the reply of the flushed tag %u", m->tag,
+               m->target->tag);
     }
 }
 
@@ -397,8 +427,7 @@ tp_drop(struct p9s_conn *c, void *cookie)
     if (m->state != M_PENDING) {
         FZ_DIE("second completion (drop) for tag %u", m->tag);
     }
-    if (!m->flush_named && !s->closing && !m->may_drop &&
-        s->in_submit != m) {
+    if (!m->flush_named && !s->closing && !m->may_drop && s->in_submit != m) {
         FZ_DIE("reply to type %u tag %u dropped, but nobody flushed it",
                m->type, m->tag);
     }
@@ -481,17 +510,17 @@ struct fz_prog {
     struct fz_sess *s;
     struct p9s_conn *conn;
     uint16_t next_tag;
-    bool dead;               /* the session was closed */
-    bool in_repeat;          /* REPEAT does not nest */
-    unsigned steps;          /* instructions run, repeats included */
-    unsigned settle_ms;      /* SETTLE waiting left for this program */
-    uint8_t last[512];       /* last encoded frame (for MUTATE), truncated */
+    bool dead;          /* the session was closed */
+    bool in_repeat;     /* REPEAT does not nest */
+    unsigned steps;     /* instructions run, repeats included */
+    unsigned settle_ms; /* SETTLE waiting left for this program */
+    uint8_t last[512];  /* last encoded frame (for MUTATE), truncated */
     size_t last_len;
 };
 
 static const char *const names[] = {
-    "d", "f", "l", "fifo", "new", "x", "y", "..", ".", "", "a/b", "e",
-    "dev", "d2", "\x01\xff", NULL /* the long one */,
+    "d", "f", "l",   "fifo", "new", "x",  "y",        "..",
+    ".", "",  "a/b", "e",    "dev", "d2", "\x01\xff", NULL /* the long one */,
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -614,8 +643,8 @@ submit(struct fz_prog *pg, struct fz_msg *m, struct fz_in *in)
     pthread_mutex_unlock(&s->m);
 
     rc = flags == 0 ? p9s_conn_submit(pg->conn, m->iov, m->iovcnt, m->len, m)
-                    : p9s_conn_submit_flags(pg->conn, m->iov, m->iovcnt,
-                                            m->len, m, flags);
+                    : p9s_conn_submit_flags(pg->conn, m->iov, m->iovcnt, m->len,
+                                            m, flags);
 
     pthread_mutex_lock(&s->m);
     s->in_submit = NULL;
@@ -806,23 +835,29 @@ run_repeat(struct fz_prog *pg, struct fz_in *in)
 static void
 run_one(struct fz_prog *pg, struct fz_in *in)
 {
-    static const uint64_t offs[] = {0, 1, 2, 3, 4096, 100000,
-                                    UINT64_MAX, (uint64_t)1 << 40};
-    static const uint64_t counts[] = {0, 1, 13, 100, 4096, 65536,
-                                      UINT32_MAX, 200};
-    static const uint32_t oflags[] = {
-        P9_DOTL_RDONLY, P9_DOTL_WRONLY, P9_DOTL_RDWR, P9_DOTL_NOACCESS,
-        P9_DOTL_RDWR | P9_DOTL_TRUNC, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY,
-        P9_DOTL_WRONLY | P9_DOTL_APPEND, P9_DOTL_RDWR | P9_DOTL_EXCL,
-        P9_DOTL_RDONLY | P9_DOTL_NONBLOCK, 0xffffffffu};
-    static const uint32_t modes[] = {0644, 0755, 010644, 020644, 060644,
-                                     040755, 0140755, 0, 0xffffffffu, 04755};
-    static const char *const xnames[] = {"", "user.k", "user.new",
+    static const uint64_t offs[] = {
+        0, 1, 2, 3, 4096, 100000, UINT64_MAX, (uint64_t)1 << 40};
+    static const uint64_t counts[] = {0,    1,     13,         100,
+                                      4096, 65536, UINT32_MAX, 200};
+    static const uint32_t oflags[] = {P9_DOTL_RDONLY,
+                                      P9_DOTL_WRONLY,
+                                      P9_DOTL_RDWR,
+                                      P9_DOTL_NOACCESS,
+                                      P9_DOTL_RDWR | P9_DOTL_TRUNC,
+                                      P9_DOTL_RDONLY | P9_DOTL_DIRECTORY,
+                                      P9_DOTL_WRONLY | P9_DOTL_APPEND,
+                                      P9_DOTL_RDWR | P9_DOTL_EXCL,
+                                      P9_DOTL_RDONLY | P9_DOTL_NONBLOCK,
+                                      0xffffffffu};
+    static const uint32_t modes[] = {0644,        0755,   010644,  020644,
+                                     060644,      040755, 0140755, 0,
+                                     0xffffffffu, 04755};
+    static const char *const xnames[] = {"",           "user.k",    "user.new",
                                          "security.x", "trusted.t", "bogus"};
-    static const char *const versions[] = {"9P2000.L", "9P2000", "9P2000.u",
-                                           "", "9P2000.L.x", "9P"};
-    static const uint32_t msizes[] = {FZ_MSIZE, 8192, 4096, 100, 0xffffffffu,
-                                      1u << 20, 4097, 65535};
+    static const char *const versions[] = {"9P2000.L", "9P2000",     "9P2000.u",
+                                           "",         "9P2000.L.x", "9P"};
+    static const uint32_t msizes[] = {FZ_MSIZE,    8192,     4096, 100,
+                                      0xffffffffu, 1u << 20, 4097, 65535};
     static uint8_t wdata[FZ_MSIZE];
     struct fz_sess *s = pg->s;
     struct p9_fcall f;
@@ -833,18 +868,10 @@ run_one(struct fz_prog *pg, struct fz_in *in)
     }
     memset(&f, 0, sizeof(f));
     switch ((op & 0x7f) % OP_COUNT) {
-    case OP_REPEAT:
-        run_repeat(pg, in);
-        return;
-    case OP_SYNC:
-        op_sync(pg);
-        return;
-    case OP_RELEASE:
-        gate_set(true);
-        return;
-    case OP_SETTLE:
-        op_settle(pg);
-        return;
+    case OP_REPEAT: run_repeat(pg, in); return;
+    case OP_SYNC: op_sync(pg); return;
+    case OP_RELEASE: gate_set(true); return;
+    case OP_SETTLE: op_settle(pg); return;
     case OP_CLOSE:
         pthread_mutex_lock(&s->m);
         s->closing = true;
@@ -882,8 +909,7 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         send_raw(pg, buf, pg->last_len, in);
         return;
     }
-    default:
-        break;
+    default: break;
     }
     f.tag = take_tag(pg, op, in);
     switch ((op & 0x7f) % OP_COUNT) {
@@ -891,13 +917,11 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         f.type = P9_TVERSION;
         f.u.tversion.msize = msizes[in8(in) % 8];
         f.u.tversion.version.s = versions[in8(in) % 6];
-        f.u.tversion.version.len =
-            (uint16_t)strlen(f.u.tversion.version.s);
+        f.u.tversion.version.len = (uint16_t)strlen(f.u.tversion.version.s);
         break;
     case OP_ATTACH: {
         static const char *const unames[] = {"", "root", "1000", "nobody"};
-        static const char *const anames[] = {"", "/nonexistent", "synth",
-                                             ".."};
+        static const char *const anames[] = {"", "/nonexistent", "synth", ".."};
         uint8_t b = in8(in);
 
         f.type = P9_TATTACH;
@@ -1058,7 +1082,7 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         break;
     }
     case OP_XATTRCREATE: {
-        static const uint64_t xs[] = {0, 5, 100, 65537, (uint64_t)1 << 40,
+        static const uint64_t xs[] = {0, 5,  100, 65537, (uint64_t)1 << 40,
                                       1, 64, 4096};
         const char *x = xnames[in8(in) % 6];
 
@@ -1125,8 +1149,7 @@ run_one(struct fz_prog *pg, struct fz_in *in)
         send_fcall(pg, &f, in, t);
         return;
     }
-    default:
-        return;
+    default: return;
     }
     send_fcall(pg, &f, in, NULL);
 }
@@ -1308,8 +1331,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 
     if (!(flags & FZ_NO_PREAMBLE)) {
         /* Tversion, Tattach fid 0 (uname "", n_uname 0), then SYNC */
-        static const uint8_t pre[] = {OP_VERSION, 0, 0, OP_ATTACH, 0, 0,
-                                      OP_SYNC};
+        static const uint8_t pre[] = {OP_VERSION, 0, 0,      OP_ATTACH,
+                                      0,          0, OP_SYNC};
         struct fz_in pin = {pre, sizeof(pre), false};
 
         while (!pin.eof && pin.n > 0 && !pg.dead) {
@@ -1344,16 +1367,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         synth_get_stats(be, &st);
         if (st.node_refs != 0 || st.handles != 0 || st.users != 0) {
             FZ_DIE("the server kept backend references: %ld node refs, "
-                   "%ld handles, %ld users", st.node_refs, st.handles,
-                   st.users);
+                   "%ld handles, %ld users",
+                   st.node_refs, st.handles, st.users);
         }
     }
     if (be->ops->destroy != NULL) {
         be->ops->destroy(be);
     }
     if (fds0 >= 0 && count_fds() != fds0) {
-        FZ_DIE("descriptors leaked: %d before, %d after", fds0,
-               count_fds());
+        FZ_DIE("descriptors leaked: %d before, %d after", fds0, count_fds());
     }
     for (size_t i = 0; i < s.nmsgs; i++) {
         msg_free(s.msgs[i]);

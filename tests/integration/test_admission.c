@@ -46,8 +46,7 @@ now_ms(void)
 /* Start virtfsd with 'args' (NULL-terminated), RLIMIT_NOFILE 'nofile' (0 =
  * inherited), stderr to 'log'; wait until 'sock' exists. */
 static pid_t
-spawn(const char *const *args, rlim_t nofile, const char *log,
-      const char *sock)
+spawn(const char *const *args, rlim_t nofile, const char *log, const char *sock)
 {
     const char *argv[32];
     int n = 0;
@@ -209,7 +208,8 @@ test_idle_flood(void)
     err = mount_timed(addr, 60000, &b, &rb);
     tap_ok(err == 0 && now_ms() - t0 < 60000,
            "flood: a new client is served within a minute among %d idle "
-           "connections (%d, %ld ms)", NIDLE, err, now_ms() - t0);
+           "connections (%d, %ld ms)",
+           NIDLE, err, now_ms() - t0);
     if (err == 0) {
         tap_ok(still_works(rb), "flood: the new client's session works");
         unmount(b, rb);
@@ -257,7 +257,8 @@ test_full_of_attached(void)
     err = mount_timed(addr, 5000, &c[4], &r[4]);
     tap_ok(err < 0 && err != -ETIMEDOUT && now_ms() - t0 < 3000,
            "full: a 5th client is refused at once, not left hanging "
-           "(%d, %ld ms)", err, now_ms() - t0);
+           "(%d, %ld ms)",
+           err, now_ms() - t0);
     all = true;
     for (int i = 0; i < 4; i++) {
         all &= r[i] != NULL && still_works(r[i]);
@@ -285,8 +286,9 @@ static void
 test_silent_and_partial(void)
 {
     char sock[128], addr[160], log[128];
-    const char *args[] = {"--listen", addr, "--max-connections", "8",
-                          "--frame-timeout", "1", NULL};
+    const char *args[] = {
+        "--listen", addr, "--max-connections", "8", "--frame-timeout",
+        "1",        NULL};
     struct p9c_conn *c;
     struct p9c_fid *root;
     uint8_t hdr[4 + 10] = {0xa0, 0x86, 0x01, 0x00, 120}; /* 100000 bytes */
@@ -305,7 +307,8 @@ test_silent_and_partial(void)
     tap_ok(silent >= 0 && partial >= 0 && halfhdr >= 0, "silent: connected");
     t0 = now_ms();
     tap_ok(write(partial, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
-           write(halfhdr, hdr, 2) == 2, "partial: size header sent, no body");
+               write(halfhdr, hdr, 2) == 2,
+           "partial: size header sent, no body");
     /* other clients come and go while the first one stays silent */
     for (int i = 0; i < 12; i++) {
         err = mount_timed(addr, 5000, &c, &root);
@@ -315,7 +318,8 @@ test_silent_and_partial(void)
     }
     tap_ok(sees_eof(partial, 4000) && now_ms() - t0 < 4000,
            "partial: a frame not completed within --frame-timeout 1 is "
-           "dropped (%ld ms)", now_ms() - t0);
+           "dropped (%ld ms)",
+           now_ms() - t0);
     tap_ok(sees_eof(halfhdr, 1000), "partial: so is half a size header");
     tap_ok(log_has(log, "frame not completed within 1 s"),
            "partial: the drop is logged with the peer");
@@ -330,7 +334,8 @@ test_silent_and_partial(void)
     }
     tap_ok(err == 0,
            "silent: a connection silent for %ld ms (no byte, listener not "
-           "full) is served when it speaks (%d)", now_ms() - t0, err);
+           "full) is served when it speaks (%d)",
+           now_ms() - t0, err);
     if (err == 0) {
         tap_ok(still_works(root), "silent: its session works");
         unmount(c, root);
@@ -391,10 +396,11 @@ test_header_memory(void)
     usleep(1000000);
     after = vm_data_kib(pid);
     tap_ok(sent == NPEER && before > 0 && after > 0 &&
-           after - before < 64 * 1024,
+               after - before < 64 * 1024,
            "memory: %d peers that sent only a 1 MB size header grew the "
            "daemon's data by %ld KiB (< 64 MiB; msize-sized buffers would "
-           "be ~200 MiB)", sent, after - before);
+           "be ~200 MiB)",
+           sent, after - before);
     for (int i = 0; i < NPEER; i++) {
         if (fds[i] >= 0) {
             close(fds[i]);
@@ -410,10 +416,10 @@ test_emfile(void)
 {
     enum { NCONN = 200 };
     char sock[128], addr[160], vsock[128], log[128];
-    const char *args[] = {"--listen", addr, "--vhost-user", vsock,
-                          "--fd-reserve", "32", NULL};
-    const char *args0[] = {"--listen", addr, "--vhost-user", vsock,
-                           "--fd-reserve", "0", NULL};
+    const char *args[] = {
+        "--listen", addr, "--vhost-user", vsock, "--fd-reserve", "32", NULL};
+    const char *args0[] = {
+        "--listen", addr, "--vhost-user", vsock, "--fd-reserve", "0", NULL};
     static int fds[NCONN];
     struct p9c_conn *c;
     struct p9c_fid *root;
@@ -437,8 +443,10 @@ test_emfile(void)
     for (int i = 0; i < NCONN; i++) {
         refused += fds[i] >= 0 && sees_eof(fds[i], 5);
     }
-    tap_ok(refused > 0, "emfile: with RLIMIT_NOFILE 128, %d of %d connections "
-           "were refused (EOF) instead of hanging", refused, NCONN);
+    tap_ok(refused > 0,
+           "emfile: with RLIMIT_NOFILE 128, %d of %d connections "
+           "were refused (EOF) instead of hanging",
+           refused, NCONN);
     t0 = now_ms();
     err = mount_timed(addr, 5000, &c, &root);
     tap_ok(err < 0 && err != -ETIMEDOUT && now_ms() - t0 < 3000,
@@ -453,8 +461,10 @@ test_emfile(void)
     if (err == 0) {
         err = fe_setup(&fe, ~0ull, 64);
     }
-    tap_ok(err == 0, "emfile: the vhost-user VMM connects and its fd-carrying "
-           "messages (mem table, kick, call, err) arrive whole (%d)", err);
+    tap_ok(err == 0,
+           "emfile: the vhost-user VMM connects and its fd-carrying "
+           "messages (mem table, kick, call, err) arrive whole (%d)",
+           err);
     fe_close(&fe);
     for (int i = 0; i < NCONN; i++) {
         if (fds[i] >= 0) {
@@ -466,8 +476,10 @@ test_emfile(void)
     /* 2. no reserve: connections use up every descriptor, so accept itself
      * fails with EMFILE; the spares still refuse clients and take a VMM */
     err = mount_timed(addr, 5000, &c, &root);
-    tap_ok(err == 0, "emfile: the connections are gone, a client is served "
-           "again (%d)", err);
+    tap_ok(err == 0,
+           "emfile: the connections are gone, a client is served "
+           "again (%d)",
+           err);
     if (err == 0) {
         unmount(c, root);
     }
@@ -482,7 +494,8 @@ test_emfile(void)
     err = mount_timed(addr, 5000, &c, &root);
     tap_ok(err < 0 && err != -ETIMEDOUT && now_ms() - t0 < 3000,
            "emfile: out of descriptors (no reserve), a new client is refused "
-           "at once, not left hanging (%d, %ld ms)", err, now_ms() - t0);
+           "at once, not left hanging (%d, %ld ms)",
+           err, now_ms() - t0);
     if (err == 0) {
         unmount(c, root);
     }
@@ -492,12 +505,13 @@ test_emfile(void)
     if (err == 0) {
         err = fe_setup(&fe, ~0ull, 64);
     }
-    tap_ok(err == 0, "emfile: out of descriptors, the vhost-user listener "
+    tap_ok(err == 0,
+           "emfile: out of descriptors, the vhost-user listener "
            "still accepts and its fd-carrying messages arrive whole (%d)",
            err);
     fe_close(&fe);
     tap_ok(log_has(log, "accept on unix:") ||
-           log_has(log, "refused: cannot set up the connection"),
+               log_has(log, "refused: cannot set up the connection"),
            "emfile: the refusal (accept or connection set-up out of "
            "descriptors) is logged");
     for (int i = 0; i < NCONN; i++) {
@@ -508,8 +522,7 @@ test_emfile(void)
     usleep(500000);
     err = mount_timed(addr, 5000, &c, &root);
     tap_ok(err == 0 && still_works(root),
-           "emfile: descriptors are back, the listener serves again (%d)",
-           err);
+           "emfile: descriptors are back, the listener serves again (%d)", err);
     if (err == 0) {
         unmount(c, root);
     }

@@ -15,7 +15,6 @@
 
 #include "ov_harness.h"
 
-
 static void
 mkfile(const char *dir, const char *prefix, long i, bool empty)
 {
@@ -162,8 +161,8 @@ main(int argc, char **argv)
                 return 99;
             }
         } else {
-            if (p9c_walk(root, name, &f) < 0 ||
-                p9c_open(f, P9_DOTL_RDWR) < 0 || p9c_pwrite(f, "y", 1, 0) != 1) {
+            if (p9c_walk(root, name, &f) < 0 || p9c_open(f, P9_DOTL_RDWR) < 0 ||
+                p9c_pwrite(f, "y", 1, 0) != 1) {
                 return 99;
             }
             p9c_clunk(f);
@@ -179,8 +178,8 @@ main(int argc, char **argv)
     c1 = cpu_ms();
     t1 = th_now_ms();
     printf("# %ld lower + %ld upper entries, %ld whiteouts, %ld copied up: "
-           "full listing %zu entries in %llu ms (%llu ms CPU)\n", n, nnew, nwh,
-           ncu, got, (unsigned long long)(t1 - t0),
+           "full listing %zu entries in %llu ms (%llu ms CPU)\n",
+           n, nnew, nwh, ncu, got, (unsigned long long)(t1 - t0),
            (unsigned long long)(c1 - c0));
     for (size_t i = 0; i < got; i++) {
         wh |= strcmp(full[i].name, "f0000000") == 0 ||
@@ -191,7 +190,8 @@ main(int argc, char **argv)
     }
     tap_ok(got == want && !wh && !dup,
            "the merged listing has every visible name once, no whiteout "
-           "(%zu of %zu)", got, want);
+           "(%zu of %zu)",
+           got, want);
 
     /* resume: at 200 offsets spread over the listing, on this fid and on
      * a fresh one, the next entry is the full listing's */
@@ -208,9 +208,10 @@ main(int argc, char **argv)
         }
     }
     t1 = th_now_ms();
-    tap_ok(bad == 0, "Treaddir at any offset resumes exactly, on the same "
-           "and a fresh fid (%d wrong; 200 resumes in %llu ms)", bad,
-           (unsigned long long)(t1 - t0));
+    tap_ok(bad == 0,
+           "Treaddir at any offset resumes exactly, on the same "
+           "and a fresh fid (%d wrong; 200 resumes in %llu ms)",
+           bad, (unsigned long long)(t1 - t0));
     /* the listing again on a fresh fid: the same order */
     p9c_clunk(d2);
     if (open_root(root, &d2) < 0) {
@@ -222,8 +223,10 @@ main(int argc, char **argv)
         bad += strcmp(part[i].name, full[i].name) != 0 ||
                part[i].next != full[i].next;
     }
-    tap_ok(got == want && bad == 0, "a second listing on a fresh fid has "
-           "the same names at the same offsets (%d differ)", bad);
+    tap_ok(got == want && bad == 0,
+           "a second listing on a fresh fid has "
+           "the same names at the same offsets (%d differ)",
+           bad);
     p9c_clunk(d2);
     p9c_clunk(d);
     p9c_clunk(root);

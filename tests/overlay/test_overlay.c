@@ -16,9 +16,8 @@
 #include "ov_harness.h"
 
 /* layered exports run without the sandbox for now (see virtfsd(8)) */
-static const char *const ov_args[] = {"--sandbox", "none", "--seccomp", "none",
-                                      "--modcaps=+sys_admin",
-                                      NULL};
+static const char *const ov_args[] = {
+    "--sandbox", "none", "--seccomp", "none", "--modcaps=+sys_admin", NULL};
 
 static char g_base[PATH_MAX];
 
@@ -320,7 +319,9 @@ upper_shape(const char *top, const char *path, char *out, size_t size)
             char v[4];
 
             c = (getxattr(full, "trusted.overlay.opaque", v, sizeof(v)) == 1 &&
-                 v[0] == 'y') ? 'o' : 'd';
+                 v[0] == 'y')
+                    ? 'o'
+                    : 'd';
         } else if (S_ISREG(st.st_mode)) {
             c = 'f';
         } else if (S_ISLNK(st.st_mode)) {
@@ -376,8 +377,8 @@ same_bytes(const char *a, const char *b, off_t skip_first)
 {
     char cmd[2 * PATH_MAX + 64];
 
-    snprintf(cmd, sizeof(cmd), "cmp -s -i %lld %s %s", (long long)skip_first,
-             a, b);
+    snprintf(cmd, sizeof(cmd), "cmp -s -i %lld %s %s", (long long)skip_first, a,
+             b);
     return system(cmd) == 0;
 }
 
@@ -442,12 +443,12 @@ test_types(const char *virtfsd)
         p9c_clunk(f);
         snprintf(p, sizeof(p), "%s/sl", g_upper);
         tap_ok(lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid == 42 &&
-               readlink(p, q, sizeof(q)) == 3 && memcmp(q, "big", 3) == 0,
+                   readlink(p, q, sizeof(q)) == 3 && memcmp(q, "big", 3) == 0,
                "copy-up of a symlink keeps its target");
     }
     {
-        struct p9_tsetattr sa = {.valid = P9_SETATTR_MTIME |
-                                          P9_SETATTR_MTIME_SET,
+        struct p9_tsetattr sa = {.valid =
+                                     P9_SETATTR_MTIME | P9_SETATTR_MTIME_SET,
                                  .mtime_sec = 1000000};
 
         tap_ok(p9c_walk(root, "pipe", &f) == 0 && p9c_setattr(f, &sa) == 0,
@@ -455,7 +456,7 @@ test_types(const char *virtfsd)
         p9c_clunk(f);
         snprintf(p, sizeof(p), "%s/pipe", g_upper);
         tap_ok(lstat(p, &st) == 0 && S_ISFIFO(st.st_mode) &&
-               st.st_mtime == 1000000 && (st.st_mode & 07777) == 0644,
+                   st.st_mtime == 1000000 && (st.st_mode & 07777) == 0644,
                "copy-up of a fifo");
     }
     tap_ok(write9(root, "owned", "SUID\n") == 0, "write a set-uid lower file");
@@ -469,24 +470,28 @@ test_types(const char *virtfsd)
         tap_ok(lstat(p, &st) == 0 && (st.st_mode & 07777) == 04755,
                "copy-up keeps the set-uid bit");
         tap_ok(getxattr(p, "user.k", v, sizeof(v)) == 2 &&
-               memcmp(v, "v1", 2) == 0, "copy-up keeps xattrs");
+                   memcmp(v, "v1", 2) == 0,
+               "copy-up keeps xattrs");
     }
     f = NULL;
     tap_ok(p9c_walk(root, "big", &f) == 0 && p9c_open(f, P9_DOTL_RDWR) == 0 &&
-           p9c_pwrite(f, "Z", 1, 0) == 1, "write one byte of a 1 MiB file");
+               p9c_pwrite(f, "Z", 1, 0) == 1,
+           "write one byte of a 1 MiB file");
     p9c_clunk(f);
     snprintf(p, sizeof(p), "%s/big", g_upper);
     snprintf(q, sizeof(q), "%s/big", g_lower);
-    tap_ok(lstat(p, &st) == 0 && st.st_size == (1 << 20) &&
-           same_bytes(p, q, 1), "the rest of the data was copied");
+    tap_ok(lstat(p, &st) == 0 && st.st_size == (1 << 20) && same_bytes(p, q, 1),
+           "the rest of the data was copied");
     tap_ok(p9c_walk(root, "dd", &f) == 0 &&
-           p9c_mkdir(f, "sub", 0755, 0, NULL) == 0, "mkdir in a lower dir");
+               p9c_mkdir(f, "sub", 0755, 0, NULL) == 0,
+           "mkdir in a lower dir");
     p9c_clunk(f);
     snprintf(p, sizeof(p), "%s/dd", g_upper);
-    snprintf(cmd, sizeof(cmd), "getfacl -c %s 2>/dev/null | grep -q 'user:4321:r-x'",
-             p);
+    snprintf(cmd, sizeof(cmd),
+             "getfacl -c %s 2>/dev/null | grep -q 'user:4321:r-x'", p);
     tap_ok(lstat(p, &st) == 0 && (st.st_mode & 0777) == 0750 &&
-           system(cmd) == 0, "the copied-up dir has its mode and ACL");
+               system(cmd) == 0,
+           "the copied-up dir has its mode and ACL");
     tap_ok(p9c_walk(root, "esc/passwd", &f) < 0,
            "no walk through a lower symlink to the host");
     tap_ok(p9c_walk(root, "esc", &f) == 0 && p9c_open(f, 0) < 0,
@@ -496,38 +501,38 @@ test_types(const char *virtfsd)
         struct p9c_fid *r2;
 
         tap_ok(p9c_attach(c, "", 1000, "ov", &r2) == 0 &&
-               p9c_mkdir(r2, "bobs", 0755, 1000, NULL) == 0 &&
-               p9c_walk(r2, "dd", &f) == 0 &&
-               p9c_create(f, "bobf", P9_DOTL_RDWR, 0644, 1000) == 0,
+                   p9c_mkdir(r2, "bobs", 0755, 1000, NULL) == 0 &&
+                   p9c_walk(r2, "dd", &f) == 0 &&
+                   p9c_create(f, "bobf", P9_DOTL_RDWR, 0644, 1000) == 0,
                "uid 1000 makes a dir and a file");
         p9c_clunk(f);
         p9c_clunk(r2);
         snprintf(p, sizeof(p), "%s/bobs", g_upper);
         snprintf(q, sizeof(q), "%s/dd/bobf", g_upper);
         tap_ok(lstat(p, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000 &&
-               lstat(q, &st) == 0 && st.st_uid == 1000,
+                   lstat(q, &st) == 0 && st.st_uid == 1000,
                "owned by the user who made them");
     }
     /* byte-range locks on a copied-up file, two handles */
     {
         struct p9c_fid *l1 = NULL;
         struct p9c_fid *l2 = NULL;
-        struct p9c_flock fl = {.type = P9_LOCK_TYPE_WRLCK, .start = 0,
-                               .length = 10, .proc_id = 1};
-        struct p9c_flock probe = {.type = P9_LOCK_TYPE_UNLCK, .start = 0,
-                                  .length = 10, .proc_id = 2};
+        struct p9c_flock fl = {
+            .type = P9_LOCK_TYPE_WRLCK, .start = 0, .length = 10, .proc_id = 1};
+        struct p9c_flock probe = {
+            .type = P9_LOCK_TYPE_UNLCK, .start = 0, .length = 10, .proc_id = 2};
         uint8_t st1 = 9;
         uint8_t st2 = 9;
         uint8_t st3 = 9;
 
         tap_ok(p9c_walk(root, "owned", &l1) == 0 &&
-               p9c_open(l1, P9_DOTL_RDWR) == 0 &&
-               p9c_walk(root, "owned", &l2) == 0 &&
-               p9c_open(l2, P9_DOTL_RDWR) == 0 &&
-               p9c_lock(l1, &fl, &st1) == 0 && st1 == P9_LOCK_SUCCESS &&
-               p9c_lock(l2, &fl, &st2) == 0 && st2 == P9_LOCK_BLOCKED &&
-               p9c_getlock(l2, &probe) == 0 &&
-               probe.type == P9_LOCK_TYPE_WRLCK,
+                   p9c_open(l1, P9_DOTL_RDWR) == 0 &&
+                   p9c_walk(root, "owned", &l2) == 0 &&
+                   p9c_open(l2, P9_DOTL_RDWR) == 0 &&
+                   p9c_lock(l1, &fl, &st1) == 0 && st1 == P9_LOCK_SUCCESS &&
+                   p9c_lock(l2, &fl, &st2) == 0 && st2 == P9_LOCK_BLOCKED &&
+                   p9c_getlock(l2, &probe) == 0 &&
+                   probe.type == P9_LOCK_TYPE_WRLCK,
                "a write lock blocks another handle, getlock sees it");
         fl.type = P9_LOCK_TYPE_UNLCK;
         fl.length = 0;
@@ -651,9 +656,10 @@ test_crash(const char *virtfsd)
             }
         }
     }
-    tap_ok(never_half, "kill -9 during copy-up: the old file or the whole "
-           "new one, never half (%d whole, %d killed mid-copy)", whole,
-           mid_copy);
+    tap_ok(never_half,
+           "kill -9 during copy-up: the old file or the whole "
+           "new one, never half (%d whole, %d killed mid-copy)",
+           whole, mid_copy);
     tap_ok(mid_copy > 0, "some kills landed in the middle of a copy-up");
     if (getenv("OV_KEEP") == NULL) {
         th_rmtree(g_base);
@@ -716,7 +722,7 @@ test_two_lowers(const char *virtfsd)
     snprintf(p, sizeof(p), "%s/z", g_lower2);
     th_write_file(p, "z\n", 2);
     snprintf(p, sizeof(p), "%s/z", g_lower);
-    mknod(p, S_IFCHR, makedev(0, 0));          /* A whites out B's z */
+    mknod(p, S_IFCHR, makedev(0, 0)); /* A whites out B's z */
     snprintf(p, sizeof(p), "%s/d", g_lower2);
     mkdir(p, 0755);
     snprintf(p, sizeof(p), "%s/d/fromB", g_lower2);
@@ -731,8 +737,8 @@ test_two_lowers(const char *virtfsd)
         snprintf(p, sizeof(p), "%s/d/many%02d", g_lower2, i);
         th_write_file(p, "", 0);
     }
-    snprintf(exspec, sizeof(exspec), "%s,lower=%s:%s,work=%s", g_upper,
-             g_lower, g_lower2, g_work);
+    snprintf(exspec, sizeof(exspec), "%s,lower=%s:%s,work=%s", g_upper, g_lower,
+             g_lower2, g_work);
     ex.path = exspec;
     th_make_backend = make_ov2;
     s = th_start(virtfsd, &ex, 1, virtfsd ? ov_args : NULL);
@@ -742,7 +748,8 @@ test_two_lowers(const char *virtfsd)
         return;
     }
     tap_ok(cat9(root, "a", buf, sizeof(buf)) == 8 &&
-           strcmp(buf, "lower a\n") == 0, "the leftmost lower is on top");
+               strcmp(buf, "lower a\n") == 0,
+           "the leftmost lower is on top");
     tap_ok(cat9(root, "b2", buf, sizeof(buf)) == 10,
            "a name only in the bottom lower");
     tap_ok(p9c_walk(root, "z", &f) == -ENOENT,
@@ -760,8 +767,7 @@ test_two_lowers(const char *virtfsd)
         ssize_t r;
         bool changed = false;
 
-        tap_ok(p9c_walk(root, "d", &d) == 0 && p9c_open(d, 0) == 0,
-               "open d");
+        tap_ok(p9c_walk(root, "d", &d) == 0 && p9c_open(d, 0) == 0, "open d");
         while ((r = p9c_readdir(d, off, rb, sizeof(rb))) > 0) {
             size_t pos = 0;
 
@@ -852,9 +858,12 @@ test_reflink(void)
     snprintf(img, sizeof(img), "%s/xfs.img", g_base);
     snprintf(mnt, sizeof(mnt), "%s/m", g_base);
     mkdir(mnt, 0755);
-    snprintf(cmd, sizeof(cmd), "truncate -s 400M %s && mkfs.xfs -q -m reflink=1 "
-             "%s && mount -o loop %s %s", img, img, img, mnt);
-    if (!tap_ok(system(cmd) == 0, "an XFS image with reflink on a loop device")) {
+    snprintf(cmd, sizeof(cmd),
+             "truncate -s 400M %s && mkfs.xfs -q -m reflink=1 "
+             "%s && mount -o loop %s %s",
+             img, img, img, mnt);
+    if (!tap_ok(system(cmd) == 0,
+                "an XFS image with reflink on a loop device")) {
         th_rmtree(g_base);
         free(data);
         return tap_done();
@@ -878,7 +887,8 @@ test_reflink(void)
         sync();
         statfs(mnt, &before);
         tap_ok(p9c_walk(root, "big", &f) == 0 &&
-               p9c_open(f, P9_DOTL_RDWR) == 0 && p9c_pwrite(f, "Z", 1, 0) == 1,
+                   p9c_open(f, P9_DOTL_RDWR) == 0 &&
+                   p9c_pwrite(f, "Z", 1, 0) == 1,
                "write one byte of a 64 MiB lower file on XFS");
         p9c_clunk(f);
         sync();
@@ -890,8 +900,10 @@ test_reflink(void)
         /* FICLONE; XFS also reflinks a same-fs copy_file_range, so
          * this tells shared extents from a byte copy, not one call from
          * the other */
-        tap_ok(used < (8 << 20), "copy-up shares the extents: %lld KiB "
-               "used for 64 MiB", used / 1024);
+        tap_ok(used < (8 << 20),
+               "copy-up shares the extents: %lld KiB "
+               "used for 64 MiB",
+               used / 1024);
         p9c_clunk(root);
         p9c_close(c);
     }
@@ -991,11 +1003,12 @@ test_page_cache(void)
     free(data);
     /* the first test's upper entries: u d gone op */
     tap_ok(before < pages / 10 && after1 >= pages * 9 / 10 &&
-           after2 >= after1 && count_entries(g_upper) == 4 &&
-           count_entries(g_upper2) == 0,
+               after2 >= after1 && count_entries(g_upper) == 4 &&
+               count_entries(g_upper2) == 0,
            "two clones read one lower file: one copy in the page cache, the "
            "lower's (%ld, then %ld, then %ld of %ld pages; nothing in the "
-           "uppers)", before, after1, after2, pages);
+           "uppers)",
+           before, after1, after2, pages);
     th_rmtree(g_base);
 }
 
@@ -1079,7 +1092,7 @@ test_versions_links(const char *virtfsd)
         q1 = qid9(root, "v");
         snprintf(p, sizeof(p), "%s/v", g_upper);
         tap_ok(err == 0 && th_exists(p) && q1.version == q0.version &&
-               q1.path == q0.path && wq.version == q0.version,
+                   q1.path == q0.path && wq.version == q0.version,
                "copy-up (chmod) keeps qid path and version (%u, walk %u)",
                q1.version, wq.version);
     }
@@ -1095,10 +1108,13 @@ test_versions_links(const char *virtfsd)
     {
         struct p9c_fid *l1 = NULL;
         struct p9c_fid *l2 = NULL;
-        struct p9c_flock fl = {.type = P9_LOCK_TYPE_WRLCK, .start = 100,
-                               .length = UINT64_MAX, .proc_id = 1};
+        struct p9c_flock fl = {.type = P9_LOCK_TYPE_WRLCK,
+                               .start = 100,
+                               .length = UINT64_MAX,
+                               .proc_id = 1};
         struct p9c_flock probe = {.type = P9_LOCK_TYPE_WRLCK,
-                                  .start = 1ULL << 40, .length = 1,
+                                  .start = 1ULL << 40,
+                                  .length = 1,
                                   .proc_id = 2};
         uint8_t st1 = 9;
 
@@ -1114,11 +1130,11 @@ test_versions_links(const char *virtfsd)
             err = p9c_getlock(l2, &probe);
         }
         tap_ok(err == 0 && st1 == P9_LOCK_SUCCESS &&
-               probe.type == P9_LOCK_TYPE_WRLCK && probe.start == 100 &&
-               probe.length == 0,
+                   probe.type == P9_LOCK_TYPE_WRLCK && probe.start == 100 &&
+                   probe.length == 0,
                "a lock range past INT64_MAX locks to EOF (%d, status %u, "
-               "seen %u %llu+%llu)", err, st1, probe.type,
-               (unsigned long long)probe.start,
+               "seen %u %llu+%llu)",
+               err, st1, probe.type, (unsigned long long)probe.start,
                (unsigned long long)probe.length);
         p9c_clunk(l1);
         p9c_clunk(l2);
@@ -1139,14 +1155,14 @@ test_versions_links(const char *virtfsd)
             p9c_clunk(f2);
         }
         tap_ok(ga1.nlink == 2 && ga1.qid.path == ga2.qid.path &&
-               ga1.qid.path != 0,
+                   ga1.qid.path != 0,
                "two lower links: one qid, nlink 2");
         tap_ok(write9(root, "h1", "h1 only\n") == 0 &&
-               cat9(root, "h1", buf, sizeof(buf)) == 8 &&
-               strcmp(buf, "h1 only\n") == 0,
+                   cat9(root, "h1", buf, sizeof(buf)) == 8 &&
+                   strcmp(buf, "h1 only\n") == 0,
                "writing one lower link copies it up");
         tap_ok(cat9(root, "h2", buf, sizeof(buf)) == 7 &&
-               strcmp(buf, "linked\n") == 0,
+                   strcmp(buf, "linked\n") == 0,
                "the other link keeps the lower data (copy-up breaks the "
                "link, as overlayfs without index=on)");
         memset(&ga1, 0, sizeof(ga1));
@@ -1176,8 +1192,10 @@ test_versions_links(const char *virtfsd)
         mkdir(mnt, 0755);
         mkdir(kw, 0755);
         mkdir(ku, 0755);
-        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,"
-                 "index=off", g_lower, ku, kw);
+        snprintf(opts, sizeof(opts),
+                 "lowerdir=%s,upperdir=%s,workdir=%s,"
+                 "index=off",
+                 g_lower, ku, kw);
         if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
             char h[PATH_MAX + 8];
             int fd;
@@ -1213,25 +1231,35 @@ static void
 test_refused_options(const char *virtfsd)
 {
     static const char *const bad[] = {
-        ",nodev", ",nosuid", ",security_model=mapped-xattr",
-        ",security_model=mapped-file", ",security_model=none", ",fmode=0644",
-        ",dmode=0755", " --translate-uid=map:0:1000:1", " --all-squash",
+        ",nodev",
+        ",nosuid",
+        ",security_model=mapped-xattr",
+        ",security_model=mapped-file",
+        ",security_model=none",
+        ",fmode=0644",
+        ",dmode=0755",
+        " --translate-uid=map:0:1000:1",
+        " --all-squash",
     };
     char cmd[3 * PATH_MAX];
     char *t = th_mkdtemp("ovn");
     int rc;
     int ok = 0;
 
-    snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --sandbox none "
+    snprintf(cmd, sizeof(cmd),
+             "%s --export v=%s/u,lower=%s --sandbox none "
              "--seccomp none --modcaps=+sys_admin --stdio </dev/null "
-             "2>/dev/null", virtfsd, t, t);
+             "2>/dev/null",
+             virtfsd, t, t);
     rc = system(cmd);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r;
 
-        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s%s --sandbox "
+        snprintf(cmd, sizeof(cmd),
+                 "%s --export v=%s/u,lower=%s%s --sandbox "
                  "none --seccomp none --modcaps=+sys_admin --stdio </dev/null "
-                 "2>/dev/null", virtfsd, t, t, bad[i]);
+                 "2>/dev/null",
+                 virtfsd, t, t, bad[i]);
         r = system(cmd);
         if (WIFEXITED(r) && WEXITSTATUS(r) == 2) {
             ok++;
@@ -1240,11 +1268,14 @@ test_refused_options(const char *virtfsd)
         }
     }
     tap_ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0 &&
-           ok == (int)(sizeof(bad) / sizeof(bad[0])),
+               ok == (int)(sizeof(bad) / sizeof(bad[0])),
            "options a layered export ignores are refused (%d of %zu; plain "
-           "line %d)", ok, sizeof(bad) / sizeof(bad[0]), rc);
-    snprintf(cmd, sizeof(cmd), "%s --export v=%s/p,work=%s/w --stdio "
-             "</dev/null 2>/dev/null", virtfsd, t, t);
+           "line %d)",
+           ok, sizeof(bad) / sizeof(bad[0]), rc);
+    snprintf(cmd, sizeof(cmd),
+             "%s --export v=%s/p,work=%s/w --stdio "
+             "</dev/null 2>/dev/null",
+             virtfsd, t, t);
     {
         char pdir[PATH_MAX];
 
@@ -1281,8 +1312,10 @@ main(int argc, char **argv)
     build_layers();
     lower_hash = th_tree_hash(g_lower);
     /* fresh copies of both layers for the kernel to replay on */
-    snprintf(buf, sizeof(buf), "cp -a %s/lower %s/klower && cp -a %s/upper "
-             "%s/kupper", g_base, g_base, g_base, g_base);
+    snprintf(buf, sizeof(buf),
+             "cp -a %s/lower %s/klower && cp -a %s/upper "
+             "%s/kupper",
+             g_base, g_base, g_base, g_base);
     tap_ok(system(buf) == 0, "copy the layers for the kernel replay");
     snprintf(exspec, sizeof(exspec), "%s,lower=%s,work=%s", g_upper, g_lower,
              g_work);
@@ -1297,37 +1330,41 @@ main(int argc, char **argv)
 
     /* 1. the merged view */
     tap_ok(ls9(root, "", 8192, buf, sizeof(buf)) == 0 &&
-           strcmp(buf, "a d empty full ln op u") == 0,
+               strcmp(buf, "a d empty full ln op u") == 0,
            "root lists both layers, hides the whiteout (%s)", buf);
     tap_ok(cat9(root, "a", buf, sizeof(buf)) == 8 &&
-           strcmp(buf, "lower a\n") == 0, "a lower file reads");
+               strcmp(buf, "lower a\n") == 0,
+           "a lower file reads");
     tap_ok(cat9(root, "u", buf, sizeof(buf)) == 8, "an upper file reads");
     tap_ok(p9c_walk(root, "gone", &f) == -ENOENT, "a whiteout hides a name");
     tap_ok(ls9(root, "d", 8192, buf, sizeof(buf)) == 0 &&
-           strcmp(buf, "x y") == 0, "a merged directory merges (%s)", buf);
+               strcmp(buf, "x y") == 0,
+           "a merged directory merges (%s)", buf);
     tap_ok(ls9(root, "op", 8192, buf, sizeof(buf)) == 0 &&
-           strcmp(buf, "mine") == 0, "an opaque directory stops (%s)", buf);
+               strcmp(buf, "mine") == 0,
+           "an opaque directory stops (%s)", buf);
     tap_ok(p9c_walk(root, "op/hidden", &f) == -ENOENT,
            "no walk through an opaque directory");
     tap_ok(ls9(root, "", 64, buf2, sizeof(buf2)) == 0 &&
-           strcmp(buf2, "a d empty full ln op u") == 0,
+               strcmp(buf2, "a d empty full ln op u") == 0,
            "readdir resumes exactly with small reads (%s)", buf2);
     tap_ok(p9c_walk(root, "../../a", &f) == 0 && p9c_clunk(f) == 0,
            "'..' at the root stays at the root");
     tap_ok(p9c_walk(root, "ln", &f) == 0 &&
-           p9c_readlink(f, buf, sizeof(buf)) >= 0 && strcmp(buf, "a") == 0,
+               p9c_readlink(f, buf, sizeof(buf)) >= 0 && strcmp(buf, "a") == 0,
            "readlink of a lower symlink");
     p9c_clunk(f);
     err = p9c_xattr_set(root, "trusted.overlay.opaque", "y", 1, 0);
     tap_ok(err < 0 && p9c_xattr_set(root, "user.overlay.whiteout", "", 0,
-                                     P9_XATTR_CREATE) < 0,
+                                    P9_XATTR_CREATE) < 0,
            "the client cannot set overlay's own xattrs (%d)", err);
 
     /* 2. copy-up */
     q = qpath9(root, "a");
     tap_ok(write9(root, "a", "new a\n") == 0, "open a lower file for write");
     tap_ok(cat9(root, "a", buf, sizeof(buf)) == 6 &&
-           strcmp(buf, "new a\n") == 0, "reads see the new data");
+               strcmp(buf, "new a\n") == 0,
+           "reads see the new data");
     snprintf(buf2, sizeof(buf2), "%s/a", g_upper);
     {
         struct stat st;
@@ -1354,7 +1391,7 @@ main(int argc, char **argv)
         }
         p9c_clunk(dd);
         tap_ok(same == 4, "readdir qids equal walk qids (copied-up, merged, "
-               "upper, opaque)");
+                          "upper, opaque)");
     }
     {
         struct p9_tsetattr sa = {.valid = P9_SETATTR_MODE, .mode = 0600};
@@ -1366,14 +1403,15 @@ main(int argc, char **argv)
         tap_ok(th_exists(buf2), "parents copied up first");
     }
     tap_ok(p9c_walk(root, "d/x", &f) == 0 &&
-           p9c_xattr_set(f, "user.test", "v", 1, 0) == 0, "setxattr copies up");
+               p9c_xattr_set(f, "user.test", "v", 1, 0) == 0,
+           "setxattr copies up");
     tap_ok(p9c_xattr_get(f, "user.test", buf, sizeof(buf)) == 1,
            "and the xattr reads back");
     p9c_clunk(f);
 
     /* 3. namespace */
     tap_ok(p9c_unlinkat(root, "ln", 0) == 0 && upper_is_whiteout("ln") &&
-           p9c_walk(root, "ln", &f) == -ENOENT,
+               p9c_walk(root, "ln", &f) == -ENOENT,
            "unlink of a lower name leaves a whiteout");
     tap_ok(p9c_unlinkat(root, "full", P9_DOTL_AT_REMOVEDIR) == -ENOTEMPTY,
            "rmdir of a non-empty merged dir");
@@ -1385,33 +1423,35 @@ main(int argc, char **argv)
     if (err == 0) {
         err = p9c_unlinkat(root, "full", P9_DOTL_AT_REMOVEDIR);
     }
-    tap_ok(err == 0 &&
-           upper_is_whiteout("full"), "rmdir once empty across layers (%d)", err);
+    tap_ok(err == 0 && upper_is_whiteout("full"),
+           "rmdir once empty across layers (%d)", err);
     tap_ok(p9c_mkdir(root, "full", 0755, 0, NULL) == 0 &&
-           ls9(root, "full", 8192, buf, sizeof(buf)) == 0 && buf[0] == '\0',
+               ls9(root, "full", 8192, buf, sizeof(buf)) == 0 && buf[0] == '\0',
            "mkdir over a whiteout is opaque (empty: '%s')", buf);
     tap_ok(p9c_walk(root, "", &d) == 0 &&
-           p9c_create(d, "gone", P9_DOTL_RDWR, 0644, 0) == 0 &&
-           p9c_pwrite(d, "again\n", 6, 0) == 6, "create over a whiteout");
+               p9c_create(d, "gone", P9_DOTL_RDWR, 0644, 0) == 0 &&
+               p9c_pwrite(d, "again\n", 6, 0) == 6,
+           "create over a whiteout");
     p9c_clunk(d);
     tap_ok(p9c_renameat(root, "d", root, "d2") == -EXDEV,
            "rename of a lower directory: EXDEV");
     q = qpath9(root, "u");
-    tap_ok(p9c_renameat(root, "u", root, "u2") == 0 &&
-           qpath9(root, "u2") == q, "rename of an upper file");
+    tap_ok(p9c_renameat(root, "u", root, "u2") == 0 && qpath9(root, "u2") == q,
+           "rename of an upper file");
     tap_ok(p9c_walk(root, "d", &d) == 0 &&
-           p9c_renameat(d, "x", root, "x2") == 0 && p9c_clunk(d) == 0 &&
-           upper_is_whiteout("d/x") && p9c_walk(root, "d/x", &f) == -ENOENT,
+               p9c_renameat(d, "x", root, "x2") == 0 && p9c_clunk(d) == 0 &&
+               upper_is_whiteout("d/x") && p9c_walk(root, "d/x", &f) == -ENOENT,
            "rename of a lower file leaves a whiteout");
     tap_ok(p9c_mkdir(root, "nd", 0700, 0, NULL) == 0 &&
-           p9c_symlink(root, "sl", "u2", 0, NULL) == 0 &&
-           p9c_walk(root, "u2", &f) == 0 && p9c_link(root, f, "hl") == 0,
+               p9c_symlink(root, "sl", "u2", 0, NULL) == 0 &&
+               p9c_walk(root, "u2", &f) == 0 && p9c_link(root, f, "hl") == 0,
            "mkdir, symlink, link in the upper");
     p9c_clunk(f);
     tap_ok(p9c_unlinkat(root, "empty", P9_DOTL_AT_REMOVEDIR) == 0 &&
-           p9c_walk(root, "empty", &f) == -ENOENT, "rmdir of a lower-only dir");
+               p9c_walk(root, "empty", &f) == -ENOENT,
+           "rmdir of a lower-only dir");
     tap_ok(p9c_renameat(root, "full", root, "full2") == 0 &&
-           upper_is_whiteout("full"),
+               upper_is_whiteout("full"),
            "an opaque upper dir renames, leaving a whiteout");
 
     /* what the client sees now */
@@ -1446,8 +1486,10 @@ main(int argc, char **argv)
         } else {
             tap_ok(false, "mount -t overlay: %s (needs root)", strerror(errno));
         }
-        snprintf(opts, sizeof(opts), "lowerdir=%s/klower,upperdir=%s/kupper,"
-                 "workdir=%s", g_base, g_base, kwork);
+        snprintf(opts, sizeof(opts),
+                 "lowerdir=%s/klower,upperdir=%s/kupper,"
+                 "workdir=%s",
+                 g_base, g_base, kwork);
         if (mount("overlay", mnt, "overlay", 0, opts) == 0) {
             replay_on_kernel(mnt);
             buf2[0] = '\0';
@@ -1465,7 +1507,8 @@ main(int argc, char **argv)
                 snprintf(k, sizeof(k), "%s/kupper", g_base);
                 upper_shape(g_upper, "", buf, sizeof(buf));
                 upper_shape(k, "", buf2, sizeof(buf2));
-                tap_ok(strcmp(buf, buf2) == 0, "and the same upper on disk: "
+                tap_ok(strcmp(buf, buf2) == 0,
+                       "and the same upper on disk: "
                        "whiteouts, opaque dirs, copied-up objects");
                 if (strcmp(buf, buf2) != 0) {
                     printf("# ours:   %s\n# kernel: %s\n", buf, buf2);
@@ -1495,16 +1538,22 @@ main(int argc, char **argv)
         test_crash(argv[1]); /* needs a daemon of its own to kill */
         test_refused_options(argv[1]);
         /* the same line without nodev serves (EOF on stdin: exit 0) */
-        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
-                 "</dev/null 2>/dev/null", argv[1], t, t);
+        snprintf(
+            cmd, sizeof(cmd),
+            "%s --export v=%s/u,lower=%s --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
+            "</dev/null 2>/dev/null",
+            argv[1], t, t);
         rc = system(cmd);
-        snprintf(cmd, sizeof(cmd), "%s --export v=%s/u,lower=%s,nodev --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
-                 "</dev/null 2>/dev/null", argv[1], t, t);
+        snprintf(
+            cmd, sizeof(cmd),
+            "%s --export v=%s/u,lower=%s,nodev --sandbox none --seccomp none --modcaps=+sys_admin --stdio "
+            "</dev/null 2>/dev/null",
+            argv[1], t, t);
         {
             int rc2 = system(cmd);
 
             tap_ok(WIFEXITED(rc) && WEXITSTATUS(rc) == 0 && WIFEXITED(rc2) &&
-                   WEXITSTATUS(rc2) == 2,
+                       WEXITSTATUS(rc2) == 2,
                    "nodev with lower= is refused, not ignored (%d, %d)", rc,
                    rc2);
         }

@@ -28,8 +28,8 @@
 #include <sys/xattr.h>
 
 #define UID 1234
-#define UGID 1234   /* UID has no host account: its gid is its uid */
-#define SUPP 4242   /* a group the guest says UID is in (host: unknown) */
+#define UGID 1234 /* UID has no host account: its gid is its uid */
+#define SUPP 4242 /* a group the guest says UID is in (host: unknown) */
 #define SGIDDIR 4343
 
 static char *exp_root;
@@ -158,8 +158,8 @@ test_caps(struct backend *be, struct be_node *root)
            (unsigned long long)eff);
     if (walkp(be, root, "secret", &n) == 0) {
         err = OPS(be)->setxattr(be, n, "trusted.x", "evil", 4, 0);
-        tap_ok(err == -EPERM, "caps/trusted.* set refused to uid %d (%d)",
-               UID, err);
+        tap_ok(err == -EPERM, "caps/trusted.* set refused to uid %d (%d)", UID,
+               err);
         len = OPS(be)->getxattr(be, n, "trusted.t", buf, sizeof(buf));
         tap_ok(len == -ENODATA, "caps/trusted.* of root not readable (%zd)",
                len);
@@ -167,8 +167,7 @@ test_caps(struct backend *be, struct be_node *root)
         tap_ok(err == -EPERM, "caps/trusted.* remove refused (%d)", err);
         err = OPS(be)->setxattr(be, n, "security.capability", capv2,
                                 sizeof(capv2), 0);
-        tap_ok(err == -EPERM, "caps/security.capability set refused (%d)",
-               err);
+        tap_ok(err == -EPERM, "caps/security.capability set refused (%d)", err);
         len = OPS(be)->listxattr(be, n, buf, sizeof(buf));
         tap_ok(len >= 0 && memmem(buf, (size_t)len, "trusted.t", 9) == NULL,
                "caps/listxattr hides trusted.* (%zd)", len);
@@ -387,8 +386,8 @@ test_access(struct backend *be, struct be_node *root)
         tap_ok(false, "access/walk grpfile");
     }
     if (walkp(be, root, "grpdir", &d) == 0) {
-        err = OPS(be)->create(be, d, "new", P9_DOTL_RDWR, 0644, SUPP, &n, &h, &q,
-                              &iou);
+        err = OPS(be)->create(be, d, "new", P9_DOTL_RDWR, 0644, SUPP, &n, &h,
+                              &q, &iou);
         tap_ok(err == 0, "access/create in 0070 dir via a guest group (%d)",
                err);
         if (err == 0) {
@@ -432,7 +431,8 @@ test_access(struct backend *be, struct be_node *root)
     }
     /* Open with O_TRUNC by a non-owner: truncated, bits gone. */
     if (walkp(be, root, "suidt", &n) == 0) {
-        err = OPS(be)->open(be, n, P9_DOTL_WRONLY | P9_DOTL_TRUNC, &h, &q, &iou);
+        err =
+            OPS(be)->open(be, n, P9_DOTL_WRONLY | P9_DOTL_TRUNC, &h, &q, &iou);
         if (err == 0) {
             OPS(be)->close(be, h);
         }
@@ -573,8 +573,8 @@ test_setid_order(bool multiuser)
     int r;
 
     r = attrib_before_modify(be, root, "order-w", false);
-    tap_ok(r == 1, "%s/set-id cleared before a write's data (inotify %d)",
-           mode, r);
+    tap_ok(r == 1, "%s/set-id cleared before a write's data (inotify %d)", mode,
+           r);
     host_stat("order-w", &st);
     tap_ok((st.st_mode & 07777) == 0777, "%s/write cleared 6777 -> %o", mode,
            st.st_mode & 07777);
@@ -723,8 +723,8 @@ test_export_opts(bool opts)
     }
     host_stat(name, &st);
     tap_ok(err == 0 && (st.st_mode & 07777) == (opts ? 02755 : 06755),
-           "%s/directory chmod 6755 -> %o (set-gid of a directory stays)",
-           tag, st.st_mode & 07777);
+           "%s/directory chmod 6755 -> %o (set-gid of a directory stays)", tag,
+           st.st_mode & 07777);
     snprintf(name, sizeof(name), "%s-m", tag);
     err = OPS(be)->mknod(be, root, name, S_IFREG | 04755, 0, 0, 0, &q);
     host_stat(name, &st);

@@ -15,9 +15,12 @@ static struct backend *
 open_map(enum pt_security_model model, const struct pt_idmap *um,
          const struct pt_idmap *gm)
 {
-    struct pt_options o = {.root = exp_root, .remap_devs = true,
-                           .model = model, .multiuser = geteuid() == 0,
-                           .uidmap = um, .gidmap = gm};
+    struct pt_options o = {.root = exp_root,
+                           .remap_devs = true,
+                           .model = model,
+                           .multiuser = geteuid() == 0,
+                           .uidmap = um,
+                           .gidmap = gm};
     struct backend *be = NULL;
 
     if (pt_backend_new(&o, &be) < 0) {
@@ -238,7 +241,8 @@ test_all_squash(void)
          * no CAP_DAC_OVERRIDE past the 0600 of a root-owned file. */
         tap_ok(err == -EACCES,
                "all-squash: guest root cannot open the host's 0600 root file "
-               "(%d, want -EACCES)", err);
+               "(%d, want -EACCES)",
+               err);
     }
     OPS(be)->user_put(be, u);
     OPS(be)->node_put(be, root);

@@ -118,8 +118,8 @@ test_lock_model(struct backend *be, struct be_node *root)
         if ((uint64_t)k != atomic_load(&locks.used)) {
             if (first_bad < 0) {
                 first_bad = i;
-                tap_diag("op %d: type %u %llu+%llu: kernel %d, counted %llu",
-                         i, type, (unsigned long long)start,
+                tap_diag("op %d: type %u %llu+%llu: kernel %d, counted %llu", i,
+                         type, (unsigned long long)start,
                          (unsigned long long)len, k,
                          (unsigned long long)atomic_load(&locks.used));
             }
@@ -128,8 +128,8 @@ test_lock_model(struct backend *be, struct be_node *root)
     }
     tap_ok(mismatches == 0 && failed == 0 && peak > 20,
            "locks/4000 random locks: the count follows the kernel's "
-           "records (%d mismatches, %d failed, up to %d records)", mismatches,
-           failed, peak);
+           "records (%d mismatches, %d failed, up to %d records)",
+           mismatches, failed, peak);
     OPS(be)->close(be, h);
     tap_ok(atomic_load(&locks.used) == 0 && kernel_locks(&st) == 0,
            "locks/close gives every record back (%llu)",
@@ -169,11 +169,12 @@ test_lock_budget(struct backend *be, struct be_node *root)
     err = lk(be, h, P9_LOCK_TYPE_WRLCK, 500, 1, &s);
     tap_ok(err == -ENOLCK, "budget/the 11th record: ENOLCK (%d)", err);
     err = lk(be, h, P9_LOCK_TYPE_UNLCK, 12, 1, &s);
-    tap_ok(err == -ENOLCK, "budget/an unlock that splits a record: ENOLCK "
-           "(%d)", err);
+    tap_ok(err == -ENOLCK,
+           "budget/an unlock that splits a record: ENOLCK "
+           "(%d)",
+           err);
     err = lk(be, h, P9_LOCK_TYPE_WRLCK, 5, 5, &s);
-    tap_ok(err == 0 && s == P9_LOCK_SUCCESS &&
-               atomic_load(&locks.used) == 9,
+    tap_ok(err == 0 && s == P9_LOCK_SUCCESS && atomic_load(&locks.used) == 9,
            "budget/a lock joining two records is allowed (%d, %llu)", err,
            (unsigned long long)atomic_load(&locks.used));
     err = lk(be, h, P9_LOCK_TYPE_UNLCK, 0, 0, &s);
@@ -235,8 +236,8 @@ test_dir_budget(struct backend *be, struct be_node *root)
     err = dcoll_all(be, h1, &c1, 5);
     tap_ok(err == 0 && c1.count == 3002 && atomic_load(&mem.used) == 0,
            "dir/read to the end: exact, and the buffer is given back "
-           "(%zu, %llu)", c1.count,
-           (unsigned long long)atomic_load(&mem.used));
+           "(%zu, %llu)",
+           c1.count, (unsigned long long)atomic_load(&mem.used));
     dcoll_free(&c1);
     c1.limit = 1;
     OPS(be)->readdir(be, h1, 0, dcoll_fn, &c1);

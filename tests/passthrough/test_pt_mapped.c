@@ -20,7 +20,9 @@ static char *exp_root;
 static struct backend *
 open_model(const char *root, enum pt_security_model model)
 {
-    struct pt_options o = {.root = root, .remap_devs = true, .model = model,
+    struct pt_options o = {.root = root,
+                           .remap_devs = true,
+                           .model = model,
                            .multiuser = geteuid() == 0};
     struct backend *be = NULL;
     int err = pt_backend_new(&o, &be);
@@ -155,8 +157,8 @@ run_model(enum pt_security_model model, const char *tag)
            ga.gid);
     tap_ok(host_plain("suid", false, me), "%s/create: host file plain", tag);
     tap_ok(OPS(be)->mkdir(be, root, "d", 02775, 200, &q) == 0 &&
-               gattr(be, root, "d", &ga) == 0 &&
-               ga.mode == (S_IFDIR | 02775) && ga.gid == 200,
+               gattr(be, root, "d", &ga) == 0 && ga.mode == (S_IFDIR | 02775) &&
+               ga.gid == 200,
            "%s/mkdir 02775 gid 200 (%o)", tag, ga.mode);
     tap_ok(host_plain("d", true, me), "%s/mkdir: host dir plain", tag);
     tap_ok(OPS(be)->mknod(be, root, "null", S_IFCHR | 0666, 1, 3, 0, &q) == 0 &&
@@ -245,8 +247,8 @@ run_model(enum pt_security_model model, const char *tag)
         struct iovec iov = {.iov_base = "x", .iov_len = 1};
         ssize_t w = -1;
 
-        err = OPS(be)->create(be, root, "w", P9_DOTL_RDWR, 06755, 0, &n, &h,
-                              &q, &iou);
+        err = OPS(be)->create(be, root, "w", P9_DOTL_RDWR, 06755, 0, &n, &h, &q,
+                              &iou);
         if (err == 0) {
             w = OPS(be)->write(be, h, &iov, 1, 0);
             OPS(be)->close(be, h);
@@ -351,7 +353,8 @@ run_model(enum pt_security_model model, const char *tag)
             bool sel = false;
             bool acl = false;
 
-            for (ssize_t p = 0; p > -1 && p < len; p += (ssize_t)strlen(list + p) + 1) {
+            for (ssize_t p = 0; p > -1 && p < len;
+                 p += (ssize_t)strlen(list + p) + 1) {
                 virt |= strncmp(list + p, "user.virtfs.", 12) == 0;
                 sel |= strcmp(list + p, "security.selinux") == 0;
                 acl |= strcmp(list + p, "system.posix_acl_access") == 0;
@@ -615,9 +618,9 @@ test_rootless(enum pt_security_model model, const char *tag)
         bad |= OPS(be)->mknod(be, root, "kvm", S_IFCHR | 0666, 10, 232, 0,
                               &q) != 0;
         bad |= (OPS(be)->mkdir(be, root, "home", 0755, 0, &q) != 0) << 1;
-        bad |= (OPS(be)->mknod(be, root, "su", S_IFREG | 04755, 0, 0, 0, &q) !=
-                0)
-               << 2;
+        bad |=
+            (OPS(be)->mknod(be, root, "su", S_IFREG | 04755, 0, 0, 0, &q) != 0)
+            << 2;
         bad |= (setattr_rel(be, root, "home", P9_SETATTR_UID | P9_SETATTR_GID,
                             0, 1000, 1000) != 0)
                << 3;

@@ -188,8 +188,7 @@ test_dotdot_cost(struct backend *be, struct be_node *root)
         (void)time_dotdot(be, nodes[0], deep, &bad);
         t_shallow = time_dotdot(be, nodes[0], deep, &bad);
         t_deep = time_dotdot(be, nodes[DEPTH - 1], nodes[DEPTH - 2], &bad);
-        tap_ok(bad == 0, "dotdot/every .. gives the parent node (%d bad)",
-               bad);
+        tap_ok(bad == 0, "dotdot/every .. gives the parent node (%d bad)", bad);
         tap_ok(atomic_load(&pb->st_dotdot_slow) == slow0,
                "dotdot/no climb to the root (%lu slow)",
                atomic_load(&pb->st_dotdot_slow) - slow0);
@@ -231,8 +230,8 @@ test_dotdot_cost(struct backend *be, struct be_node *root)
             /* a figure, not a check: wall time on a loaded machine
              * flaked; the openat count above is what is asserted */
             tap_diag("one climb of %d levels: %.0f us; 16 .. at depth %d: "
-                     "%.0f us (%.2f climbs)", levels, t_climb * 1e6,
-                     DEPTH + 1, t_deep * 1e6,
+                     "%.0f us (%.2f climbs)",
+                     levels, t_climb * 1e6, DEPTH + 1, t_deep * 1e6,
                      t_deep / (t_climb > 0 ? t_climb : 1e-9));
         }
 
@@ -351,8 +350,10 @@ test_reclaim(int mode, const char *tag)
     if (err != 0) {
         exit(1);
     }
-    tap_ok(maxfds <= BUDGET + 2, "reclaim/%s: descriptors stay near the "
-           "budget of %d (max %d)", tag, BUDGET, maxfds);
+    tap_ok(maxfds <= BUDGET + 2,
+           "reclaim/%s: descriptors stay near the "
+           "budget of %d (max %d)",
+           tag, BUDGET, maxfds);
     {
         /* every node that lost its descriptor had its handle asked for
          * first (the way back, and its identity) */
@@ -421,8 +422,8 @@ test_reclaim(int mode, const char *tag)
             }
             snprintf(c, sizeof(c), "w%d", nopen);
             iov.iov_len = strlen(c);
-            obad += OPS(be)->write(be, hs[nopen], &iov, 1, 0) !=
-                    (ssize_t)strlen(c);
+            obad +=
+                OPS(be)->write(be, hs[nopen], &iov, 1, 0) != (ssize_t)strlen(c);
         }
         tap_ok(nopen == NOPEN && obad == 0,
                "reclaim/%s: %d files open and written (%d bad)", tag, nopen,
@@ -473,11 +474,13 @@ test_reclaim(int mode, const char *tag)
         if (k == 1) {
             tap_ok((err == 0 && strcmp(buf, want) == 0) || err == -ESTALE,
                    "reclaim/%s: renamed on the host: the file or ESTALE "
-                   "(%d, '%s')", tag, err, buf);
+                   "(%d, '%s')",
+                   tag, err, buf);
         } else {
             tap_ok(err == -ESTALE || (err == 0 && strcmp(buf, want) == 0),
                    "reclaim/%s: replaced on the host: ESTALE, never the "
-                   "other file (%d, '%s')", tag, err, buf);
+                   "other file (%d, '%s')",
+                   tag, err, buf);
         }
     }
     /* Open, unlink on the host, push it out of the cache: still works. */
@@ -506,8 +509,8 @@ test_reclaim(int mode, const char *tag)
     }
     OPS(be)->node_put(be, dir);
     OPS(be)->node_put(be, root);
-    tap_ok(pb->nt_count == 1, "reclaim/%s: only the root node left (%zu)",
-           tag, pb->nt_count);
+    tap_ok(pb->nt_count == 1, "reclaim/%s: only the root node left (%zu)", tag,
+           pb->nt_count);
     OPS(be)->destroy(be);
 }
 
@@ -595,21 +598,22 @@ test_stress(int mode, const char *tag)
         exit(1);
     }
     for (int i = 0; i < 4; i++) {
-        args[i] = (struct stress_arg){.be = be, .dir = dir,
-                                      .seed = 7u + (unsigned)i};
+        args[i] =
+            (struct stress_arg){.be = be, .dir = dir, .seed = 7u + (unsigned)i};
         pthread_create(&th[i], NULL, stress_thread, &args[i]);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         bad += args[i].bad;
     }
-    tap_ok(bad == 0, "stress/%s: 4 threads x 6000 walk/getattr/open/read "
-           "under a budget of 16 (%d failed; %lu reclaimed)", tag, bad,
-           atomic_load(&pt_be(be)->st_evict));
+    tap_ok(bad == 0,
+           "stress/%s: 4 threads x 6000 walk/getattr/open/read "
+           "under a budget of 16 (%d failed; %lu reclaimed)",
+           tag, bad, atomic_load(&pt_be(be)->st_evict));
     OPS(be)->node_put(be, dir);
     OPS(be)->node_put(be, root);
-    tap_ok(pt_be(be)->nt_count == 1, "stress/%s: only the root left (%zu)",
-           tag, pt_be(be)->nt_count);
+    tap_ok(pt_be(be)->nt_count == 1, "stress/%s: only the root left (%zu)", tag,
+           pt_be(be)->nt_count);
     OPS(be)->destroy(be);
 }
 

@@ -723,8 +723,8 @@ test_emfile(struct backend *be, struct be_node *root)
         }
         count++;
     }
-    tap_ok(count == 256, "emfile/256 walks under a limit of 64 (%d, %d)",
-           count, err);
+    tap_ok(count == 256, "emfile/256 walks under a limit of 64 (%d, %d)", count,
+           err);
     for (int i = 0; i < count; i++) {
         struct p9_rgetattr a;
 
@@ -737,8 +737,8 @@ test_emfile(struct backend *be, struct be_node *root)
         struct p9_qid q;
         uint32_t iounit;
 
-        err = OPS(be)->open(be, nodes[nh], P9_DOTL_RDONLY, &hs[nh], &q,
-                            &iounit);
+        err =
+            OPS(be)->open(be, nodes[nh], P9_DOTL_RDONLY, &hs[nh], &q, &iounit);
         if (err < 0) {
             break;
         }

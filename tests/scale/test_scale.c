@@ -617,13 +617,16 @@ main(int argc, char **argv)
 
     tap_ok(atomic_load(&failures) == 0,
            "every walk, clone, getattr, open, read and write succeeded "
-           "(%ld failed)", atomic_load(&failures));
-    tap_ok(fidsA + fidsB == nfids, "%ld fids held over %d connections "
+           "(%ld failed)",
+           atomic_load(&failures));
+    tap_ok(fidsA + fidsB == nfids,
+           "%ld fids held over %d connections "
            "(%ld distinct files, %ld repeats and clones; %.1f s + %.1f s)",
            fidsA + fidsB, NCONN, fidsA, fidsB, tA, tB);
     tap_ok(atomic_load(&fourth_ok) == 1,
            "a fourth connection attaches, walks, reads, creates and writes "
-           "meanwhile (%d)", atomic_load(&fourth_ok));
+           "meanwhile (%d)",
+           atomic_load(&fourth_ok));
     tap_ok(atomic_load(&ops_done) > 0, "%ld I/O operations on random fids",
            atomic_load(&ops_done));
     tap_ok(w[0].nopen + w[1].nopen + w[2].nopen > (nfids >= 300000 ? 1024 : 0),
@@ -638,10 +641,11 @@ main(int argc, char **argv)
     print_stats(&nodes);
     {
         double per_fid = (double)(rssB - rssA) * 1024.0 / (double)fidsB;
-        double per_node = nodes > 0 ? ((double)(rssA - rss0) * 1024.0 -
-                                       per_fid * (double)fidsA) /
-                                          (double)nodes
-                                    : -1;
+        double per_node =
+            nodes > 0
+                ? ((double)(rssA - rss0) * 1024.0 - per_fid * (double)fidsA) /
+                      (double)nodes
+                : -1;
 
         tap_diag("daemon RSS: %ld kB attached, %ld kB after %ld distinct "
                  "fids, %ld kB after %ld fids; %ld nodes",
@@ -649,8 +653,10 @@ main(int argc, char **argv)
         tap_diag("memory per idle fid: %.0f bytes (target < 200); per "
                  "node: %.0f bytes (target < 300)",
                  per_fid, per_node);
-        tap_ok(per_fid > 0 && per_node > 0, "memory per fid %.0f B, per node "
-               "%.0f B measured", per_fid, per_node);
+        tap_ok(per_fid > 0 && per_node > 0,
+               "memory per fid %.0f B, per node "
+               "%.0f B measured",
+               per_fid, per_node);
     }
 
     for (int i = 0; i < NCONN; i++) {

@@ -35,8 +35,8 @@ static void
 werr(struct worker *w, const char *what, long v)
 {
     if (w->errors++ == 0) {
-        snprintf(w->firsterr, sizeof(w->firsterr), "t%d: %s (%ld)", w->id,
-                 what, v);
+        snprintf(w->firsterr, sizeof(w->firsterr), "t%d: %s (%ld)", w->id, what,
+                 v);
     }
 }
 
@@ -137,8 +137,8 @@ worker_main(void *arg)
 
             err = p9c_walk(w->root, "shared", &s);
             err = err ? err
-                      : p9c_mknod(s, shared, S_IFIFO | 0600, 0, 0,
-                                  (uint32_t)-1, NULL);
+                      : p9c_mknod(s, shared, S_IFIFO | 0600, 0, 0, (uint32_t)-1,
+                                  NULL);
             err = err ? err : p9c_unlinkat(s, shared, 0);
             if (err < 0) {
                 werr(w, "shared mknod/unlink", err);
@@ -400,8 +400,8 @@ test_flush_chain(int links)
     bool setup = true;
     bool slow_first = false;
 
-    if (chain == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-                                    sv) < 0 ||
+    if (chain == NULL ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
         xp_loop_add_conn(srv->loop, sv[0], sv[0], "chain", false) < 0) {
         tap_ok(false, "flush_chain/setup");
         free(chain);
@@ -411,8 +411,8 @@ test_flush_chain(int links)
     t.type = P9_TVERSION;
     t.u.tversion.msize = TH_MSIZE;
     t.u.tversion.version = th_str(P9_VERSION_L);
-    setup = raw_send(sv[1], &t, P9_NOTAG) == 0 && raw_recv(sv[1], &type, &tag) &&
-            type == P9_RVERSION;
+    setup = raw_send(sv[1], &t, P9_NOTAG) == 0 &&
+            raw_recv(sv[1], &type, &tag) && type == P9_RVERSION;
     memset(&t, 0, sizeof(t));
     t.type = P9_TATTACH;
     t.u.tattach.fid = 1;
@@ -543,8 +543,7 @@ test_flush_blocked(void)
 
             if (rq[i] != NULL && p9c_wait(rq[i], &r) == 0 &&
                 r->f.type == P9_RREAD && r->f.u.rread.data.len == 1000 &&
-                memcmp(r->f.u.rread.data.ptr, filedata + i * 1000, 1000) ==
-                    0) {
+                memcmp(r->f.u.rread.data.ptr, filedata + i * 1000, 1000) == 0) {
                 ok++;
             }
             p9c_reply_free(r);

@@ -73,8 +73,8 @@ test_dotdot_and_slash(struct p9c_conn *c)
                "dotdot/down_up_up_stays_root (%d)", n);
     }
     {
-        const char *bad[] = {"../outside", "/etc", "realdir/../../outside",
-                             "/", "..//outside"};
+        const char *bad[] = {"../outside", "/etc", "realdir/../../outside", "/",
+                             "..//outside"};
 
         for (int i = 0; i < 5; i++) {
             n = th_walk(c, TF(50), TF(52), 1, &bad[i], q);
@@ -188,8 +188,7 @@ test_symlinks(struct p9c_fid *root)
         p9c_clunk(t);
         t = NULL;
         err = p9c_walk(l, "secret", &t);
-        tap_ok(err < 0, "symlink/%s_walk_to_secret_fails (%d)", links[i],
-               err);
+        tap_ok(err < 0, "symlink/%s_walk_to_secret_fails (%d)", links[i], err);
         p9c_clunk(t);
         t = NULL;
         p9c_walk(l, "", &t);
@@ -215,21 +214,17 @@ test_symlinks(struct p9c_fid *root)
         err = p9c_unlinkat(l, "secret", 0);
         tap_ok(err < 0, "symlink/%s_unlinkat_in_fails (%d)", links[i], err);
         err = p9c_renameat(l, "secret", root, "stolen");
-        tap_ok(err < 0, "symlink/%s_renameat_from_fails (%d)", links[i],
-               err);
+        tap_ok(err < 0, "symlink/%s_renameat_from_fails (%d)", links[i], err);
         err = p9c_renameat(root, "plain", l, "planted");
-        tap_ok(err < 0, "symlink/%s_renameat_into_fails (%d)", links[i],
-               err);
+        tap_ok(err < 0, "symlink/%s_renameat_into_fails (%d)", links[i], err);
         {
             struct p9c_fid *pf = NULL;
 
             p9c_walk(root, "plain", &pf);
             err = p9c_rename(pf, l, "planted2");
-            tap_ok(err < 0, "symlink/%s_rename_into_fails (%d)", links[i],
-                   err);
+            tap_ok(err < 0, "symlink/%s_rename_into_fails (%d)", links[i], err);
             err = p9c_link(l, pf, "hl");
-            tap_ok(err < 0, "symlink/%s_link_into_fails (%d)", links[i],
-                   err);
+            tap_ok(err < 0, "symlink/%s_link_into_fails (%d)", links[i], err);
             p9c_clunk(pf);
         }
         {
@@ -253,8 +248,8 @@ test_symlinks(struct p9c_fid *root)
             struct stat st;
 
             tap_ok(err < 0 || (lstat(buf, &st) == 0 && S_ISLNK(st.st_mode)),
-                   "symlink/%s_tlink_links_the_symlink_itself (%d)",
-                   links[i], err);
+                   "symlink/%s_tlink_links_the_symlink_itself (%d)", links[i],
+                   err);
             unlink(buf);
         }
         p9c_clunk(l);
@@ -285,27 +280,23 @@ test_create_over_symlink(struct p9c_fid *root)
     if (err == 0) {
         p9c_pwrite(d, "PWNED", 5, 0);
     }
-    tap_ok(err < 0, "create_over/lcreate_trunc_on_symlink_to_file (%d)",
-           err);
+    tap_ok(err < 0, "create_over/lcreate_trunc_on_symlink_to_file (%d)", err);
     p9c_clunk(d);
     d = NULL;
     p9c_walk(root, "", &d);
     err = p9c_create(d, "dangling", P9_DOTL_RDWR, 0644, (uint32_t)-1);
     snprintf(p, sizeof(p), "%s/newfile", outdir);
     tap_ok(err < 0 && !th_exists(p),
-           "create_over/lcreate_on_dangling_symlink_creates_nothing (%d)",
-           err);
+           "create_over/lcreate_on_dangling_symlink_creates_nothing (%d)", err);
     p9c_clunk(d);
     err = p9c_mkdir(root, "dangling", 0755, (uint32_t)-1, NULL);
     tap_ok(err == -EEXIST && !th_exists(p),
            "create_over/mkdir_on_dangling_symlink_eexist (%d)", err);
-    err = p9c_mknod(root, "dangling", S_IFIFO | 0644, 0, 0, (uint32_t)-1,
-                    NULL);
+    err = p9c_mknod(root, "dangling", S_IFIFO | 0644, 0, 0, (uint32_t)-1, NULL);
     tap_ok(err == -EEXIST && !th_exists(p),
            "create_over/mknod_on_dangling_symlink_eexist (%d)", err);
     err = p9c_symlink(root, "dangling", "x", (uint32_t)-1, NULL);
-    tap_ok(err == -EEXIST, "create_over/symlink_on_symlink_eexist (%d)",
-           err);
+    tap_ok(err == -EEXIST, "create_over/symlink_on_symlink_eexist (%d)", err);
     {
         struct p9c_fid *f = NULL;
 
@@ -320,8 +311,7 @@ test_create_over_symlink(struct p9c_fid *root)
             struct stat st;
 
             tap_ok(err == 0 && lstat(p, &st) == 0 && S_ISREG(st.st_mode),
-                   "create_over/rename_over_symlink_replaces_link (%d)",
-                   err);
+                   "create_over/rename_over_symlink_replaces_link (%d)", err);
         }
         unlink(p);
         snprintf(p, sizeof(p), "%s/secret", outdir);
@@ -473,16 +463,13 @@ test_race(struct p9c_fid *root, int seconds)
                     p9c_pwrite(d, "r", 1, 0);
                 }
                 break;
-            case 1:
-                err = p9c_mkdir(d, name, 0755, (uint32_t)-1, NULL);
-                break;
+            case 1: err = p9c_mkdir(d, name, 0755, (uint32_t)-1, NULL); break;
             case 2:
                 err = p9c_mknod(d, name, S_IFIFO | 0644, 0, 0, (uint32_t)-1,
                                 NULL);
                 break;
             default:
-                err = p9c_symlink(d, name, "/etc/passwd", (uint32_t)-1,
-                                  NULL);
+                err = p9c_symlink(d, name, "/etc/passwd", (uint32_t)-1, NULL);
                 break;
             }
             (void)err;
@@ -505,13 +492,12 @@ test_race(struct p9c_fid *root, int seconds)
     pthread_join(th, NULL);
     tap_diag("race: %ld iterations, %ld swaps, %ld inside reads, %ld walk "
              "failures, %ld creates",
-             iter, atomic_load(&race_swaps), reads_inside, walk_fail,
-             creates);
+             iter, atomic_load(&race_swaps), reads_inside, walk_fail, creates);
     tap_ok(reads_outside == 0, "race/never_outside_content (%ld)",
            reads_outside);
     tap_ok(reads_inside > 0 && walk_fail > 0,
-           "race/both_states_were_hit (inside %ld, failures %ld)",
-           reads_inside, walk_fail);
+           "race/both_states_were_hit (inside %ld, failures %ld)", reads_inside,
+           walk_fail);
     {
         char p[PATH_MAX];
         struct stat st;
@@ -563,8 +549,7 @@ main(int argc, char **argv)
     hp(p, "sw/secret");
     th_write_file(p, INSIDE, strlen(INSIDE));
     hp(p, "alt");
-    if (symlink(outdir, p) < 0 ||
-        symlink("/etc", hp_tmp("link_etc")) < 0 ||
+    if (symlink(outdir, p) < 0 || symlink("/etc", hp_tmp("link_etc")) < 0 ||
         symlink("../..", hp_tmp("link_up")) < 0 ||
         symlink(outdir, hp_tmp("link_out")) < 0 ||
         symlink("../outside", hp_tmp("rel_out")) < 0) {

@@ -260,7 +260,7 @@ test_lcreate_routing(int fd)
 
     create_thread = (pthread_t)0;
     type = raw_open(fd, 1, 10, "excl",
-                       P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL);
+                    P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL);
     tap_ok(type == P9_RLCREATE, "lcreate/excl_ok (%d)", type);
     tap_ok(pthread_equal(create_thread, conn_thread),
            "lcreate/excl_runs_on_the_connection_thread");

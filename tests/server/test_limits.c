@@ -292,8 +292,10 @@ test_fids(void)
     /* a new session after the old ones went: the whole quota again */
     a = attach(TF(0));
     made = fill_settled(a, 1, MAX_FIDS - 1, MAX_FIDS - 1, &err);
-    tap_ok(made == MAX_FIDS - 1, "fids/a new session gets its whole quota "
-           "(%d, %d)", made, err);
+    tap_ok(made == MAX_FIDS - 1,
+           "fids/a new session gets its whole quota "
+           "(%d, %d)",
+           made, err);
     p9c_close(a);
 }
 
@@ -336,10 +338,12 @@ test_xattr_snapshots(void)
     tap_ok(first_err == -ENOMEM && ok <= (MEM_MIB << 20) / XVAL &&
                ok >= (MEM_MIB << 20) / XVAL - 2,
            "xsnap/snapshots beyond --session-mem answer ENOMEM (%d kept, "
-           "first error %d, %d errors)", ok, first_err, errs);
+           "first error %d, %d errors)",
+           ok, first_err, errs);
     tap_ok(rss1 - rss0 < 16 * 1024,
            "xsnap/%d Txattrwalk of 60 kB grow the server by %ld kB "
-           "(< 16 MiB)", NSNAP, rss1 - rss0);
+           "(< 16 MiB)",
+           NSNAP, rss1 - rss0);
     {
         uint64_t size = 0;
 
@@ -390,8 +394,10 @@ test_xattr_values(void)
         }
     }
     rss1 = server_rss_kb();
-    tap_ok(created == NVAL, "xval/%d Txattrcreate of 60 kB: all accepted "
-           "(%d), server grew %ld kB", NVAL, created, rss1 - rss0);
+    tap_ok(created == NVAL,
+           "xval/%d Txattrcreate of 60 kB: all accepted "
+           "(%d), server grew %ld kB",
+           NVAL, created, rss1 - rss0);
     for (int i = 0; i < NVAL; i++) {
         long n = twrite_all(a, TF(1000 + i), val, sizeof(val));
 
@@ -404,7 +410,8 @@ test_xattr_values(void)
     tap_ok(first_err == -ENOSPC && written >= (MEM_MIB << 20) / XVAL - 2 &&
                written <= (MEM_MIB << 20) / XVAL,
            "xval/value data beyond --session-mem answers ENOSPC (%d written, "
-           "%ld)", written, first_err);
+           "%ld)",
+           written, first_err);
     {
         long n;
 
@@ -430,8 +437,10 @@ test_xattr_values(void)
                 committed++;
             }
         }
-        tap_ok(committed == written, "xval/every fully written value was set "
-               "on the host (%d of %d)", committed, written);
+        tap_ok(committed == written,
+               "xval/every fully written value was set "
+               "on the host (%d of %d)",
+               committed, written);
         tap_ok(getxattr(path, "user.fromb", back, sizeof(back)) == XVAL,
                "xval/the second client's value is set");
     }
@@ -507,23 +516,30 @@ test_readdir(void)
            opened, read1);
     tap_ok(rss1 - rss0 < 16 * 1024 + NDIRFID * 4,
            "readdir/their read-ahead grows the server by %ld kB (< 16 MiB + "
-           "fids)", rss1 - rss0);
+           "fids)",
+           rss1 - rss0);
     /* the first ones kept their read-ahead, the last ones did not: both
      * must list the rest exactly */
     n = 1;
     err = count_entries(a, TF(2000), offs[0], &n);
-    tap_ok(err == 0 && n == NDIRENT + 2, "readdir/a buffered fid lists "
-           "exactly (%d of %d, %d)", n, NDIRENT + 2, err);
+    tap_ok(err == 0 && n == NDIRENT + 2,
+           "readdir/a buffered fid lists "
+           "exactly (%d of %d, %d)",
+           n, NDIRENT + 2, err);
     n = 1;
     err = count_entries(a, TF(2000 + NDIRFID - 1), offs[NDIRFID - 1], &n);
-    tap_ok(err == 0 && n == NDIRENT + 2, "readdir/an unbuffered fid lists "
-           "exactly (%d of %d, %d)", n, NDIRENT + 2, err);
+    tap_ok(err == 0 && n == NDIRENT + 2,
+           "readdir/an unbuffered fid lists "
+           "exactly (%d of %d, %d)",
+           n, NDIRENT + 2, err);
     n = 0;
     err = th_walk1(b, TF(0), TF(1), "d");
     err = err ? err : th_lopen(b, TF(1), P9_DOTL_RDONLY);
     err = err ? err : count_entries(b, TF(1), 0, &n);
-    tap_ok(err == 0 && n == NDIRENT + 2, "readdir/a second client lists the "
-           "directory (%d, %d)", n, err);
+    tap_ok(err == 0 && n == NDIRENT + 2,
+           "readdir/a second client lists the "
+           "directory (%d, %d)",
+           n, err);
     p9c_close(a);
     p9c_close(b);
 }
@@ -595,8 +611,8 @@ test_locks(void)
     err = tlock(a, TF(1), P9_LOCK_TYPE_WRLCK, 1, 1, &status);
     tap_ok(err == 0 && status == P9_LOCK_SUCCESS &&
                kernel_locks(st.st_ino) == MAX_LOCKS - 1,
-           "locks/a merging lock is allowed at the limit (%d, kernel %d)",
-           err, kernel_locks(st.st_ino));
+           "locks/a merging lock is allowed at the limit (%d, kernel %d)", err,
+           kernel_locks(st.st_ino));
     /* random locks and unlocks: the kernel never holds more than the
      * limit, and a refusal only comes when the request could pass it */
     srand(12);
@@ -622,7 +638,8 @@ test_locks(void)
     }
     tap_ok(over == 0 && unjust == 0,
            "locks/3000 random locks: the kernel never passed the limit (%d "
-           "times), no needless ENOLCK (%d)", over, unjust);
+           "times), no needless ENOLCK (%d)",
+           over, unjust);
     /* another session, same file, its own budget */
     err = th_walk1(b, TF(0), TF(1), "lk");
     err = err ? err : th_lopen(b, TF(1), P9_DOTL_RDWR);
@@ -639,8 +656,10 @@ test_locks(void)
                     &status);
         ok += err == 0 && status == P9_LOCK_SUCCESS;
     }
-    tap_ok(ok == MAX_LOCKS, "locks/after a clunk the budget is whole again "
-           "(%d, %d)", ok, err);
+    tap_ok(ok == MAX_LOCKS,
+           "locks/after a clunk the budget is whole again "
+           "(%d, %d)",
+           ok, err);
     p9c_close(a);
     p9c_close(b);
 }
@@ -674,12 +693,12 @@ test_defaults(struct th_export *ex)
     rss0 = server_rss_kb();
     made = fill(a, 1, NCLONE, &err);
     rss1 = server_rss_kb();
-    tap_ok(made == NCLONE, "defaults/%d fids (%d, %d): %ld bytes each",
-           NCLONE, made, err, made ? (rss1 - rss0) * 1024 / made : 0);
+    tap_ok(made == NCLONE, "defaults/%d fids (%d, %d): %ld bytes each", NCLONE,
+           made, err, made ? (rss1 - rss0) * 1024 / made : 0);
     err = th_walk1(a, TF(0), TF(NCLONE + 1), "x");
     for (int i = 0; i < 1000 && err == 0; i++) {
-        err = xattrwalk(a, TF(NCLONE + 1), TF(NCLONE + 2 + i), "user.big",
-                        NULL);
+        err =
+            xattrwalk(a, TF(NCLONE + 1), TF(NCLONE + 2 + i), "user.big", NULL);
         snaps += err == 0;
     }
     rss2 = server_rss_kb();
@@ -696,9 +715,15 @@ int
 main(int argc, char **argv)
 {
     struct th_export ex = {.name = NULL, .path = exdir, .ro = false};
-    static const char *const args[] = {
-        "--max-fids", "3000", "--max-fids-total", "5000", "--session-mem",
-        "4",          "--max-locks", "64",        NULL};
+    static const char *const args[] = {"--max-fids",
+                                       "3000",
+                                       "--max-fids-total",
+                                       "5000",
+                                       "--session-mem",
+                                       "4",
+                                       "--max-locks",
+                                       "64",
+                                       NULL};
     static uint8_t big[XVAL];
     struct rlimit rl;
     char path[PATH_MAX + 32];
@@ -733,8 +758,8 @@ main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/d", exdir);
     mkdir(path, 0755);
     for (int i = 0; i < NDIRENT; i++) {
-        snprintf(path, sizeof(path), "%s/d/entry-with-a-long-name-%05d",
-                 exdir, i);
+        snprintf(path, sizeof(path), "%s/d/entry-with-a-long-name-%05d", exdir,
+                 i);
         th_write_file(path, "", 0);
     }
 

@@ -87,8 +87,7 @@ enum outcome { OUT_OTHER = -1, OUT_CLOSED = 0, OUT_RLERROR = 1 };
 
 /* Send a frame (>= 7 bytes) and classify what comes back. */
 static enum outcome
-outcome_of(struct p9c_conn *c, const void *frame, size_t len,
-           uint32_t *ecode)
+outcome_of(struct p9c_conn *c, const void *frame, size_t len, uint32_t *ecode)
 {
     struct p9c_reply *r = NULL;
     int err = p9c_rpc_raw(c, frame, len, &r);
@@ -151,10 +150,10 @@ victim(void)
 static void
 check_ecode(const char *name, enum outcome o, uint32_t ecode, bool allow_closed)
 {
-    bool good = (o == OUT_RLERROR &&
-                 (ecode == EPROTO || ecode == EINVAL || ecode == EOPNOTSUPP ||
-                  ecode == ENOENT)) ||
-                (allow_closed && o == OUT_CLOSED);
+    bool good =
+        (o == OUT_RLERROR && (ecode == EPROTO || ecode == EINVAL ||
+                              ecode == EOPNOTSUPP || ecode == ENOENT)) ||
+        (allow_closed && o == OUT_CLOSED);
 
     tap_ok(good, "%s (outcome %d ecode %u)", name, o, ecode);
     tap_ok(witness_ok(), "%s/witness_still_served", name);
@@ -277,8 +276,7 @@ test_frames(void)
         fb_fin(&f);
         o = outcome_of(c, f.b, f.n, &ec);
         tap_ok(o == OUT_CLOSED || o == OUT_RLERROR,
-               "frame/walk_name_with_nul_refused (outcome %d ecode %u)", o,
-               ec);
+               "frame/walk_name_with_nul_refused (outcome %d ecode %u)", o, ec);
         if (o == OUT_CLOSED) {
             p9c_close(c);
             c = victim();
@@ -309,8 +307,8 @@ test_frames(void)
         o = outcome_of(c, f.b, f.n, &ec);
         snprintf(p, sizeof(p), "%s/nf", exdir);
         tap_ok((o == OUT_CLOSED || o == OUT_RLERROR) && !th_exists(p),
-               "frame/lcreate_name_with_nul_refused (outcome %d ecode %u)",
-               o, ec);
+               "frame/lcreate_name_with_nul_refused (outcome %d ecode %u)", o,
+               ec);
         if (o == OUT_CLOSED) {
             p9c_close(c);
             c = victim();

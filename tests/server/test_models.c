@@ -154,8 +154,8 @@ test_bad_rules(const char *virtfsd, const char *dir)
 static void
 test_bad_options(const char *virtfsd, const char *dir)
 {
-    static const char *const bad[] = {"security_model=mapped-foo",
-                                      "fmode=0999", "dmode=4755", "fmode="};
+    static const char *const bad[] = {"security_model=mapped-foo", "fmode=0999",
+                                      "dmode=4755", "fmode="};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char exarg[PATH_MAX + 64];
@@ -236,13 +236,11 @@ main(int argc, char **argv)
                attr_of(c, "su", &ga) == 0 && ga.mode == (S_IFREG | 04755),
            "a set-uid file for the guest");
     ok = th_walk1(c, TF(0), TF(1), "su") == 0 &&
-         setattr_fid(c, TF(1), P9_SETATTR_UID | P9_SETATTR_GID, 0, 0, 0) ==
-             0 &&
+         setattr_fid(c, TF(1), P9_SETATTR_UID | P9_SETATTR_GID, 0, 0, 0) == 0 &&
          setattr_fid(c, TF(1), P9_SETATTR_MODE, S_IFREG | 06755, 0, 0) == 0 &&
          attr_of(c, "su", &ga) == 0 && ga.uid == 0 && ga.gid == 0 &&
          ga.mode == (S_IFREG | 06755);
-    tap_ok(ok, "chown to root, chmod 6755 (%u:%u %o)", ga.uid, ga.gid,
-           ga.mode);
+    tap_ok(ok, "chown to root, chmod 6755 (%u:%u %o)", ga.uid, ga.gid, ga.mode);
     th_clunk(c, TF(1));
     tap_ok(host_plain(dir, "su", me), "host: su has no set-id bit");
     ok = mkdir_at(c, TF(0), "home", 0755) == 0 &&

@@ -93,7 +93,7 @@ test_auth_attach(struct th_srv *s)
 {
     struct p9c_conn *c = th_connect(s);
     struct p9_fcall t = {.type = P9_TAUTH};
-    struct p9_qid q1 = {0};     /* compared even when an attach failed */
+    struct p9_qid q1 = {0}; /* compared even when an attach failed */
     struct p9_qid q2 = {0};
     struct p9_rgetattr a;
     struct stat st = {0};
@@ -121,8 +121,7 @@ test_auth_attach(struct th_srv *s)
     tap_ok(err < 0 && th_getattr(c, TF(5), NULL) == -EBADF,
            "attach/unknown_export_refused (%d)", err);
     err = th_attach(c, TF(6), "", NULL);
-    tap_ok(err < 0, "attach/empty_aname_ambiguous_with_two_exports (%d)",
-           err);
+    tap_ok(err < 0, "attach/empty_aname_ambiguous_with_two_exports (%d)", err);
     err = th_attach(c, TF(7), "/", NULL);
     tap_ok(err < 0, "attach/root_path_refused (%d)", err);
     err = th_attach(c, TF(1), "rw", NULL);
@@ -183,8 +182,7 @@ test_walk(struct p9c_conn *c)
 
     th_attach(c, TF(100), "rw", &root);
     n = th_walk(c, TF(100), TF(101), 0, NULL, NULL);
-    tap_ok(n == 0 && th_getattr(c, TF(101), &a) == 0 &&
-               a.qid.path == root.path,
+    tap_ok(n == 0 && th_getattr(c, TF(101), &a) == 0 && a.qid.path == root.path,
            "walk/nwname0_clones (%d)", n);
     n = th_walk(c, TF(100), TF(101), 0, NULL, NULL);
     tap_ok(n < 0, "walk/newfid_in_use_refused (%d)", n);
@@ -195,8 +193,8 @@ test_walk(struct p9c_conn *c)
 
         n = th_walk(c, TF(100), TF(102), 3, names, q);
         tap_ok(n == 3 && (q[0].type & P9_QTDIR) && (q[1].type & P9_QTDIR) &&
-                   !(q[2].type & P9_QTDIR) &&
-                   th_getattr(c, TF(102), &a) == 0 && a.size == 1,
+                   !(q[2].type & P9_QTDIR) && th_getattr(c, TF(102), &a) == 0 &&
+                   a.size == 1,
                "walk/three_elements (%d)", n);
         th_clunk(c, TF(102));
     }
@@ -227,8 +225,7 @@ test_walk(struct p9c_conn *c)
         th_clunk(c, TF(105));
         n = th_walk(c, TF(100), TF(105), 3, names3, q);
         tap_ok(n == 3 && q[2].path == root.path &&
-                   th_getattr(c, TF(105), &a) == 0 &&
-                   a.qid.path == root.path,
+                   th_getattr(c, TF(105), &a) == 0 && a.qid.path == root.path,
                "walk/dotdot_x3_from_root_stays_root (%d)", n);
         th_clunk(c, TF(105));
         n = th_walk(c, TF(100), TF(105), 4, names4, q);
@@ -247,10 +244,8 @@ test_walk(struct p9c_conn *c)
             tap_ok(n < 0 && th_getattr(c, TF(106), NULL) == -EBADF,
                    "walk/name_'%s'_refused (%d)", bad[i], n);
             n = th_walk(c, TF(100), TF(106), 2, two, q);
-            tap_ok((n == 1 || n < 0) &&
-                       th_getattr(c, TF(106), NULL) == -EBADF,
-                   "walk/name_'%s'_as_second_element_partial (%d)", bad[i],
-                   n);
+            tap_ok((n == 1 || n < 0) && th_getattr(c, TF(106), NULL) == -EBADF,
+                   "walk/name_'%s'_as_second_element_partial (%d)", bad[i], n);
         }
     }
     {
@@ -356,8 +351,7 @@ test_ops(struct p9c_fid *root)
            "lcreate/creates_with_mode (%d, mode %o)", err,
            (unsigned)st.st_mode);
     n = p9c_pwrite(f, big, sizeof(big), 0);
-    tap_ok(n == (ssize_t)sizeof(big), "write/200k_split_over_msize (%zd)",
-           n);
+    tap_ok(n == (ssize_t)sizeof(big), "write/200k_split_over_msize (%zd)", n);
     memset(back, 0, sizeof(back));
     n = p9c_pread(f, back, sizeof(back), 0);
     tap_ok(n == (ssize_t)sizeof(big) && memcmp(back, big, sizeof(big)) == 0,
@@ -399,16 +393,16 @@ test_ops(struct p9c_fid *root)
         sa.size = 5;
         err = p9c_setattr(f, &sa);
         stat(p, &st);
-        tap_ok(err == 0 && st.st_size == 5, "setattr/truncate (%d, %lld)",
-               err, (long long)st.st_size);
+        tap_ok(err == 0 && st.st_size == 5, "setattr/truncate (%d, %lld)", err,
+               (long long)st.st_size);
         sa.valid = P9_SETATTR_MODE;
         sa.mode = 0604;
         err = p9c_setattr(f, &sa);
         stat(p, &st);
         tap_ok(err == 0 && (st.st_mode & 07777) == 0604,
                "setattr/mode (%d, %o)", err, (unsigned)st.st_mode);
-        sa.valid = P9_SETATTR_ATIME | P9_SETATTR_ATIME_SET |
-                   P9_SETATTR_MTIME | P9_SETATTR_MTIME_SET;
+        sa.valid = P9_SETATTR_ATIME | P9_SETATTR_ATIME_SET | P9_SETATTR_MTIME |
+                   P9_SETATTR_MTIME_SET;
         sa.atime_sec = 1000000000;
         sa.atime_nsec = 5;
         sa.mtime_sec = 1200000000;
@@ -416,14 +410,13 @@ test_ops(struct p9c_fid *root)
         err = p9c_setattr(f, &sa);
         stat(p, &st);
         tap_ok(err == 0 && st.st_atim.tv_sec == 1000000000 &&
-                   st.st_atim.tv_nsec == 5 &&
-                   st.st_mtim.tv_sec == 1200000000 &&
+                   st.st_atim.tv_nsec == 5 && st.st_mtim.tv_sec == 1200000000 &&
                    st.st_mtim.tv_nsec == 7000,
-               "setattr/times_set (%d, %ld %ld)", err,
-               (long)st.st_atim.tv_sec, (long)st.st_mtim.tv_sec);
+               "setattr/times_set (%d, %ld %ld)", err, (long)st.st_atim.tv_sec,
+               (long)st.st_mtim.tv_sec);
         err = p9c_getattr(f, P9_GETATTR_ALL, &a);
-        tap_ok(err == 0 && a.mtime_sec == 1200000000 &&
-                   a.mtime_nsec == 7000 && a.size == 5,
+        tap_ok(err == 0 && a.mtime_sec == 1200000000 && a.mtime_nsec == 7000 &&
+                   a.size == 5,
                "getattr/sees_setattr");
         sa.valid = P9_SETATTR_MTIME; /* now */
         err = p9c_setattr(f, &sa);
@@ -547,8 +540,7 @@ test_ops(struct p9c_fid *root)
                "xattr/list (%zd)", n);
         err = p9c_xattr_remove(f, "user.vfs");
         n = getxattr(p, "user.vfs", v, sizeof(v));
-        tap_ok(err == 0 && n < 0 && errno == ENODATA,
-               "xattr/remove (%d)", err);
+        tap_ok(err == 0 && n < 0 && errno == ENODATA, "xattr/remove (%d)", err);
         n = p9c_xattr_get(f, "user.vfs", v, sizeof(v));
         tap_ok(n == -ENODATA, "xattr/get_missing_enodata (%zd)", n);
     }
@@ -585,9 +577,8 @@ test_ops(struct p9c_fid *root)
         err = p9c_getlock(f2, &l);
         tap_ok(err == 0 && l.type == P9_LOCK_TYPE_WRLCK && l.start == 0 &&
                    l.length == 100,
-               "getlock/reports_conflict (%d type %u %llu+%llu)", err,
-               l.type, (unsigned long long)l.start,
-               (unsigned long long)l.length);
+               "getlock/reports_conflict (%d type %u %llu+%llu)", err, l.type,
+               (unsigned long long)l.start, (unsigned long long)l.length);
         l.type = P9_LOCK_TYPE_WRLCK;
         l.start = 200;
         l.length = 10;
@@ -598,8 +589,7 @@ test_ops(struct p9c_fid *root)
         l.start = 0;
         l.length = 100;
         err = p9c_lock(f, &l, &status);
-        tap_ok(err == 0 && status == P9_LOCK_SUCCESS, "lock/unlock (%d)",
-               err);
+        tap_ok(err == 0 && status == P9_LOCK_SUCCESS, "lock/unlock (%d)", err);
         l.type = P9_LOCK_TYPE_WRLCK;
         l.start = 50;
         l.length = 10;
@@ -870,8 +860,7 @@ test_error_isolation(struct p9c_fid *root)
                    p9c_pwrite(ro, "x", 1, 0) == -EBADF;
         }
         p9c_walk(root, name, &f);
-        n = p9c_open(f, P9_DOTL_RDWR) == 0 ? p9c_pwrite(f, "abcd", 4, 0)
-                                           : -1;
+        n = p9c_open(f, P9_DOTL_RDWR) == 0 ? p9c_pwrite(f, "abcd", 4, 0) : -1;
         good += n == 4 && p9c_pread(f, buf, sizeof(buf), 0) == 4 &&
                 memcmp(buf, "abcd", 4) == 0;
         p9c_clunk(f);
@@ -980,11 +969,10 @@ test_readonly(struct th_srv *s)
     err = p9c_xattr_remove(f, "user.ro");
     tap_ok(err == -EROFS, "ro/xattr_remove_erofs (%d)", err);
     {
-        static const uint32_t fl[] = {
-            P9_DOTL_WRONLY, P9_DOTL_RDWR, P9_DOTL_RDONLY | P9_DOTL_TRUNC,
-            P9_DOTL_WRONLY | P9_DOTL_APPEND};
-        static const char *const fn[] = {"wronly", "rdwr", "trunc",
-                                         "append"};
+        static const uint32_t fl[] = {P9_DOTL_WRONLY, P9_DOTL_RDWR,
+                                      P9_DOTL_RDONLY | P9_DOTL_TRUNC,
+                                      P9_DOTL_WRONLY | P9_DOTL_APPEND};
+        static const char *const fn[] = {"wronly", "rdwr", "trunc", "append"};
 
         for (int i = 0; i < 4; i++) {
             struct p9c_fid *o = NULL;

@@ -112,8 +112,8 @@ collect_fn(void *ctx, const struct p9_qid *qid, uint64_t off, uint8_t type,
 }
 
 static uint64_t
-list(struct backend *be, struct be_handle *h, uint64_t off, int max,
-     char *out, size_t size)
+list(struct backend *be, struct be_handle *h, uint64_t off, int max, char *out,
+     size_t size)
 {
     struct collect c = {.left = max, .last = off};
 
@@ -147,22 +147,24 @@ test_basics(void)
     int err;
 
     tap_ok(q.type == P9_QTDIR && q.path == 1, "root qid: dir, path 1");
-    tap_ok(OPS(be)->mkdir(be, root, "a", 0755, 7, &q2) == 0 &&
-           q2.path == 2 && q2.type == P9_QTDIR, "mkdir: next inode number");
+    tap_ok(OPS(be)->mkdir(be, root, "a", 0755, 7, &q2) == 0 && q2.path == 2 &&
+               q2.type == P9_QTDIR,
+           "mkdir: next inode number");
     n = walk(be, root, "a", NULL);
     h = create(be, n, "f", &err);
     tap_ok(err == 0 && h != NULL, "create a/f");
     tap_ok(write_at(be, h, "hello", 0) == 5 && write_at(be, h, "!", 10) == 1,
            "write, and a write past the end");
     tap_ok(read_at(be, h, buf, sizeof(buf), 0) == 11 &&
-           memcmp(buf, "hello\0\0\0\0\0!", 11) == 0, "read back, hole is zeros");
+               memcmp(buf, "hello\0\0\0\0\0!", 11) == 0,
+           "read back, hole is zeros");
     OPS(be)->close(be, h);
     {
         struct be_node *f = walk(be, n, "f", NULL);
 
         OPS(be)->getattr(be, f, NULL, P9_GETATTR_ALL, &a);
         tap_ok(a.size == 11 && a.nlink == 1 && S_ISREG(a.mode) &&
-               (a.mode & 07777) == 0644 && a.qid.version > 0,
+                   (a.mode & 07777) == 0644 && a.qid.version > 0,
                "getattr of the file");
         OPS(be)->node_put(be, f);
     }
@@ -176,7 +178,7 @@ test_basics(void)
         struct be_node *up2 = walk(be, root, "..", NULL);
 
         tap_ok(up == root && up2 == root, "'..' of a/ is the root, of the "
-               "root the root");
+                                          "root the root");
         OPS(be)->node_put(be, up);
         OPS(be)->node_put(be, up2);
     }
@@ -232,7 +234,7 @@ test_deterministic(void)
     uint64_t b = script(l2, sizeof(l2));
 
     tap_ok(a == b && strcmp(l1, l2) == 0, "same operations, same qids, "
-           "times and listing");
+                                          "times and listing");
     tap_ok(strcmp(l1, ". .. d s g ") == 0, "listing in link order: %s", l1);
 }
 
@@ -259,8 +261,7 @@ test_readdir_offsets(void)
     OPS(be)->mkdir(be, root, "late", 0755, 0, NULL);
     list(be, d, off, 100, rest, sizeof(rest));
     tap_ok(strcmp(rest, "e3 e5 e6 e7 late ") == 0,
-           "resumed after changes: no survivor skipped or repeated (%s)",
-           rest);
+           "resumed after changes: no survivor skipped or repeated (%s)", rest);
     list(be, d, 1, 1, got, sizeof(got));
     tap_ok(strcmp(got, ".. ") == 0, "offset 1 resumes at '..'");
     list(be, d, 1000, 10, got, sizeof(got));
@@ -287,14 +288,15 @@ test_links_and_unlink(void)
     f = walk(be, root, "f", NULL);
     tap_ok(OPS(be)->link(be, root, "g", f) == 0, "link f -> g");
     tap_ok(OPS(be)->link(be, root, "g", f) == -EEXIST, "link over a name: "
-           "EEXIST");
+                                                       "EEXIST");
     OPS(be)->getattr(be, f, NULL, P9_GETATTR_ALL, &a);
     tap_ok(a.nlink == 2, "nlink 2");
     synth_get_stats(be, &st0);
     tap_ok(OPS(be)->unlinkat(be, root, "f", 0) == 0 &&
-           OPS(be)->unlinkat(be, root, "g", 0) == 0, "unlink both names");
-    tap_ok(read_at(be, h, buf, sizeof(buf), 0) == 4 &&
-           strcmp(buf, "data") == 0, "still readable through the open handle");
+               OPS(be)->unlinkat(be, root, "g", 0) == 0,
+           "unlink both names");
+    tap_ok(read_at(be, h, buf, sizeof(buf), 0) == 4 && strcmp(buf, "data") == 0,
+           "still readable through the open handle");
     tap_ok(OPS(be)->link(be, root, "h", f) == -ENOENT,
            "no new link to an unlinked file");
     OPS(be)->close(be, h);
@@ -311,17 +313,19 @@ test_links_and_unlink(void)
         d = walk(be, root, "d", NULL);
         OPS(be)->mkdir(be, d, "sub", 0755, 0, NULL);
         tap_ok(OPS(be)->unlinkat(be, root, "d", P9_DOTL_AT_REMOVEDIR) ==
-               -ENOTEMPTY, "rmdir of a non-empty directory: ENOTEMPTY");
+                   -ENOTEMPTY,
+               "rmdir of a non-empty directory: ENOTEMPTY");
         tap_ok(OPS(be)->unlinkat(be, root, "d", 0) == -EISDIR,
                "unlink of a directory: EISDIR");
         tap_ok(OPS(be)->unlinkat(be, d, "sub", P9_DOTL_AT_REMOVEDIR) == 0 &&
-               OPS(be)->remove(be, d) == 0, "rmdir sub, Tremove d");
+                   OPS(be)->remove(be, d) == 0,
+               "rmdir sub, Tremove d");
         tap_ok(OPS(be)->mkdir(be, d, "x", 0755, 0, NULL) == -ENOENT,
                "nothing can be created in a removed directory");
         walk(be, d, "..", &err);
         tap_ok(err == -ENOENT, "'..' of a removed directory: ENOENT");
         tap_ok(OPS(be)->remove(be, root) == -EBUSY, "Tremove of the root: "
-               "EBUSY");
+                                                    "EBUSY");
         OPS(be)->node_put(be, d);
     }
     OPS(be)->node_put(be, root);
@@ -358,7 +362,8 @@ test_rename(void)
     f = walk(be, root, "g", NULL);
     h = open_node(be, f, P9_DOTL_RDONLY, &err);
     tap_ok(h != NULL && read_at(be, h, buf, sizeof(buf), 0) == 1 &&
-           buf[0] == 'F', "the target now holds the moved file");
+               buf[0] == 'F',
+           "the target now holds the moved file");
     OPS(be)->close(be, h);
     walk(be, root, "f", &err);
     tap_ok(err == -ENOENT, "the old name is gone");
@@ -405,8 +410,7 @@ test_rename_full_dir(void)
            "rename over a name in a full directory");
     d = open_node(be, root, P9_DOTL_RDONLY, &err);
     list(be, d, 0, 100, got, sizeof(got));
-    tap_ok(strcmp(got, ". .. e1 e2 e3 e4 e5 e6 e7 ") == 0, "listing: %s",
-           got);
+    tap_ok(strcmp(got, ". .. e1 e2 e3 e4 e5 e6 e7 ") == 0, "listing: %s", got);
     OPS(be)->close(be, d);
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);
@@ -426,12 +430,14 @@ test_special(void)
            "symlink");
     n = walk(be, root, "s", NULL);
     tap_ok(OPS(be)->readlink(be, n, buf, sizeof(buf)) == 9 &&
-           memcmp(buf, "../target", 9) == 0, "readlink");
+               memcmp(buf, "../target", 9) == 0,
+           "readlink");
     tap_ok(open_node(be, n, P9_DOTL_RDONLY, &err) == NULL && err == -ELOOP,
            "open of a symlink: ELOOP");
     OPS(be)->node_put(be, n);
     tap_ok(OPS(be)->mknod(be, root, "c", S_IFCHR | 0600, 4, 5, 0, NULL) == 0 &&
-           OPS(be)->mknod(be, root, "p", S_IFIFO | 0600, 0, 0, 0, NULL) == 0,
+               OPS(be)->mknod(be, root, "p", S_IFIFO | 0600, 0, 0, 0, NULL) ==
+                   0,
            "mknod of a char device and a FIFO");
     n = walk(be, root, "c", NULL);
     OPS(be)->getattr(be, n, NULL, P9_GETATTR_ALL, &a);
@@ -442,7 +448,8 @@ test_special(void)
            "readlink of a non-symlink: EINVAL");
     OPS(be)->node_put(be, n);
     tap_ok(OPS(be)->mknod(be, root, "dd", S_IFDIR | 0755, 0, 0, 0, NULL) ==
-           -EPERM, "mknod of a directory: EPERM");
+               -EPERM,
+           "mknod of a directory: EPERM");
     tap_ok(open_node(be, root, P9_DOTL_WRONLY, &err) == NULL && err == -EISDIR,
            "open of a directory for writing: EISDIR");
     OPS(be)->node_put(be, root);
@@ -456,24 +463,28 @@ test_xattrs(void)
     struct be_node *root = root_of(be, NULL);
     char buf[64];
 
-    tap_ok(OPS(be)->setxattr(be, root, "user.a", "1", 1, P9_XATTR_CREATE) ==
-           0, "setxattr CREATE");
+    tap_ok(OPS(be)->setxattr(be, root, "user.a", "1", 1, P9_XATTR_CREATE) == 0,
+           "setxattr CREATE");
     tap_ok(OPS(be)->setxattr(be, root, "user.a", "2", 1, P9_XATTR_CREATE) ==
-           -EEXIST, "CREATE of an existing name: EEXIST");
+               -EEXIST,
+           "CREATE of an existing name: EEXIST");
     tap_ok(OPS(be)->setxattr(be, root, "user.b", "2", 1, P9_XATTR_REPLACE) ==
-           -ENODATA, "REPLACE of a missing name: ENODATA");
+               -ENODATA,
+           "REPLACE of a missing name: ENODATA");
     tap_ok(OPS(be)->setxattr(be, root, "user.b", "long", 4, 0) == 0,
            "setxattr");
     tap_ok(OPS(be)->getxattr(be, root, "user.b", NULL, 0) == 4 &&
-           OPS(be)->getxattr(be, root, "user.b", buf, 2) == -ERANGE &&
-           OPS(be)->getxattr(be, root, "user.b", buf, sizeof(buf)) == 4 &&
-           memcmp(buf, "long", 4) == 0, "getxattr: size, ERANGE, value");
+               OPS(be)->getxattr(be, root, "user.b", buf, 2) == -ERANGE &&
+               OPS(be)->getxattr(be, root, "user.b", buf, sizeof(buf)) == 4 &&
+               memcmp(buf, "long", 4) == 0,
+           "getxattr: size, ERANGE, value");
     tap_ok(OPS(be)->listxattr(be, root, NULL, 0) == 14 &&
-           OPS(be)->listxattr(be, root, buf, sizeof(buf)) == 14 &&
-           memcmp(buf, "user.a\0user.b\0", 14) == 0, "listxattr");
+               OPS(be)->listxattr(be, root, buf, sizeof(buf)) == 14 &&
+               memcmp(buf, "user.a\0user.b\0", 14) == 0,
+           "listxattr");
     tap_ok(OPS(be)->removexattr(be, root, "user.a") == 0 &&
-           OPS(be)->removexattr(be, root, "user.a") == -ENODATA &&
-           OPS(be)->getxattr(be, root, "user.a", NULL, 0) == -ENODATA,
+               OPS(be)->removexattr(be, root, "user.a") == -ENODATA &&
+               OPS(be)->getxattr(be, root, "user.a", NULL, 0) == -ENODATA,
            "removexattr");
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);
@@ -498,7 +509,7 @@ test_caps(void)
     tap_ok(write_at(be, h, "0123456789", 0) == 10, "a write under the cap");
     synth_get_stats(be, &st0);
     tap_ok(write_at(be, h, big, 0) == -ENOSPC, "a write over the byte cap: "
-           "ENOSPC");
+                                               "ENOSPC");
     synth_get_stats(be, &st);
     tap_ok(st.bytes == st0.bytes, "and nothing was charged");
     f = walk(be, root, "f", NULL);
@@ -511,7 +522,7 @@ test_caps(void)
     OPS(be)->close(be, h);
     OPS(be)->node_put(be, f);
     tap_ok(OPS(be)->mkdir(be, root, "d1", 0755, 0, NULL) == 0 &&
-           OPS(be)->mkdir(be, root, "d2", 0755, 0, NULL) == 0,
+               OPS(be)->mkdir(be, root, "d2", 0755, 0, NULL) == 0,
            "nodes under the cap");
     tap_ok(OPS(be)->mkdir(be, root, "d3", 0755, 0, NULL) == -ENOSPC,
            "a node over the node cap: ENOSPC");
@@ -519,7 +530,7 @@ test_caps(void)
     tap_ok(sf.files == 4 && sf.ffree == 0, "statfs: files %llu, ffree %llu",
            (unsigned long long)sf.files, (unsigned long long)sf.ffree);
     tap_ok(OPS(be)->unlinkat(be, root, "d2", P9_DOTL_AT_REMOVEDIR) == 0 &&
-           OPS(be)->mkdir(be, root, "d3", 0755, 0, NULL) == 0,
+               OPS(be)->mkdir(be, root, "d3", 0755, 0, NULL) == 0,
            "a freed node can be used again");
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);
@@ -541,39 +552,43 @@ test_locks(void)
     h1 = create(be, root, "f", &err);
     f = walk(be, root, "f", NULL);
     h2 = open_node(be, f, P9_DOTL_RDWR, &err);
-    tap_ok(OPS(be)->lock(be, h1, &l, &status) == 0 &&
-           status == P9_LOCK_SUCCESS, "write lock [0,10)");
+    tap_ok(OPS(be)->lock(be, h1, &l, &status) == 0 && status == P9_LOCK_SUCCESS,
+           "write lock [0,10)");
     l.type = P9_LOCK_TYPE_RDLCK;
     l.start = 5;
     l.length = 0;
-    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 &&
-           status == P9_LOCK_BLOCKED, "a conflicting read lock: BLOCKED");
+    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 && status == P9_LOCK_BLOCKED,
+           "a conflicting read lock: BLOCKED");
     tap_ok(OPS(be)->getlock(be, h2, &g, &out) == 0 &&
-           out.type == P9_LOCK_TYPE_WRLCK && out.start == 0 &&
-           out.length == 10, "getlock reports the holder's range");
+               out.type == P9_LOCK_TYPE_WRLCK && out.start == 0 &&
+               out.length == 10,
+           "getlock reports the holder's range");
     l.start = 10;
-    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 &&
-           status == P9_LOCK_SUCCESS, "a read lock after it: SUCCESS");
+    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 && status == P9_LOCK_SUCCESS,
+           "a read lock after it: SUCCESS");
     {
-        struct p9_tlock u = {.type = P9_LOCK_TYPE_UNLCK, .start = 2,
-                             .length = 3};
+        struct p9_tlock u = {
+            .type = P9_LOCK_TYPE_UNLCK, .start = 2, .length = 3};
 
         tap_ok(OPS(be)->lock(be, h1, &u, &status) == 0 &&
-               status == P9_LOCK_SUCCESS, "unlock the middle [2,5)");
+                   status == P9_LOCK_SUCCESS,
+               "unlock the middle [2,5)");
         g.start = 3;
         g.length = 1;
         tap_ok(OPS(be)->getlock(be, h2, &g, &out) == 0 &&
-               out.type == P9_LOCK_TYPE_UNLCK, "the hole is free");
+                   out.type == P9_LOCK_TYPE_UNLCK,
+               "the hole is free");
         g.start = 6;
         tap_ok(OPS(be)->getlock(be, h2, &g, &out) == 0 &&
-               out.type == P9_LOCK_TYPE_WRLCK && out.start == 5 &&
-               out.length == 5, "the tail [5,10) still held");
+                   out.type == P9_LOCK_TYPE_WRLCK && out.start == 5 &&
+                   out.length == 5,
+               "the tail [5,10) still held");
     }
     OPS(be)->close(be, h1);
     l.start = 0;
     l.type = P9_LOCK_TYPE_WRLCK;
-    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 &&
-           status == P9_LOCK_SUCCESS, "close released the holder's locks");
+    tap_ok(OPS(be)->lock(be, h2, &l, &status) == 0 && status == P9_LOCK_SUCCESS,
+           "close released the holder's locks");
     OPS(be)->close(be, h2);
     OPS(be)->node_put(be, f);
     OPS(be)->node_put(be, root);

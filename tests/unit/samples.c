@@ -104,12 +104,8 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
     f->type = type;
     f->tag = (uint16_t)(0x1234 + variant);
     switch (type) {
-    case P9_RLERROR:
-        f->u.rlerror.ecode = 2 + (uint32_t)variant;
-        break;
-    case P9_TSTATFS:
-        f->u.tstatfs.fid = 0xa1a2a3a4;
-        break;
+    case P9_RLERROR: f->u.rlerror.ecode = 2 + (uint32_t)variant; break;
+    case P9_TSTATFS: f->u.tstatfs.fid = 0xa1a2a3a4; break;
     case P9_RSTATFS:
         f->u.rstatfs.type = 0x01021994;
         f->u.rstatfs.bsize = 4096;
@@ -146,9 +142,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tsymlink.symtgt = S("../target/path");
         f->u.tsymlink.gid = 100;
         break;
-    case P9_RSYMLINK:
-        f->u.rsymlink.qid = Q(P9_QTSYMLINK, 3);
-        break;
+    case P9_RSYMLINK: f->u.rsymlink.qid = Q(P9_QTSYMLINK, 3); break;
     case P9_TMKNOD:
         f->u.tmknod.dfid = 4;
         f->u.tmknod.name = VS("fifo", variant);
@@ -157,17 +151,13 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tmknod.minor = 0x01020304;
         f->u.tmknod.gid = 5;
         break;
-    case P9_RMKNOD:
-        f->u.rmknod.qid = Q(0, 4);
-        break;
+    case P9_RMKNOD: f->u.rmknod.qid = Q(0, 4); break;
     case P9_TRENAME:
         f->u.trename.fid = 11;
         f->u.trename.dfid = 12;
         f->u.trename.name = VS("renamed", variant);
         break;
-    case P9_TREADLINK:
-        f->u.treadlink.fid = 13;
-        break;
+    case P9_TREADLINK: f->u.treadlink.fid = 13; break;
     case P9_RREADLINK:
         f->u.rreadlink.target = VS("/abs/target", variant);
         break;
@@ -220,9 +210,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.txattrwalk.newfid = 17;
         f->u.txattrwalk.name = VS("user.comment", variant);
         break;
-    case P9_RXATTRWALK:
-        f->u.rxattrwalk.size = 0x0000000100000002ull;
-        break;
+    case P9_RXATTRWALK: f->u.rxattrwalk.size = 0x0000000100000002ull; break;
     case P9_TXATTRCREATE:
         f->u.txattrcreate.fid = 18;
         f->u.txattrcreate.name = VS("security.selinux", variant);
@@ -234,9 +222,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.treaddir.offset = 0xfedcba9876543210ull;
         f->u.treaddir.count = 8168;
         break;
-    case P9_RREADDIR:
-        f->u.rreaddir.data = DATA(variant);
-        break;
+    case P9_RREADDIR: f->u.rreaddir.data = DATA(variant); break;
     case P9_TFSYNC:
         f->u.tfsync.fid = 20;
         f->u.tfsync.datasync = 1;
@@ -250,9 +236,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tlock.proc_id = 0x31323334;
         f->u.tlock.client_id = VS("client-host", variant);
         break;
-    case P9_RLOCK:
-        f->u.rlock.status = P9_LOCK_BLOCKED;
-        break;
+    case P9_RLOCK: f->u.rlock.status = P9_LOCK_BLOCKED; break;
     case P9_TGETLOCK:
         f->u.tgetlock.fid = 22;
         f->u.tgetlock.type = P9_LOCK_TYPE_RDLCK;
@@ -279,9 +263,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tmkdir.mode = 0755;
         f->u.tmkdir.gid = 26;
         break;
-    case P9_RMKDIR:
-        f->u.rmkdir.qid = Q(P9_QTDIR, 6);
-        break;
+    case P9_RMKDIR: f->u.rmkdir.qid = Q(P9_QTDIR, 6); break;
     case P9_TRENAMEAT:
         f->u.trenameat.olddirfid = 27;
         f->u.trenameat.oldname = VS("old", variant);
@@ -307,9 +289,7 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tauth.aname = S("/export");
         f->u.tauth.n_uname = 1000;
         break;
-    case P9_RAUTH:
-        f->u.rauth.aqid = Q(P9_QTAUTH, 7);
-        break;
+    case P9_RAUTH: f->u.rauth.aqid = Q(P9_QTAUTH, 7); break;
     case P9_TATTACH:
         f->u.tattach.fid = 31;
         f->u.tattach.afid = P9_NOFID;
@@ -317,12 +297,8 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tattach.aname = S("");
         f->u.tattach.n_uname = P9_NONUNAME;
         break;
-    case P9_RATTACH:
-        f->u.rattach.qid = Q(P9_QTDIR, 8);
-        break;
-    case P9_TFLUSH:
-        f->u.tflush.oldtag = 0xbeef;
-        break;
+    case P9_RATTACH: f->u.rattach.qid = Q(P9_QTDIR, 8); break;
+    case P9_TFLUSH: f->u.tflush.oldtag = 0xbeef; break;
     case P9_TWALK: {
         uint16_t n = variant == 1 ? 0 : variant == 2 ? P9_MAXWELEM : 3;
 
@@ -349,23 +325,15 @@ sample_fcall(uint8_t type, int variant, struct p9_fcall *f)
         f->u.tread.offset = 0x0000000123456789ull;
         f->u.tread.count = 0x00100000;
         break;
-    case P9_RREAD:
-        f->u.rread.data = DATA(variant);
-        break;
+    case P9_RREAD: f->u.rread.data = DATA(variant); break;
     case P9_TWRITE:
         f->u.twrite.fid = 35;
         f->u.twrite.offset = 0x0a0b0c0d0e0f1011ull;
         f->u.twrite.data = DATA(variant);
         break;
-    case P9_RWRITE:
-        f->u.rwrite.count = 0x00012345;
-        break;
-    case P9_TCLUNK:
-        f->u.tclunk.fid = 36;
-        break;
-    case P9_TREMOVE:
-        f->u.tremove.fid = 37;
-        break;
+    case P9_RWRITE: f->u.rwrite.count = 0x00012345; break;
+    case P9_TCLUNK: f->u.tclunk.fid = 36; break;
+    case P9_TREMOVE: f->u.tremove.fid = 37; break;
     default:
         /* Empty-body R-messages. */
         break;

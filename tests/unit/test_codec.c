@@ -204,12 +204,8 @@ layout_walk(const char *lay, const uint8_t *m, size_t len, size_t *maxstr)
         case '1':
         case '2':
         case '4':
-        case '8':
-            pos += (size_t)(*c - '0');
-            break;
-        case 'Q':
-            pos += 13;
-            break;
+        case '8': pos += (size_t)(*c - '0'); break;
+        case 'Q': pos += 13; break;
         case 's':
             if (pos + 2 > len) {
                 return false;
@@ -245,8 +241,7 @@ layout_walk(const char *lay, const uint8_t *m, size_t len, size_t *maxstr)
                 }
             }
             break;
-        default:
-            return false;
+        default: return false;
         }
         if (pos > len) {
             return false;

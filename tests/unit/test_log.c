@@ -37,9 +37,12 @@ test_escape(void)
     esc("\r\t\x1b[2J\x07\x7f", "\\x0d\\x09\\x1b[2J\\x07\\x7f", "C0 and DEL");
     esc("caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac",
         "valid UTF-8 kept");
-    esc("\xc2\x9b" "31m", "\\xc2\\x9b31m", "C1 CSI (U+009B)");
-    esc("\xe2\x80\xae" "gpj.exe", "\\xe2\\x80\\xaegpj.exe",
-        "bidi override (U+202E)");
+    esc("\xc2\x9b"
+        "31m",
+        "\\xc2\\x9b31m", "C1 CSI (U+009B)");
+    esc("\xe2\x80\xae"
+        "gpj.exe",
+        "\\xe2\\x80\\xaegpj.exe", "bidi override (U+202E)");
     esc("\xe2\x80\xa8", "\\xe2\\x80\\xa8", "line separator (U+2028)");
     esc("\xff\xfe", "\\xff\\xfe", "invalid bytes");
     esc("\xc0\x8a", "\\xc0\\x8a", "overlong newline");
@@ -59,8 +62,7 @@ hp(const char *in, int want_err, const char *host, unsigned port, bool zero)
     char h[64] = "";
     char msg[128] = "";
     unsigned p = 12345;
-    int err = sock_split_hostport(in, h, sizeof(h), &p, zero, msg,
-                                  sizeof(msg));
+    int err = sock_split_hostport(in, h, sizeof(h), &p, zero, msg, sizeof(msg));
 
     if (want_err) {
         tap_ok(err == -EINVAL && msg[0] != '\0', "hostport '%s' rejected (%s)",
@@ -202,7 +204,8 @@ test_listen_appears_ready(void)
            a.rounds, bad);
     tap_ok(a.refused == 0 && a.connected > 0,
            "a socket path that appears accepts at once (%d connected, "
-           "%d refused)", a.connected, a.refused);
+           "%d refused)",
+           a.connected, a.refused);
     rmdir(dir);
 }
 

@@ -19,8 +19,8 @@ fe_init_common(struct fe *f)
     if (f->memfd < 0 || ftruncate(f->memfd, FE_RAM) < 0) {
         return -errno;
     }
-    f->ram = mmap(NULL, FE_RAM, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd,
-                  0);
+    f->ram =
+        mmap(NULL, FE_RAM, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, 0);
     if (f->ram == MAP_FAILED) {
         return -errno;
     }
@@ -186,8 +186,8 @@ fe_get_u64(struct fe *f, uint32_t req, uint64_t *v)
 }
 
 int
-fe_ack(struct fe *f, uint32_t req, const void *p, uint32_t size,
-       const int *fds, int nfds)
+fe_ack(struct fe *f, uint32_t req, const void *p, uint32_t size, const int *fds,
+       int nfds)
 {
     uint64_t v;
     int n;
@@ -246,17 +246,20 @@ fe_setup(struct fe *f, uint64_t features, uint16_t num)
     }
     if ((err = fe_send(f, VHU_SET_PROTOCOL_FEATURES, VHU_FLAG_VERSION, &u, 8,
                        NULL, 0)) < 0 ||
-        (err = fe_send(f, VHU_SET_OWNER, VHU_FLAG_VERSION, NULL, 0, NULL,
-                       0)) < 0 ||
+        (err = fe_send(f, VHU_SET_OWNER, VHU_FLAG_VERSION, NULL, 0, NULL, 0)) <
+            0 ||
         (err = fe_ack(f, VHU_SET_FEATURES, &f->features, 8, NULL, 0)) != 0) {
         return err ? err : -1;
     }
-    mt.regions[0] = (struct vhu_mem_desc){
-        .gpa = 0, .size = FE_REGION, .uaddr = (uintptr_t)f->ram,
-        .mmap_offset = 0};
-    mt.regions[1] = (struct vhu_mem_desc){
-        .gpa = FE_REGION, .size = FE_REGION,
-        .uaddr = (uintptr_t)f->ram + FE_REGION, .mmap_offset = FE_REGION};
+    mt.regions[0] = (struct vhu_mem_desc){.gpa = 0,
+                                          .size = FE_REGION,
+                                          .uaddr = (uintptr_t)f->ram,
+                                          .mmap_offset = 0};
+    mt.regions[1] =
+        (struct vhu_mem_desc){.gpa = FE_REGION,
+                              .size = FE_REGION,
+                              .uaddr = (uintptr_t)f->ram + FE_REGION,
+                              .mmap_offset = FE_REGION};
     if ((err = fe_ack(f, VHU_SET_MEM_TABLE, &mt, 8 + 2 * 32, fds, 2)) != 0) {
         return err;
     }
@@ -390,8 +393,8 @@ fe_used(struct fe *f, uint32_t *id, uint32_t *len)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         if (fe_used_idx(f) != f->last_used) {
-            uint8_t *e = fe_ptr(f, FE_USED_GPA + 4 +
-                                       8ull * (f->last_used % f->num));
+            uint8_t *e =
+                fe_ptr(f, FE_USED_GPA + 4 + 8ull * (f->last_used % f->num));
 
             memcpy(id, e, 4);
             memcpy(len, e + 4, 4);

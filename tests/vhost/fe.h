@@ -19,26 +19,26 @@
 
 #define FE_RAM (4u << 20)
 #define FE_REGION (2u << 20)
-#define FE_DESC_GPA 0x0000u   /* ring of up to 256 entries */
+#define FE_DESC_GPA 0x0000u /* ring of up to 256 entries */
 #define FE_AVAIL_GPA 0x1000u
 #define FE_USED_GPA 0x2000u
-#define FE_TABLE_GPA 0x4000u  /* indirect tables: 32 x 4 KiB */
-#define FE_DATA_GPA 0x40000u  /* buffers from here */
-#define FE_SLOT_DESCS 8u      /* direct descriptors per request slot */
+#define FE_TABLE_GPA 0x4000u /* indirect tables: 32 x 4 KiB */
+#define FE_DATA_GPA 0x40000u /* buffers from here */
+#define FE_SLOT_DESCS 8u     /* direct descriptors per request slot */
 
 struct fe {
     int sock;
     int memfd;
     uint8_t *ram;
-    uint16_t num;        /* ring size */
-    uint16_t avail_idx;  /* driver: next avail index */
-    uint16_t last_used;  /* driver: used entries consumed */
-    int kick;            /* eventfds (the device got dups) */
+    uint16_t num;       /* ring size */
+    uint16_t avail_idx; /* driver: next avail index */
+    uint16_t last_used; /* driver: used entries consumed */
+    int kick;           /* eventfds (the device got dups) */
     int call;
     int err;
-    uint64_t data_next;  /* bump allocator (gpa) */
+    uint64_t data_next; /* bump allocator (gpa) */
     uint64_t features;
-    int timeout_ms;      /* for replies and completions */
+    int timeout_ms; /* for replies and completions */
 };
 
 /* One buffer of a request. */

@@ -58,8 +58,7 @@ main(int argc, char **argv)
             char path[4096];
 
             if (ents[k]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i],
-                         ents[k]->d_name);
+                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[k]->d_name);
                 run_file(path);
             }
             free(ents[k]);

@@ -61,8 +61,7 @@ make_fds(const uint8_t *msg, size_t len, int *fds)
         }
         fds[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         return fds[0] >= 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -186,8 +186,8 @@ p9s_conn_new(struct p9s_server *srv, const struct p9s_conn_ops *ops, void *tp,
     return c;
 }
 
-static int submit_now(struct p9s_conn *c, const struct iovec *iov,
-                      int iovcnt, size_t len, void *cookie);
+static int submit_now(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
+                      size_t len, void *cookie);
 
 int
 p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
@@ -211,8 +211,8 @@ p9s_conn_submit(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
 }
 
 static int
-submit_now(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
-           size_t len, void *cookie)
+submit_now(struct p9s_conn *c, const struct iovec *iov, int iovcnt, size_t len,
+           void *cookie)
 {
     struct stub_req *r;
     size_t done = 0;
@@ -281,8 +281,8 @@ p9s_conn_close(struct p9s_conn *c)
 
 /* The stub always queues to its worker: inline hints are ignored. */
 int
-p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov,
-                      int iovcnt, size_t len, void *cookie, unsigned flags)
+p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
+                      size_t len, void *cookie, unsigned flags)
 {
     (void)flags;
     return p9s_conn_submit(c, iov, iovcnt, len, cookie);

@@ -24,8 +24,9 @@
 #include "vhost/vhost.h"
 
 #define F_ALL VHU_FEATURES
-#define F_PLAIN (VHU_FEATURES & ~((1ull << VIRTIO_RING_F_INDIRECT_DESC) |     \
-                                  (1ull << VIRTIO_RING_F_EVENT_IDX)))
+#define F_PLAIN                                               \
+    (VHU_FEATURES & ~((1ull << VIRTIO_RING_F_INDIRECT_DESC) | \
+                      (1ull << VIRTIO_RING_F_EVENT_IDX)))
 
 /* stub_server.c: enable its 'held' and 'read late' request types. */
 extern bool stub_test_types;
@@ -89,12 +90,13 @@ test_negotiation(void)
     fe_get_u64(&f, VHU_GET_FEATURES, &v);
     tap_ok(v == VHU_FEATURES,
            "GET_FEATURES = VERSION_1|PROTOCOL_FEATURES|MOUNT_TAG|INDIRECT|"
-           "EVENT_IDX (%#llx)", (unsigned long long)v);
+           "EVENT_IDX (%#llx)",
+           (unsigned long long)v);
     tap_ok(fe_get_u64(&f, VHU_GET_PROTOCOL_FEATURES, &v) == 0 &&
                v == VHU_PROTOCOL_FEATURES,
            "GET_PROTOCOL_FEATURES = %#llx", (unsigned long long)v);
-    tap_ok(fe_send(&f, VHU_SET_PROTOCOL_FEATURES, VHU_FLAG_VERSION, &v, 8,
-                   NULL, 0) == 0,
+    tap_ok(fe_send(&f, VHU_SET_PROTOCOL_FEATURES, VHU_FLAG_VERSION, &v, 8, NULL,
+                   0) == 0,
            "SET_PROTOCOL_FEATURES");
     tap_ok(fe_get_u64(&f, VHU_GET_QUEUE_NUM, &v) == 0 && v == 1,
            "GET_QUEUE_NUM = 1");
@@ -145,8 +147,8 @@ test_requests(uint64_t features, const char *what)
     m = fe_alloc(&f, 64);
     r = fe_alloc(&f, 64);
     {
-        uint8_t tv[14] = {0, 0, 2, 0, 8, 0, '9', 'P', '2', '0', '0', '0', '.',
-                          'L'};
+        uint8_t tv[14] = {0,   0,   2,   0,   8,   0,   '9',
+                          'P', '2', '0', '0', '0', '.', 'L'};
         struct fe_seg s[2] = {{m, put_msg(&f, m, 100, 0xffff, tv, 14), false},
                               {r, 64, true}};
 
@@ -189,8 +191,7 @@ test_requests(uint64_t features, const char *what)
         uint8_t *a = fe_ptr(&f, rr);
 
         ok = roundtrip(&f, s, 2, false, &len) == 0;
-        tap_ok(ok && len == size && a[4] == 31 &&
-                   memcmp(a + 7, body, 250) == 0,
+        tap_ok(ok && len == size && a[4] == 31 && memcmp(a + 7, body, 250) == 0,
                "%s: buffers crossing two regions are split and joined", what);
         (void)rr;
     }
@@ -233,8 +234,8 @@ test_requests(uint64_t features, const char *what)
         uint8_t *a;
 
         for (int i = 0; i < 8; i++) {
-            s[i] = (struct fe_seg){m + (uint64_t)i * 26, i < 7 ? 26 : size - 182,
-                                   false};
+            s[i] = (struct fe_seg){m + (uint64_t)i * 26,
+                                   i < 7 ? 26 : size - 182, false};
         }
         r = fe_alloc(&f, 256);
         memset(fe_ptr(&f, r), 0, 256);
@@ -243,8 +244,7 @@ test_requests(uint64_t features, const char *what)
         }
         ok = roundtrip(&f, s, 12, true, &len) == 0;
         a = fe_ptr(&f, r);
-        tap_ok(ok && len == size && a[4] == 41 &&
-                   memcmp(a + 7, body, 200) == 0,
+        tap_ok(ok && len == size && a[4] == 41 && memcmp(a + 7, body, 200) == 0,
                "%s: indirect table of 12 descriptors", what);
     }
 
@@ -264,8 +264,7 @@ test_requests(uint64_t features, const char *what)
         struct fe_seg s[2] = {{m, size, false}, {r, 64, true}};
 
         ok = roundtrip(&f, s, 2, false, &len) == 0;
-        tap_ok(ok && len == 0, "%s: dropped request returned with len 0",
-               what);
+        tap_ok(ok && len == 0, "%s: dropped request returned with len 0", what);
     }
 
     /* Many in flight at once: all complete, each exactly once. */
@@ -293,8 +292,8 @@ test_requests(uint64_t features, const char *what)
             seen[id] = true;
             got++;
         }
-        tap_ok(got == n, "%s: %d concurrent requests all completed (%d)",
-               what, n, got);
+        tap_ok(got == n, "%s: %d concurrent requests all completed (%d)", what,
+               n, got);
     }
 
     /* Notifications: with EVENT_IDX, none when used_event is ahead. */
@@ -359,7 +358,8 @@ hostile_ring(const char *what, uint64_t features, bad_ring_fn *bad)
     tap_ok(fe_errored(&f, 2000) && fe_used_idx(&f) == used &&
                fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
            "hostile ring refused: %s (err eventfd, no used entry, device "
-           "still answers)", what);
+           "still answers)",
+           what);
     fe_close(&f);
 }
 
@@ -382,8 +382,7 @@ bad_head(struct fe *f)
 static void
 bad_next(struct fe *f)
 {
-    fe_put_desc(f, FE_DESC_GPA, 0, fe_alloc(f, 64), 16, VRING_DESC_F_NEXT,
-                256);
+    fe_put_desc(f, FE_DESC_GPA, 0, fe_alloc(f, 64), 16, VRING_DESC_F_NEXT, 256);
     fe_publish(f, 0);
 }
 
@@ -426,16 +425,14 @@ bad_nested(struct fe *f)
 {
     fe_put_desc(f, FE_TABLE_GPA, 0, FE_TABLE_GPA + 4096, 16,
                 VRING_DESC_F_INDIRECT, 0);
-    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 16, VRING_DESC_F_INDIRECT,
-                0);
+    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 16, VRING_DESC_F_INDIRECT, 0);
     fe_publish(f, 0);
 }
 
 static void
 bad_indirect_len(struct fe *f)
 {
-    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 24, VRING_DESC_F_INDIRECT,
-                0);
+    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 24, VRING_DESC_F_INDIRECT, 0);
     fe_publish(f, 0);
 }
 
@@ -464,8 +461,7 @@ bad_indirect_loop(struct fe *f)
         fe_put_desc(f, FE_TABLE_GPA, i, b, 8, VRING_DESC_F_NEXT,
                     (uint16_t)((i + 1) % 4));
     }
-    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 64, VRING_DESC_F_INDIRECT,
-                0);
+    fe_put_desc(f, FE_DESC_GPA, 0, FE_TABLE_GPA, 64, VRING_DESC_F_INDIRECT, 0);
     fe_publish(f, 0);
 }
 
@@ -537,8 +533,9 @@ test_head_reuse(void)
         fe_publish(&f, head); /* the same head, 256 times */
     }
     fe_kick(&f);
-    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
-                               f.avail_idx; i++) {
+    for (i = 0; i < 400 &&
+                __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != f.avail_idx;
+         i++) {
         usleep(5000);
     }
     tap_ok(i < 400 && !fe_errored(&f, 0),
@@ -548,7 +545,8 @@ test_head_reuse(void)
     fe_kick(&f);
     tap_ok(fe_errored(&f, 2000) && fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
            "head reuse: chain %u in flight refused (err eventfd, device "
-           "still answers)", f.num + 1);
+           "still answers)",
+           f.num + 1);
     fe_close(&f);
 }
 
@@ -584,20 +582,21 @@ test_iov_budget(void)
         fe_put_desc(&f, table, d, FE_REGION - 1, 2,
                     d < 4094 ? VRING_DESC_F_NEXT : 0, (uint16_t)(d + 1));
     }
-    fe_put_desc(&f, FE_DESC_GPA, 0, table, 4095 * 16, VRING_DESC_F_INDIRECT,
-                0);
+    fe_put_desc(&f, FE_DESC_GPA, 0, table, 4095 * 16, VRING_DESC_F_INDIRECT, 0);
     avail_event = fe_ptr(&f, FE_USED_GPA + 4 + 8ull * f.num);
     for (i = 0; i < 128; i++) {
         fe_publish(&f, 0);
     }
     fe_kick(&f);
-    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
-                               f.avail_idx; i++) {
+    for (i = 0; i < 400 &&
+                __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != f.avail_idx;
+         i++) {
         usleep(5000);
     }
     tap_ok(i < 400 && !fe_errored(&f, 0),
            "buffer budget: 128 chains of 8189 buffers in flight accepted "
-           "(%u taken)", __atomic_load_n(avail_event, __ATOMIC_ACQUIRE));
+           "(%u taken)",
+           __atomic_load_n(avail_event, __ATOMIC_ACQUIRE));
     fe_publish(&f, 0);
     fe_kick(&f);
     tap_ok(fe_errored(&f, 2000) && fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
@@ -642,8 +641,9 @@ test_stable_request(void)
         fe_publish(&f, fe_chain(&f, s, 2, false));
     }
     fe_kick(&f);
-    for (i = 0; i < 400 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) !=
-                               f.avail_idx; i++) {
+    for (i = 0; i < 400 &&
+                __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != f.avail_idx;
+         i++) {
         usleep(5000);
     }
     memcpy(fe_ptr(&f, m + 7), "/../", 4); /* the guest rewrites it */
@@ -660,7 +660,8 @@ test_stable_request(void)
     rp = fe_ptr(&f, r);
     tap_ok(ok && len == 11 && rp[4] == 204 && memcmp(rp + 7, "name", 4) == 0,
            "stable request: the core sees the request as popped, not as the "
-           "guest rewrote it (%.4s)", (const char *)rp + 7);
+           "guest rewrote it (%.4s)",
+           (const char *)rp + 7);
     fe_used(&f, &id, &len);
     fe_close(&f);
 }
@@ -694,8 +695,8 @@ test_hostile_rings(void)
 
 /* A raw message; the back-end must close the connection. */
 static void
-expect_disconnect(const char *what, uint32_t req, uint32_t flags,
-                  const void *p, uint32_t size, int nfds)
+expect_disconnect(const char *what, uint32_t req, uint32_t flags, const void *p,
+                  uint32_t size, int nfds)
 {
     struct fe f;
     int fds[16];
@@ -754,8 +755,7 @@ test_hostile_messages(void)
     {
         uint8_t raw[12] = {2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0};
 
-        tap_ok(send(f.sock, raw, sizeof(raw), MSG_NOSIGNAL) == 12 &&
-                   fe_eof(&f),
+        tap_ok(send(f.sock, raw, sizeof(raw), MSG_NOSIGNAL) == 12 && fe_eof(&f),
                "payload size 65536: connection closed");
     }
     fe_close(&f);
@@ -849,8 +849,7 @@ test_hostile_fds(void)
         uint32_t len = 0;
 
         tap_ok(roundtrip(&f, s, 2, false, &len) == 0 && len == 11,
-               "fd abuse: request %d completes (no interrupt possible)",
-               round);
+               "fd abuse: request %d completes (no interrupt possible)", round);
     }
     tap_ok(fe_get_u64(&f, VHU_GET_FEATURES, &v) == 0,
            "fd abuse: device thread still answers");
@@ -891,8 +890,8 @@ stuck_frontend(bool partial)
     struct vhu_server *vs;
     struct timespec ts;
     pthread_t th;
-    uint8_t hdr[12] = {VHU_GET_FEATURES, 0, 0, 0, VHU_FLAG_VERSION, 0, 0, 0,
-                       0, 0, 0, 0};
+    uint8_t hdr[12] = {
+        VHU_GET_FEATURES, 0, 0, 0, VHU_FLAG_VERSION, 0, 0, 0, 0, 0, 0, 0};
     uint64_t sent = 0;
     int sp[2];
     bool stopped;
@@ -948,14 +947,14 @@ test_reconnect(void)
         bool ok = connect_setup(&f, F_ALL);
 
         if (ok) {
-            uint8_t tv[14] = {0, 0, 2, 0, 8, 0, '9', 'P', '2', '0', '0', '0',
-                              '.', 'L'};
+            uint8_t tv[14] = {0,   0,   2,   0,   8,   0,   '9',
+                              'P', '2', '0', '0', '0', '.', 'L'};
             struct fe_seg s[2];
 
             m = fe_alloc(&f, 64);
             r = fe_alloc(&f, 64);
-            s[0] = (struct fe_seg){m, put_msg(&f, m, 100, 0xffff, tv, 14),
-                                   false};
+            s[0] =
+                (struct fe_seg){m, put_msg(&f, m, 100, 0xffff, tv, 14), false};
             s[1] = (struct fe_seg){r, 64, true};
             ok = roundtrip(&f, s, 2, false, &len) == 0 && len == 21;
         }

@@ -41,13 +41,15 @@ test_region_limits(void)
         tap_ok(false, "sparse memfd");
         return;
     }
-    x = (struct vhu_mem_desc){.gpa = 0, .size = 4096, .uaddr = 0x10000,
-                              .mmap_offset = 150 * TB};
+    x = (struct vhu_mem_desc){
+        .gpa = 0, .size = 4096, .uaddr = 0x10000, .mmap_offset = 150 * TB};
     tap_ok(vhu_mem_add(m, &x, fd) == 0 &&
                memcmp(vhu_mem_gpa_ptr(m, 0, 8), "\0\0\0\0\0\0\0\0", 8) == 0,
            "region 150 TiB into its file: only its own page is mapped");
-    x = (struct vhu_mem_desc){.gpa = 1ull << 50, .size = 5 * TB,
-                              .uaddr = 1ull << 50, .mmap_offset = 0};
+    x = (struct vhu_mem_desc){.gpa = 1ull << 50,
+                              .size = 5 * TB,
+                              .uaddr = 1ull << 50,
+                              .mmap_offset = 0};
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL,
            "a 5 TiB region refused (address space is shared)");
     x.size = 3 * TB;
@@ -56,8 +58,8 @@ test_region_limits(void)
     x.uaddr += 4 * TB;
     tap_ok(vhu_mem_add(m, &x, fd) == -ENOSPC,
            "a second 3 TiB region refused: table above 4 TiB");
-    x = (struct vhu_mem_desc){.gpa = 8 * MB, .size = 4096, .uaddr = 0x10000,
-                              .mmap_offset = 0};
+    x = (struct vhu_mem_desc){
+        .gpa = 8 * MB, .size = 4096, .uaddr = 0x10000, .mmap_offset = 0};
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL,
            "region overlapping another in front-end addresses refused");
     vhu_mem_put(m);
@@ -115,8 +117,8 @@ test_sigbus(void)
     struct vhu_mem *m = g ? vhu_mem_new_guarded(g) : NULL;
     int fd = memfd_create("shrunk", MFD_CLOEXEC);
     struct vhu_mem_desc a = {.gpa = 0, .size = 4 * MB, .uaddr = 0x40000000};
-    struct vhu_mem_desc b = {.gpa = 8 * MB, .size = MB, .uaddr = 0x50000000,
-                             .mmap_offset = 4 * MB};
+    struct vhu_mem_desc b = {
+        .gpa = 8 * MB, .size = MB, .uaddr = 0x50000000, .mmap_offset = 4 * MB};
     struct pollfd pfd;
     struct toucher t;
     pthread_t th;
@@ -167,8 +169,8 @@ test_sigbus(void)
      * ASAN_OPTIONS=abort_on_error=1 (as scripts/check.sh runs it).  Exit 3
      * (the write went on) is the failure this guards against. */
     tap_ok(status != -1 &&
-               ((WIFSIGNALED(status) && (WTERMSIG(status) == SIGBUS ||
-                                         WTERMSIG(status) == SIGABRT)) ||
+               ((WIFSIGNALED(status) &&
+                 (WTERMSIG(status) == SIGBUS || WTERMSIG(status) == SIGABRT)) ||
                 (WIFEXITED(status) && WEXITSTATUS(status) == 1)),
            "sigbus outside guest memory still kills (status %#x)", status);
     close(fd);
@@ -182,10 +184,10 @@ main(void)
     struct vhu_mem *c;
     struct iovec iov[4];
     int n = 0;
-    struct vhu_mem_desc a = {.gpa = 0, .size = MB, .uaddr = 0x7f0000000000,
-                             .mmap_offset = 0};
-    struct vhu_mem_desc b = {.gpa = MB, .size = MB, .uaddr = 0x7f1000000000,
-                             .mmap_offset = MB};
+    struct vhu_mem_desc a = {
+        .gpa = 0, .size = MB, .uaddr = 0x7f0000000000, .mmap_offset = 0};
+    struct vhu_mem_desc b = {
+        .gpa = MB, .size = MB, .uaddr = 0x7f1000000000, .mmap_offset = MB};
     struct vhu_mem_desc x;
     uint8_t *p;
 
@@ -230,8 +232,8 @@ main(void)
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL, "beyond the file refused");
     x = (struct vhu_mem_desc){.gpa = UINT64_MAX - 10, .size = MB};
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL, "gpa wrap refused");
-    x = (struct vhu_mem_desc){.gpa = 4 * MB, .size = MB,
-                              .uaddr = UINT64_MAX - 10};
+    x = (struct vhu_mem_desc){
+        .gpa = 4 * MB, .size = MB, .uaddr = UINT64_MAX - 10};
     tap_ok(vhu_mem_add(m, &x, fd) == -EINVAL, "uaddr wrap refused");
 
     c = vhu_mem_clone(m);
@@ -250,7 +252,8 @@ main(void)
     tap_ok(vhu_mem_remove(c, &a) == -ENOENT, "removing twice: ENOENT");
     for (int i = 0; i < VHU_MEM_MAX_SLOTS; i++) {
         x = (struct vhu_mem_desc){.gpa = 8 * MB + (uint64_t)i * 4096,
-                                  .uaddr = (uint64_t)i * 4096, .size = 4096};
+                                  .uaddr = (uint64_t)i * 4096,
+                                  .size = 4096};
         if (vhu_mem_add(c, &x, fd) < 0) {
             tap_ok(c->nregions == VHU_MEM_MAX_SLOTS && i == 31,
                    "slot limit: %d regions, then ENOSPC", c->nregions);

@@ -32,9 +32,9 @@ static char sock_s[100];
 static pid_t daemon_pid = -1;
 
 /* Tversion msize 131072 "9P2000.L" */
-static const uint8_t tversion[21] = {21, 0, 0, 0, 100, 0xff, 0xff, 0, 0, 2,
-                                     0, 8, 0, '9', 'P', '2', '0', '0', '0',
-                                     '.', 'L'};
+static const uint8_t tversion[21] = {21,  0,   0,   0,   100, 0xff, 0xff,
+                                     0,   0,   2,   0,   8,   0,    '9',
+                                     'P', '2', '0', '0', '0', '.',  'L'};
 
 static uint32_t
 put_tversion(struct fe *f, uint64_t gpa)
@@ -216,8 +216,7 @@ main(int argc, char **argv)
     {
         uint64_t m = fe_alloc(&fa, 64);
         uint64_t r = fe_alloc(&fa, 64);
-        struct fe_seg s[2] = {{m, put_tversion(&fa, m), false},
-                              {r, 64, true}};
+        struct fe_seg s[2] = {{m, put_tversion(&fa, m), false}, {r, 64, true}};
 
         fe_publish(&fa, fe_chain(&fa, s, 2, false));
         tap_ok(ftruncate(fa.memfd, 0) == 0, "VM A: guest RAM shrunk to 0");

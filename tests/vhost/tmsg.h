@@ -18,8 +18,7 @@ struct tmsg {
 };
 
 static inline void
-t_begin(struct tmsg *t, struct fe *f, uint64_t gpa, uint8_t type,
-        uint16_t tag)
+t_begin(struct tmsg *t, struct fe *f, uint64_t gpa, uint8_t type, uint16_t tag)
 {
     t->p = fe_ptr(f, gpa);
     t->len = 7;

@@ -62,13 +62,13 @@ static bool verbose;
 static int log_fd = 2; /* where the daemonized relay reports */
 
 struct config {
-    const char *port;     /* virtio-serial port name or /dev path */
+    const char *port; /* virtio-serial port name or /dev path */
     const char *aname;
     const char *user_opts;
     const char *source;
     const char *target;
     unsigned msize;
-    unsigned timeout;     /* seconds: port lookup and mount */
+    unsigned timeout; /* seconds: port lookup and mount */
     bool vsock;
     unsigned vsock_port;
     unsigned cid;
@@ -76,7 +76,8 @@ struct config {
     bool foreground;
 };
 
-__attribute__((format(printf, 1, 2))) static void err_msg(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void
+err_msg(const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -101,28 +102,31 @@ __attribute__((format(printf, 1, 2))) static void err_msg(const char *fmt, ...)
             err_msg(__VA_ARGS__); \
     } while (0)
 
-static void usage(FILE *f)
+static void
+usage(FILE *f)
 {
-    fprintf(f,
-            "usage: %s [options] TAG_OR_NONE MOUNTPOINT\n"
-            "Mount a VirtFS (9P2000.L) export over virtio-serial or vsock.\n"
-            "\n"
-            "  --port NAME       virtio-serial port name, or a /dev path (default %s)\n"
-            "  --vsock PORT      connect to the host over AF_VSOCK instead\n"
-            "  --cid CID         vsock CID to connect to (default %u, the host)\n"
-            "  -o OPTS           extra 9p mount options (comma-separated)\n"
-            "  --aname A         attach name (export name or path)\n"
-            "  --msize N         maximum 9P message size (default %u)\n"
-            "  --timeout SECS    wait this long for the port and the mount (default %d)\n"
-            "  -f, --foreground  keep the relay in the foreground\n"
-            "  -n, --dry-run     print what would be mounted and exit\n"
-            "  -v, --verbose     report progress on stderr\n"
-            "  -h, --help        this help\n"
-            "  -V, --version     print the version\n",
-            prog, DEFAULT_PORT, DEFAULT_CID, DEFAULT_MSIZE, DEFAULT_TIMEOUT);
+    fprintf(
+        f,
+        "usage: %s [options] TAG_OR_NONE MOUNTPOINT\n"
+        "Mount a VirtFS (9P2000.L) export over virtio-serial or vsock.\n"
+        "\n"
+        "  --port NAME       virtio-serial port name, or a /dev path (default %s)\n"
+        "  --vsock PORT      connect to the host over AF_VSOCK instead\n"
+        "  --cid CID         vsock CID to connect to (default %u, the host)\n"
+        "  -o OPTS           extra 9p mount options (comma-separated)\n"
+        "  --aname A         attach name (export name or path)\n"
+        "  --msize N         maximum 9P message size (default %u)\n"
+        "  --timeout SECS    wait this long for the port and the mount (default %d)\n"
+        "  -f, --foreground  keep the relay in the foreground\n"
+        "  -n, --dry-run     print what would be mounted and exit\n"
+        "  -v, --verbose     report progress on stderr\n"
+        "  -h, --help        this help\n"
+        "  -V, --version     print the version\n",
+        prog, DEFAULT_PORT, DEFAULT_CID, DEFAULT_MSIZE, DEFAULT_TIMEOUT);
 }
 
-static bool parse_uint(const char *s, unsigned long max, unsigned *out)
+static bool
+parse_uint(const char *s, unsigned long max, unsigned *out)
 {
     char *end;
 
@@ -139,13 +143,15 @@ static bool parse_uint(const char *s, unsigned long max, unsigned *out)
 }
 
 /* Options that virtfs-mount sets itself and a user may not give. */
-static const char *const reserved_opts[] = {"trans", "rfdno", "wfdno", "port", NULL};
+static const char *const reserved_opts[] = {"trans", "rfdno", "wfdno", "port",
+                                            NULL};
 
 /*
  * Builds the mount data string into buf.  rfd/wfd < 0 print "FD" (dry run).
  * Returns false (with a message) when the user options conflict.
  */
-static bool build_options(const struct config *c, int fd, char *buf, size_t len)
+static bool
+build_options(const struct config *c, int fd, char *buf, size_t len)
 {
     bool user_version = false, user_msize = false, user_aname = false;
     char tmp[MAX_OPTS + 1];
@@ -157,12 +163,14 @@ static bool build_options(const struct config *c, int fd, char *buf, size_t len)
         }
         strcpy(tmp, c->user_opts);
         char *save = NULL;
-        for (char *o = strtok_r(tmp, ",", &save); o != NULL; o = strtok_r(NULL, ",", &save)) {
+        for (char *o = strtok_r(tmp, ",", &save); o != NULL;
+             o = strtok_r(NULL, ",", &save)) {
             size_t klen = strcspn(o, "=");
             for (const char *const *r = reserved_opts; *r != NULL; r++) {
                 if (strlen(*r) == klen && strncmp(o, *r, klen) == 0) {
-                    err_msg("-o: option '%.*s' is set by %s and may not be given", (int)klen, o,
-                            prog);
+                    err_msg(
+                        "-o: option '%.*s' is set by %s and may not be given",
+                        (int)klen, o, prog);
                     return false;
                 }
             }
@@ -205,7 +213,8 @@ static bool build_options(const struct config *c, int fd, char *buf, size_t len)
     return true;
 }
 
-static double now_s(void)
+static double
+now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -216,7 +225,8 @@ static double now_s(void)
  * Finds the vport device of the port called name: /sys/class/virtio-ports/
  * <dev>/name.  Returns 1 and the device path when found, 0 when not (yet).
  */
-static int find_port_once(const char *name, char *path, size_t len)
+static int
+find_port_once(const char *name, char *path, size_t len)
 {
     DIR *d = opendir("/sys/class/virtio-ports");
     struct dirent *e;
@@ -269,7 +279,8 @@ static int find_port_once(const char *name, char *path, size_t len)
     return found;
 }
 
-static int open_port(const struct config *c)
+static int
+open_port(const struct config *c)
 {
     char path[PATH_MAX];
     double deadline = now_s() + c->timeout;
@@ -280,9 +291,10 @@ static int open_port(const struct config *c)
         bool said = false;
         while (!find_port_once(c->port, path, sizeof(path))) {
             if (now_s() >= deadline) {
-                err_msg("virtio-serial port '%s' not found in /sys/class/virtio-ports after %u s "
-                        "(is virtio_console loaded and the port configured on the host?)",
-                        c->port, c->timeout);
+                err_msg(
+                    "virtio-serial port '%s' not found in /sys/class/virtio-ports after %u s "
+                    "(is virtio_console loaded and the port configured on the host?)",
+                    c->port, c->timeout);
                 return -1;
             }
             if (!said) {
@@ -303,8 +315,9 @@ static int open_port(const struct config *c)
             continue;
         }
         if (errno == EBUSY) {
-            err_msg("%s: %s (the port is already open: is another virtfs-mount using it?)", path,
-                    strerror(errno));
+            err_msg(
+                "%s: %s (the port is already open: is another virtfs-mount using it?)",
+                path, strerror(errno));
         } else {
             err_msg("%s: %s", path, strerror(errno));
         }
@@ -312,12 +325,14 @@ static int open_port(const struct config *c)
     }
 }
 
-static int connect_vsock(const struct config *c)
+static int
+connect_vsock(const struct config *c)
 {
     int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err_msg("socket(AF_VSOCK): %s%s", strerror(errno),
-                errno == EAFNOSUPPORT ? " (load vmw_vsock_virtio_transport)" : "");
+                errno == EAFNOSUPPORT ? " (load vmw_vsock_virtio_transport)"
+                                      : "");
         return -1;
     }
     struct sockaddr_vm sa = {
@@ -344,38 +359,37 @@ static int connect_vsock(const struct config *c)
         }
         break;
     }
-    err_msg("connect to vsock CID %u port %u: %s", c->cid, c->vsock_port, strerror(errno));
+    err_msg("connect to vsock CID %u port %u: %s", c->cid, c->vsock_port,
+            strerror(errno));
     if (fd >= 0) {
         close(fd);
     }
     return -1;
 }
 
-static const char *mount_hint(int e)
+static const char *
+mount_hint(int e)
 {
     switch (e) {
     case ENODEV:
         return " (the 9p file system is not available: load the 9p module)";
     case EPROTONOSUPPORT:
         return " (the fd transport is not available: load 9pnet_fd)";
-    case EINVAL:
-        return " (see dmesg for the 9p client's reason)";
+    case EINVAL: return " (see dmesg for the 9p client's reason)";
     case ECONNREFUSED:
     case EIO:
     case ECONNRESET:
     case EPIPE:
         return " (the connection to the server failed: is the server running on the host?)";
-    case ENOENT:
-        return " (the server did not find the export: check --aname)";
+    case ENOENT: return " (the server did not find the export: check --aname)";
     case EACCES:
-    case EPERM:
-        return " (attach refused by the server, or not root)";
-    default:
-        return "";
+    case EPERM: return " (attach refused by the server, or not root)";
+    default: return "";
     }
 }
 
-static int do_mount(const struct config *c, int fd)
+static int
+do_mount(const struct config *c, int fd)
 {
     char opts[MAX_OPTS + 64];
 
@@ -385,7 +399,8 @@ static int do_mount(const struct config *c, int fd)
     vmsg("mount -t 9p -o %s %s %s", opts, c->source, c->target);
     if (mount(c->source, c->target, "9p", 0, opts) != 0) {
         int e = errno;
-        err_msg("mount %s on %s: %s%s", c->source, c->target, strerror(e), mount_hint(e));
+        err_msg("mount %s on %s: %s%s", c->source, c->target, strerror(e),
+                mount_hint(e));
         errno = e;
         return -1;
     }
@@ -400,7 +415,8 @@ struct pipe_buf {
 };
 
 /* Reads from fd into b.  Returns >0 bytes, 0 EOF, -1 would block, -2 error. */
-static ssize_t buf_fill(struct pipe_buf *b, int fd)
+static ssize_t
+buf_fill(struct pipe_buf *b, int fd)
 {
     if (b->len == 0) {
         b->head = 0;
@@ -419,11 +435,13 @@ static ssize_t buf_fill(struct pipe_buf *b, int fd)
     if (r == 0) {
         return 0;
     }
-    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1
+                                                                       : -2;
 }
 
 /* Writes as much of b as fd takes.  Returns 0 ok (maybe partial), -2 error. */
-static int buf_drain(struct pipe_buf *b, int fd)
+static int
+buf_drain(struct pipe_buf *b, int fd)
 {
     while (b->len > 0) {
         ssize_t w = write(fd, b->data + b->head, b->len);
@@ -444,16 +462,22 @@ static int buf_drain(struct pipe_buf *b, int fd)
     return 0;
 }
 
-static bool buf_full(const struct pipe_buf *b) { return b->len >= RELAY_BUF; }
+static bool
+buf_full(const struct pipe_buf *b)
+{
+    return b->len >= RELAY_BUF;
+}
 
 /*
  * Relays between the vport and the socket until the kernel closes its end of
  * the socketpair (unmount) or the host disconnects after having spoken.
  * Returns the exit status.
  */
-static int relay(int port, int sock)
+static int
+relay(int port, int sock)
 {
-    struct pipe_buf up = {0}, down = {0}; /* up: guest->host, down: host->guest */
+    struct pipe_buf up = {0},
+                    down = {0}; /* up: guest->host, down: host->guest */
     bool host_spoke = false;
     double hup_since = 0;
 
@@ -510,7 +534,8 @@ static int relay(int port, int sock)
         }
 
         /* port (host server) -> socket */
-        if ((hup || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) && !buf_full(&down)) {
+        if ((hup || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) &&
+            !buf_full(&down)) {
             ssize_t r = buf_fill(&down, port);
             if (r > 0) {
                 host_spoke = true;
@@ -525,7 +550,8 @@ static int relay(int port, int sock)
                     hup_since = t;
                 }
                 if (host_spoke && t - hup_since > 2.0) {
-                    err_msg("relay: the host closed the port; ending the 9p connection");
+                    err_msg(
+                        "relay: the host closed the port; ending the 9p connection");
                     return 1;
                 }
             }
@@ -541,7 +567,8 @@ static int relay(int port, int sock)
     }
 }
 
-static void detach_stdio(void)
+static void
+detach_stdio(void)
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -560,7 +587,8 @@ static void detach_stdio(void)
     }
 }
 
-static int run_virtio_serial(const struct config *c)
+static int
+run_virtio_serial(const struct config *c)
 {
     int port = open_port(c);
     if (port < 0) {
@@ -622,7 +650,8 @@ static int run_virtio_serial(const struct config *c)
     return 0;
 }
 
-static int run_vsock(const struct config *c)
+static int
+run_vsock(const struct config *c)
 {
     int fd = connect_vsock(c);
     if (fd < 0) {
@@ -635,11 +664,13 @@ static int run_vsock(const struct config *c)
     if (rc != 0) {
         return 1;
     }
-    vmsg("mounted %s on %s over vsock %u:%u", c->source, c->target, c->cid, c->vsock_port);
+    vmsg("mounted %s on %s over vsock %u:%u", c->source, c->target, c->cid,
+         c->vsock_port);
     return 0;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     struct config c = {
         .port = NULL,
@@ -699,20 +730,25 @@ int main(int argc, char **argv)
         case O_ANAME:
             /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
             if (strchr(optarg, ',') != NULL) {
-                err_msg("--aname: a comma cannot be passed in 9p mount options");
+                err_msg(
+                    "--aname: a comma cannot be passed in 9p mount options");
                 return EXIT_USAGE;
             }
             c.aname = optarg;
             break;
         case O_MSIZE:
-            if (!parse_uint(optarg, 64u * 1024 * 1024, &c.msize) || c.msize < 4096) {
-                err_msg("--msize: invalid size '%s' (4096 .. 67108864)", optarg);
+            if (!parse_uint(optarg, 64u * 1024 * 1024, &c.msize) ||
+                c.msize < 4096) {
+                err_msg("--msize: invalid size '%s' (4096 .. 67108864)",
+                        optarg);
                 return EXIT_USAGE;
             }
             break;
         case O_TIMEOUT:
             if (!parse_uint(optarg, 86400, &c.timeout) || c.timeout == 0) {
-                err_msg("--timeout: invalid number of seconds '%s' (1 .. 86400)", optarg);
+                err_msg(
+                    "--timeout: invalid number of seconds '%s' (1 .. 86400)",
+                    optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -723,21 +759,11 @@ int main(int argc, char **argv)
             }
             c.user_opts = optarg;
             break;
-        case 'f':
-            c.foreground = true;
-            break;
-        case 'n':
-            c.dry_run = true;
-            break;
-        case 'v':
-            verbose = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("virtfs-mount %s\n", VIRTFS_VERSION);
-            return 0;
+        case 'f': c.foreground = true; break;
+        case 'n': c.dry_run = true; break;
+        case 'v': verbose = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("virtfs-mount %s\n", VIRTFS_VERSION); return 0;
         case ':':
             err_msg("option '%s' needs an argument", argv[optind - 1]);
             usage(stderr);

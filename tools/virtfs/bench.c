@@ -46,10 +46,10 @@ static const char *const wl_names[WL_COUNT] = {
 struct bench_cfg {
     int conns;
     int secs;
-    long pid;            /* 0 = no CPU accounting */
-    const char *dir;     /* remote bench directory */
-    unsigned files;      /* entries in rd/ */
-    uint64_t size;       /* bytes of seq.file */
+    long pid;        /* 0 = no CPU accounting */
+    const char *dir; /* remote bench directory */
+    unsigned files;  /* entries in rd/ */
+    uint64_t size;   /* bytes of seq.file */
     unsigned wlmask;
 };
 
@@ -60,16 +60,16 @@ struct worker {
     const struct bench_cfg *cfg;
     struct p9c_conn *conn;
     struct p9c_fid *root;
-    struct p9c_fid *dir;  /* the bench dir */
-    struct p9c_fid *io;   /* open file for seqread/seqwrite */
-    char *buf;            /* I/O buffer */
+    struct p9c_fid *dir; /* the bench dir */
+    struct p9c_fid *io;  /* open file for seqread/seqwrite */
+    char *buf;           /* I/O buffer */
     uint32_t iosz;
     uint64_t off;
-    uint64_t lo, hi;      /* this worker's byte range for seq I/O */
+    uint64_t lo, hi; /* this worker's byte range for seq I/O */
     uint64_t ops;
     uint64_t bytes;
-    uint64_t entries;     /* readdir: entries in the last listing */
-    uint32_t *lat;        /* ns, clamped to UINT32_MAX */
+    uint64_t entries; /* readdir: entries in the last listing */
+    uint32_t *lat;    /* ns, clamped to UINT32_MAX */
     size_t nlat;
     size_t caplat;
     int err;
@@ -142,9 +142,8 @@ op_create(struct worker *w)
     if (err != 0) {
         return err;
     }
-    err = p9c_create(f, name,
-                     P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL, 0644,
-                     (uint32_t)-1);
+    err = p9c_create(f, name, P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL,
+                     0644, (uint32_t)-1);
     if (err != 0) {
         p9c_clunk(f);
         return err;
@@ -160,8 +159,8 @@ op_create(struct worker *w)
             atomic_store(&no_unlinkat, true);
         }
     }
-    if (atomic_load(&no_unlinkat) && (err == 0 || err == -EOPNOTSUPP ||
-                                      err == -ENOSYS)) {
+    if (atomic_load(&no_unlinkat) &&
+        (err == 0 || err == -EOPNOTSUPP || err == -ENOSYS)) {
         /* server without Tunlinkat: walk + Tremove (reported in output) */
         err = p9c_walk(w->dir, name, &f);
         if (err == 0) {
@@ -297,8 +296,8 @@ prep(struct worker *w)
             return err;
         }
         err = p9c_create(w->io, name,
-                         P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_TRUNC,
-                         0644, (uint32_t)-1);
+                         P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_TRUNC, 0644,
+                         (uint32_t)-1);
         if (err != 0) {
             return err;
         }
@@ -326,8 +325,8 @@ worker_main(void *arg)
         w->errwhat = "setup";
     }
     pthread_barrier_wait(&start_barrier);
-    while (w->err == 0 && !atomic_load_explicit(&stop_flag,
-                                                memory_order_relaxed)) {
+    while (w->err == 0 &&
+           !atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
         uint64_t t0 = now_ns();
 
         err = op(w);
@@ -350,7 +349,7 @@ worker_main(void *arg)
 
 struct setup_job {
     struct worker *w;
-    int what;  /* 0 = rd entries, 1 = seq.file */
+    int what; /* 0 = rd entries, 1 = seq.file */
     int err;
 };
 
@@ -378,18 +377,15 @@ setup_main(void *arg)
                 f = NULL;
                 continue;
             }
-            err = p9c_mknod(rd, name, S_IFREG | 0644, 0, 0, (uint32_t)-1,
-                            NULL);
+            err = p9c_mknod(rd, name, S_IFREG | 0644, 0, 0, (uint32_t)-1, NULL);
             if (err == -EEXIST) {
                 err = 0;
-            } else if (err == -EPERM || err == -EOPNOTSUPP ||
-                       err == -ENOSYS) {
+            } else if (err == -EPERM || err == -EOPNOTSUPP || err == -ENOSYS) {
                 /* no mknod: lcreate + clunk */
                 err = p9c_walk(rd, "", &f);
                 if (err == 0) {
-                    err = p9c_create(f, name,
-                                     P9_DOTL_WRONLY | P9_DOTL_CREATE, 0644,
-                                     (uint32_t)-1);
+                    err = p9c_create(f, name, P9_DOTL_WRONLY | P9_DOTL_CREATE,
+                                     0644, (uint32_t)-1);
                     p9c_clunk(f);
                 }
             }
@@ -455,8 +451,7 @@ setup_parallel(struct worker *ws, int n, int what)
 }
 
 static int
-ensure_file(struct p9c_fid *dir, const char *name, uint64_t size,
-            bool *fresh)
+ensure_file(struct p9c_fid *dir, const char *name, uint64_t size, bool *fresh)
 {
     struct p9c_fid *f;
     struct p9_rgetattr a;
@@ -686,34 +681,35 @@ run_one(struct worker *ws, const struct bench_cfg *cfg, enum wl wl)
 static void
 bench_usage(FILE *out)
 {
-    fprintf(out,
-"usage: virtfs bench [-s ADDR] [-a ANAME] [-u UNAME] [--uid N] [-m MSIZE]\n"
-"                    [-c CONNS] [-t SECONDS] [-w WORKLOAD] [--pid PID]\n"
-"                    [--dir REMOTE_DIR] [--files N] [--size MIB]\n"
-"\n"
-"Closed-loop load: CONNS threads, one connection each, for SECONDS per\n"
-"workload.  One line per workload, key=value fields:\n"
-"  NAME conns= secs= ops= ops/s= [MiB/s= io=] [entries=] p50_us= p99_us=\n"
-"  [cpu_ms_per_kop=] msize=\n"
-"\n"
-"  -c, --conns N      connections/threads (default 4)\n"
-"  -t, --time S       seconds per workload (default 5)\n"
-"  -w, --workload W   stat|create|readdir|seqread|seqwrite|all, or a\n"
-"                     comma-separated list (default all)\n"
-"      --pid PID      server pid: report its CPU ms per 1000 ops\n"
-"      --dir PATH     remote work directory (default /bench); created and\n"
-"                     emptied of the bench's files at the end\n"
-"      --files N      entries in the readdir directory (default 10000)\n"
-"      --size MIB     size of the seqread file (default 256)\n"
-"  -s, -a, -u, --uid, -m  as for virtfs (may also come before 'bench')\n"
-"\n"
-"Workloads (one op = one sample):\n"
-"  stat      walk DIR/stat.file + getattr + clunk\n"
-"  create    lcreate + 4 KiB write + clunk + unlinkat (walk + remove\n"
-"            if the server has no Tunlinkat; then unlink=walk+remove)\n"
-"  readdir   walk + lopen + full listing of DIR/rd + clunk\n"
-"  seqread   one Tread of the I/O size (iounit/msize, 4 KiB aligned)\n"
-"  seqwrite  one Twrite of the I/O size, each thread to its own file\n");
+    fprintf(
+        out,
+        "usage: virtfs bench [-s ADDR] [-a ANAME] [-u UNAME] [--uid N] [-m MSIZE]\n"
+        "                    [-c CONNS] [-t SECONDS] [-w WORKLOAD] [--pid PID]\n"
+        "                    [--dir REMOTE_DIR] [--files N] [--size MIB]\n"
+        "\n"
+        "Closed-loop load: CONNS threads, one connection each, for SECONDS per\n"
+        "workload.  One line per workload, key=value fields:\n"
+        "  NAME conns= secs= ops= ops/s= [MiB/s= io=] [entries=] p50_us= p99_us=\n"
+        "  [cpu_ms_per_kop=] msize=\n"
+        "\n"
+        "  -c, --conns N      connections/threads (default 4)\n"
+        "  -t, --time S       seconds per workload (default 5)\n"
+        "  -w, --workload W   stat|create|readdir|seqread|seqwrite|all, or a\n"
+        "                     comma-separated list (default all)\n"
+        "      --pid PID      server pid: report its CPU ms per 1000 ops\n"
+        "      --dir PATH     remote work directory (default /bench); created and\n"
+        "                     emptied of the bench's files at the end\n"
+        "      --files N      entries in the readdir directory (default 10000)\n"
+        "      --size MIB     size of the seqread file (default 256)\n"
+        "  -s, -a, -u, --uid, -m  as for virtfs (may also come before 'bench')\n"
+        "\n"
+        "Workloads (one op = one sample):\n"
+        "  stat      walk DIR/stat.file + getattr + clunk\n"
+        "  create    lcreate + 4 KiB write + clunk + unlinkat (walk + remove\n"
+        "            if the server has no Tunlinkat; then unlink=walk+remove)\n"
+        "  readdir   walk + lopen + full listing of DIR/rd + clunk\n"
+        "  seqread   one Tread of the I/O size (iounit/msize, 4 KiB aligned)\n"
+        "  seqwrite  one Twrite of the I/O size, each thread to its own file\n");
 }
 
 static int
@@ -780,8 +776,12 @@ cmd_bench(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct bench_cfg cfg = {
-        .conns = 4, .secs = 5, .dir = "/bench", .files = 10000,
-        .size = 256ull << 20, .wlmask = (1u << WL_COUNT) - 1,
+        .conns = 4,
+        .secs = 5,
+        .dir = "/bench",
+        .files = 10000,
+        .size = 256ull << 20,
+        .wlmask = (1u << WL_COUNT) - 1,
     };
     struct worker *ws;
     struct p9c_fid *probe;
@@ -810,14 +810,30 @@ cmd_bench(int argc, char **argv)
             }
             cli.msize = (uint32_t)v;
             break;
-        case 'c': v = parse_pos(optarg, 1024); cfg.conns = (int)v; break;
-        case 't': v = parse_pos(optarg, 86400); cfg.secs = (int)v; break;
-        case 'w': v = parse_wl(optarg, &cfg.wlmask) == 0 ? 1 : -1; break;
-        case 'P': v = parse_pos(optarg, 1L << 30); cfg.pid = v; break;
-        case 'D': cfg.dir = optarg; v = *optarg ? 1 : -1; break;
-        case 'F': v = parse_pos(optarg, 10000000); cfg.files = (unsigned)v;
+        case 'c':
+            v = parse_pos(optarg, 1024);
+            cfg.conns = (int)v;
             break;
-        case 'S': v = parse_pos(optarg, 1L << 20); cfg.size = (uint64_t)v << 20;
+        case 't':
+            v = parse_pos(optarg, 86400);
+            cfg.secs = (int)v;
+            break;
+        case 'w': v = parse_wl(optarg, &cfg.wlmask) == 0 ? 1 : -1; break;
+        case 'P':
+            v = parse_pos(optarg, 1L << 30);
+            cfg.pid = v;
+            break;
+        case 'D':
+            cfg.dir = optarg;
+            v = *optarg ? 1 : -1;
+            break;
+        case 'F':
+            v = parse_pos(optarg, 10000000);
+            cfg.files = (unsigned)v;
+            break;
+        case 'S':
+            v = parse_pos(optarg, 1L << 20);
+            cfg.size = (uint64_t)v << 20;
             break;
         case 'h': bench_usage(stdout); return 0;
         default: bench_usage(stderr); return 2;

@@ -33,8 +33,8 @@ cli_mount(struct p9c_conn **conn, struct p9c_fid **root)
 {
     int err;
 
-    err = p9c_mount(cli.server, cli.msize, cli.uname, cli.uid, cli.aname,
-                    conn, root);
+    err = p9c_mount(cli.server, cli.msize, cli.uname, cli.uid, cli.aname, conn,
+                    root);
     if (err != 0) {
         return cli_fail("connect", cli.server, err);
     }

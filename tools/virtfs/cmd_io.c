@@ -192,8 +192,7 @@ cmd_put(struct p9c_fid *root, int argc, char **argv)
     snprintf(target, sizeof(target), "%s", argv[2]);
     if (p9c_walk(root, argv[2], &f) == 0) {
         if (p9c_getattr(f, P9_GETATTR_MODE, &a) == 0 && S_ISDIR(a.mode)) {
-            lbase = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1
-                                          : argv[1];
+            lbase = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
             if (join_path(target, argv[2], lbase) != 0) {
                 p9c_clunk(f);
                 close(fd);
@@ -211,8 +210,9 @@ cmd_put(struct p9c_fid *root, int argc, char **argv)
     if (err != 0) {
         goto out;
     }
-    err = p9c_create(f, sp.base, P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_TRUNC,
-                     st.st_mode & 0777, (uint32_t)-1);
+    err =
+        p9c_create(f, sp.base, P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_TRUNC,
+                   st.st_mode & 0777, (uint32_t)-1);
     if (err == -EEXIST) {
         p9c_clunk(f);
         f = NULL;

@@ -139,8 +139,7 @@ ls_dir(struct p9c_fid *dir, const char *path, const struct ls_opts *o,
             if (p9c_walk(dir, names[i], &f) != 0) {
                 continue;
             }
-            if (p9c_getattr(f, P9_GETATTR_MODE, &a) == 0 &&
-                S_ISDIR(a.mode)) {
+            if (p9c_getattr(f, P9_GETATTR_MODE, &a) == 0 && S_ISDIR(a.mode)) {
                 if (join_path(sub, path, names[i]) != 0) {
                     rc = cli_fail("ls", names[i], -ENAMETOOLONG);
                 } else {
@@ -241,8 +240,8 @@ cmd_stat(struct p9c_fid *root, int argc, char **argv)
         printf("\n  Size: %-12" PRIu64 " Blocks: %-8" PRIu64
                " IO Block: %-6" PRIu64 "\n",
                a.size, a.blocks, a.blksize);
-        printf("  Qid: type 0x%02x version %u path 0x%" PRIx64 "\n",
-               a.qid.type, a.qid.version, a.qid.path);
+        printf("  Qid: type 0x%02x version %u path 0x%" PRIx64 "\n", a.qid.type,
+               a.qid.version, a.qid.path);
         printf("  Mode: (%04o/%s)  Links: %" PRIu64 "  Uid: %u  Gid: %u",
                a.mode & 07777, mode, a.nlink, a.uid, a.gid);
         if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {

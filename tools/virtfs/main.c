@@ -40,8 +40,7 @@ static const struct cli_cmd {
     {"put", cmd_put, NULL},     {"mkdir", cmd_mkdir, NULL},
     {"rm", cmd_rm, NULL},       {"mv", cmd_mv, NULL},
     {"ln", cmd_ln, NULL},       {"df", cmd_df, NULL},
-    {"chown", cmd_chown, NULL},
-    {"bench", NULL, cmd_bench},
+    {"chown", cmd_chown, NULL}, {"bench", NULL, cmd_bench},
 };
 
 static int
@@ -69,39 +68,40 @@ run_cmd(const struct cli_cmd *cmd, int argc, char **argv)
 static void
 usage(FILE *out)
 {
-    fprintf(out,
-"usage: virtfs [OPTIONS] COMMAND [ARGS...]\n"
-"\n"
-"A command-line 9P2000.L client.  Remote paths are relative to the\n"
-"attached tree ('/a/b' and 'a/b' name the same file).\n"
-"\n"
-"Options:\n"
-"  -s, --server ADDR  server address: unix:PATH, tcp:HOST:PORT or fd:N\n"
-"                     (default $VIRTFS_SERVER or " DEFAULT_SERVER ")\n"
-"  -a, --aname ANAME  tree to attach (default: the server's default, \"\")\n"
-"  -u, --uname NAME   user name sent in Tattach (default: your login name)\n"
-"      --uid N        numeric uid sent in Tattach (default: your uid)\n"
-"  -m, --msize BYTES  msize to propose (default 1048576; the server may\n"
-"                     lower it)\n"
-"  -h, --help         show this help and exit\n"
-"\n"
-"Commands:\n"
-"  ls [-l] [-R] [PATH]    list a directory (-l long format, -R recursive)\n"
-"  stat PATH...           show all attributes of PATH\n"
-"  cat PATH...            write files to standard output\n"
-"  get REMOTE [LOCAL]     copy a remote file to LOCAL (default: its name)\n"
-"  put LOCAL REMOTE       copy a local file to REMOTE (into it if a dir)\n"
-"  mkdir [-p] PATH...     create directories (-p: parents, no error if\n"
-"                         existing)\n"
-"  rm [-r] PATH...        remove files (-r: directories recursively)\n"
-"  mv OLD NEW             rename (into NEW if it is a directory)\n"
-"  ln [-s] TARGET LINK    hard link, or symbolic link with -s\n"
-"  chown UID[:GID] PATH...  change owner (and group) by number\n"
-"  df [PATH]              file system usage (Tstatfs)\n"
-"  bench [OPTIONS]        load generator; 'virtfs bench --help' for options\n"
-"\n"
-"Errors print 'virtfs: COMMAND PATH: ENAME (description)' and exit 1;\n"
-"usage errors exit 2.\n");
+    fprintf(
+        out,
+        "usage: virtfs [OPTIONS] COMMAND [ARGS...]\n"
+        "\n"
+        "A command-line 9P2000.L client.  Remote paths are relative to the\n"
+        "attached tree ('/a/b' and 'a/b' name the same file).\n"
+        "\n"
+        "Options:\n"
+        "  -s, --server ADDR  server address: unix:PATH, tcp:HOST:PORT or fd:N\n"
+        "                     (default $VIRTFS_SERVER or " DEFAULT_SERVER ")\n"
+        "  -a, --aname ANAME  tree to attach (default: the server's default, \"\")\n"
+        "  -u, --uname NAME   user name sent in Tattach (default: your login name)\n"
+        "      --uid N        numeric uid sent in Tattach (default: your uid)\n"
+        "  -m, --msize BYTES  msize to propose (default 1048576; the server may\n"
+        "                     lower it)\n"
+        "  -h, --help         show this help and exit\n"
+        "\n"
+        "Commands:\n"
+        "  ls [-l] [-R] [PATH]    list a directory (-l long format, -R recursive)\n"
+        "  stat PATH...           show all attributes of PATH\n"
+        "  cat PATH...            write files to standard output\n"
+        "  get REMOTE [LOCAL]     copy a remote file to LOCAL (default: its name)\n"
+        "  put LOCAL REMOTE       copy a local file to REMOTE (into it if a dir)\n"
+        "  mkdir [-p] PATH...     create directories (-p: parents, no error if\n"
+        "                         existing)\n"
+        "  rm [-r] PATH...        remove files (-r: directories recursively)\n"
+        "  mv OLD NEW             rename (into NEW if it is a directory)\n"
+        "  ln [-s] TARGET LINK    hard link, or symbolic link with -s\n"
+        "  chown UID[:GID] PATH...  change owner (and group) by number\n"
+        "  df [PATH]              file system usage (Tstatfs)\n"
+        "  bench [OPTIONS]        load generator; 'virtfs bench --help' for options\n"
+        "\n"
+        "Errors print 'virtfs: COMMAND PATH: ENAME (description)' and exit 1;\n"
+        "usage errors exit 2.\n");
 }
 
 static const char *
@@ -142,8 +142,8 @@ main(int argc, char **argv)
     const char *cmd;
     int c;
 
-    cli.server = getenv("VIRTFS_SERVER") ? getenv("VIRTFS_SERVER")
-                                         : DEFAULT_SERVER;
+    cli.server =
+        getenv("VIRTFS_SERVER") ? getenv("VIRTFS_SERVER") : DEFAULT_SERVER;
     cli.aname = "";
     cli.uname = NULL;
     cli.uid = (uint32_t)getuid();
@@ -162,8 +162,8 @@ main(int argc, char **argv)
         case 'm':
             if (parse_u32(optarg, &cli.msize) != 0 ||
                 cli.msize < P9_MIN_MSIZE || cli.msize > P9_MAX_MSIZE) {
-                fprintf(stderr, "virtfs: bad --msize '%s' (%u..%u)\n",
-                        optarg, P9_MIN_MSIZE, P9_MAX_MSIZE);
+                fprintf(stderr, "virtfs: bad --msize '%s' (%u..%u)\n", optarg,
+                        P9_MIN_MSIZE, P9_MAX_MSIZE);
                 return 2;
             }
             break;
@@ -188,7 +188,6 @@ main(int argc, char **argv)
             return run_cmd(&cmds[i], argc - optind, argv + optind);
         }
     }
-    fprintf(stderr, "virtfs: unknown command '%s' (see virtfs --help)\n",
-            cmd);
+    fprintf(stderr, "virtfs: unknown command '%s' (see virtfs --help)\n", cmd);
     return 2;
 }

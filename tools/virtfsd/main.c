@@ -55,110 +55,118 @@ on_stats(int sig)
 }
 
 /* long-only options without a letter */
-enum { OPT_MAX_FIDS = 0x100, OPT_SESSION_MEM, OPT_MAX_LOCKS,
-       OPT_MAX_FIDS_TOTAL, OPT_MAX_CONNS, OPT_FRAME_TIMEOUT, OPT_FD_RESERVE,
-       OPT_TRANSLATE_UID, OPT_TRANSLATE_GID, OPT_ALL_SQUASH };
+enum {
+    OPT_MAX_FIDS = 0x100,
+    OPT_SESSION_MEM,
+    OPT_MAX_LOCKS,
+    OPT_MAX_FIDS_TOTAL,
+    OPT_MAX_CONNS,
+    OPT_FRAME_TIMEOUT,
+    OPT_FD_RESERVE,
+    OPT_TRANSLATE_UID,
+    OPT_TRANSLATE_GID,
+    OPT_ALL_SQUASH
+};
 
 static void
 usage(FILE *out)
 {
-    fprintf(out,
-"Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev][,security_model=M]\n"
-"               [--export ...]\n"
-"               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
-"\n"
-"Export host directories to virtual machines over 9P2000.L.\n"
-"\n"
-"Exports:\n"
-"  -e, --export [NAME=]DIR[,OPT]...  export DIR (repeatable). A client selects\n"
-"                                an export with aname=NAME or aname=DIR; with\n"
-"                                one export an empty aname selects it. OPT:\n"
-"                                ro      every mutating request fails (EROFS)\n"
-"                                nosuid  set-uid/set-gid bits and file\n"
-"                                        capabilities never reach the host\n"
-"                                nodev   creating device nodes fails (EPERM)\n"
-"                                lower=A[:B...]  layered export: DIR is the\n"
-"                                        writable upper (created when missing)\n"
-"                                        over read-only A, B (leftmost on top)\n"
-"                                work=W  copy-up scratch dir (default DIR.work)\n"
-"                                security_model=passthrough|mapped-xattr|\n"
-"                                  mapped-file|none   as QEMU's -fsdev local\n"
-"                                  (default passthrough; mapped = mapped-xattr)\n"
-"                                fmode=OCTAL, dmode=OCTAL  host mode of files\n"
-"                                  and directories in the mapped models\n"
-"                                  (default 0600, 0700)\n"
-"Transports:\n"
-"  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
-"                                  unix:PATH       Unix socket (a stale socket file is\n"
-"                                                  replaced; a live one is an error)\n"
-"                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640,\n"
-"                                                  tcp:[::1]:5640); PORT 1..65535\n"
-"                                  fd:N            inherited listening socket N\n"
-"      --stdio                   serve one connection on stdin/stdout, exit at EOF\n"
-"      --vhost-user PATH[,tag=T] be the vhost-user back-end of a virtio-9p device\n"
-"                                on socket PATH (repeatable: one socket per VM;\n"
-"                                a VM reconnecting after a reboot is served again)\n"
-"      --fd N[,tag=T]            like --vhost-user on an inherited listening socket\n"
-"      --tag TAG                 default virtio-9p mount tag (default \"virtfs\")\n"
-"      --print-capabilities      print the vhost-user back-end JSON and exit\n"
-"Protocol and server:\n"
-"  -m, --msize N                 largest message size (default %u, min %u, max %u)\n"
-"  -t, --threads N               worker threads (default: 2 x CPUs, at least 4);\n"
-"                                the pool grows while all workers are blocked\n"
-"      --no-multiuser            never switch to the attaching user's uid/gid\n"
-"                                (default when running as root: act as the user\n"
-"                                named in Tattach for every request)\n"
-"      --translate-uid RULE, --translate-gid RULE  (repeatable) translate ids,\n"
-"                                virtiofsd's syntax: map:G:H:N, guest:G:H:N,\n"
-"                                host:H:G:N, squash-guest:G:H:N,\n"
-"                                squash-host:H:G:N, forbid-guest:G:N\n"
-"      --all-squash              every guest uid/gid is nobody/nogroup on the\n"
-"                                host (the daemon's own ids when unprivileged)\n"
-"      --no-remap                qid.path = inode number only (default: remap\n"
-"                                (dev, ino) so files on different host mounts\n"
-"                                under one export never share a qid)\n"
-"Limits per session (connection or virtio device); beyond them the peer gets\n"
-"an error and the daemon and other sessions go on (see virtfsd(8)):\n"
-"      --max-fids N              fids (default 1048576; then EMFILE)\n"
-"      --max-fids-total N        fids of all sessions together (default\n"
-"                                4194304; then ENFILE)\n"
-"      --session-mem MIB         memory pinned between requests: xattr values\n"
-"                                and snapshots, directory read-ahead (default 16)\n"
-"      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
-"      --rlimit-nofile N         set the descriptor limit (RLIMIT_NOFILE) to N;\n"
-"                                exports keep their descriptors below it, with a\n"
-"                                reserve for connections (default: current limit)\n"
-"      --inode-file-handles MODE how a file whose cached descriptor was closed\n"
-"                                is found again: prefer (default: file handles\n"
-"                                where the host allows, else by name), never\n"
-"                                (by name), mandatory (fail without handles)\n"
-"Connections and descriptors (see virtfsd(8)):\n"
-"      --max-connections N       connections per --listen socket (default %u);\n"
-"                                when full, the longest-idle connection that\n"
-"                                never attached is dropped for a new client\n"
-"      --frame-timeout SECONDS   a message must arrive whole within SECONDS of\n"
-"                                its first byte (default %u, 0 = no limit)\n"
-"      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
-"                                listeners); clients may not use them (default %u)\n"
-SANDBOX_USAGE
-"Operation:\n"
-"      --log-level LEVEL         error, warn, info (default) or debug\n"
-"      --syslog                  log to syslog instead of stderr\n"
-"      --trace                   log one decoded line per T and R message\n"
-"                                (whatever the --log-level)\n"
-"      --stats SECONDS           log per-message counts and latency every\n"
-"                                SECONDS (also on SIGUSR1, whatever the level)\n"
-"      --pid-file PATH           write the process id to PATH (mode 0644)\n"
-"  -h, --help                    show this help\n"
-"  -V, --version                 show the version\n"
-"\n"
-"Signals: SIGTERM/SIGINT finish in-flight requests and exit; SIGUSR1 logs stats.\n"
-"Linux: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
-"Guest over vhost-user: mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt\n"
-"See virtfsd(8).\n",
-            P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE,
-            XP_DEFAULT_MAX_CONNS, XP_DEFAULT_FRAME_TIMEOUT,
-            FDBUDGET_DEFAULT_RESERVE);
+    fprintf(
+        out,
+        "Usage: virtfsd --export [NAME=]DIR[,ro][,nosuid][,nodev][,security_model=M]\n"
+        "               [--export ...]\n"
+        "               (--listen ADDR | --stdio | --vhost-user PATH | --fd N)... [OPTIONS]\n"
+        "\n"
+        "Export host directories to virtual machines over 9P2000.L.\n"
+        "\n"
+        "Exports:\n"
+        "  -e, --export [NAME=]DIR[,OPT]...  export DIR (repeatable). A client selects\n"
+        "                                an export with aname=NAME or aname=DIR; with\n"
+        "                                one export an empty aname selects it. OPT:\n"
+        "                                ro      every mutating request fails (EROFS)\n"
+        "                                nosuid  set-uid/set-gid bits and file\n"
+        "                                        capabilities never reach the host\n"
+        "                                nodev   creating device nodes fails (EPERM)\n"
+        "                                lower=A[:B...]  layered export: DIR is the\n"
+        "                                        writable upper (created when missing)\n"
+        "                                        over read-only A, B (leftmost on top)\n"
+        "                                work=W  copy-up scratch dir (default DIR.work)\n"
+        "                                security_model=passthrough|mapped-xattr|\n"
+        "                                  mapped-file|none   as QEMU's -fsdev local\n"
+        "                                  (default passthrough; mapped = mapped-xattr)\n"
+        "                                fmode=OCTAL, dmode=OCTAL  host mode of files\n"
+        "                                  and directories in the mapped models\n"
+        "                                  (default 0600, 0700)\n"
+        "Transports:\n"
+        "  -l, --listen ADDR             accept connections on ADDR (repeatable):\n"
+        "                                  unix:PATH       Unix socket (a stale socket file is\n"
+        "                                                  replaced; a live one is an error)\n"
+        "                                  tcp:HOST:PORT   TCP (e.g. tcp:127.0.0.1:5640,\n"
+        "                                                  tcp:[::1]:5640); PORT 1..65535\n"
+        "                                  fd:N            inherited listening socket N\n"
+        "      --stdio                   serve one connection on stdin/stdout, exit at EOF\n"
+        "      --vhost-user PATH[,tag=T] be the vhost-user back-end of a virtio-9p device\n"
+        "                                on socket PATH (repeatable: one socket per VM;\n"
+        "                                a VM reconnecting after a reboot is served again)\n"
+        "      --fd N[,tag=T]            like --vhost-user on an inherited listening socket\n"
+        "      --tag TAG                 default virtio-9p mount tag (default \"virtfs\")\n"
+        "      --print-capabilities      print the vhost-user back-end JSON and exit\n"
+        "Protocol and server:\n"
+        "  -m, --msize N                 largest message size (default %u, min %u, max %u)\n"
+        "  -t, --threads N               worker threads (default: 2 x CPUs, at least 4);\n"
+        "                                the pool grows while all workers are blocked\n"
+        "      --no-multiuser            never switch to the attaching user's uid/gid\n"
+        "                                (default when running as root: act as the user\n"
+        "                                named in Tattach for every request)\n"
+        "      --translate-uid RULE, --translate-gid RULE  (repeatable) translate ids,\n"
+        "                                virtiofsd's syntax: map:G:H:N, guest:G:H:N,\n"
+        "                                host:H:G:N, squash-guest:G:H:N,\n"
+        "                                squash-host:H:G:N, forbid-guest:G:N\n"
+        "      --all-squash              every guest uid/gid is nobody/nogroup on the\n"
+        "                                host (the daemon's own ids when unprivileged)\n"
+        "      --no-remap                qid.path = inode number only (default: remap\n"
+        "                                (dev, ino) so files on different host mounts\n"
+        "                                under one export never share a qid)\n"
+        "Limits per session (connection or virtio device); beyond them the peer gets\n"
+        "an error and the daemon and other sessions go on (see virtfsd(8)):\n"
+        "      --max-fids N              fids (default 1048576; then EMFILE)\n"
+        "      --max-fids-total N        fids of all sessions together (default\n"
+        "                                4194304; then ENFILE)\n"
+        "      --session-mem MIB         memory pinned between requests: xattr values\n"
+        "                                and snapshots, directory read-ahead (default 16)\n"
+        "      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
+        "      --rlimit-nofile N         set the descriptor limit (RLIMIT_NOFILE) to N;\n"
+        "                                exports keep their descriptors below it, with a\n"
+        "                                reserve for connections (default: current limit)\n"
+        "      --inode-file-handles MODE how a file whose cached descriptor was closed\n"
+        "                                is found again: prefer (default: file handles\n"
+        "                                where the host allows, else by name), never\n"
+        "                                (by name), mandatory (fail without handles)\n"
+        "Connections and descriptors (see virtfsd(8)):\n"
+        "      --max-connections N       connections per --listen socket (default %u);\n"
+        "                                when full, the longest-idle connection that\n"
+        "                                never attached is dropped for a new client\n"
+        "      --frame-timeout SECONDS   a message must arrive whole within SECONDS of\n"
+        "                                its first byte (default %u, 0 = no limit)\n"
+        "      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
+        "                                listeners); clients may not use them (default %u)\n" SANDBOX_USAGE
+        "Operation:\n"
+        "      --log-level LEVEL         error, warn, info (default) or debug\n"
+        "      --syslog                  log to syslog instead of stderr\n"
+        "      --trace                   log one decoded line per T and R message\n"
+        "                                (whatever the --log-level)\n"
+        "      --stats SECONDS           log per-message counts and latency every\n"
+        "                                SECONDS (also on SIGUSR1, whatever the level)\n"
+        "      --pid-file PATH           write the process id to PATH (mode 0644)\n"
+        "  -h, --help                    show this help\n"
+        "  -V, --version                 show the version\n"
+        "\n"
+        "Signals: SIGTERM/SIGINT finish in-flight requests and exit; SIGUSR1 logs stats.\n"
+        "Linux: mount -t 9p -o trans=unix,version=9p2000.L,aname=NAME PATH /mnt\n"
+        "Guest over vhost-user: mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt\n"
+        "See virtfsd(8).\n",
+        P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE, XP_DEFAULT_MAX_CONNS,
+        XP_DEFAULT_FRAME_TIMEOUT, FDBUDGET_DEFAULT_RESERVE);
 }
 
 static int
@@ -185,7 +193,7 @@ struct export_arg {
     enum pt_security_model model;
     unsigned long fmode; /* 0: the default (0600) */
     unsigned long dmode; /* 0: the default (0700) */
-    char *lower; /* layered export: "A:B", else NULL */
+    char *lower;         /* layered export: "A:B", else NULL */
     char *work;
 };
 
@@ -197,8 +205,10 @@ parse_export_model(const char *opt, struct export_arg *ex)
         const char *name;
         enum pt_security_model model;
     } models[] = {
-        {"passthrough", PT_SM_PASSTHROUGH}, {"mapped-xattr", PT_SM_MAPPED_XATTR},
-        {"mapped", PT_SM_MAPPED_XATTR},     {"mapped-file", PT_SM_MAPPED_FILE},
+        {"passthrough", PT_SM_PASSTHROUGH},
+        {"mapped-xattr", PT_SM_MAPPED_XATTR},
+        {"mapped", PT_SM_MAPPED_XATTR},
+        {"mapped-file", PT_SM_MAPPED_FILE},
         {"none", PT_SM_NONE},
     };
     unsigned long *mp = NULL;
@@ -252,8 +262,10 @@ check_layered_opts(const struct export_arg *ex, const struct pt_idmap *uidmap,
         bad = "--translate-uid/--translate-gid/--all-squash are";
     }
     if (bad != NULL) {
-        fprintf(stderr, "virtfsd: export %s: %s not supported with lower= "
-                "yet\n", ex->path, bad);
+        fprintf(stderr,
+                "virtfsd: export %s: %s not supported with lower= "
+                "yet\n",
+                ex->path, bad);
         return -1;
     }
     return 0;
@@ -295,10 +307,11 @@ parse_export(const char *arg, struct export_arg *ex)
             ex->work = strdup(comma + 6);
         } else if (strchr(comma, '=') == NULL ||
                    parse_export_model(comma + 1, ex) < 0) {
-            fprintf(stderr, "virtfsd: --export %s: bad option '%s' (ro, rw, "
+            fprintf(stderr,
+                    "virtfsd: --export %s: bad option '%s' (ro, rw, "
                     "nosuid, nodev, security_model=passthrough|mapped-xattr|"
-                    "mapped-file|none, fmode=OCTAL, dmode=OCTAL)\n", arg,
-                    comma + 1);
+                    "mapped-file|none, fmode=OCTAL, dmode=OCTAL)\n",
+                    arg, comma + 1);
             free(s);
             return -1;
         }
@@ -401,8 +414,10 @@ opt_vhost(int c, const char *optval)
     char *t;
 
     if (nvhost == MAX_VHOST) {
-        fprintf(stderr, "virtfsd: too many vhost-user sockets (max "
-                "%d)\n", MAX_VHOST);
+        fprintf(stderr,
+                "virtfsd: too many vhost-user sockets (max "
+                "%d)\n",
+                MAX_VHOST);
         return 2;
     }
     arg = strdup(optval);
@@ -425,7 +440,8 @@ opt_vhost(int c, const char *optval)
         if (strncmp(t, "tag=", 4) == 0 && vtags[nvhost] == NULL) {
             vtags[nvhost] = t + 4;
         } else {
-            fprintf(stderr, "virtfsd: --%s %s: unknown or repeated "
+            fprintf(stderr,
+                    "virtfsd: --%s %s: unknown or repeated "
                     "option '%s' (only ,tag=T)\n",
                     c == 'H' ? "vhost-user" : "fd", optval, t);
             return 2;
@@ -441,8 +457,10 @@ opt_vhost(int c, const char *optval)
         fprintf(stderr, "virtfsd: --fd needs a descriptor number\n");
         return 2;
     } else if (sock_check_listening((int)v) < 0) {
-        fprintf(stderr, "virtfsd: --fd %lu is not a listening stream "
-                "socket\n", v);
+        fprintf(stderr,
+                "virtfsd: --fd %lu is not a listening stream "
+                "socket\n",
+                v);
         return 2;
     } else {
         vopts[nvhost].listen_fd = (int)v;
@@ -477,15 +495,14 @@ opt_limit(int c, const char *optval)
     case OPT_SESSION_MEM:
         if (parse_uint(optval, 1024 * 1024, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --session-mem must be 1..1048576 "
-                    "(MiB)\n");
+                            "(MiB)\n");
             return 2;
         }
         cfg.session_mem = (uint64_t)v << 20;
         break;
     case OPT_MAX_LOCKS:
         if (parse_uint(optval, 16u << 20, &v) < 0 || v == 0) {
-            fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n",
-                    16u << 20);
+            fprintf(stderr, "virtfsd: --max-locks must be 1..%u\n", 16u << 20);
             return 2;
         }
         cfg.max_locks = (uint32_t)v;
@@ -493,7 +510,7 @@ opt_limit(int c, const char *optval)
     case OPT_RLIMIT_NOFILE:
         if (parse_uint(optval, 1UL << 30, &v) < 0 || v < 64) {
             fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
-                    "64\n");
+                            "64\n");
             return 2;
         }
         rlimit_nofile = v;
@@ -507,14 +524,14 @@ opt_limit(int c, const char *optval)
             file_handles = PT_FH_MANDATORY;
         } else {
             fprintf(stderr, "virtfsd: --inode-file-handles is never, "
-                    "prefer or mandatory\n");
+                            "prefer or mandatory\n");
             return 2;
         }
         break;
     case OPT_MAX_CONNS: /* admission (transport/stream.h) */
         if (parse_uint(optval, 65536, &v) < 0 || v == 0) {
             fprintf(stderr, "virtfsd: --max-connections must be "
-                    "1..65536\n");
+                            "1..65536\n");
             return 2;
         }
         limits.max_conns = (unsigned)v;
@@ -522,7 +539,7 @@ opt_limit(int c, const char *optval)
     case OPT_FRAME_TIMEOUT:
         if (parse_uint(optval, 86400, &v) < 0) {
             fprintf(stderr, "virtfsd: --frame-timeout must be 0..86400 "
-                    "s\n");
+                            "s\n");
             return 2;
         }
         limits.frame_timeout = (unsigned)v;
@@ -534,8 +551,7 @@ opt_limit(int c, const char *optval)
         }
         fd_reserve = (unsigned)v;
         break;
-    default:
-        return 2;
+    default: return 2;
     }
     return GO_ON;
 }
@@ -559,7 +575,8 @@ opt_listen_fds(void)
         int fd = SVC_LISTEN_FDS_START + i;
 
         if ((strcmp(names[i], "9p") == 0 ||
-             strncmp(names[i], "listen", 6) == 0) && nlisten < MAX_LISTEN) {
+             strncmp(names[i], "listen", 6) == 0) &&
+            nlisten < MAX_LISTEN) {
             snprintf(fdargs[nlisten], sizeof(fdargs[0]), "fd:%d", fd);
             listens[nlisten] = fdargs[nlisten];
             nlisten++;
@@ -653,9 +670,7 @@ stage_options(int argc, char **argv)
             }
             listens[nlisten++] = optarg;
             break;
-        case 'S':
-            use_stdio = true;
-            break;
+        case 'S': use_stdio = true; break;
         case 'H':
         case 'F': {
             int st = opt_vhost(c, optarg);
@@ -665,15 +680,10 @@ stage_options(int argc, char **argv)
             }
             break;
         }
-        case 'G':
-            default_tag = optarg;
-            break;
-        case 'C':
-            vhu_print_capabilities(stdout);
-            return 0;
+        case 'G': default_tag = optarg; break;
+        case 'C': vhu_print_capabilities(stdout); return 0;
         case 'm':
-            if (parse_uint(optarg, P9_MAX_MSIZE, &v) < 0 ||
-                v < P9_MIN_MSIZE) {
+            if (parse_uint(optarg, P9_MAX_MSIZE, &v) < 0 || v < P9_MIN_MSIZE) {
                 fprintf(stderr, "virtfsd: --msize must be %u..%u\n",
                         P9_MIN_MSIZE, P9_MAX_MSIZE);
                 return 2;
@@ -687,9 +697,7 @@ stage_options(int argc, char **argv)
             }
             cfg.threads = (int)v;
             break;
-        case 'U':
-            multiuser = 0;
-            break;
+        case 'U': multiuser = 0; break;
         case OPT_TRANSLATE_UID:
         case OPT_TRANSLATE_GID: {
             int e = pt_idmap_add(c == OPT_TRANSLATE_UID ? &uidmap : &gidmap,
@@ -714,38 +722,32 @@ stage_options(int argc, char **argv)
                      geteuid() == 0 ? 65534u : (unsigned)geteuid());
             if (pt_idmap_add(&uidmap, r) < 0) {
                 fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
-                        "--translate-uid rule\n");
+                                "--translate-uid rule\n");
                 return 2;
             }
             snprintf(r, sizeof(r), "squash-guest:0:%u:4294967295",
                      geteuid() == 0 ? 65534u : (unsigned)getegid());
             if (pt_idmap_add(&gidmap, r) < 0) {
                 fprintf(stderr, "virtfsd: --all-squash: conflicts with a "
-                        "--translate-gid rule\n");
+                                "--translate-gid rule\n");
                 return 2;
             }
             break;
         }
-        case 'R':
-            remap = false;
-            break;
+        case 'R': remap = false; break;
         case 'L': {
             int lvl = log_parse_level(optarg);
 
             if (lvl < 0) {
                 fprintf(stderr, "virtfsd: --log-level: error, warn, info or "
-                        "debug\n");
+                                "debug\n");
                 return 2;
             }
             log_set_level((enum log_level)lvl);
             break;
         }
-        case 'Y':
-            log_use_syslog("virtfsd");
-            break;
-        case 'T':
-            cfg.trace = true;
-            break;
+        case 'Y': log_use_syslog("virtfsd"); break;
+        case 'T': cfg.trace = true; break;
         case 's':
             if (parse_uint(optarg, 86400, &v) < 0 || v == 0) {
                 fprintf(stderr, "virtfsd: --stats must be 1..86400 s\n");
@@ -753,9 +755,7 @@ stage_options(int argc, char **argv)
             }
             stats_every = v;
             break;
-        case 'P':
-            pidfile = optarg;
-            break;
+        case 'P': pidfile = optarg; break;
         case OPT_MAX_FIDS:
         case OPT_MAX_FIDS_TOTAL:
         case OPT_SESSION_MEM:
@@ -764,8 +764,7 @@ stage_options(int argc, char **argv)
         case OPT_FILE_HANDLES:
         case OPT_MAX_CONNS:
         case OPT_FRAME_TIMEOUT:
-        case OPT_FD_RESERVE:
-        {
+        case OPT_FD_RESERVE: {
             int st = opt_limit(c, optarg);
 
             if (st != GO_ON) {
@@ -773,15 +772,9 @@ stage_options(int argc, char **argv)
             }
             break;
         }
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("virtfsd %s (9P2000.L)\n", VIRTFS_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("virtfsd %s (9P2000.L)\n", VIRTFS_VERSION); return 0;
+        default: usage(stderr); return 2;
         }
     }
     /* NOLINTEND(clang-analyzer-unix.Malloc) */
@@ -801,7 +794,7 @@ stage_options(int argc, char **argv)
     }
     if (nlisten == 0 && !use_stdio && nvhost == 0) {
         fprintf(stderr, "virtfsd: give --listen ADDR, --stdio, --vhost-user "
-                "PATH or --fd N\n");
+                        "PATH or --fd N\n");
         return 2;
     }
     for (int i = 0; i < nvhost; i++) {
@@ -845,8 +838,7 @@ open_layered(struct export_arg *ex, struct backend **be)
     for (char *save = NULL, *l = strtok_r(ex->lower, ":", &save); l != NULL;
          l = strtok_r(NULL, ":", &save)) {
         if (oo.nlowers == OV_MAX_LOWERS) {
-            fprintf(stderr, "virtfsd: export %s: too many lowers\n",
-                    ex->path);
+            fprintf(stderr, "virtfsd: export %s: too many lowers\n", ex->path);
             return -EINVAL;
         }
         oo.lowers[oo.nlowers++] = l;
@@ -924,9 +916,8 @@ stage_exports(void)
                     exargs[i].path);
             return 2;
         }
-        if (exargs[i].lower != NULL && check_layered_opts(&exargs[i],
-                                                          &uidmap,
-                                                          &gidmap) < 0) {
+        if (exargs[i].lower != NULL &&
+            check_layered_opts(&exargs[i], &uidmap, &gidmap) < 0) {
             return 2;
         }
         if (exargs[i].lower != NULL) {
@@ -1025,8 +1016,9 @@ stage_transports(void)
     if (pidfile != NULL) {
         /* an explicit mode: never what the umask happens to allow, never
          * through a symlink planted at PATH */
-        int pfd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-                                    O_NOFOLLOW, 0644);
+        int pfd =
+            open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                 0644);
         char line[32];
         int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
@@ -1089,8 +1081,7 @@ stage_sandbox(void)
                  exports[i].name ? exports[i].name : "",
                  exports[i].readonly ? " (read-only)" : "",
                  exargs[i].nosuid ? " (nosuid)" : "",
-                 exargs[i].nodev ? " (nodev)" : "",
-                 mnames[exargs[i].model]);
+                 exargs[i].nodev ? " (nodev)" : "", mnames[exargs[i].model]);
     }
     return GO_ON;
 }

@@ -128,8 +128,10 @@ parse_modcaps(struct sandbox_opts *o, const char *arg)
         int cap = (t[0] == '+' || t[0] == '-') ? parse_cap(t + 1) : -1;
 
         if (cap < 0 || cap >= 64) {
-            fprintf(stderr, "virtfsd: --modcaps: '%s': want +CAP or -CAP "
-                    "with a capability name (e.g. +sys_admin)\n", t);
+            fprintf(stderr,
+                    "virtfsd: --modcaps: '%s': want +CAP or -CAP "
+                    "with a capability name (e.g. +sys_admin)\n",
+                    t);
             rc = -1;
             break;
         }
@@ -152,8 +154,7 @@ static char sb_userns_note[512];
 
 /* ":NS:HOST:COUNT:" (the outer colons optional) */
 static int
-parse_idmap(struct sandbox_idrange *r, int *n, const char *arg,
-            const char *opt)
+parse_idmap(struct sandbox_idrange *r, int *n, const char *arg, const char *opt)
 {
     unsigned long v[3];
     const char *p = arg;
@@ -173,16 +174,18 @@ parse_idmap(struct sandbox_idrange *r, int *n, const char *arg,
         if (errno != 0 || end == p || v[i] > UINT32_MAX ||
             (i < 2 && *end != ':') ||
             (i == 2 && *end != '\0' && strcmp(end, ":") != 0)) {
-            fprintf(stderr, "virtfsd: --%s %s: want :NAMESPACE_ID:HOST_ID:"
-                    "COUNT:\n", opt, arg);
+            fprintf(stderr,
+                    "virtfsd: --%s %s: want :NAMESPACE_ID:HOST_ID:"
+                    "COUNT:\n",
+                    opt, arg);
             return -1;
         }
         p = end + 1;
     }
     if (v[2] == 0 || v[0] + v[2] - 1 > UINT32_MAX ||
         v[1] + v[2] - 1 > UINT32_MAX) {
-        fprintf(stderr, "virtfsd: --%s %s: empty or out-of-range count\n",
-                opt, arg);
+        fprintf(stderr, "virtfsd: --%s %s: empty or out-of-range count\n", opt,
+                arg);
         return -1;
     }
     r[*n].ns = (uint32_t)v[0];
@@ -426,14 +429,12 @@ sandbox_parse(struct sandbox_opts *o, int opt, const char *arg)
             return -1;
         }
         return 0;
-    case SANDBOX_OPT_MODCAPS:
-        return parse_modcaps(o, arg);
+    case SANDBOX_OPT_MODCAPS: return parse_modcaps(o, arg);
     case SANDBOX_OPT_UIDMAP:
         return parse_idmap(o->uidmap, &o->nuidmap, arg, "uid-map");
     case SANDBOX_OPT_GIDMAP:
         return parse_idmap(o->gidmap, &o->ngidmap, arg, "gid-map");
-    default:
-        return -1;
+    default: return -1;
     }
 }
 
@@ -503,8 +504,7 @@ supervise(pid_t child, const sigset_t *mask)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = forward_signal;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]); i++) {
         sigaction(sb_fwd_sigs[i], &sa, NULL);
     }
     /* what arrived since fork_daemon() blocked them goes on now */
@@ -541,8 +541,7 @@ fork_daemon(void)
     int err;
 
     sigemptyset(&block);
-    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(sb_fwd_sigs) / sizeof(sb_fwd_sigs[0]); i++) {
         sigaddset(&block, sb_fwd_sigs[i]);
     }
     sigprocmask(SIG_BLOCK, &block, &old);
@@ -587,8 +586,7 @@ map_ids(uid_t uid, gid_t gid)
         err = write_file("/proc/self/setgroups", "deny\n");
     }
     if (err == 0) {
-        snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)gid,
-                 (unsigned)gid);
+        snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
         err = write_file("/proc/self/gid_map", line);
     }
     return err;
@@ -641,9 +639,9 @@ struct sb_dir {
 struct sb_bind {
     char *path;
     bool writable;
-    bool check;   /* the path must still be the inode of dir 'dir' */
+    bool check; /* the path must still be the inode of dir 'dir' */
     int dir;
-    int srcfd;    /* opened in the host's tree before the new root exists */
+    int srcfd; /* opened in the host's tree before the new root exists */
 };
 
 struct sb_plan {
@@ -696,8 +694,8 @@ common_dir(char *acc, const char *path)
 
     while (acc[i] != '\0' && acc[i] == path[i]) {
         i++;
-        if (acc[i] == '/' || (acc[i] == '\0' &&
-                              (path[i] == '/' || path[i] == '\0'))) {
+        if (acc[i] == '/' ||
+            (acc[i] == '\0' && (path[i] == '/' || path[i] == '\0'))) {
             last = i;
         }
     }
@@ -713,13 +711,12 @@ same_inode(int a, int b)
     struct stat sa;
     struct stat sb;
 
-    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
-           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 static int
-plan_add_bind(struct sb_plan *p, char *path, bool writable, int dir,
-              bool check)
+plan_add_bind(struct sb_plan *p, char *path, bool writable, int dir, bool check)
 {
     struct sb_bind *b = &p->binds[p->nbinds++];
 
@@ -773,7 +770,8 @@ plan_make(struct sb_plan *p, const struct p9s_export *exports, int nexports)
             d->path = fd_path(hd[i].fd);
             if (d->path == NULL) {
                 log_err("sandbox: export %s: a directory it holds has no "
-                        "path (removed?)", exports[e].path);
+                        "path (removed?)",
+                        exports[e].path);
                 return -ENOENT;
             }
             p->ndirs++;
@@ -812,7 +810,8 @@ plan_make(struct sb_plan *p, const struct p9s_export *exports, int nexports)
         if (strcmp(anc, "/") == 0) {
             log_err("sandbox: export %s: directories that must share a "
                     "mount (overlay upper and work) have no common parent "
-                    "but /; put them in one directory", exports[d->ex].path);
+                    "but /; put them in one directory",
+                    exports[d->ex].path);
             free(anc);
             return -EINVAL;
         }
@@ -830,8 +829,7 @@ plan_open(struct sb_plan *p)
     for (int i = 0; i < p->nbinds; i++) {
         struct sb_bind *b = &p->binds[i];
 
-        b->srcfd = open(b->path, O_PATH | O_DIRECTORY | O_NOFOLLOW |
-                                     O_CLOEXEC);
+        b->srcfd = open(b->path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (b->srcfd < 0) {
             int err = -errno;
 
@@ -839,8 +837,7 @@ plan_open(struct sb_plan *p)
             return err;
         }
         if (b->check && !same_inode(b->srcfd, p->dirs[b->dir].hd.fd)) {
-            log_err("sandbox: %s changed since the export was opened",
-                    b->path);
+            log_err("sandbox: %s changed since the export was opened", b->path);
             return -ESTALE;
         }
     }
@@ -881,7 +878,8 @@ bind_dir(const char *newroot, const struct sb_bind *b, bool userns)
         fl |= (sv.f_flag & ST_RELATIME) ? MS_RELATIME : 0;
         if (mount(NULL, dst, NULL, fl, NULL) < 0) {
             log_warn("sandbox: read-only bind of %s: %s (virtfsd still "
-                     "writes nothing there)", b->path, strerror(errno));
+                     "writes nothing there)",
+                     b->path, strerror(errno));
         }
     }
     return 0;
@@ -945,7 +943,9 @@ plan_reroot(const struct sb_plan *p, const struct p9s_export *exports,
  * host by rename is seen after a restart of virtfsd.
  */
 static const char *const sb_etc_files[] = {
-    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
 };
 
 static int
@@ -970,8 +970,10 @@ bind_etc_file(const char *newroot, const char *path, bool userns)
     if (mount(path, dst, NULL, MS_BIND, NULL) < 0) {
         return -errno;
     }
-    if (!userns && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
-                         MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+    if (!userns && mount(NULL, dst, NULL,
+                         MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+                             MS_NODEV | MS_NOEXEC,
+                         NULL) < 0) {
         log_warn("sandbox: read-only bind of %s: %s", path, strerror(errno));
     }
     return 0;
@@ -993,11 +995,12 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
     if (err == 0) {
         err = plan_open(&plan); /* before a tmpfs hides them (/tmp/x) */
     }
-    for (size_t i = 0; err == 0 && i < sizeof(sb_newroot_dirs) /
-                                           sizeof(*sb_newroot_dirs); i++) {
+    for (size_t i = 0;
+         err == 0 && i < sizeof(sb_newroot_dirs) / sizeof(*sb_newroot_dirs);
+         i++) {
         if (mount("virtfsd-root", sb_newroot_dirs[i], "tmpfs",
-                  MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") ==
-            0) {
+                  MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=0755,size=64k") == 0) {
             newroot = sb_newroot_dirs[i];
         }
         if (newroot != NULL) {
@@ -1020,8 +1023,8 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
             }
         }
     }
-    for (size_t i = 0; err == 0 &&
-                       i < sizeof(sb_etc_files) / sizeof(*sb_etc_files); i++) {
+    for (size_t i = 0;
+         err == 0 && i < sizeof(sb_etc_files) / sizeof(*sb_etc_files); i++) {
         err = bind_etc_file(newroot, sb_etc_files[i], userns);
         if (err < 0) {
             log_err("sandbox: bind mount of %s: %s", sb_etc_files[i],
@@ -1059,8 +1062,9 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
         err = -errno;
         goto out;
     }
-    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-              MS_NODEV | MS_NOEXEC, NULL) < 0) {
+    if (mount(NULL, "/", NULL,
+              MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) < 0) {
         log_warn("sandbox: cannot make the new root read-only: %s",
                  strerror(errno));
     }
@@ -1081,8 +1085,8 @@ enter_namespaces(const struct p9s_export *exports, int nexports, bool *userns,
 {
     /* the others are made by the child: the process that stays outside
      * keeps the host's mount namespace (it removes the sockets at exit) */
-    int child_flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
-                      CLONE_NEWUTS | CLONE_NEWCGROUP;
+    int child_flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                      CLONE_NEWCGROUP;
     int flags = CLONE_NEWPID;
     uid_t uid = geteuid();
     gid_t gid = getegid();
@@ -1203,8 +1207,8 @@ out:
 /* ---- capabilities ------------------------------------------------------ */
 
 static const int sb_caps_rw[] = {
-    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
-    CAP_FSETID, CAP_SETUID, CAP_SETGID, CAP_MKNOD,
+    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
+    CAP_FSETID, CAP_SETUID,       CAP_SETGID,          CAP_MKNOD,
 };
 /* with only read-only exports nothing is created, chowned or chmodded */
 static const int sb_caps_ro[] = {
@@ -1249,8 +1253,8 @@ caps_string(uint64_t set, char *buf, size_t len)
             continue;
         }
         name = capng_capability_to_name((unsigned)c);
-        off += (size_t)snprintf(buf + off, len - off, "%s%s",
-                                off ? "," : "", name ? name : "?");
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+                                name ? name : "?");
     }
     if (buf[0] == '\0') {
         snprintf(buf, len, "none");
@@ -1289,58 +1293,221 @@ apply_caps(uint64_t keep)
  */
 static const char *const sb_syscalls[] = {
     /* files: the passthrough backend (walks, I/O, attributes, dirs) */
-    "openat", "openat2", "open", "close", "close_range", "read", "write",
-    "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
-    "pwritev2", "lseek", "_llseek", "fstat", "fstat64", "newfstatat",
-    "fstatat64", "stat", "lstat", "statx", "statfs", "fstatfs", "statfs64",
-    "fstatfs64", "getdents64", "getdents", "readlinkat", "readlink",
-    "mkdirat", "mkdir", "mknodat", "mknod", "symlinkat", "symlink", "linkat",
-    "link", "unlinkat", "unlink", "rmdir", "renameat", "renameat2", "rename",
-    "fchownat", "fchown", "fchown32", "lchown", "chown", "fchmodat",
-    "fchmodat2", "fchmod", "chmod", "utimensat", "utimensat_time64",
-    "futimesat", "truncate", "ftruncate", "truncate64", "ftruncate64",
-    "fallocate", "fsync", "fdatasync", "sync_file_range", "syncfs",
-    "faccessat", "faccessat2", "access", "flock", "fcntl", "fcntl64",
-    "name_to_handle_at", "open_by_handle_at", "copy_file_range", "splice",
-    "sendfile", "sendfile64", "fadvise64", "fadvise64_64", "umask",
-    "getxattr", "lgetxattr", "fgetxattr", "setxattr", "lsetxattr",
-    "fsetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr",
-    "lremovexattr", "fremovexattr", "getcwd", "chdir", "fchdir", "dup",
-    "dup2", "dup3", "pipe2",
+    "openat",
+    "openat2",
+    "open",
+    "close",
+    "close_range",
+    "read",
+    "write",
+    "pread64",
+    "pwrite64",
+    "readv",
+    "writev",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "lseek",
+    "_llseek",
+    "fstat",
+    "fstat64",
+    "newfstatat",
+    "fstatat64",
+    "stat",
+    "lstat",
+    "statx",
+    "statfs",
+    "fstatfs",
+    "statfs64",
+    "fstatfs64",
+    "getdents64",
+    "getdents",
+    "readlinkat",
+    "readlink",
+    "mkdirat",
+    "mkdir",
+    "mknodat",
+    "mknod",
+    "symlinkat",
+    "symlink",
+    "linkat",
+    "link",
+    "unlinkat",
+    "unlink",
+    "rmdir",
+    "renameat",
+    "renameat2",
+    "rename",
+    "fchownat",
+    "fchown",
+    "fchown32",
+    "lchown",
+    "chown",
+    "fchmodat",
+    "fchmodat2",
+    "fchmod",
+    "chmod",
+    "utimensat",
+    "utimensat_time64",
+    "futimesat",
+    "truncate",
+    "ftruncate",
+    "truncate64",
+    "ftruncate64",
+    "fallocate",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "syncfs",
+    "faccessat",
+    "faccessat2",
+    "access",
+    "flock",
+    "fcntl",
+    "fcntl64",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "copy_file_range",
+    "splice",
+    "sendfile",
+    "sendfile64",
+    "fadvise64",
+    "fadvise64_64",
+    "umask",
+    "getxattr",
+    "lgetxattr",
+    "fgetxattr",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "listxattr",
+    "llistxattr",
+    "flistxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe2",
     /* per-request identity (setfsuid/setfsgid/setgroups, capset per
      * thread) and queries */
-    "setfsuid", "setfsgid", "setfsuid32", "setfsgid32", "setgroups",
-    "setgroups32", "capget", "capset", "getuid", "geteuid", "getgid",
-    "getegid", "getresuid", "getresgid", "getgroups", "getuid32",
-    "geteuid32", "getgid32", "getegid32", "getgroups32",
+    "setfsuid",
+    "setfsgid",
+    "setfsuid32",
+    "setfsgid32",
+    "setgroups",
+    "setgroups32",
+    "capget",
+    "capset",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "getuid32",
+    "geteuid32",
+    "getgid32",
+    "getegid32",
+    "getgroups32",
     /* event loops, transports (stream, vhost-user), eventfds */
-    "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
-    "epoll_pwait2", "poll", "ppoll", "ppoll_time64", "select", "pselect6",
-    "pselect6_time64", "eventfd2", "accept", "accept4", "recvmsg", "sendmsg",
-    "recvfrom", "sendto", "recvmmsg", "sendmmsg", "shutdown", "getsockopt",
-    "setsockopt", "getsockname", "getpeername", "connect",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "select",
+    "pselect6",
+    "pselect6_time64",
+    "eventfd2",
+    "accept",
+    "accept4",
+    "recvmsg",
+    "sendmsg",
+    "recvfrom",
+    "sendto",
+    "recvmmsg",
+    "sendmmsg",
+    "shutdown",
+    "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
+    "connect",
     /* memory (guest memory regions of vhost-user, malloc) */
-    "mmap", "mmap2", "munmap", "mprotect", "mremap", "madvise", "brk",
+    "mmap",
+    "mmap2",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "brk",
     "membarrier",
     /* threads, futexes, signals, glibc */
-    "clone", "clone3", "futex", "futex_time64", "futex_waitv",
-    "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
-    "gettid", "getpid", "getppid", "tgkill", "tkill", "exit", "exit_group",
-    "sched_yield", "sched_getaffinity", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "sigreturn", "sigaltstack", "rt_sigtimedwait",
-    "rt_sigtimedwait_time64", "rt_sigsuspend", "restart_syscall",
+    "clone",
+    "clone3",
+    "futex",
+    "futex_time64",
+    "futex_waitv",
+    "set_robust_list",
+    "get_robust_list",
+    "rseq",
+    "set_tid_address",
+    "gettid",
+    "getpid",
+    "getppid",
+    "tgkill",
+    "tkill",
+    "exit",
+    "exit_group",
+    "sched_yield",
+    "sched_getaffinity",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigreturn",
+    "sigaltstack",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_sigsuspend",
+    "restart_syscall",
     /* time, timers (--stats), entropy, limits */
-    "clock_gettime", "clock_gettime64", "clock_getres", "clock_nanosleep",
-    "clock_nanosleep_time64", "nanosleep", "gettimeofday", "time",
-    "timer_create", "timer_settime", "timer_settime64", "timer_delete",
-    "timer_gettime", "getrandom", "uname", "getrlimit", "prlimit64",
-    "ugetrlimit", "sysinfo", "getpriority",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_getres",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    "timer_create",
+    "timer_settime",
+    "timer_settime64",
+    "timer_delete",
+    "timer_gettime",
+    "getrandom",
+    "uname",
+    "getrlimit",
+    "prlimit64",
+    "ugetrlimit",
+    "sysinfo",
+    "getpriority",
 };
 
 #ifdef SB_SANITIZER
 /* ASan/LSan: the leak checker's stop-the-world thread ptraces ours */
 static const char *const sb_syscalls_sanitizer[] = {
-    "ptrace", "wait4", "waitid", "prctl", "kill", "sched_setaffinity",
+    "ptrace",  "wait4",    "waitid",
+    "prctl",   "kill",     "sched_setaffinity",
     "getpgid", "readlink", "process_vm_readv",
 };
 #endif
@@ -1396,12 +1563,8 @@ apply_seccomp(enum sandbox_seccomp mode)
     int err = 0;
 
     switch (mode) {
-    case SANDBOX_SECCOMP_KILL:
-        deflt = SCMP_ACT_KILL_PROCESS;
-        break;
-    case SANDBOX_SECCOMP_LOG:
-        deflt = SCMP_ACT_LOG;
-        break;
+    case SANDBOX_SECCOMP_KILL: deflt = SCMP_ACT_KILL_PROCESS; break;
+    case SANDBOX_SECCOMP_LOG: deflt = SCMP_ACT_LOG; break;
     case SANDBOX_SECCOMP_TRAP: {
         struct sigaction sa;
 
@@ -1413,33 +1576,35 @@ apply_seccomp(enum sandbox_seccomp mode)
         deflt = SCMP_ACT_TRAP;
         break;
     }
-    default:
-        return 0;
+    default: return 0;
     }
     ctx = seccomp_init(deflt);
     if (ctx == NULL) {
         return -ENOMEM;
     }
-    for (size_t i = 0; i < sizeof(sb_syscalls) / sizeof(*sb_syscalls) &&
-                       err == 0; i++) {
+    for (size_t i = 0;
+         i < sizeof(sb_syscalls) / sizeof(*sb_syscalls) && err == 0; i++) {
         err = add_rule(ctx, sb_syscalls[i], 0, NULL);
     }
 #ifdef SB_SANITIZER
-    for (size_t i = 0; i < sizeof(sb_syscalls_sanitizer) /
-                           sizeof(*sb_syscalls_sanitizer) && err == 0; i++) {
+    for (size_t i = 0;
+         i < sizeof(sb_syscalls_sanitizer) / sizeof(*sb_syscalls_sanitizer) &&
+         err == 0;
+         i++) {
         err = add_rule(ctx, sb_syscalls_sanitizer[i], 0, NULL);
     }
 #else
     {
         /* prctl: thread names and queries, not PR_SET_DUMPABLE etc. */
-        static const int pr_ok[] = {PR_SET_NAME, PR_GET_NAME,
-                                    PR_CAPBSET_READ, PR_GET_DUMPABLE,
+        static const int pr_ok[] = {PR_SET_NAME,       PR_GET_NAME,
+                                    PR_CAPBSET_READ,   PR_GET_DUMPABLE,
                                     PR_GET_SECUREBITS, PR_GET_NO_NEW_PRIVS,
                                     PR_GET_KEEPCAPS};
 
         for (size_t i = 0; i < sizeof(pr_ok) / sizeof(*pr_ok) && err == 0;
              i++) {
-            struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pr_ok[i]);
+            struct scmp_arg_cmp a =
+                SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)pr_ok[i]);
 
             err = add_rule(ctx, "prctl", 1, &a);
         }
@@ -1498,14 +1663,10 @@ static const char *
 mode_name(enum sandbox_mode m)
 {
     switch (m) {
-    case SANDBOX_NAMESPACE:
-        return "namespace";
-    case SANDBOX_CHROOT:
-        return "chroot";
-    case SANDBOX_NONE:
-        return "none";
-    default:
-        return "auto";
+    case SANDBOX_NAMESPACE: return "namespace";
+    case SANDBOX_CHROOT: return "chroot";
+    case SANDBOX_NONE: return "none";
+    default: return "auto";
     }
 }
 
@@ -1598,7 +1759,8 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     err = count_threads();
     if (err > 1) {
         log_err("sandbox: %d threads run already; virtfsd must start none "
-                "before it confines itself", err);
+                "before it confines itself",
+                err);
         return -EBUSY;
     }
     if (mode == SANDBOX_CHROOT) {
@@ -1647,16 +1809,17 @@ sandbox_enter(const struct sandbox_opts *o, const struct p9s_export *exports,
     }
     err = apply_seccomp(o->seccomp);
     if (err < 0) {
-        log_err("sandbox: cannot load the seccomp filter: %s",
-                strerror(-err));
+        log_err("sandbox: cannot load the seccomp filter: %s", strerror(-err));
         return err;
     }
     caps_string(keep, caps, sizeof(caps));
     if (userns) {
         /* no ranges: only the daemon's own ids exist inside */
-        snprintf(note, sizeof(note), " (user namespace, only uid %u and "
+        snprintf(note, sizeof(note),
+                 " (user namespace, only uid %u and "
                  "gid %u mapped: no ownership changes; --uid-map/--gid-map "
-                 "map a range)", (unsigned)getuid(), (unsigned)getgid());
+                 "map a range)",
+                 (unsigned)getuid(), (unsigned)getgid());
     }
     log_info("sandbox: %s%s%s, seccomp %s, capabilities kept: %s",
              mode_name(mode), sb_userns_note, note, seccomp_name(o->seccomp),

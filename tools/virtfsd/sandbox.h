@@ -53,22 +53,24 @@ struct sandbox_opts {
 #define SANDBOX_OPT_MODCAPS 0x5303
 #define SANDBOX_OPT_UIDMAP 0x5304
 #define SANDBOX_OPT_GIDMAP 0x5305
-#define SANDBOX_LONG_OPTIONS                                                  \
-    {"sandbox", required_argument, NULL, SANDBOX_OPT_MODE},                   \
-    {"seccomp", required_argument, NULL, SANDBOX_OPT_SECCOMP},                \
-    {"modcaps", required_argument, NULL, SANDBOX_OPT_MODCAPS},                \
-    {"uid-map", required_argument, NULL, SANDBOX_OPT_UIDMAP},                 \
-    {"gid-map", required_argument, NULL, SANDBOX_OPT_GIDMAP}
-#define SANDBOX_USAGE                                                         \
-"Confinement (see virtfsd(8), docs/security.md):\n"                           \
-"      --sandbox MODE            namespace (default as root), chroot or none\n" \
-"      --seccomp ACTION          kill (default), log, trap or none: what a\n"   \
-"                                system call outside the allow-list does\n"    \
-"      --modcaps=+CAP:-CAP       add or drop capabilities from the kept set\n" \
-"                                (e.g. --modcaps=+sys_admin:-mknod)\n"   \
-"      --uid-map=:NS:HOST:COUNT: unprivileged start: run in a user namespace\n" \
-"      --gid-map=:NS:HOST:COUNT: with these ranges (newuidmap/newgidmap,\n"  \
-"                                /etc/subuid); repeatable; NS 0 must be mapped\n"
+#define SANDBOX_LONG_OPTIONS                                       \
+    {"sandbox", required_argument, NULL, SANDBOX_OPT_MODE},        \
+        {"seccomp", required_argument, NULL, SANDBOX_OPT_SECCOMP}, \
+        {"modcaps", required_argument, NULL, SANDBOX_OPT_MODCAPS}, \
+        {"uid-map", required_argument, NULL, SANDBOX_OPT_UIDMAP},  \
+    {                                                              \
+        "gid-map", required_argument, NULL, SANDBOX_OPT_GIDMAP     \
+    }
+#define SANDBOX_USAGE                                                               \
+    "Confinement (see virtfsd(8), docs/security.md):\n"                             \
+    "      --sandbox MODE            namespace (default as root), chroot or none\n" \
+    "      --seccomp ACTION          kill (default), log, trap or none: what a\n"   \
+    "                                system call outside the allow-list does\n"     \
+    "      --modcaps=+CAP:-CAP       add or drop capabilities from the kept set\n"  \
+    "                                (e.g. --modcaps=+sys_admin:-mknod)\n"          \
+    "      --uid-map=:NS:HOST:COUNT: unprivileged start: run in a user namespace\n" \
+    "      --gid-map=:NS:HOST:COUNT: with these ranges (newuidmap/newgidmap,\n"     \
+    "                                /etc/subuid); repeatable; NS 0 must be mapped\n"
 
 void sandbox_opts_init(struct sandbox_opts *o);
 /* One of the options above; prints the error, returns -1 if invalid. */

@@ -10,22 +10,14 @@
 #include <sys/sysmacros.h>
 
 int
-becommon_flock(uint8_t type, uint64_t start, uint64_t length,
-               struct flock *fl)
+becommon_flock(uint8_t type, uint64_t start, uint64_t length, struct flock *fl)
 {
     memset(fl, 0, sizeof(*fl));
     switch (type) {
-    case P9_LOCK_TYPE_RDLCK:
-        fl->l_type = F_RDLCK;
-        break;
-    case P9_LOCK_TYPE_WRLCK:
-        fl->l_type = F_WRLCK;
-        break;
-    case P9_LOCK_TYPE_UNLCK:
-        fl->l_type = F_UNLCK;
-        break;
-    default:
-        return -EINVAL;
+    case P9_LOCK_TYPE_RDLCK: fl->l_type = F_RDLCK; break;
+    case P9_LOCK_TYPE_WRLCK: fl->l_type = F_WRLCK; break;
+    case P9_LOCK_TYPE_UNLCK: fl->l_type = F_UNLCK; break;
+    default: return -EINVAL;
     }
     if (start > (uint64_t)INT64_MAX) {
         return -EINVAL;

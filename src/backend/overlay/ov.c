@@ -49,14 +49,14 @@ struct ov_qmap_ent {
 
 struct ov_backend {
     struct backend be;
-    int nl;                 /* layers: 1 + nlowers */
-    int rootfd[OV_NL];      /* O_PATH roots */
-    int workfd;             /* O_PATH work directory */
+    int nl;            /* layers: 1 + nlowers */
+    int rootfd[OV_NL]; /* O_PATH roots */
+    int workfd;        /* O_PATH work directory */
     bool readonly;
-    const char *xprefix;    /* "trusted.overlay." or "user.overlay." */
+    const char *xprefix; /* "trusted.overlay." or "user.overlay." */
     pthread_mutex_t lock;
     uint64_t tmpseq;
-    dev_t devs[255];        /* qid device index table */
+    dev_t devs[255]; /* qid device index table */
     int ndevs;
     struct ov_qmap_ent *qmap[OV_QMAP_SIZE]; /* copied-up file -> old qid */
 };
@@ -65,10 +65,10 @@ struct be_node {
     atomic_uint ref;
     struct be_node *parent; /* NULL at the root; holds a reference */
     char *name;
-    mode_t type;            /* S_IFMT bits */
-    int top;                /* layer serving the object */
+    mode_t type; /* S_IFMT bits */
+    int top;     /* layer serving the object */
     uint64_t qpath;
-    int fd[OV_NL];          /* O_PATH per layer or -1 */
+    int fd[OV_NL]; /* O_PATH per layer or -1 */
 };
 
 struct ov_dent {
@@ -81,14 +81,14 @@ struct be_handle {
     struct be_node *n;
     int fd;
     bool listed;
-    struct ov_dent *ents;   /* directories: merged listing, made at the
+    struct ov_dent *ents; /* directories: merged listing, made at the
                                first readdir, kept until close */
     size_t nents;
-    struct be_budget *mem;  /* the session's, charged for the listing */
+    struct be_budget *mem; /* the session's, charged for the listing */
     uint64_t charged;
     struct be_budget *locks; /* the session's lock-record budget */
     pthread_mutex_t lock_mu;
-    uint64_t nlocks;        /* lock requests granted since the last
+    uint64_t nlocks; /* lock requests granted since the last
                                whole-file unlock: an upper bound of the
                                records the kernel holds for this fd */
 };
@@ -158,8 +158,8 @@ ov_has_xattr(int fd, const char *suffix, const char *want)
         if (len < 0) {
             continue;
         }
-        if (want == NULL ||
-            ((size_t)len == strlen(want) && memcmp(val, want, (size_t)len) == 0)) {
+        if (want == NULL || ((size_t)len == strlen(want) &&
+                             memcmp(val, want, (size_t)len) == 0)) {
             return true;
         }
     }
@@ -568,8 +568,8 @@ ov_copy_data(int in, int out, off_t size)
         return 0;
     }
     while (done < size) {
-        ssize_t r = copy_file_range(in, NULL, out, NULL,
-                                    (size_t)(size - done), 0);
+        ssize_t r =
+            copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
         if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
                       errno == EOPNOTSUPP)) {
             char buf[65536];
@@ -625,8 +625,9 @@ ov_copy_to_work(struct ov_backend *ob, int src, const struct stat *st,
         if (in < 0) {
             return -errno;
         }
-        out = openat(ob->workfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-                     O_NOFOLLOW, 0600);
+        out =
+            openat(ob->workfd, tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (out < 0) {
             err = -errno;
             close(in);
@@ -672,8 +673,9 @@ ov_copy_to_work(struct ov_backend *ob, int src, const struct stat *st,
     if (err < 0) {
         goto fail;
     }
-    if (fchownat(ob->workfd, tmp, st->st_uid, st->st_gid,
-                 AT_SYMLINK_NOFOLLOW) < 0 && errno != EPERM) {
+    if (fchownat(ob->workfd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) <
+            0 &&
+        errno != EPERM) {
         err = -errno;
         goto fail;
     }
@@ -903,8 +905,8 @@ ov_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
     becommon_statx_to_rgetattr(&stx, out);
     /* the qid from the same snapshot */
     out->qid.type = ov_qtype(n->type);
-    out->qid.version = becommon_qid_version(stx.stx_mtime.tv_sec,
-                                            stx.stx_mtime.tv_nsec);
+    out->qid.version =
+        becommon_qid_version(stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec);
     out->qid.path = n->qpath;
     return 0;
 }
@@ -963,10 +965,10 @@ ov_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
         !S_ISLNK(n->type)) {
         struct timespec ts[2];
 
-        ov_ts(in->valid, P9_SETATTR_ATIME, P9_SETATTR_ATIME_SET,
-              in->atime_sec, in->atime_nsec, &ts[0]);
-        ov_ts(in->valid, P9_SETATTR_MTIME, P9_SETATTR_MTIME_SET,
-              in->mtime_sec, in->mtime_nsec, &ts[1]);
+        ov_ts(in->valid, P9_SETATTR_ATIME, P9_SETATTR_ATIME_SET, in->atime_sec,
+              in->atime_nsec, &ts[0]);
+        ov_ts(in->valid, P9_SETATTR_MTIME, P9_SETATTR_MTIME_SET, in->mtime_sec,
+              in->mtime_nsec, &ts[1]);
         if (utimensat(AT_FDCWD, path, ts, 0) < 0) {
             return -errno;
         }
@@ -1174,8 +1176,7 @@ ov_raw_whiteout(struct be_node *dir, const struct ov_raw *r, mode_t type)
         return false;
     }
     if (!S_ISFIFO(type)) {
-        if (fstatat(dir->fd[r->layer], r->name, &st,
-                    AT_SYMLINK_NOFOLLOW) < 0) {
+        if (fstatat(dir->fd[r->layer], r->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             return false;
         }
         if (S_ISCHR(st.st_mode)) {
@@ -1209,8 +1210,8 @@ ov_list(struct ov_backend *ob, struct be_node *dir, struct ov_dent **out,
     for (int i = 0; i < ob->nl; i++) {
         struct stat st;
 
-        devs[i] = (dir->fd[i] >= 0 && ov_fstat(dir->fd[i], &st) == 0)
-                      ? st.st_dev : 0;
+        devs[i] =
+            (dir->fd[i] >= 0 && ov_fstat(dir->fd[i], &st) == 0) ? st.st_dev : 0;
     }
     err = ov_layer_entries(ob, dir, &raw, &n);
     if (err < 0) {
@@ -1404,17 +1405,10 @@ ov_oflags(uint32_t flags, int *out)
     int f;
 
     switch (flags & 3u) {
-    case P9_DOTL_RDONLY:
-        f = O_RDONLY;
-        break;
-    case P9_DOTL_WRONLY:
-        f = O_WRONLY;
-        break;
-    case P9_DOTL_RDWR:
-        f = O_RDWR;
-        break;
-    default:
-        return -EINVAL;
+    case P9_DOTL_RDONLY: f = O_RDONLY; break;
+    case P9_DOTL_WRONLY: f = O_WRONLY; break;
+    case P9_DOTL_RDWR: f = O_RDWR; break;
+    default: return -EINVAL;
     }
     if (flags & P9_DOTL_TRUNC) {
         f |= O_TRUNC;
@@ -1721,8 +1715,8 @@ struct ov_mk {
     enum ov_kind kind;
     uint32_t mode;
     dev_t rdev;
-    const char *target;    /* symlink */
-    int linkfd;            /* link: O_PATH of the upper object */
+    const char *target; /* symlink */
+    int linkfd;         /* link: O_PATH of the upper object */
     uint32_t gid;
 };
 
@@ -1831,8 +1825,8 @@ ov_mk(struct ov_backend *ob, struct be_node *dir, const char *name,
                 close(fd);
             }
         }
-        if (err == 0 && renameat2(ob->workfd, tmp, dir->fd[0], name,
-                                  RENAME_EXCHANGE) < 0) {
+        if (err == 0 &&
+            renameat2(ob->workfd, tmp, dir->fd[0], name, RENAME_EXCHANGE) < 0) {
             err = -errno;
         }
         if (err < 0) {
@@ -1850,8 +1844,8 @@ ov_mk(struct ov_backend *ob, struct be_node *dir, const char *name,
 static int
 ov_create(struct backend *be, struct be_node *dir, const char *name,
           uint32_t flags, uint32_t mode, uint32_t gid,
-          struct be_node **node_out, struct be_handle **out,
-          struct p9_qid *qid, uint32_t *iounit)
+          struct be_node **node_out, struct be_handle **out, struct p9_qid *qid,
+          uint32_t *iounit)
 {
     struct ov_backend *ob = ov_be(be);
     struct ov_mk m = {.kind = OV_FILE, .mode = mode, .gid = gid};
@@ -1921,8 +1915,10 @@ ov_mknod(struct backend *be, struct be_node *dir, const char *name,
          uint32_t mode, uint32_t major, uint32_t minor, uint32_t gid,
          struct p9_qid *qid)
 {
-    struct ov_mk m = {.kind = OV_NOD, .mode = mode,
-                      .rdev = makedev(major, minor), .gid = gid};
+    struct ov_mk m = {.kind = OV_NOD,
+                      .mode = mode,
+                      .rdev = makedev(major, minor),
+                      .gid = gid};
 
     if ((S_ISCHR(mode) || S_ISBLK(mode)) && major == 0 && minor == 0) {
         return -EPERM; /* that is a whiteout on disk */
@@ -2028,8 +2024,8 @@ ov_unlink_locked(struct ov_backend *ob, struct be_node *dir, const char *name,
             goto out;
         }
         unlinkat(ob->workfd, tmp, isdir ? AT_REMOVEDIR : 0);
-    } else if (renameat2(ob->workfd, tmp, dir->fd[0], name,
-                         RENAME_NOREPLACE) < 0) {
+    } else if (renameat2(ob->workfd, tmp, dir->fd[0], name, RENAME_NOREPLACE) <
+               0) {
         err = -errno;
         unlinkat(ob->workfd, tmp, 0);
     }
@@ -2166,8 +2162,8 @@ ov_rename_locked(struct ov_backend *ob, struct be_node *od, const char *on,
                 goto out;
             }
             if (renameat(od->fd[0], on, nd->fd[0], nn) < 0 ||
-                renameat2(ob->workfd, tmp, od->fd[0], on,
-                          RENAME_NOREPLACE) < 0) {
+                renameat2(ob->workfd, tmp, od->fd[0], on, RENAME_NOREPLACE) <
+                    0) {
                 err = -errno;
                 unlinkat(ob->workfd, tmp, 0);
                 goto out;
@@ -2231,8 +2227,8 @@ ov_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
 /* ---- xattrs -------------------------------------------------------------------------- */
 
 static ssize_t
-ov_getxattr(struct backend *be, struct be_node *n, const char *name,
-            void *buf, size_t size)
+ov_getxattr(struct backend *be, struct be_node *n, const char *name, void *buf,
+            size_t size)
 {
     struct ov_backend *ob = ov_be(be);
     char path[OV_PROC_MAX];
@@ -2275,8 +2271,8 @@ ov_listxattr(struct backend *be, struct be_node *n, char *buf, size_t size)
         list = malloc((size_t)len);
         len = list == NULL ? -ENOMEM : listxattr(path, list, (size_t)len);
     }
-    if (len < 0 && ((errno != 0 && list != NULL) ||
-                    (list == NULL && len != -ENOMEM))) {
+    if (len < 0 &&
+        ((errno != 0 && list != NULL) || (list == NULL && len != -ENOMEM))) {
         len = -errno;
     }
     pthread_mutex_unlock(&ob->lock);
@@ -2323,7 +2319,7 @@ ov_setxattr(struct backend *be, struct be_node *n, const char *name,
         ov_proc(path, n->fd[0]);
         if (setxattr(path, name, value, size,
                      (flags & P9_XATTR_CREATE ? XATTR_CREATE : 0) |
-                     (flags & P9_XATTR_REPLACE ? XATTR_REPLACE : 0)) < 0) {
+                         (flags & P9_XATTR_REPLACE ? XATTR_REPLACE : 0)) < 0) {
             err = -errno;
         }
     }

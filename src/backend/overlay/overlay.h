@@ -14,8 +14,8 @@
 #define OV_MAX_LOWERS 16
 
 struct ov_options {
-    const char *upper;  /* writable layer, created when missing */
-    const char *work;   /* scratch dir on the upper's fs, outside it;
+    const char *upper; /* writable layer, created when missing */
+    const char *work;  /* scratch dir on the upper's fs, outside it;
                            created when missing */
     const char *lowers[OV_MAX_LOWERS]; /* leftmost on top */
     int nlowers;

@@ -50,30 +50,30 @@ struct pt_lockrec;
  * root stays alive); ".." is answered from that link (pt_walk.c).
  */
 struct be_node {
-    struct be_node *hnext;   /* node table chain; under nt_lock */
-    struct be_node *parent;  /* one ref; NULL for the root or unknown */
-    char *name;              /* name in 'parent'; NULL if unknown */
-    atomic_uint refs;        /* drops to 0 only under nt_lock */
+    struct be_node *hnext;  /* node table chain; under nt_lock */
+    struct be_node *parent; /* one ref; NULL for the root or unknown */
+    char *name;             /* name in 'parent'; NULL if unknown */
+    atomic_uint refs;       /* drops to 0 only under nt_lock */
     /*
      * O_PATH|O_NOFOLLOW, owned; -1 while reclaimed (pt_fdcache.c).  Under
      * fd_lock; valid without it while the node is pinned (pins > 0): every
      * op pins the nodes it is given, so op code reads n->fd directly.
      */
     int fd;
-    unsigned pins;                 /* under fd_lock */
-    struct be_node *lru_prev;      /* fd cache LRU, under fd_lock */
+    unsigned pins;            /* under fd_lock */
+    struct be_node *lru_prev; /* fd cache LRU, under fd_lock */
     struct be_node *lru_next;
-    struct file_handle *fh;        /* identity + reopen; NULL if none
+    struct file_handle *fh; /* identity + reopen; NULL if none
                                     * (taken when the fd is reclaimed) */
-    dev_t dev; /* identity at open time */
+    dev_t dev;              /* identity at open time */
     ino_t ino;
-    mode_t type; /* st_mode & S_IFMT; an inode never changes type */
-    bool hashed;   /* in the node table */
-    bool on_lru;   /* fd >= 0, unpinned, reclaimable */
+    mode_t type;          /* st_mode & S_IFMT; an inode never changes type */
+    bool hashed;          /* in the node table */
+    bool on_lru;          /* fd >= 0, unpinned, reclaimable */
     bool pinned_for_good; /* fd can never be reopened: never reclaimed */
-    bool fh_mnt_ok; /* fh was taken on the root's mount */
-    bool fh_tried;  /* pt_reclaim asked for fh (nt_lock) */
-    bool dying;     /* freed while the reclaimer held it (pt_fdcache.c) */
+    bool fh_mnt_ok;       /* fh was taken on the root's mount */
+    bool fh_tried;        /* pt_reclaim asked for fh (nt_lock) */
+    bool dying;           /* freed while the reclaimer held it (pt_fdcache.c) */
 };
 
 /* An open file or directory. */
@@ -85,8 +85,8 @@ struct be_handle {
      * pt_node.c pin the handle around every op that uses it).
      */
     int fd;
-    int oflags;           /* the open(2) flags used (O_TRUNC dropped) */
-    unsigned io_pins;     /* under fd_lock */
+    int oflags;                /* the open(2) flags used (O_TRUNC dropped) */
+    unsigned io_pins;          /* under fd_lock */
     struct be_handle *hl_prev; /* open-file LRU, under fd_lock */
     struct be_handle *hl_next;
     bool on_lru;
@@ -123,12 +123,12 @@ struct pt_backend {
     bool nosuid;          /* strip set-id bits, refuse security.capability */
     bool nodev;           /* refuse creating device nodes */
     enum pt_security_model model;
-    mode_t fmode;         /* mapped models: host mode of new files */
-    mode_t dmode;         /* mapped models: host mode of new directories */
+    mode_t fmode;           /* mapped models: host mode of new files */
+    mode_t dmode;           /* mapped models: host mode of new directories */
     struct pt_idmap uidmap; /* guest <-> host id translation (pt_idmap.c) */
     struct pt_idmap gidmap;
-    bool caps;            /* the daemon has capabilities: see pt_cred.c */
-    uint64_t cap_full;    /* its permitted set (what a root fid runs with) */
+    bool caps;         /* the daemon has capabilities: see pt_cred.c */
+    uint64_t cap_full; /* its permitted set (what a root fid runs with) */
 
     pthread_mutex_t qid_lock; /* protects the fields below */
     dev_t *devs;              /* devs[i] = device with index i */
@@ -150,28 +150,28 @@ struct pt_backend {
     size_t nt_size; /* buckets, power of two */
     size_t nt_count;
     /* The descriptor cache (pt_fdcache.c). */
-    int fh_mode;          /* PT_FH_NEVER / PREFER / MANDATORY */
-    bool fh_open;         /* open_by_handle_at works (CAP_DAC_READ_SEARCH) */
+    int fh_mode;  /* PT_FH_NEVER / PREFER / MANDATORY */
+    bool fh_open; /* open_by_handle_at works (CAP_DAC_READ_SEARCH) */
     int root_mnt_id;
-    int mount_fd;         /* root opened O_RDONLY, for open_by_handle_at */
-    pthread_mutex_t fd_lock;  /* leaf lock: LRU, n->fd, n->pins, counts */
-    struct be_node lru;       /* list head: lru.lru_next = most recent */
-    struct be_handle hlru;    /* open files that may be reclaimed */
-    long fd_budget;           /* node + open-file descriptors we may hold */
-    long fd_nodes;            /* node descriptors held (under fd_lock) */
-    atomic_long fd_files;     /* open-file descriptors held */
-    atomic_ulong st_hits;     /* pin found the descriptor open */
-    atomic_ulong st_misses;   /* pin had to reopen */
-    atomic_ulong st_reopen_fh;    /* reopened by file handle */
+    int mount_fd;              /* root opened O_RDONLY, for open_by_handle_at */
+    pthread_mutex_t fd_lock;   /* leaf lock: LRU, n->fd, n->pins, counts */
+    struct be_node lru;        /* list head: lru.lru_next = most recent */
+    struct be_handle hlru;     /* open files that may be reclaimed */
+    long fd_budget;            /* node + open-file descriptors we may hold */
+    long fd_nodes;             /* node descriptors held (under fd_lock) */
+    atomic_long fd_files;      /* open-file descriptors held */
+    atomic_ulong st_hits;      /* pin found the descriptor open */
+    atomic_ulong st_misses;    /* pin had to reopen */
+    atomic_ulong st_reopen_fh; /* reopened by file handle */
     atomic_ulong st_reopen_name;  /* reopened by name from the parent */
     atomic_ulong st_stale;        /* reopen found another file: ESTALE */
     atomic_ulong st_evict;        /* descriptors reclaimed */
     atomic_ulong st_emfile;       /* EMFILE/ENFILE answered to a client */
     atomic_ulong st_hevict;       /* open-file descriptors reclaimed */
     atomic_ulong st_hreopen;      /* open files reopened for I/O */
-    atomic_ulong st_dotdot_fast;   /* ".." answered from the parent link */
-    atomic_ulong st_dotdot_slow;   /* ".." verified by climbing */
-    atomic_ulong st_verify_calls;  /* openat2 calls made by those checks */
+    atomic_ulong st_dotdot_fast;  /* ".." answered from the parent link */
+    atomic_ulong st_dotdot_slow;  /* ".." verified by climbing */
+    atomic_ulong st_verify_calls; /* openat2 calls made by those checks */
 };
 
 /* An attached user. */
@@ -366,12 +366,12 @@ bool pt_meta_hidden_name(const struct pt_backend *pb, const char *name);
 int pt_meta_read(struct pt_backend *pb, struct be_node *n, struct pt_meta *m);
 int pt_meta_write(struct pt_backend *pb, struct be_node *n,
                   const struct pt_meta *m);
-int pt_meta_write_at(struct pt_backend *pb, int fd, int dirfd,
-                     const char *name, const struct pt_meta *m);
+int pt_meta_write_at(struct pt_backend *pb, int fd, int dirfd, const char *name,
+                     const struct pt_meta *m);
 void pt_meta_unlink(struct pt_backend *pb, int dirfd, const char *name);
 int pt_meta_rmdir_prep(struct pt_backend *pb, int dirfd, const char *name);
-int pt_meta_rename(struct pt_backend *pb, int odir, const char *oname,
-                   int ndir, const char *nname);
+int pt_meta_rename(struct pt_backend *pb, int odir, const char *oname, int ndir,
+                   const char *nname);
 int pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
                  const char *nname);
 int pt_meta_kill_suid(struct pt_backend *pb, struct be_node *n);

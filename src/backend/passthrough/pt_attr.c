@@ -330,8 +330,8 @@ pt_setattr(struct backend *be, struct be_node *n, struct be_handle *h,
             return err;
         }
     }
-    if (pt_mapped(pb) && (v & (P9_SETATTR_MODE | P9_SETATTR_UID |
-                               P9_SETATTR_GID))) {
+    if (pt_mapped(pb) &&
+        (v & (P9_SETATTR_MODE | P9_SETATTR_UID | P9_SETATTR_GID))) {
         err = pt_setattr_mapped(pb, n, in);
         if (err < 0) {
             return err;

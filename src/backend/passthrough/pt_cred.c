@@ -86,9 +86,9 @@
 static atomic_uint_fast64_t pt_user_serial = 1;
 
 /* The file-system capabilities (the kernel's CAP_FS_MASK without MAC). */
-#define PT_CAPS_FS                                                             \
-    (PT_CAP(CAP_CHOWN) | PT_CAP(CAP_DAC_OVERRIDE) |                            \
-     PT_CAP(CAP_DAC_READ_SEARCH) | PT_CAP(CAP_FOWNER) | PT_CAP(CAP_FSETID) |   \
+#define PT_CAPS_FS                                                           \
+    (PT_CAP(CAP_CHOWN) | PT_CAP(CAP_DAC_OVERRIDE) |                          \
+     PT_CAP(CAP_DAC_READ_SEARCH) | PT_CAP(CAP_FOWNER) | PT_CAP(CAP_FSETID) | \
      PT_CAP(CAP_MKNOD))
 /* A non-root fid in multiuser mode (see the file comment). */
 #define PT_CAPS_USER PT_CAP(CAP_DAC_OVERRIDE)
@@ -117,12 +117,10 @@ static bool
 pt_tl_same(const struct be_user *u)
 {
     return pt_tl_serial != 0 && pt_tl_fsuid == u->uid &&
-           pt_tl_squashed == u->squashed &&
-           pt_tl_fsgid == u->gid && pt_tl_ngroups == u->ngroups &&
-           u->ngroups <= PT_TL_GROUPS &&
-           (u->ngroups == 0 ||
-            memcmp(pt_tl_groups, u->groups,
-                   (size_t)u->ngroups * sizeof(gid_t)) == 0);
+           pt_tl_squashed == u->squashed && pt_tl_fsgid == u->gid &&
+           pt_tl_ngroups == u->ngroups && u->ngroups <= PT_TL_GROUPS &&
+           (u->ngroups == 0 || memcmp(pt_tl_groups, u->groups,
+                                      (size_t)u->ngroups * sizeof(gid_t)) == 0);
 }
 /* uid of the user of the current request on this thread (any mode). */
 static _Thread_local uid_t pt_tl_uid;
@@ -600,7 +598,8 @@ pt_exact_modes(void)
     done = true;
     if (unshare(CLONE_FS) < 0) {
         log_peer("passthrough: unshare(CLONE_FS): %s; created files get "
-                 "the daemon's umask", strerror(errno));
+                 "the daemon's umask",
+                 strerror(errno));
         return;
     }
     umask(0);

@@ -78,12 +78,9 @@ static uint8_t
 pt_dtype_to_qtype(unsigned char t)
 {
     switch (t) {
-    case DT_DIR:
-        return P9_QTDIR;
-    case DT_LNK:
-        return P9_QTSYMLINK;
-    default:
-        return P9_QTFILE;
+    case DT_DIR: return P9_QTDIR;
+    case DT_LNK: return P9_QTSYMLINK;
+    default: return P9_QTFILE;
     }
 }
 
@@ -338,9 +335,9 @@ static int
 pt_mapped_file(struct pt_backend *pb, int dirfd, const char *name,
                const char *content)
 {
-    int fd = openat(dirfd, name,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    pb->fmode);
+    int fd =
+        openat(dirfd, name,
+               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, pb->fmode);
     int err = 0;
 
     if (fd < 0) {
@@ -390,7 +387,7 @@ pt_mkdir(struct backend *be, struct be_node *dir, const char *name,
     }
     pt_exact_modes();
     err = mkdirat(dir->fd, name, pt_mode_bits(pb, S_IFDIR, mode)) < 0 ? -errno
-                                                                    : 0;
+                                                                      : 0;
     pt_cred_fsgid_restore(pb, saved);
     if (err < 0) {
         return err;
@@ -416,25 +413,21 @@ pt_mknod(struct backend *be, struct be_node *dir, const char *name,
         return err;
     }
     switch (m & S_IFMT) {
-    case 0:
-        m |= S_IFREG;
-        break;
+    case 0: m |= S_IFREG; break;
     case S_IFREG:
     case S_IFCHR:
     case S_IFBLK:
     case S_IFIFO:
-    case S_IFSOCK:
-        break;
-    default:
-        return -EINVAL; /* directories and symlinks have their own ops */
+    case S_IFSOCK: break;
+    default: return -EINVAL; /* directories and symlinks have their own ops */
     }
     if (pb->nodev && (S_ISCHR(m) || S_ISBLK(m))) {
         /* Refused outright, for root fids too: it would be a host node. */
         return -EPERM;
     }
     if (pt_mapped(pb)) {
-        struct pt_meta meta = pt_new_meta(pb, m & S_IFMT, m, gid, true,
-                                          makedev(major, minor));
+        struct pt_meta meta =
+            pt_new_meta(pb, m & S_IFMT, m, gid, true, makedev(major, minor));
 
         /* Every type is a plain file on the host (QEMU does the same). */
         err = pt_mapped_file(pb, dir->fd, name, NULL);

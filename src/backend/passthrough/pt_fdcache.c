@@ -159,9 +159,9 @@ pt_fdcache_probe(struct pt_backend *pb)
          * mount: the root directory opened for reading. */
         pt_proc_path(proc, r->fd);
         pb->mount_fd = open(proc, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        fd = pb->mount_fd < 0 ? -1
-                              : open_by_handle_at(pb->mount_fd, r->fh,
-                                                  O_PATH | O_CLOEXEC);
+        fd = pb->mount_fd < 0
+                 ? -1
+                 : open_by_handle_at(pb->mount_fd, r->fh, O_PATH | O_CLOEXEC);
         if (fd >= 0) {
             close(fd);
             pb->fh_open = true;
@@ -254,8 +254,8 @@ pt_pick_victims(struct pt_backend *pb, struct be_node **v, int max, bool force)
     int nv = 0;
 
     while (nv < max && pb->lru.lru_prev != &pb->lru &&
-           (force || pb->fd_nodes + atomic_load(&pb->fd_files) - nv >
-                         pb->fd_budget)) {
+           (force ||
+            pb->fd_nodes + atomic_load(&pb->fd_files) - nv > pb->fd_budget)) {
         struct be_node *n = pb->lru.lru_prev;
 
         pt_lru_del(n);
@@ -645,8 +645,7 @@ pt_log_emfile(struct pt_backend *pb, int err, const char *what)
     long long prev = atomic_load_explicit(&last, memory_order_relaxed);
 
     atomic_fetch_add_explicit(&pb->st_emfile, 1, memory_order_relaxed);
-    if (now - prev >= 10 &&
-        atomic_compare_exchange_strong(&last, &prev, now)) {
+    if (now - prev >= 10 && atomic_compare_exchange_strong(&last, &prev, now)) {
         log_warn("passthrough: %s: %s for the requesting client (uid %u); "
                  "holding %ld node and %ld open-file descriptors, budget %ld",
                  what, err == -ENFILE ? "ENFILE" : "EMFILE",
@@ -839,8 +838,8 @@ pt_unpin(struct pt_backend *pb, struct be_node *n)
         return;
     }
     pthread_mutex_lock(&pb->fd_lock);
-    if (--n->pins == 0 && n->fd >= 0 && !n->pinned_for_good &&
-        !n->on_lru && n != pb->root) {
+    if (--n->pins == 0 && n->fd >= 0 && !n->pinned_for_good && !n->on_lru &&
+        n != pb->root) {
         pt_lru_add(pb, n);
     }
     over = pb->fd_nodes + atomic_load(&pb->fd_files) > pb->fd_budget;

@@ -50,17 +50,10 @@ pt_oflags(uint32_t flags, int *out)
      * (the node is already the object), CLOEXEC (always set), LARGEFILE.
      */
     switch (flags & 3u) {
-    case P9_DOTL_RDONLY:
-        f = O_RDONLY;
-        break;
-    case P9_DOTL_WRONLY:
-        f = O_WRONLY;
-        break;
-    case P9_DOTL_RDWR:
-        f = O_RDWR;
-        break;
-    default:
-        return -EINVAL;
+    case P9_DOTL_RDONLY: f = O_RDONLY; break;
+    case P9_DOTL_WRONLY: f = O_WRONLY; break;
+    case P9_DOTL_RDWR: f = O_RDWR; break;
+    default: return -EINVAL;
     }
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         if (flags & map[i].p9) {
@@ -135,12 +128,9 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
         }
         oflags |= O_NONBLOCK;
         break;
-    case S_IFLNK:
-        return -ELOOP;
-    case S_IFSOCK:
-        return -ENXIO;
-    default:
-        return -EPERM;
+    case S_IFLNK: return -ELOOP;
+    case S_IFSOCK: return -ENXIO;
+    default: return -EPERM;
     }
     if ((oflags & O_TRUNC) && pt_mapped(pb)) {
         err = pt_meta_kill_suid(pb, n); /* open(O_TRUNC) is a truncation */
@@ -260,13 +250,12 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
             return err;
         }
         /* Mapped models: the host file is the daemon's, mode fmode. */
-        fd = openat(dir->fd, name, cflags,
-                    pt_mapped(pb) ? pb->fmode
-                                  : pt_mode_bits(pb, S_IFREG, mode));
+        fd =
+            openat(dir->fd, name, cflags,
+                   pt_mapped(pb) ? pb->fmode : pt_mode_bits(pb, S_IFREG, mode));
         err = fd >= 0 ? 0 : -errno;
         if (fd < 0 && pt_fd_pressure(pb, err, "create")) {
-            fd = openat(dir->fd, name, cflags,
-                        pt_mode_bits(pb, S_IFREG, mode));
+            fd = openat(dir->fd, name, cflags, pt_mode_bits(pb, S_IFREG, mode));
             err = fd >= 0 ? 0 : -errno;
         }
         pt_cred_fsgid_restore(pb, saved_gid);

@@ -63,14 +63,9 @@ pt_id_to_host(const struct pt_idmap *m, uint32_t guest, uint32_t *host)
             continue;
         }
         switch (r->kind) {
-        case PT_ID_FORBID_GUEST:
-            return -EPERM;
-        case PT_ID_SQUASH_GUEST:
-            *host = r->b;
-            return 0;
-        default:
-            *host = r->b + (guest - r->a);
-            return 0;
+        case PT_ID_FORBID_GUEST: return -EPERM;
+        case PT_ID_SQUASH_GUEST: *host = r->b; return 0;
+        default: *host = r->b + (guest - r->a); return 0;
         }
     }
     *host = guest;
@@ -107,12 +102,9 @@ pt_id_to_guest(const struct pt_idmap *m, uint32_t host)
             continue;
         }
         switch (r->kind) {
-        case PT_ID_MAP:
-            return r->a + (host - r->b);
-        case PT_ID_SQUASH_HOST:
-            return r->b;
-        default:
-            return r->b + (host - r->a);
+        case PT_ID_MAP: return r->a + (host - r->b);
+        case PT_ID_SQUASH_HOST: return r->b;
+        default: return r->b + (host - r->a);
         }
     }
     return host;

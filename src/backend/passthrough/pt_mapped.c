@@ -44,8 +44,7 @@ bool
 pt_meta_hidden_name(const struct pt_backend *pb, const char *name)
 {
     return pb->model == PT_SM_MAPPED_FILE &&
-           (strcmp(name, PT_META_DIR) == 0 ||
-            strcmp(name, PT_META_ROOT) == 0);
+           (strcmp(name, PT_META_DIR) == 0 || strcmp(name, PT_META_ROOT) == 0);
 }
 
 static int
@@ -147,14 +146,14 @@ pt_meta_fopen(int dirfd, const char *name, int flags, bool mkdir_ok)
         fd = openat(dirfd, PT_META_ROOT, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
         return fd < 0 ? -errno : fd;
     }
-    mfd = openat(dirfd, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    mfd = openat(dirfd, PT_META_DIR,
+                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (mfd < 0 && errno == ENOENT && mkdir_ok) {
         if (mkdirat(dirfd, PT_META_DIR, 0700) < 0 && errno != EEXIST) {
             return -errno;
         }
-        mfd = openat(dirfd, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                             O_CLOEXEC);
+        mfd = openat(dirfd, PT_META_DIR,
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (mfd < 0) {
         return -errno;
@@ -194,18 +193,10 @@ pt_meta_parse(char *buf, struct pt_meta *m)
             v = strtoll(line + kl, NULL, 10);
             m->have |= keys[i].bit;
             switch (keys[i].bit) {
-            case PT_META_UID:
-                m->uid = (uint32_t)v;
-                break;
-            case PT_META_GID:
-                m->gid = (uint32_t)v;
-                break;
-            case PT_META_MODE:
-                m->mode = (uint32_t)v;
-                break;
-            default:
-                m->rdev = (uint64_t)(uint32_t)v;
-                break;
+            case PT_META_UID: m->uid = (uint32_t)v; break;
+            case PT_META_GID: m->gid = (uint32_t)v; break;
+            case PT_META_MODE: m->mode = (uint32_t)v; break;
+            default: m->rdev = (uint64_t)(uint32_t)v; break;
             }
         }
     }
@@ -262,12 +253,12 @@ pt_meta_fwrite(int dirfd, const char *name, const struct pt_meta *m)
     }
     cur.have |= m->have;
     if (cur.have & PT_META_UID) {
-        len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-                        "virtfs.uid=%d\n", (int)cur.uid);
+        len += snprintf(buf + len, sizeof(buf) - (size_t)len, "virtfs.uid=%d\n",
+                        (int)cur.uid);
     }
     if (cur.have & PT_META_GID) {
-        len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-                        "virtfs.gid=%d\n", (int)cur.gid);
+        len += snprintf(buf + len, sizeof(buf) - (size_t)len, "virtfs.gid=%d\n",
+                        (int)cur.gid);
     }
     if (cur.have & PT_META_MODE) {
         len += snprintf(buf + len, sizeof(buf) - (size_t)len,
@@ -363,8 +354,8 @@ pt_meta_unlink(struct pt_backend *pb, int dirfd, const char *name)
     if (pb->model != PT_SM_MAPPED_FILE) {
         return;
     }
-    mfd = openat(dirfd, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    mfd = openat(dirfd, PT_META_DIR,
+                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (mfd < 0) {
         return;
     }
@@ -392,8 +383,8 @@ pt_meta_rmdir_prep(struct pt_backend *pb, int dirfd, const char *name)
     if (dfd < 0) {
         return 0; /* let the rmdir report it */
     }
-    mfd = openat(dfd, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                       O_CLOEXEC);
+    mfd = openat(dfd, PT_META_DIR,
+                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (mfd >= 0) {
         /* Only remove metadata of names that no longer exist. */
         while ((nread = getdents64(mfd, buf, sizeof(buf))) > 0) {
@@ -430,8 +421,8 @@ pt_meta_rename(struct pt_backend *pb, int odir, const char *oname, int ndir,
     if (pb->model != PT_SM_MAPPED_FILE) {
         return 0;
     }
-    omfd = openat(odir, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    omfd = openat(odir, PT_META_DIR,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (omfd < 0) {
         /* No metadata to move; drop the target's stale one if any. */
         pt_meta_unlink(pb, ndir, nname);
@@ -447,8 +438,8 @@ pt_meta_rename(struct pt_backend *pb, int odir, const char *oname, int ndir,
         close(omfd);
         return err;
     }
-    nmfd = openat(ndir, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    nmfd = openat(ndir, PT_META_DIR,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (nmfd < 0) {
         err = -errno;
     } else {
@@ -472,8 +463,8 @@ pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
     if (pb->model != PT_SM_MAPPED_FILE) {
         return 0;
     }
-    omfd = openat(odir, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    omfd = openat(odir, PT_META_DIR,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (omfd < 0) {
         return 0;
     }
@@ -482,8 +473,8 @@ pt_meta_link(struct pt_backend *pb, int odir, const char *oname, int ndir,
         close(omfd);
         return err;
     }
-    nmfd = openat(ndir, PT_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                         O_CLOEXEC);
+    nmfd = openat(ndir, PT_META_DIR,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (nmfd < 0) {
         err = -errno;
     } else {

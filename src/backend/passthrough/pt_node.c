@@ -154,8 +154,8 @@ pt_op_create(struct backend *be, struct be_node *dir, const char *name,
     if (err < 0) {
         return err;
     }
-    err = pt_create(be, dir, name, flags, mode, gid, node_out, out, qid,
-                    iounit);
+    err =
+        pt_create(be, dir, name, flags, mode, gid, node_out, out, qid, iounit);
     pt_unpin(PB(be), dir);
     return err;
 }
@@ -803,9 +803,9 @@ pt_node_put(struct backend *be, struct be_node *n)
         struct be_node *parent;
 
         if (r > 1) {
-            if (atomic_compare_exchange_weak_explicit(
-                    &n->refs, &r, r - 1, memory_order_acq_rel,
-                    memory_order_relaxed)) {
+            if (atomic_compare_exchange_weak_explicit(&n->refs, &r, r - 1,
+                                                      memory_order_acq_rel,
+                                                      memory_order_relaxed)) {
                 return;
             }
             continue;
@@ -813,8 +813,7 @@ pt_node_put(struct backend *be, struct be_node *n)
         if (pb != NULL) {
             pthread_mutex_lock(&pb->nt_lock);
         }
-        if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) !=
-            1) {
+        if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1) {
             if (pb != NULL) {
                 pthread_mutex_unlock(&pb->nt_lock);
             }

@@ -208,8 +208,8 @@ pt_stat_to_qid(struct pt_backend *pb, const struct stat *st, struct p9_qid *qid)
 {
     qid->type = pt_mode_to_qtype(st->st_mode);
     /* Changes whenever the contents (mtime) change; 32 bits on the wire. */
-    qid->version = becommon_qid_version(st->st_mtim.tv_sec,
-                                        (uint32_t)st->st_mtim.tv_nsec);
+    qid->version =
+        becommon_qid_version(st->st_mtim.tv_sec, (uint32_t)st->st_mtim.tv_nsec);
     qid->path = pt_qid_path(pb, st->st_dev, st->st_ino);
 }
 

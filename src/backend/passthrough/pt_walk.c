@@ -194,7 +194,7 @@ pt_verify_links(struct pt_backend *pb, struct be_node *p)
         if (nfd < 0) {
             pt_unpin(pb, p);
             return err == -EMFILE || err == -ENFILE || err == -ENOMEM ? err
-                                                                       : -ESTALE;
+                                                                      : -ESTALE;
         }
         cur = nfd;
         depth -= k;

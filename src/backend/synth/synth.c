@@ -258,22 +258,14 @@ static uint8_t
 sy_dtype(const struct be_node *n)
 {
     switch (n->mode & S_IFMT) {
-    case S_IFDIR:
-        return 4;
-    case S_IFREG:
-        return 8;
-    case S_IFLNK:
-        return 10;
-    case S_IFIFO:
-        return 1;
-    case S_IFCHR:
-        return 2;
-    case S_IFBLK:
-        return 6;
-    case S_IFSOCK:
-        return 12;
-    default:
-        return 0;
+    case S_IFDIR: return 4;
+    case S_IFREG: return 8;
+    case S_IFLNK: return 10;
+    case S_IFIFO: return 1;
+    case S_IFCHR: return 2;
+    case S_IFBLK: return 6;
+    case S_IFSOCK: return 12;
+    default: return 0;
     }
 }
 
@@ -394,8 +386,7 @@ sy_link_entry(struct sy_backend *sb, struct be_node *dir, const char *name,
 
 /* Remove entry 'e' of 'dir'; frees the node if nothing else holds it. */
 static void
-sy_unlink_entry(struct sy_backend *sb, struct be_node *dir,
-                struct sy_dirent *e)
+sy_unlink_entry(struct sy_backend *sb, struct be_node *dir, struct sy_dirent *e)
 {
     struct be_node *n = e->node;
     size_t i = (size_t)(e - dir->ents);
@@ -852,8 +843,8 @@ sy_open(struct backend *be, struct be_node *n, uint32_t flags,
 static int
 sy_create(struct backend *be, struct be_node *dir, const char *name,
           uint32_t flags, uint32_t mode, uint32_t gid,
-          struct be_node **node_out, struct be_handle **out,
-          struct p9_qid *qid, uint32_t *iounit)
+          struct be_node **node_out, struct be_handle **out, struct p9_qid *qid,
+          uint32_t *iounit)
 {
     struct sy_backend *sb = sy(be);
     struct sy_dirent *e;
@@ -1154,8 +1145,8 @@ static int
 sy_mkdir(struct backend *be, struct be_node *dir, const char *name,
          uint32_t mode, uint32_t gid, struct p9_qid *qid)
 {
-    return sy_make(sy(be), dir, name, S_IFDIR | (mode & 07777), 0, NULL, 0,
-                   gid, qid);
+    return sy_make(sy(be), dir, name, S_IFDIR | (mode & 07777), 0, NULL, 0, gid,
+                   qid);
 }
 
 static int
@@ -1167,24 +1158,17 @@ sy_mknod(struct backend *be, struct be_node *dir, const char *name,
     uint64_t rdev = 0;
 
     switch (type) {
-    case 0:
-        type = S_IFREG;
-        break;
+    case 0: type = S_IFREG; break;
     case S_IFREG:
     case S_IFIFO:
-    case S_IFSOCK:
-        break;
+    case S_IFSOCK: break;
     case S_IFCHR:
-    case S_IFBLK:
-        rdev = makedev(major, minor);
-        break;
-    case S_IFDIR:
-        return -EPERM;
-    default:
-        return -EINVAL;
+    case S_IFBLK: rdev = makedev(major, minor); break;
+    case S_IFDIR: return -EPERM;
+    default: return -EINVAL;
     }
-    return sy_make(sy(be), dir, name, type | (mode & 07777), rdev, NULL, 0,
-                   gid, qid);
+    return sy_make(sy(be), dir, name, type | (mode & 07777), rdev, NULL, 0, gid,
+                   qid);
 }
 
 static int
@@ -1355,8 +1339,8 @@ sy_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
 
 /* Remove entry 'e' of 'dir' as unlinkat(flags) would (lock held). */
 static int
-sy_remove_entry(struct sy_backend *sb, struct be_node *dir,
-                struct sy_dirent *e, uint32_t flags)
+sy_remove_entry(struct sy_backend *sb, struct be_node *dir, struct sy_dirent *e,
+                uint32_t flags)
 {
     struct be_node *n = e->node;
 
@@ -1441,8 +1425,8 @@ sy_xfind(struct be_node *n, const char *name)
 }
 
 static ssize_t
-sy_getxattr(struct backend *be, struct be_node *n, const char *name,
-            void *buf, size_t size)
+sy_getxattr(struct backend *be, struct be_node *n, const char *name, void *buf,
+            size_t size)
 {
     struct sy_backend *sb = sy(be);
     struct sy_xattr *x;
@@ -1802,10 +1786,10 @@ synth_backend_new(const struct synth_options *opt, struct backend **out)
     sb->be.ops = &sy_ops;
     sb->be.priv = sb;
     pthread_mutex_init(&sb->lock, NULL);
-    sb->max_bytes = opt != NULL && opt->max_bytes ? opt->max_bytes
-                                                   : SY_DEF_BYTES;
-    sb->max_nodes = opt != NULL && opt->max_nodes ? opt->max_nodes
-                                                   : SY_DEF_NODES;
+    sb->max_bytes =
+        opt != NULL && opt->max_bytes ? opt->max_bytes : SY_DEF_BYTES;
+    sb->max_nodes =
+        opt != NULL && opt->max_nodes ? opt->max_nodes : SY_DEF_NODES;
     sb->readonly = opt != NULL && opt->readonly;
     sb->next_ino = 1;
     sb->root = sy_node_alloc(sb, S_IFDIR | 0755, 0, &err);
@@ -1821,8 +1805,8 @@ synth_backend_new(const struct synth_options *opt, struct backend **out)
 }
 
 int
-synth_add(struct backend *be, const char *path, uint32_t mode,
-          const void *data, size_t len)
+synth_add(struct backend *be, const char *path, uint32_t mode, const void *data,
+          size_t len)
 {
     struct sy_backend *sb = sy(be);
     struct be_node *dir = sb->root;
@@ -1855,8 +1839,8 @@ synth_add(struct backend *be, const char *path, uint32_t mode,
     if (S_ISLNK(mode)) {
         err = sy_make(sb, dir, name, S_IFLNK | 0777, 0, data, len, 0, NULL);
     } else {
-        err = sy_make(sb, dir, name, mode, 0, NULL, S_ISREG(mode) ? len : 0,
-                      0, NULL);
+        err = sy_make(sb, dir, name, mode, 0, NULL, S_ISREG(mode) ? len : 0, 0,
+                      NULL);
         if (err == 0 && S_ISREG(mode) && len > 0) {
             struct sy_dirent *e;
 

@@ -49,11 +49,11 @@ int synth_add(struct backend *be, const char *path, uint32_t mode,
 
 /* Live counts, e.g. to check that a session released everything. */
 struct synth_stats {
-    unsigned nodes;   /* allocated nodes, root included */
-    size_t bytes;     /* payload bytes in use */
-    long node_refs;   /* node references held by the caller (walk, root...) */
-    long handles;     /* open handles */
-    long users;       /* users from user_get not yet put */
+    unsigned nodes; /* allocated nodes, root included */
+    size_t bytes;   /* payload bytes in use */
+    long node_refs; /* node references held by the caller (walk, root...) */
+    long handles;   /* open handles */
+    long users;     /* users from user_get not yet put */
 };
 
 void synth_get_stats(struct backend *be, struct synth_stats *st);

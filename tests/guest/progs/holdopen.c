@@ -111,7 +111,8 @@ main(int argc, char **argv)
         argc--;
     }
     if (argc != 7) {
-        fprintf(stderr, "usage: holdopen [-c] FILE EXPECT DIR NOPEN READY DONE\n");
+        fprintf(stderr,
+                "usage: holdopen [-c] FILE EXPECT DIR NOPEN READY DONE\n");
         return 2;
     }
     const char *file = argv[1];
@@ -158,14 +159,16 @@ main(int argc, char **argv)
         snprintf(detail, sizeof(detail), "error %s", strerror(errno));
         result(!need_content && (errno == ESTALE || errno == EIO),
                "holdopen: held file after the host rename gives the renamed "
-               "file or ESTALE", detail);
+               "file or ESTALE",
+               detail);
     } else {
         buf[r] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
         snprintf(detail, sizeof(detail), "read '%s'", buf);
         result((size_t)r >= elen && memcmp(buf, expect, elen) == 0,
                "holdopen: held file after the host rename gives the renamed "
-               "file or ESTALE", detail);
+               "file or ESTALE",
+               detail);
     }
     close(fd);
 

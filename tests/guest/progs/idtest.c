@@ -32,9 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G_SGID 500   /* group of the set-gid directory (u1 not in it) */
-#define G_SUPP 501   /* u1's supplementary group */
-#define G_OTHER 502  /* nobody's group */
+#define G_SGID 500  /* group of the set-gid directory (u1 not in it) */
+#define G_SUPP 501  /* u1's supplementary group */
+#define G_OTHER 502 /* nobody's group */
 #define U1 1001
 #define U2 1002
 
@@ -57,9 +57,7 @@ ename(int e)
     case EROFS: return "EROFS";
     case EISDIR: return "EISDIR";
     case ENOTDIR: return "ENOTDIR";
-    default:
-        snprintf(buf, sizeof(buf), "E%d", e);
-        return buf;
+    default: snprintf(buf, sizeof(buf), "E%d", e); return buf;
     }
 }
 

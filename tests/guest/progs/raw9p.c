@@ -33,9 +33,23 @@
 #include <unistd.h>
 
 enum {
-    Rlerror = 7, Tlopen = 12, Tlcreate = 14, Tsymlink = 16, Tmknod = 18, Tgetattr = 24,
-    Tsetattr = 26, Treaddir = 40, Tlink = 70, Tmkdir = 72, Trenameat = 74, Tunlinkat = 76,
-    Tversion = 100, Tattach = 104, Twalk = 110, Tread = 116, Tclunk = 120,
+    Rlerror = 7,
+    Tlopen = 12,
+    Tlcreate = 14,
+    Tsymlink = 16,
+    Tmknod = 18,
+    Tgetattr = 24,
+    Tsetattr = 26,
+    Treaddir = 40,
+    Tlink = 70,
+    Tmkdir = 72,
+    Trenameat = 74,
+    Tunlinkat = 76,
+    Tversion = 100,
+    Tattach = 104,
+    Twalk = 110,
+    Tread = 116,
+    Tclunk = 120,
 };
 
 static int port_fd = -1, failures;
@@ -47,7 +61,8 @@ static uint32_t last_err;
 static uint16_t cur_tag, strays;
 static uint8_t cur_type;
 
-__attribute__((format(printf, 2, 3))) static bool check(bool cond, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static bool
+check(bool cond, const char *fmt, ...)
 {
     va_list ap;
     printf("%sok - escape(raw 9P): ", cond ? "" : "not ");
@@ -60,21 +75,50 @@ __attribute__((format(printf, 2, 3))) static bool check(bool cond, const char *f
     return cond;
 }
 
-static void p8(uint8_t v) { out[olen++] = v; }
-static void p16(uint16_t v) { p8(v & 0xff); p8(v >> 8); }
-static void p32(uint32_t v) { p16(v & 0xffff); p16(v >> 16); }
-static void p64(uint64_t v) { p32((uint32_t)v); p32((uint32_t)(v >> 32)); }
-static void pstr(const char *s)
+static void
+p8(uint8_t v)
+{
+    out[olen++] = v;
+}
+static void
+p16(uint16_t v)
+{
+    p8(v & 0xff);
+    p8(v >> 8);
+}
+static void
+p32(uint32_t v)
+{
+    p16(v & 0xffff);
+    p16(v >> 16);
+}
+static void
+p64(uint64_t v)
+{
+    p32((uint32_t)v);
+    p32((uint32_t)(v >> 32));
+}
+static void
+pstr(const char *s)
 {
     size_t n = strlen(s);
     p16((uint16_t)n);
     memcpy(out + olen, s, n);
     olen += n;
 }
-static uint32_t g32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint16_t g16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t
+g32(const uint8_t *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint16_t
+g16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
 
-static void begin(uint8_t type)
+static void
+begin(uint8_t type)
 {
     olen = 4;
     cur_type = type;
@@ -85,12 +129,14 @@ static void begin(uint8_t type)
     p16(cur_tag);
 }
 
-static int full_io(bool wr, uint8_t *buf, size_t len)
+static int
+full_io(bool wr, uint8_t *buf, size_t len)
 {
     size_t done = 0;
     int idle = 0;
     while (done < len) {
-        ssize_t r = wr ? write(port_fd, buf + done, len - done) : read(port_fd, buf + done, len - done);
+        ssize_t r = wr ? write(port_fd, buf + done, len - done)
+                       : read(port_fd, buf + done, len - done);
         if (r > 0) {
             done += (size_t)r;
             idle = 0;
@@ -110,7 +156,8 @@ static int full_io(bool wr, uint8_t *buf, size_t len)
 }
 
 /* Sends the message being built; returns the reply type (Rlerror sets last_err). */
-static int rpc(void)
+static int
+rpc(void)
 {
     out[0] = (uint8_t)olen;
     out[1] = (uint8_t)(olen >> 8);
@@ -123,7 +170,8 @@ static int rpc(void)
     for (;;) {
         struct pollfd pfd = {.fd = port_fd, .events = POLLIN};
         if (poll(&pfd, 1, 15000) == 0) {
-            check(false, "no reply within 15 s to T%u tag %u", cur_type, cur_tag);
+            check(false, "no reply within 15 s to T%u tag %u", cur_type,
+                  cur_tag);
             exit(1);
         }
         if (full_io(false, in, 7) != 0) {
@@ -142,8 +190,8 @@ static int rpc(void)
             break;
         }
         strays++;
-        printf("# stray reply R%u tag %u (waiting for T%u tag %u)\n", in[4], g16(in + 5), cur_type,
-               cur_tag);
+        printf("# stray reply R%u tag %u (waiting for T%u tag %u)\n", in[4],
+               g16(in + 5), cur_type, cur_tag);
     }
     in_type = in[4];
     last_err = in_type == Rlerror ? g32(in + 7) : 0;
@@ -154,7 +202,8 @@ static int rpc(void)
  * C leaves the order of argument evaluation open: requests whose result is
  * checked are sent first (r_ = rpc();) and checked in the next statement. */
 static int r_;
-static const char *ename(void)
+static const char *
+ename(void)
 {
     static char buf[64];
     if (in_type != Rlerror) {
@@ -170,7 +219,9 @@ static uint32_t next_fid = 10;
 
 /* Walks from fid over the names (NULL-terminated); returns the number of
  * qids in Rwalk (-1 for Rlerror).  *newfid is set when all names walked. */
-static int walk(uint32_t fid, uint32_t *newfid, const char *const *names, uint8_t *last_qid)
+static int
+walk(uint32_t fid, uint32_t *newfid, const char *const *names,
+     uint8_t *last_qid)
 {
     uint16_t n = 0;
     while (names[n] != NULL) {
@@ -204,7 +255,8 @@ static int walk(uint32_t fid, uint32_t *newfid, const char *const *names, uint8_
     return nq;
 }
 
-static void clunk(uint32_t fid)
+static void
+clunk(uint32_t fid)
 {
     begin(Tclunk);
     p32(fid);
@@ -212,7 +264,8 @@ static void clunk(uint32_t fid)
 }
 
 /* A walk that must not succeed completely. */
-static void walk_must_fail(const char *desc, const char *const *names)
+static void
+walk_must_fail(const char *desc, const char *const *names)
 {
     int nq = 0, n = 0;
     while (names[n] != NULL) {
@@ -220,10 +273,13 @@ static void walk_must_fail(const char *desc, const char *const *names)
     }
     nq = walk(0, NULL, names, NULL);
     check(nq < n, "walk %s refused (%s)", desc,
-          nq < 0 ? ename() : nq < n ? "partial walk" : "WALKED THROUGH");
+          nq < 0   ? ename()
+          : nq < n ? "partial walk"
+                   : "WALKED THROUGH");
 }
 
-static int lopen(uint32_t fid, uint32_t flags)
+static int
+lopen(uint32_t fid, uint32_t flags)
 {
     begin(Tlopen);
     p32(fid);
@@ -231,7 +287,8 @@ static int lopen(uint32_t fid, uint32_t flags)
     return rpc();
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     if (argc != 3) {
         fprintf(stderr, "usage: raw9p PORTNAME ANAME\n");
@@ -244,7 +301,8 @@ int main(int argc, char **argv)
         struct dirent *e;
         while (d != NULL && (e = readdir(d)) != NULL) {
             char p[600], name[256] = "";
-            snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", e->d_name);
+            snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name",
+                     e->d_name);
             FILE *f = fopen(p, "r");
             if (f != NULL) {
                 if (fgets(name, sizeof(name), f) != NULL) {
@@ -292,7 +350,8 @@ int main(int argc, char **argv)
     /* ".." at the root stays at the root (or is refused). */
     uint32_t f = 0;
     int nq = walk(0, &f, (const char *const[]){"..", NULL}, q);
-    check(nq < 0 || memcmp(q + 5, rootq + 5, 8) == 0, "walk .. from the root stays at the root");
+    check(nq < 0 || memcmp(q + 5, rootq + 5, 8) == 0,
+          "walk .. from the root stays at the root");
     if (nq == 1) {
         uint32_t g;
         int n2 = walk(f, &g, (const char *const[]){"sentinel.txt", NULL}, NULL);
@@ -300,17 +359,26 @@ int main(int argc, char **argv)
               n2 < 0 ? ename() : "WALKED THROUGH");
         clunk(f);
     }
-    walk_must_fail("[.., sentinel.txt]", (const char *const[]){"..", "sentinel.txt", NULL});
-    walk_must_fail("[.., .., .., etc, passwd]",
-                   (const char *const[]){"..", "..", "..", "etc", "passwd", NULL});
-    walk_must_fail("[sub, .., .., sentinel.txt]",
-                   (const char *const[]){"sub", "..", "..", "sentinel.txt", NULL});
-    walk_must_fail("through symlink out -> ../outside", (const char *const[]){"out", "secret.txt", NULL});
-    walk_must_fail("through symlink up -> ..", (const char *const[]){"up", "sentinel.txt", NULL});
-    walk_must_fail("through symlink upup -> ../..", (const char *const[]){"upup", "etc", NULL});
-    walk_must_fail("through symlink etc -> /etc", (const char *const[]){"etc", "passwd", NULL});
-    walk_must_fail("name with a slash 'out/secret.txt'", (const char *const[]){"out/secret.txt", NULL});
-    walk_must_fail("name '../sentinel.txt'", (const char *const[]){"../sentinel.txt", NULL});
+    walk_must_fail("[.., sentinel.txt]",
+                   (const char *const[]){"..", "sentinel.txt", NULL});
+    walk_must_fail(
+        "[.., .., .., etc, passwd]",
+        (const char *const[]){"..", "..", "..", "etc", "passwd", NULL});
+    walk_must_fail(
+        "[sub, .., .., sentinel.txt]",
+        (const char *const[]){"sub", "..", "..", "sentinel.txt", NULL});
+    walk_must_fail("through symlink out -> ../outside",
+                   (const char *const[]){"out", "secret.txt", NULL});
+    walk_must_fail("through symlink up -> ..",
+                   (const char *const[]){"up", "sentinel.txt", NULL});
+    walk_must_fail("through symlink upup -> ../..",
+                   (const char *const[]){"upup", "etc", NULL});
+    walk_must_fail("through symlink etc -> /etc",
+                   (const char *const[]){"etc", "passwd", NULL});
+    walk_must_fail("name with a slash 'out/secret.txt'",
+                   (const char *const[]){"out/secret.txt", NULL});
+    walk_must_fail("name '../sentinel.txt'",
+                   (const char *const[]){"../sentinel.txt", NULL});
     walk_must_fail("name '/etc'", (const char *const[]){"/etc", NULL});
 
     /* Operations on fids of symlinks that point outside. */
@@ -319,7 +387,8 @@ int main(int argc, char **argv)
     walk(0, &etc_fid, (const char *const[]){"etc", NULL}, NULL);
     walk(0, &sec_fid, (const char *const[]){"secretlink", NULL}, NULL);
     walk(0, &file_fid, (const char *const[]){"inside.txt", NULL}, NULL);
-    check(out_fid && etc_fid && sec_fid && file_fid, "walk to the symlinks themselves works");
+    check(out_fid && etc_fid && sec_fid && file_fid,
+          "walk to the symlinks themselves works");
 
     if (etc_fid) {
         int t = lopen(etc_fid, 0 /* O_RDONLY */);
@@ -331,7 +400,9 @@ int main(int argc, char **argv)
             p32(4096);
             leak = rpc() == Treaddir + 1 && g32(in + 7) > 0;
         }
-        check(!leak, "Tlopen+Treaddir on symlink etc -> /etc lists nothing (%s)", ename());
+        check(!leak,
+              "Tlopen+Treaddir on symlink etc -> /etc lists nothing (%s)",
+              ename());
     }
     if (sec_fid) {
         int t = lopen(sec_fid, 0);
@@ -343,11 +414,15 @@ int main(int argc, char **argv)
             p32(4096);
             leak = rpc() == Tread + 1 && g32(in + 7) > 0;
         }
-        check(!leak, "Tlopen+Tread on secretlink -> ../outside/secret.txt reads nothing (%s)", ename());
+        check(
+            !leak,
+            "Tlopen+Tread on secretlink -> ../outside/secret.txt reads nothing (%s)",
+            ename());
         clunk(sec_fid);
         walk(0, &sec_fid, (const char *const[]){"secretlink", NULL}, NULL);
         t = lopen(sec_fid, 01 | 01000 /* O_WRONLY|O_TRUNC */);
-        check(t != Tlopen + 1, "Tlopen O_WRONLY|O_TRUNC on secretlink refused (%s)", ename());
+        check(t != Tlopen + 1,
+              "Tlopen O_WRONLY|O_TRUNC on secretlink refused (%s)", ename());
         clunk(sec_fid);
         walk(0, &sec_fid, (const char *const[]){"secretlink", NULL}, NULL);
         begin(Tsetattr);
@@ -362,7 +437,9 @@ int main(int argc, char **argv)
         p64(0);
         p64(0);
         rpc();
-        printf("# Tsetattr(size=0, mode=0666) on secretlink: %s (host checks the target)\n", ename());
+        printf(
+            "# Tsetattr(size=0, mode=0666) on secretlink: %s (host checks the target)\n",
+            ename());
     }
     if (out_fid) {
         begin(Tlcreate);
@@ -372,7 +449,9 @@ int main(int argc, char **argv)
         p32(0644);
         p32(0);
         r_ = rpc();
-        check(r_ != Tlcreate + 1, "Tlcreate inside symlink out -> ../outside refused (%s)", ename());
+        check(r_ != Tlcreate + 1,
+              "Tlcreate inside symlink out -> ../outside refused (%s)",
+              ename());
         clunk(out_fid);
         walk(0, &out_fid, (const char *const[]){"out", NULL}, NULL);
 
@@ -382,14 +461,16 @@ int main(int argc, char **argv)
         p32(0755);
         p32(0);
         r_ = rpc();
-        check(r_ != Tmkdir + 1, "Tmkdir inside symlink out refused (%s)", ename());
+        check(r_ != Tmkdir + 1, "Tmkdir inside symlink out refused (%s)",
+              ename());
         begin(Tsymlink);
         p32(out_fid);
         pstr("evillink");
         pstr("/etc/passwd");
         p32(0);
         r_ = rpc();
-        check(r_ != Tsymlink + 1, "Tsymlink inside symlink out refused (%s)", ename());
+        check(r_ != Tsymlink + 1, "Tsymlink inside symlink out refused (%s)",
+              ename());
         begin(Tmknod);
         p32(out_fid);
         pstr("evilfifo");
@@ -398,34 +479,39 @@ int main(int argc, char **argv)
         p32(0);
         p32(0);
         r_ = rpc();
-        check(r_ != Tmknod + 1, "Tmknod inside symlink out refused (%s)", ename());
+        check(r_ != Tmknod + 1, "Tmknod inside symlink out refused (%s)",
+              ename());
         begin(Tunlinkat);
         p32(out_fid);
         pstr("secret.txt");
         p32(0);
         r_ = rpc();
-        check(r_ != Tunlinkat + 1, "Tunlinkat secret.txt via symlink out refused (%s)", ename());
+        check(r_ != Tunlinkat + 1,
+              "Tunlinkat secret.txt via symlink out refused (%s)", ename());
         begin(Trenameat);
         p32(0);
         pstr("inside.txt");
         p32(out_fid);
         pstr("stolen.txt");
         r_ = rpc();
-        check(r_ != Trenameat + 1, "Trenameat inside.txt into symlink out refused (%s)", ename());
+        check(r_ != Trenameat + 1,
+              "Trenameat inside.txt into symlink out refused (%s)", ename());
         begin(Trenameat);
         p32(out_fid);
         pstr("secret.txt");
         p32(0);
         pstr("grabbed.txt");
         r_ = rpc();
-        check(r_ != Trenameat + 1, "Trenameat secret.txt out of symlink out refused (%s)", ename());
+        check(r_ != Trenameat + 1,
+              "Trenameat secret.txt out of symlink out refused (%s)", ename());
         if (file_fid) {
             begin(Tlink);
             p32(out_fid);
             p32(file_fid);
             pstr("linked.txt");
             r_ = rpc();
-            check(r_ != Tlink + 1, "Tlink into symlink out refused (%s)", ename());
+            check(r_ != Tlink + 1, "Tlink into symlink out refused (%s)",
+                  ename());
         }
         begin(Tsetattr);
         p32(out_fid);
@@ -439,11 +525,13 @@ int main(int argc, char **argv)
         p64(0);
         p64(0);
         rpc();
-        printf("# Tsetattr(mode=0777) on symlink out: %s (host checks the target)\n", ename());
+        printf(
+            "# Tsetattr(mode=0777) on symlink out: %s (host checks the target)\n",
+            ename());
     }
     /* Names with a slash or dot-dot in create-type requests. */
-    static const char *const bad_names[] = {"../escaped.txt", "sub/../../escaped.txt", "..", ".", "",
-                                            NULL};
+    static const char *const bad_names[] = {
+        "../escaped.txt", "sub/../../escaped.txt", "..", ".", "", NULL};
     for (int i = 0; bad_names[i] != NULL; i++) {
         uint32_t d = 0;
         walk(0, &d, (const char *const[]){NULL}, NULL); /* clone the root */
@@ -454,7 +542,8 @@ int main(int argc, char **argv)
         p32(0644);
         p32(0);
         r_ = rpc();
-        check(r_ != Tlcreate + 1, "Tlcreate name '%s' refused (%s)", bad_names[i], ename());
+        check(r_ != Tlcreate + 1, "Tlcreate name '%s' refused (%s)",
+              bad_names[i], ename());
         if (in_type != Tlcreate + 1) {
             clunk(d);
         }
@@ -464,16 +553,19 @@ int main(int argc, char **argv)
         p32(0755);
         p32(0);
         r_ = rpc();
-        check(r_ != Tmkdir + 1, "Tmkdir name '%s' refused (%s)", bad_names[i], ename());
+        check(r_ != Tmkdir + 1, "Tmkdir name '%s' refused (%s)", bad_names[i],
+              ename());
         begin(Trenameat);
         p32(0);
         pstr("inside.txt");
         p32(0);
         pstr(bad_names[i]);
         r_ = rpc();
-        check(r_ != Trenameat + 1, "Trenameat to name '%s' refused (%s)", bad_names[i], ename());
+        check(r_ != Trenameat + 1, "Trenameat to name '%s' refused (%s)",
+              bad_names[i], ename());
     }
-    check(strays == 0, "exactly one reply per request (%u stray replies)", strays);
+    check(strays == 0, "exactly one reply per request (%u stray replies)",
+          strays);
     printf("# raw9p: %d failed\n", failures);
     return failures ? 1 : 0;
 }

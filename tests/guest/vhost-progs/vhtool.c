@@ -29,13 +29,16 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-static int die(const char *what, const char *arg)
+static int
+die(const char *what, const char *arg)
 {
-    fprintf(stderr, "vhtool: %s %s: %s\n", what, arg ? arg : "", strerror(errno));
+    fprintf(stderr, "vhtool: %s %s: %s\n", what, arg ? arg : "",
+            strerror(errno));
     return 1;
 }
 
-static void whole(struct flock *fl, short type)
+static void
+whole(struct flock *fl, short type)
 {
     memset(fl, 0, sizeof(*fl));
     fl->l_type = type;
@@ -45,7 +48,8 @@ static void whole(struct flock *fl, short type)
 }
 
 /* 0 locked, 1 busy, -1 error */
-static int try_lock(int fd)
+static int
+try_lock(int fd)
 {
     struct flock fl;
     whole(&fl, F_WRLCK);
@@ -56,14 +60,16 @@ static int try_lock(int fd)
     return -1;
 }
 
-static int unlock(int fd)
+static int
+unlock(int fd)
 {
     struct flock fl;
     whole(&fl, F_UNLCK);
     return fcntl(fd, F_SETLK, &fl);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: vhtool CMD FILE [ARGS]\n");
@@ -107,7 +113,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "lock-hold") && argc == 5) {
         int r = try_lock(fd);
         if (r != 0)
-            return r < 0 ? die("lock", file) : (fprintf(stderr, "vhtool: %s busy\n", file), 1);
+            return r < 0 ? die("lock", file)
+                         : (fprintf(stderr, "vhtool: %s busy\n", file), 1);
         int rf = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (rf < 0)
             return die("open", argv[4]);
@@ -129,7 +136,9 @@ int main(int argc, char **argv)
         whole(&fl, F_WRLCK);
         if (fcntl(fd, F_GETLK, &fl) < 0)
             return die("F_GETLK", file);
-        puts(fl.l_type == F_UNLCK ? "unlck" : fl.l_type == F_WRLCK ? "wrlck" : "rdlck");
+        puts(fl.l_type == F_UNLCK   ? "unlck"
+             : fl.l_type == F_WRLCK ? "wrlck"
+                                    : "rdlck");
         return 0;
     }
     if (!strcmp(cmd, "lock-local") && argc == 3) {
