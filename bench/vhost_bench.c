@@ -294,6 +294,7 @@ main(int argc, char **argv)
         fe_setup(&fe, VHU_FEATURES, 256) != 0) {
         fprintf(stderr, "vhost_bench: no vhost-user back-end at %s\n",
                 argv[optind]);
+        free(hist);
         return 1;
     }
     tcap = io + 4096;
@@ -307,6 +308,8 @@ main(int argc, char **argv)
     t_end(&t, 0);
     if (rpc(&t) != 101) {
         fprintf(stderr, "vhost_bench: Tversion failed\n");
+        free(hist);
+        fe_close(&fe);
         return 1;
     }
     t_begin(&t, &fe, tg, 104, 1); /* Tattach 1, root, default export */
@@ -318,6 +321,8 @@ main(int argc, char **argv)
     t_end(&t, 0);
     if (rpc(&t) != 105) {
         fprintf(stderr, "vhost_bench: Tattach failed\n");
+        free(hist);
+        fe_close(&fe);
         return 1;
     }
     list = strdup(wls);

@@ -131,12 +131,16 @@ main(int argc, char **argv)
     int bad = 0;
 
     if (full == NULL || part == NULL || n < 100) {
+        free(full);
+        free(part);
         return 99;
     }
     snprintf(g_lower, sizeof(g_lower), "%s/lower", base);
     snprintf(g_upper, sizeof(g_upper), "%s/upper", base);
     snprintf(g_work, sizeof(g_work), "%s/work", base);
     if (mkdir(g_lower, 0755) < 0 || mkdir(g_upper, 0755) < 0) {
+        free(full);
+        free(part);
         return 99;
     }
     for (long i = 0; i < n; i++) {

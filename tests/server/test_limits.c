@@ -739,7 +739,7 @@ main(int argc, char **argv)
      * ext4 without ea_inode does not */
     memset(big, 'v', sizeof(big));
     base = strdup("/dev/shm/vfst-limits-XXXXXX");
-    if (mkdtemp(base) == NULL) {
+    if (base == NULL || mkdtemp(base) == NULL) {
         free(base);
         base = th_mkdtemp("limits");
     }
@@ -749,6 +749,7 @@ main(int argc, char **argv)
     if (setxattr(path, "user.big", big, sizeof(big), 0) < 0) {
         tap_diag("a 60 kB user xattr in %s: %s", exdir, strerror(errno));
         th_rmtree(base);
+        free(base);
         return 99;
     }
     snprintf(path, sizeof(path), "%s/y", exdir);

@@ -880,7 +880,7 @@ stage_exports(void)
             long lim = (long)rl.rlim_cur;
             long reserve = lim / 8 < 32 ? 32 : lim / 8 > 256 ? 256 : lim / 8;
 
-            fd_budget = (lim - reserve) / nexports;
+            fd_budget = (lim - reserve) / (nexports > 0 ? nexports : 1);
             fd_budget = fd_budget < 16 ? 16 : fd_budget;
         }
     }

@@ -1007,7 +1007,7 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
             break;
         }
         if (i + 1 == sizeof(sb_newroot_dirs) / sizeof(*sb_newroot_dirs)) {
-            err = -errno;
+            err = errno > 0 ? -errno : -ENOENT;
         }
     }
     /* shortest paths first: a directory inside another is bound on top */
@@ -1031,7 +1031,8 @@ build_root(const struct p9s_export *exports, int nexports, bool userns)
                     strerror(-err));
         }
     }
-    if (err < 0) {
+    if (err != 0 || newroot == NULL) {
+        err = err != 0 ? err : -ENOENT;
         goto out;
     }
     snprintf(proc, sizeof(proc), "%s/proc", newroot);
@@ -1170,7 +1171,8 @@ enter_chroot(const struct p9s_export *exports, int nexports)
             err = -EINVAL;
         }
     }
-    if (err < 0) {
+    if (err != 0 || root == NULL) {
+        err = err != 0 ? err : -EINVAL;
         goto out;
     }
     err = fork_daemon();
