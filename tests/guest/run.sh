@@ -78,7 +78,7 @@ while [ $# -gt 0 ]; do
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,66p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
