@@ -306,7 +306,7 @@ if [ "${CHECK_GUEST:-1}" = 1 ]; then
     log "QEMU guest suite (real Linux 9p client)"
     if [ "$(id -u)" = 0 ] && [ -x tests/guest/run.sh ]; then
         out=$(mktemp)
-        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh 2>&1 | tee "$out"
+        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh --transport serial 2>&1 | tee "$out"
         count_tap_file "$out" "guest suite"
         rm -f "$out"
     else
@@ -316,7 +316,7 @@ if [ "${CHECK_GUEST:-1}" = 1 ]; then
     log "QEMU guest suite over vhost-user virtio-9p (QEMU 11 from a trixie chroot)"
     if [ "$(id -u)" = 0 ]; then
         out=$(mktemp)
-        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/vhost.sh 2>&1 | tee "$out"
+        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh --transport vhost 2>&1 | tee "$out"
         count_tap_file "$out" "vhost guest suite"
         rm -f "$out"
     else

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
-# shellcheck disable=SC2154  # work, virtfsd, MSIZE, MEM...: the sourcing script's
+# shellcheck disable=SC2154  # work, servers, VHOST_MSIZE, VHOST_MEM...: the sourcing script's
 #
-# Identity checks of the guest suites (issue 8), sourced by run.sh and
-# vhost.sh after lib.sh:
+# Identity checks of the guest suites (issue 8), sourced by run.sh after
+# lib.sh (the vhost parts also need vhost-parts.sh):
 #
 #   ident_acl_bundle DIR      copies the host's getfacl and setfacl with the
 #                             shared libraries they load into DIR/acl and
@@ -19,10 +19,10 @@
 #                             maps, forbid-guest, --all-squash and a
 #                             nosuid,nodev export, each checked from a guest
 #                             and on the host
-#   ident_vhost_models K      (vhost.sh) one VM with two virtio-9p devices
+#   ident_vhost_models K      (part 10) one VM with two virtio-9p devices
 #                             served over vhost-user: mapped-xattr and
 #                             mapped-file exports
-#   ident_vhost_rootfs K      (vhost.sh) the guest's root file system on
+#   ident_vhost_rootfs K      (part 10) the guest's root file system on
 #                             virtfsd with security_model=mapped-xattr
 
 ident_acl_bundle() {
@@ -129,17 +129,18 @@ EOF
 }
 
 # ----------------------------------------------------------------------------
-# vhost.sh: the mapped models over vhost-user, root file system mapped-xattr
+# run.sh part 10 (vhost-parts.sh): the mapped models over vhost-user, root
+# file system mapped-xattr
 # ----------------------------------------------------------------------------
 
-# The guest job of one mapped export on virtio-9p tag TAG (vhost.sh's G
-# lines).  Args: TAG MNT MODEL
+# The guest job of one mapped export on virtio-9p tag TAG (guest-lib.sh's
+# protocol).  Args: TAG MNT MODEL
 _ident_vhost_model_job() {
     local tag=$1 mnt=$2 m=$3
     cat <<EOF
 M=$mnt
 mkdir -p \$M
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,cache=none,access=user $tag \$M
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$VHOST_MSIZE,cache=none,access=user $tag \$M
 g "$m: mount -t 9p trans=virtio $tag" \$?
 touch \$M/f && chown 1234:5678 \$M/f && [ "\$(stat -c %u:%g \$M/f)" = 1234:5678 ]; g "$m: chown 1234:5678" \$?
 chmod 4755 \$M/f && [ "\$(stat -c %a \$M/f)" = 4755 ]; g "$m: chmod 4755" \$?
@@ -159,41 +160,41 @@ ident_vhost_models() {
     local m ex=$work/mx-$k ef=$work/mf-$k sx=$work/mx-$k.sock sf=$work/mf-$k.sock
     local vx vf rc job=$work/models-$k.sh
     mkdir -p "$ex" "$ef"
-    vhost_virtfsd_start "$virtfsd" "$sx" "$ex,security_model=mapped-xattr" vfsmx ||
-        { nok "$k: virtfsd --vhost-user mapped-xattr starts"; return; }
+    vhost_virtfsd_start "$VIRTFS_SERVER" "$sx" "$ex,security_model=mapped-xattr" vfsmx ||
+        { nok "vhost: virtfsd --vhost-user mapped-xattr starts"; return; }
     vx=$VHOST_VIRTFSD_PID
-    pids+=("$vx")
-    vhost_virtfsd_start "$virtfsd" "$sf" "$ef,security_model=mapped-file" vfsmf ||
-        { nok "$k: virtfsd --vhost-user mapped-file starts"; return; }
+    servers+=("$vx")
+    vhost_virtfsd_start "$VIRTFS_SERVER" "$sf" "$ef,security_model=mapped-file" vfsmf ||
+        { nok "vhost: virtfsd --vhost-user mapped-file starts"; return; }
     vf=$VHOST_VIRTFSD_PID
-    pids+=("$vf")
+    servers+=("$vf")
     {
-        echo 'g() { if [ "$2" = 0 ]; then echo "G ok $1"; else echo "G fail $1 ${3:-}"; fi; }'
+        echo '. /job/guest-lib.sh'
         _ident_vhost_model_job vfsmx /mnt/x mapped-xattr
         _ident_vhost_model_job vfsmf /mnt/f mapped-file
+        echo finish
     } > "$job"
     # Two vhost-user devices on one shared memory backend.
-    vhost_guest_qargs "$sx" vfsmx "$MEM"
+    vhost_guest_qargs "$sx" vfsmx "$VHOST_MEM"
     VHOST_QARGS+=(-q -chardev -q "socket,id=vfs2,path=$sf"
         -q -device -q "vhost-user-test-device-pci,chardev=vfs2,virtio-id=9,num_vqs=1,vq_size=1024,config_size=$((2 + 5))")
     local t0=$SECONDS
-    run_job "$k" "models-$k" "$job" -t 200 "${VHOST_QARGS[@]}"
+    run_job "vhost-models-$k" "$job" -t 200 "${VHOST_QARGS[@]}"
     rc=$?
     echo "# $k: mapped models VM: boot to poweroff $((SECONDS - t0)) s"
-    echo "$k|boot to poweroff (mapped models VM)|$((SECONDS - t0))" >> "$work/times"
-    check "$k: mapped models VM exits with status 0 (got $rc)" [ "$rc" = 0 ]
+    check "vhost: mapped models VM exits with status 0 (got $rc)" [ "$rc" = 0 ]
     for m in mapped-xattr:"$ex" mapped-file:"$ef"; do
         local d=${m#*:}
         m=${m%%:*}
-        check "$k: host ($m): no device node, fifo, symlink or set-id file" \
+        check "vhost: host ($m): no device node, fifo, symlink or set-id file" \
             [ -z "$(find "$d" \( -type b -o -type c -o -type p -o -type l -o -perm /6000 \) 2>/dev/null)" ]
-        check "$k: host ($m): every file is root's (the daemon's)" \
+        check "vhost: host ($m): every file is root's (the daemon's)" \
             [ -z "$(find "$d" ! -user 0 2>/dev/null)" ]
-        check "$k: host ($m): the guest's files are there" [ -f "$d/kvm" ] && [ -f "$d/d/x" ]
+        check "vhost: host ($m): the guest's files are there" [ -f "$d/kvm" ] && [ -f "$d/d/x" ]
     done
-    check "$k: host (mapped-xattr): owner 1234 in user.virtfs.uid" \
+    check "vhost: host (mapped-xattr): owner 1234 in user.virtfs.uid" \
         [ "$(getfattr --only-values -n user.virtfs.uid "$ex/f" 2>/dev/null | od -An -tu4 | tr -d ' ')" = 1234 ]
-    check "$k: host (mapped-file): owner 1234 in .virtfs_metadata/f" \
+    check "vhost: host (mapped-file): owner 1234 in .virtfs_metadata/f" \
         grep -qx 'virtfs.uid=1234' "$ef/.virtfs_metadata/f"
     stop_vd "$vx"
     stop_vd "$vf"
@@ -222,26 +223,20 @@ echo "wrote /mapped-$k.txt"
 EOF
     fi
     rm -f "$r/mapped-$kver.txt"
-    rm -f "$sock"
-    setsid "$virtfsd" --export "$r,security_model=mapped-xattr" --vhost-user "$sock,tag=$tag" 2> "$sock.log" &
-    local vpid=$!
-    pids+=("$vpid")
-    guest_wait_socket "$sock" 10 || { nok "$k: mapped rootfs: virtfsd starts"; return; }
-    local log=$work/logs/rootfs-mapped-$k.log t0=$SECONDS
+    root_vd_start "$sock" "$r,security_model=mapped-xattr" "$tag" ||
+        { nok "vhost: mapped rootfs: virtfsd starts"; return; }
+    local vpid=$ROOT_VD_PID log=$work/$k/rootfs-mapped-console.log
     boot_9p_root "$k" "$sock" "$tag" "$log"
     local qrc=$ROOT_QRC
-    echo "# $k: mapped rootfs VM: boot to poweroff $((SECONDS - t0)) s (qemu status $qrc)"
-    echo "$k|boot to poweroff (mapped-xattr root VM)|$((SECONDS - t0))" >> "$work/times"
-    grep -E '^(initramfs:|root:|wrote|VIRTFS-ROOT)' "$log" | sed "s/^/# $k guest: /"
-    check "$k: mapped rootfs: /sbin/init from the mapped-xattr root ran as PID 1" \
+    check "vhost: mapped rootfs: /sbin/init from the mapped-xattr root ran as PID 1" \
         grep -q '^VIRTFS-ROOT-START pid=1$' "$log"
-    check "$k: mapped rootfs: its commands (mknod, chown, set-id bits) succeeded" \
+    check "vhost: mapped rootfs: its commands (mknod, chown, set-id bits) succeeded" \
         grep -q '^VIRTFS-ROOT-DONE rc=0$' "$log"
-    check "$k: mapped rootfs: the guest saw a device 1000:1000, a set-uid file, a set-gid home" \
+    check "vhost: mapped rootfs: the guest saw a device 1000:1000, a set-uid file, a set-gid home" \
         grep -qx "null=character special file:1000:1000 suid=4755 home=1000:100:2770" "$r/mapped-$kver.txt"
-    check "$k: mapped rootfs: host: no device node, no set-id file" \
+    check "vhost: mapped rootfs: host: no device node, no set-id file" \
         [ -z "$(find "$r" \( -type b -o -type c -o -perm /6000 \) 2>/dev/null)" ]
-    check "$k: mapped rootfs: host: every file is root's (the daemon's)" \
+    check "vhost: mapped rootfs: host: every file is root's (the daemon's)" \
         [ -z "$(find "$r" ! -user 0 2>/dev/null)" ]
     if [ "$qrc" != 0 ] || ! grep -q '^VIRTFS-ROOT-DONE rc=0$' "$log"; then
         tail -n 20 "$log" | sed 's/^/#   | /'

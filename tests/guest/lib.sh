@@ -21,10 +21,12 @@
 #                               the host 9P server ($VIRTFS_SERVER: virtfsd,
 #                               or "diod" as a stand-in) on a Unix socket.
 #   guest_kvm_usable            true when QEMU can use KVM here.
-#   ok / nok / hcheck / count_guest / summary
+#   ok / nok / hcheck / check / checke / count_guest / summary
 #                               the host side's TAP lines and counters
 #                               ($passed, $failed; $kprefix prefixes each
-#                               line), shared by the guest suites.
+#                               line; count_guest also shows the guest
+#                               jobs' "T SECONDS STATUS NAME" steps),
+#                               shared by the guest suites.
 #
 # Environment:
 #   VIRTFS_GUEST_CACHE   cache folder (default /var/cache/virtfs-guest)
@@ -460,13 +462,21 @@ kprefix=
 ok() { echo "ok - $kprefix$*"; passed=$((passed + 1)); }
 nok() { echo "not ok - $kprefix$*"; failed=$((failed + 1)); }
 hcheck() { local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else nok "$d"; fi; }
-# Counts the ok/not ok lines of guest output (on stdin), prefixing them.
+# check DESC CMD...: CMD on the host, its output shown.
+check() { local d=$1; shift; if "$@"; then ok "$d"; else nok "$d"; fi; }
+# checke DESC 'SHELL EXPRESSION': evaluated (the caller's locals are visible).
+checke() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
+# Counts the ok/not ok lines of guest output (on stdin), prefixing them, and
+# shows its timed steps (tests/guest/guest-lib.sh's protocol).
 count_guest() {
-    local line
+    local line secs st
     while IFS= read -r line; do
         case $line in
             "ok - "*) passed=$((passed + 1)); echo "ok - $kprefix${line#ok - }" ;;
             "not ok - "*) failed=$((failed + 1)); echo "not ok - $kprefix${line#not ok - }" ;;
+            "T "*) read -r _ secs st _ <<< "$line"
+                   printf '# %s%-34s %7s s%s\n' "$kprefix" "${line#T * * }" "$secs" \
+                       "$([ "$st" = 0 ] || echo " (status $st)")" ;;
             *) echo "$line" ;;
         esac
     done

@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: MIT
 #
 # The QEMU guest suite: real Linux 9p clients (Debian kernels 6.1 and 6.12)
-# mount exports of the VirtFS server through virtio-serial + virtfs-mount.
+# mount exports of the VirtFS server, over two transports:
+#   serial  virtio-serial ports + virtfs-mount (parts 1-7; Debian 12's QEMU)
+#   vhost   the vhost-user virtio-9p device, virtfsd as the back-end (parts
+#           8-10, msize 512000; QEMU >= 10.2 from the trixie chroot of
+#           scripts/trixie-qemu.sh, built on first use; tests/guest/vhost-parts.sh)
 #
-#   tests/guest/run.sh [--kernel 6.1|6.12]... [--server PATH|diod] [--part N]...
-#                      [--keep] [--build DIR]
+#   tests/guest/run.sh [--transport serial|vhost|all] [--kernel 6.1|6.12]...
+#                      [--server PATH|diod] [--part N]... [--keep] [--build DIR]
 #
 #   (1) basic: host files, 64 MiB file, namespace ops checked from the host,
 #       ls -lR, 1000 files + rm -r, locks (guest/guest and host/guest),
@@ -35,6 +39,22 @@
 #   (7) --translate-uid/--translate-gid (map, forbid-guest), --all-squash
 #       and a nosuid,nodev export (EPERM for mknod), in a guest and on the
 #       host (tests/guest/ident.sh)
+#   (8) vhost-user workload: host files, 64 MiB write/read back, 1000 files,
+#       ls -lR, rm -r, namespace ops checked from the host, xattrs, a POSIX
+#       lock held by a host process (vhost-progs/vhtool.c); then a second VM
+#       on the same socket of the same virtfsd process (reconnect)
+#   (9) vhost-user root file system: a busybox tree exported by virtfsd is
+#       the guest's root (root=TAG rootfstype=9p through a tiny initramfs)
+#   (10) vhost-user security models: one VM with a mapped-xattr and a
+#       mapped-file virtio-9p device (chown, set-id bits, devices, fifo,
+#       links; the host holds only the daemon's plain files), and part 9's
+#       root on a mapped-xattr export (tests/guest/ident.sh)
+#
+# Every guest job reports through tests/guest/guest-lib.sh: "ok - " /
+# "not ok - " per check, "T SECONDS STATUS NAME" per timed step, counted and
+# shown by count_guest (lib.sh).  --transport (default all) selects one
+# transport's parts; --part picks parts by number.  tests/guest/vhost.sh is
+# run.sh --transport vhost with its old options.
 #
 # Prints "ok - ..." / "not ok - ..." per check and "N passed, N failed" at the
 # end; exits 1 on any failure.  Needs root.  The server is $VIRTFS_SERVER
@@ -47,28 +67,40 @@ here=$(cd "$(dirname "$0")" && pwd)
 kernels=()
 parts=()
 keep=0
+transport=all
 while [ $# -gt 0 ]; do
     case $1 in
+        --transport) transport=$2; shift 2 ;;
+        --transport=*) transport=${1#*=}; shift ;;
         --kernel) kernels+=("$2"); shift 2 ;;
         --kernel=*) kernels+=("${1#*=}"); shift ;;
         --server) export VIRTFS_SERVER=$2; shift 2 ;;
         --part) parts+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-[ ${#parts[@]} -gt 0 ] || parts=(1 2 3 4 5 6 7)
+if [ ${#parts[@]} = 0 ]; then
+    case $transport in
+        serial) parts=(1 2 3 4 5 6 7) ;;
+        vhost) parts=(8 9 10) ;;
+        all) parts=(1 2 3 4 5 6 7 8 9 10) ;;
+        *) echo "run.sh: --transport serial|vhost|all" >&2; exit 2 ;;
+    esac
+fi
 want_part() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 # shellcheck source=ident.sh
 . "$here/ident.sh"
+# shellcheck source=vhost-parts.sh
+. "$here/vhost-parts.sh"
 
-# ok, nok, hcheck, count_guest, summary: lib.sh
+# ok, nok, hcheck, check, checke, count_guest, summary: lib.sh
 
 if [ "$(id -u)" != 0 ]; then
     echo "not ok - guest suite needs root"
@@ -102,15 +134,28 @@ if [ "$VIRTFS_SERVER" != diod ] && [ ! -x "$VIRTFS_SERVER" ]; then
     summary
     exit 1
 fi
-guest_static_build "$bin/virtfs-mount" "$VIRTFS_SRC_DIR/tools/virtfs-mount/virtfs-mount.c" &&
-guest_static_build "$bin/vfstest" "$here/progs/vfstest.c" &&
-guest_static_build "$bin/raw9p" "$here/progs/raw9p.c" &&
-guest_static_build "$bin/idtest" "$here/progs/idtest.c" &&
-gcc -O2 -o "$bin/vfstest-host" "$here/progs/vfstest.c" ||
-    { nok "building the static guest programs"; summary; exit 1; }
 echo "# server: $VIRTFS_SERVER"
+serial_wanted=0
+for p in 1 2 3 4 5 6 7; do want_part $p && serial_wanted=1; done
+if [ $serial_wanted = 1 ]; then
+    guest_static_build "$bin/virtfs-mount" "$VIRTFS_SRC_DIR/tools/virtfs-mount/virtfs-mount.c" &&
+    guest_static_build "$bin/vfstest" "$here/progs/vfstest.c" &&
+    guest_static_build "$bin/raw9p" "$here/progs/raw9p.c" &&
+    guest_static_build "$bin/idtest" "$here/progs/idtest.c" &&
+    gcc -O2 -o "$bin/vfstest-host" "$here/progs/vfstest.c" ||
+        { nok "building the static guest programs"; summary; exit 1; }
+    ident_acl_bundle "$bin" || { nok "copying getfacl/setfacl for the guest"; summary; exit 1; }
+fi
 
-ident_acl_bundle "$bin" || { nok "copying getfacl/setfacl for the guest"; summary; exit 1; }
+# The vhost-user parts: their QEMU and helpers (vhost-parts.sh).
+vhost_ok=0
+if want_part 8 || want_part 9 || want_part 10; then
+    if [ "$VIRTFS_SERVER" = diod ]; then
+        nok "the vhost-user parts need virtfsd, not diod"
+    elif vhost_setup; then
+        vhost_ok=1
+    fi
+fi
 
 GB=(-b "$bin/virtfs-mount" -b "$bin/vfstest" -b "$bin/raw9p" -b "$bin/idtest"
     -b "$bin/getfacl" -b "$bin/setfacl" -f "$bin/acl" -f "$here/guest-lib.sh")
@@ -739,6 +784,12 @@ for k in "${kernels[@]}"; do
     want_part 5 && part5 "$k"
     want_part 6 && part6 "$k"
     want_part 7 && ident_part7 "$k"
+    if [ $vhost_ok = 1 ]; then
+        want_part 8 && test_workload "$k"
+        want_part 9 && test_rootfs "$k"
+        want_part 10 && ident_vhost_models "$k"
+        want_part 10 && ident_vhost_rootfs "$k"
+    fi
     for p in "${servers[@]}"; do guest_server_stop "$p"; done
     servers=()
     echo "# kernel $k: $((SECONDS - tk)) s"

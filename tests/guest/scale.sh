@@ -74,26 +74,7 @@ fi
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-kprefix=
-ok() { echo "ok - $kprefix$*"; passed=$((passed + 1)); }
-nok() { echo "not ok - $kprefix$*"; failed=$((failed + 1)); }
-check() { local d=$1; shift; if "$@"; then ok "$d"; else nok "$d"; fi; }
-count_guest() {
-    local line
-    while IFS= read -r line; do
-        case $line in
-            "ok - "*) passed=$((passed + 1)); echo "ok - $kprefix${line#ok - }" ;;
-            "not ok - "*) failed=$((failed + 1)); echo "not ok - $kprefix${line#not ok - }" ;;
-            *) echo "$line" ;;
-        esac
-    done
-}
-summary() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" = 0 ]
-}
+# ok, nok, check, count_guest, summary: lib.sh
 
 if [ "$(id -u)" != 0 ]; then
     nok "scale guest suite needs root"
