@@ -8,10 +8,15 @@
 #   tests/guest/scale.sh [--full] [--kernel 6.1|6.12]... [--variant V]...
 #                        [--files N] [--rlimit N] [--keep] [--build DIR]
 #
-# Runs (CI: 6.1 with never, 6.12 with prefer; --full, or --kernel and
-# --variant: every kernel with every variant), V = prefer: file handles, the
-# default when root; never: --inode-file-handles=never, nodes found again by
-# name, as an unprivileged daemon does:
+# Runs (CI: 6.1 with unpriv, 6.12 with prefer; --full, or --kernel and
+# --variant: every kernel with every variant), V = prefer: virtfsd as root
+# with file handles (its default); never: as root with
+# --inode-file-handles=never, nodes found again by name; unpriv: virtfsd
+# started as the host user nobody (setpriv, no capabilities) with its
+# default sandbox (a user namespace of its own ids), so no file handles are
+# possible and nodes are found again by name; the export and the socket
+# directory belong to nobody, and QEMU (root) connects to the daemon's 0600
+# sockets:
 #   - the host makes a tree of N distinct files (CI: 6,000, --full: 200,000)
 #     in 100 to 200 directories;
 #   - virtfsd --rlimit-nofile R (CI: 256, --full: 1024) serves it on three
@@ -27,7 +32,8 @@
 #     back files on the same export all the while;
 #   - the descriptor count never exceeded R, and the stats (SIGUSR1) show
 #     node descriptors and open files reclaimed, reopens by handle (prefer)
-#     or by name (never), and no EMFILE/ENFILE.
+#     or by name (never, unpriv), and no EMFILE/ENFILE; for unpriv the
+#     serving process runs as nobody with no capabilities.
 #
 # Prints "ok - ..." / "not ok - ..." and "N passed, N failed"; exits 1 on a
 # failure.  Needs root and QEMU (as tests/guest/run.sh).
@@ -50,17 +56,23 @@ while [ $# -gt 0 ]; do
         --rlimit) rlimit=$2; shift 2 ;;
         --keep) keep=1; shift ;;
         --build) export VIRTFS_BUILD_DIR=$2; shift 2 ;;
-        -h|--help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "scale.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 # KERNEL:VARIANT pairs to run
 runs=()
 if [ ${#kernels[@]} = 0 ] && [ ${#variants[@]} = 0 ] && [ $full = 0 ]; then
-    runs=(6.1:never 6.12:prefer)
+    runs=(6.1:unpriv 6.12:prefer)
 else
     [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-    [ ${#variants[@]} -gt 0 ] || variants=(prefer never)
+    [ ${#variants[@]} -gt 0 ] || variants=(prefer never unpriv)
+    for v in "${variants[@]}"; do
+        case $v in
+            prefer|never|unpriv) ;;
+            *) echo "scale.sh: unknown variant $v (prefer, never, unpriv)" >&2; exit 2 ;;
+        esac
+    done
     for k in "${kernels[@]}"; do
         for v in "${variants[@]}"; do runs+=("$k:$v"); done
     done
@@ -125,10 +137,16 @@ have=$(find "$e/tree" -type f | wc -l)
 check "host: $files distinct files in $ndirs directories ($((SECONDS - t0)) s)" [ "$have" = "$files" ]
 
 # serving_pid PID: the process that serves (the sandbox's child when there
-# is one, else PID itself).
+# is one, else PID itself).  The sockets are made before the fork: give the
+# child up to 5 s to appear.
 serving_pid() {
-    local c
-    c=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{print $1}')
+    local c n=50
+    while :; do
+        c=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{print $1}')
+        [ -n "$c" ] || [ $n = 0 ] && break
+        n=$((n - 1))
+        sleep 0.1
+    done
     echo "${c:-$1}"
 }
 
@@ -137,15 +155,34 @@ stat_field() {
     grep -o "$2 [0-9]*" "$1" | tail -n1 | grep -o '[0-9]*$'
 }
 
+# The unpriv variant's host user: nobody, as tests/guest/run.sh's rootless
+# check (no account of its own to create and leave behind).
+unpriv_uid=65534
+unpriv_gid=65534
+
 run_one() { # KERNEL VARIANT
     local k=$1 v=$2 w=$work/run
-    local opts=() sa sn sb log
+    local opts=() pre=() srv=$VIRTFS_SERVER sa sn sb log
     rm -rf "$w" "$e/ctl" "$e/b"
-    mkdir -p "$w" "$e/ctl" "$e/b"
+    mkdir -p "$w/s" "$e/ctl" "$e/b"
     echo "ORIGINAL-$k-$v" > "$e/ctl/target"
-    sa=$w/a.sock; sn=$w/n.sock; sb=$w/b.sock; log=$w/virtfsd.log
+    sa=$w/s/a.sock; sn=$w/s/n.sock; sb=$w/s/b.sock; log=$w/virtfsd.log
     [ "$v" = never ] && opts+=(--inode-file-handles=never)
-    setsid "$VIRTFS_SERVER" --export "$e" --listen "unix:$sa" --listen "unix:$sn" \
+    if [ "$v" = unpriv ]; then
+        # The daemon reaches the export and its socket directory through
+        # $work (mktemp made it 0700), and owns what it serves and where
+        # it listens; the log is opened here, by root.
+        chmod 711 "$work" "$w"
+        chown -R "$unpriv_uid:$unpriv_gid" "$e" "$w/s"
+        pre=(setpriv "--reuid=$unpriv_uid" "--regid=$unpriv_gid" --clear-groups
+             --inh-caps=-all)
+        # A build tree the user cannot reach: run a copy from $bin.
+        if ! "${pre[@]}" test -x "$srv"; then
+            cp "$srv" "$bin/virtfsd" && chmod 755 "$bin" "$bin/virtfsd"
+            srv=$bin/virtfsd
+        fi
+    fi
+    setsid "${pre[@]}" "$srv" --export "$e" --listen "unix:$sa" --listen "unix:$sn" \
         --listen "unix:$sb" --rlimit-nofile "$rlimit" "${opts[@]}" 2> "$log" &
     server=$!
     if ! guest_wait_socket "$sb" 10; then
@@ -154,6 +191,17 @@ run_one() { # KERNEL VARIANT
     local sp
     sleep 0.2
     sp=$(serving_pid "$server")
+    if [ "$v" = unpriv ]; then
+        # real, effective, saved and file-system ids; the capabilities of
+        # its own user namespace, which it drops too
+        local ids want caps
+        ids=$(awk '/^[UG]id:/ {print $2, $3, $4, $5}' "/proc/$sp/status" | paste -sd/)
+        want="$unpriv_uid $unpriv_uid $unpriv_uid $unpriv_uid/$unpriv_gid $unpriv_gid $unpriv_gid $unpriv_gid"
+        caps=$(awk '/^CapEff:/ {print $2}' "/proc/$sp/status")
+        check "host: the serving process (pid $sp) runs as uid/gid $ids, CapEff $caps" \
+            [ "$ids" = "$want" -a "$caps" = 0000000000000000 ]
+        grep 'sandbox:' "$log" | sed 's/^/# /'
+    fi
 
     # Descriptor sampler: the highest count seen, every 0.2 s.
     (
@@ -258,7 +306,7 @@ EOF
     check "stats: open files reclaimed (${orecl:-?}) and reopened (${oreop:-?})" \
         [ "${orecl:-0}" -gt 0 -a "${oreop:-0}" -gt 0 ]
     check "stats: no EMFILE/ENFILE answers (${emf:-?})" [ "${emf:-x}" = 0 ]
-    if [ "$v" = never ]; then
+    if [ "$v" != prefer ]; then
         check "stats: $handles; reopened by name ${byname:-?}, stale ${stale:-?}" \
             [ "$handles" = "file handles not used" -a "${byname:-0}" -gt 0 ]
     else
