@@ -4,12 +4,16 @@
  * files and directories keep working, Trename/Tremove find the object,
  * setattr (size/mode/times/ctime), statfs, links, mknod, unlinkat,
  * xattrs and POSIX ACLs, OFD locks (two handles and a host process), qid
- * versions and dev remapping, and EMFILE propagation.
+ * versions and dev remapping, EMFILE propagation, and creations with a
+ * gid an unprivileged daemon's user namespace cannot name.
  */
 #include "pt_test.h"
 
 #include "backend/passthrough/pt.h"
 
+#include <grp.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -782,6 +786,108 @@ test_emfile(struct backend *be, struct be_node *root)
     setrlimit(RLIMIT_NOFILE, &old);
 }
 
+/* Write 'text' to /proc/self/FILE; false on any error. */
+static bool
+proc_self_write(const char *file, const char *text)
+{
+    char path[64];
+    int fd;
+    bool ok;
+
+    snprintf(path, sizeof(path), "/proc/self/%s", file);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    close(fd);
+    return ok;
+}
+
+/*
+ * An unprivileged daemon (nobody, in a user namespace of its own ids, as
+ * virtfsd's default sandbox makes it) and a guest root creating with gid
+ * 0, as the Linux client does: gid 0 has no id in that namespace, so the
+ * kernel refuses the chown with EINVAL (not EPERM).  The create must
+ * succeed, the object keeping the kernel's group; it used to fail with
+ * EINVAL after the file was made (tests/guest/scale.sh --variant unpriv).
+ */
+static void
+test_unpriv_create_gid(void)
+{
+    char *dir = mktmp("ops-unpriv");
+    int status = 0;
+    pid_t pid;
+
+    if (geteuid() != 0) {
+        tap_diag("unpriv-gid: not root, cannot become nobody; not run");
+        rmtree(dir);
+        free(dir);
+        return;
+    }
+    if (chown(dir, 65534, 65534) < 0) {
+        tap_ok(false, "unpriv-gid: chown tmp");
+        rmtree(dir);
+        free(dir);
+        return;
+    }
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        struct backend *be;
+        struct be_node *root;
+        struct be_node *n = NULL;
+        struct be_handle *h = NULL;
+        struct p9_qid q;
+        uint32_t iou;
+        struct stat st;
+        char path[512];
+        int bad = 0;
+
+        if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+            setresuid(65534, 65534, 65534) < 0) {
+            _exit(3);
+        }
+        /* the id change made us undumpable: /proc/self would be root's */
+        if (prctl(PR_SET_DUMPABLE, 1) < 0) {
+            _exit(3);
+        }
+        if (unshare(CLONE_NEWUSER) < 0) {
+            _exit(4); /* the host allows no user namespaces */
+        }
+        if (!proc_self_write("uid_map", "65534 65534 1\n") ||
+            !proc_self_write("setgroups", "deny\n") ||
+            !proc_self_write("gid_map", "65534 65534 1\n")) {
+            _exit(5);
+        }
+        be = be_open(dir, false, false);
+        root = get_root(be, NULL);
+        bad |= OPS(be)->create(be, root, "f", P9_DOTL_RDWR | P9_DOTL_CREATE,
+                               S_IFREG | 0644, 0, &n, &h, &q, &iou) != 0;
+        bad |= (OPS(be)->mkdir(be, root, "d", 0755, 0, &q) != 0) << 1;
+        bad |= (OPS(be)->mknod(be, root, "p", S_IFIFO | 0644, 0, 0, 0, &q) !=
+                0)
+               << 2;
+        bad |= (OPS(be)->symlink(be, root, "l", "f", 0, &q) != 0) << 3;
+        snprintf(path, sizeof(path), "%s/f", dir);
+        bad |= (stat(path, &st) != 0 || st.st_uid != 65534 ||
+                st.st_gid != 65534)
+               << 4;
+        _exit(bad == 0 ? 0 : 10 + bad);
+    }
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 4) {
+        tap_diag("unpriv-gid: no unprivileged user namespaces here; not run");
+    } else {
+        tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "unpriv-gid: nobody in its own user namespace: create, mkdir, "
+               "mknod, symlink with gid 0 succeed, files nobody's (status %d)",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    rmtree(dir);
+    free(dir);
+}
+
 int
 main(void)
 {
@@ -802,6 +908,7 @@ main(void)
     test_locks(be, root);
     test_qid_remap(be);
     test_emfile(be, root);
+    test_unpriv_create_gid();
 
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);

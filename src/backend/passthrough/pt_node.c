@@ -855,7 +855,10 @@ pt_root(struct backend *be, struct be_node **out, struct p9_qid *qid)
  * Give a just-created object the group the client asked for, when that
  * differs from what the kernel chose.  The kernel decides whether that is
  * allowed (owner and member of the group, or CAP_CHOWN); a refusal is not
- * an error for the create, the object keeps the kernel's group.
+ * an error for the create, the object keeps the kernel's group.  EINVAL is
+ * a refusal too: the group has no id in the daemon's user namespace (an
+ * unprivileged daemon's sandbox maps only its own ids, and a guest root
+ * creates with gid 0).
  */
 int
 pt_set_gid(int fd, const struct stat *st, uint32_t gid)
@@ -867,7 +870,7 @@ pt_set_gid(int fd, const struct stat *st, uint32_t gid)
                  AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
         int err = -errno;
 
-        if (err == -EPERM || err == -EACCES) {
+        if (err == -EPERM || err == -EACCES || err == -EINVAL) {
             return 0;
         }
         return err;
