@@ -865,14 +865,13 @@ test_unpriv_create_gid(void)
         bad |= OPS(be)->create(be, root, "f", P9_DOTL_RDWR | P9_DOTL_CREATE,
                                S_IFREG | 0644, 0, &n, &h, &q, &iou) != 0;
         bad |= (OPS(be)->mkdir(be, root, "d", 0755, 0, &q) != 0) << 1;
-        bad |= (OPS(be)->mknod(be, root, "p", S_IFIFO | 0644, 0, 0, 0, &q) !=
-                0)
+        bad |= (OPS(be)->mknod(be, root, "p", S_IFIFO | 0644, 0, 0, 0, &q) != 0)
                << 2;
         bad |= (OPS(be)->symlink(be, root, "l", "f", 0, &q) != 0) << 3;
         snprintf(path, sizeof(path), "%s/f", dir);
-        bad |= (stat(path, &st) != 0 || st.st_uid != 65534 ||
-                st.st_gid != 65534)
-               << 4;
+        bad |=
+            (stat(path, &st) != 0 || st.st_uid != 65534 || st.st_gid != 65534)
+            << 4;
         _exit(bad == 0 ? 0 : 10 + bad);
     }
     waitpid(pid, &status, 0);
