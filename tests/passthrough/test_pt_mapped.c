@@ -9,7 +9,6 @@
  */
 #include "pt_test.h"
 
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -607,8 +606,7 @@ test_rootless(enum pt_security_model model, const char *tag)
         char path[512];
         int bad = 0;
 
-        if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-            setresuid(65534, 65534, 65534) < 0) {
+        if (th_become_nobody() < 0) {
             _exit(3);
         }
         exp_root = dir;

@@ -11,7 +11,6 @@
 
 #include "backend/passthrough/pt.h"
 
-#include <grp.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -844,8 +843,7 @@ test_unpriv_create_gid(void)
         char path[512];
         int bad = 0;
 
-        if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-            setresuid(65534, 65534, 65534) < 0) {
+        if (th_become_nobody() < 0) {
             _exit(3);
         }
         /* the id change made us undumpable: /proc/self would be root's */

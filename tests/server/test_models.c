@@ -9,7 +9,6 @@
  */
 #include "harness.h"
 
-#include <grp.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -197,9 +196,7 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: test_srv_models PATH-TO-VIRTFSD\n");
         return 99;
     }
-    if (geteuid() == 0 &&
-        (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-         setresuid(65534, 65534, 65534) < 0)) {
+    if (geteuid() == 0 && th_become_nobody() < 0) {
         tap_ok(false, "drop to nobody");
         return tap_done();
     }

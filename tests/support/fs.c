@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,4 +197,14 @@ th_tree_hash(const char *path)
     th_hash_dir(fd);
     close(fd);
     return th_tree_hash_acc;
+}
+
+int
+th_become_nobody(void)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+        setresuid(65534, 65534, 65534) < 0) {
+        return -errno;
+    }
+    return 0;
 }

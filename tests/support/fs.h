@@ -39,6 +39,9 @@ int th_write_file(const char *path, const void *data, size_t len);
 ssize_t th_read_file(const char *path, char *buf, size_t size);
 /* lstat() succeeds. */
 bool th_exists(const char *path);
+/* Become nobody (uid and gid 65534, no supplementary groups) for good.
+ * 0, or -errno of the call that failed. */
+int th_become_nobody(void);
 /* FNV-1a over a tree: names, types, modes, sizes, contents, link targets
  * (0 if it cannot be read). */
 uint64_t th_tree_hash(const char *path);
