@@ -111,6 +111,11 @@ struct be_hostdir {
 struct be_limits {
     struct be_budget *mem;   /* bytes of buffers kept between requests */
     struct be_budget *locks; /* byte-range lock records held */
+    /* host descriptors held that the backend cannot give back under
+     * descriptor pressure (an open directory, a file it created or that
+     * carries locks, an unlinked open file; every open file of a backend
+     * that never reclaims): one unit each */
+    struct be_budget *fds;
 };
 
 struct be_ops {
@@ -156,10 +161,12 @@ struct be_ops {
     /*
      * Charge what handle 'h' keeps between requests to 'lim' (see struct
      * be_budget).  Called once right after open/create, before any other
-     * op on 'h'; without it nothing is charged.  Optional.
+     * op on 'h'; without it nothing is charged.  Optional.  -EMFILE when
+     * the descriptor the handle holds does not fit lim->fds: the caller
+     * closes 'h' and fails the open.
      */
-    void (*handle_limits)(struct backend *be, struct be_handle *h,
-                          const struct be_limits *lim);
+    int (*handle_limits)(struct backend *be, struct be_handle *h,
+                         const struct be_limits *lim);
     ssize_t (*read)(struct backend *be, struct be_handle *h,
                     const struct iovec *iov, int iovcnt, uint64_t off);
     ssize_t (*write)(struct backend *be, struct be_handle *h,

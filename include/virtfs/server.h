@@ -64,6 +64,7 @@ struct p9s_export {
 #define P9S_DEFAULT_MAX_FIDS_TOTAL (4l * 1024 * 1024) /* all sessions; ENFILE */
 #define P9S_DEFAULT_SESSION_MEM (16ull * 1024 * 1024) /* bytes; ENOMEM/ENOSPC */
 #define P9S_DEFAULT_MAX_LOCKS 4096u                   /* records; ENOLCK */
+#define P9S_DEFAULT_SESSION_FDS 65536u                /* descriptors; EMFILE */
 
 struct p9s_config {
     uint32_t msize;          /* server cap; 0 = P9_DEFAULT_MSIZE */
@@ -75,7 +76,10 @@ struct p9s_config {
      * and snapshots, directory read-ahead); 0 = P9S_DEFAULT_SESSION_MEM */
     uint64_t session_mem;
     uint32_t max_locks; /* byte-range lock records per session; 0 = default */
-    bool defer_start;   /* no threads until p9s_server_start() */
+    /* host descriptors a session may make the backends hold for good
+     * (struct be_limits.fds); 0 = P9S_DEFAULT_SESSION_FDS */
+    uint32_t session_fds;
+    bool defer_start; /* no threads until p9s_server_start() */
 };
 
 struct p9s_server *p9s_server_new(const struct p9s_config *cfg,

@@ -34,8 +34,11 @@ p9s_conn_new(struct p9s_server *srv, const struct p9s_conn_ops *ops, void *tp,
     c->mem.max = srv->session_mem;
     atomic_init(&c->locks.used, 0);
     c->locks.max = srv->max_locks;
+    atomic_init(&c->fds.used, 0);
+    c->fds.max = srv->session_fds;
     c->lim.mem = &c->mem;
     c->lim.locks = &c->locks;
+    c->lim.fds = &c->fds;
     if (fid_table_init(&c->fids, srv->max_fids, &srv->nfids,
                        srv->max_fids_total, &c->mem, c->peer) < 0) {
         pthread_mutex_destroy(&c->lock);
@@ -80,12 +83,28 @@ conn_release(struct p9s_conn *c)
     free(c);
 }
 
-void
+/* The session holds as many descriptors for good as it may: -EMFILE, and
+ * one rate-limited line naming the peer. */
+int
+conn_fds_full(struct p9s_conn *c)
+{
+    log_peer("%s: descriptors the session holds at the limit (%llu; "
+             "--session-fds), the open answers EMFILE",
+             c->peer, (unsigned long long)c->fds.max);
+    return -EMFILE;
+}
+
+/* Give a new handle its session's budgets; -EMFILE when it would hold one
+ * descriptor more than the session may keep (the caller closes it). */
+int
 conn_handle_limits(struct p9s_conn *c, struct backend *be, struct be_handle *h)
 {
+    int err = 0;
+
     if (be->ops->handle_limits != NULL) {
-        be->ops->handle_limits(be, h, &c->lim);
+        err = be->ops->handle_limits(be, h, &c->lim);
     }
+    return err == -EMFILE ? conn_fds_full(c) : err;
 }
 
 void

@@ -57,7 +57,12 @@ op_lopen(struct p9s_req *r)
         err = -EBUSY; /* a concurrent Tlopen won */
         goto out_put;
     }
-    conn_handle_limits(r->conn, f->be, h);
+    err = conn_handle_limits(r->conn, f->be, h);
+    if (err < 0) {
+        pthread_mutex_unlock(&f->lock);
+        f->be->ops->close(f->be, h);
+        goto out_put;
+    }
     f->h = h;
     f->open_flags = t->flags;
     f->kind = (o->qid.type & P9_QTDIR) ? FID_DIR : FID_FILE;
@@ -90,6 +95,13 @@ op_lcreate(struct p9s_req *r)
     if (err < 0) {
         goto out_put;
     }
+    /* a created file keeps its descriptor (struct be_limits.fds): refuse
+     * before creating anything when the session has no room left */
+    if (atomic_load_explicit(&r->conn->fds.used, memory_order_relaxed) >=
+        r->conn->fds.max) {
+        err = conn_fds_full(r->conn);
+        goto out_put;
+    }
     err = BE_CALL(f, create, u.node, name, t->flags, t->mode, t->gid, &n, &h,
                   &o->qid, &o->iounit);
     if (err < 0) {
@@ -104,7 +116,15 @@ op_lcreate(struct p9s_req *r)
         err = -EBUSY;
         goto out_put;
     }
-    conn_handle_limits(r->conn, f->be, h);
+    err = conn_handle_limits(r->conn, f->be, h);
+    if (err < 0) {
+        /* only when other opens filled the budget since the check
+         * above: the file exists, the fid stays what it was */
+        pthread_mutex_unlock(&f->lock);
+        f->be->ops->close(f->be, h);
+        f->be->ops->node_put(f->be, n);
+        goto out_put;
+    }
     old = f->node;
     f->node = n;
     f->h = h;

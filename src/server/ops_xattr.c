@@ -227,9 +227,13 @@ op_lock(struct p9s_req *r)
     }
     err = BE_CALL(u.f, lock, u.h, t, &r->r.u.rlock.status);
     if (err == -ENOLCK) {
-        log_peer("%s: lock records of the session at the limit (%llu; "
-                 "--max-locks), Tlock answers ENOLCK",
-                 r->conn->peer, (unsigned long long)r->conn->locks.max);
+        /* a lock record more, or (the file's first lock) a descriptor
+         * more kept for good */
+        log_peer("%s: lock records (--max-locks %llu) or descriptors held "
+                 "(--session-fds %llu) of the session at the limit, Tlock "
+                 "answers ENOLCK",
+                 r->conn->peer, (unsigned long long)r->conn->locks.max,
+                 (unsigned long long)r->conn->fds.max);
     }
     fid_drop(&u);
     return err;

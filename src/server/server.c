@@ -52,6 +52,8 @@ p9s_server_new(const struct p9s_config *cfg, const struct p9s_export *exports,
     srv->session_mem =
         cfg->session_mem ? cfg->session_mem : P9S_DEFAULT_SESSION_MEM;
     srv->max_locks = cfg->max_locks ? cfg->max_locks : P9S_DEFAULT_MAX_LOCKS;
+    srv->session_fds =
+        cfg->session_fds ? cfg->session_fds : P9S_DEFAULT_SESSION_FDS;
     srv->exports = calloc((size_t)nexports, sizeof(*srv->exports));
     if (srv->exports == NULL) {
         free(srv);

@@ -157,7 +157,8 @@ struct p9s_conn {
     /* what this session may make the daemon keep (server.h limits) */
     struct be_budget mem;   /* bytes of pinned buffers */
     struct be_budget locks; /* byte-range lock records */
-    struct be_limits lim;   /* both, for backend handles */
+    struct be_budget fds;   /* host descriptors held for good */
+    struct be_limits lim;   /* all three, for backend handles */
 };
 
 /* ---- server ------------------------------------------------------------- */
@@ -196,6 +197,7 @@ struct p9s_server {
     _Atomic long nfids;   /* fids of all sessions */
     uint64_t session_mem; /* per session, bytes */
     uint32_t max_locks;   /* per session, records */
+    uint32_t session_fds; /* per session, descriptors held for good */
     bool trace;
     struct p9s_export *exports;
     int nexports;
@@ -220,8 +222,9 @@ int req_out(struct p9s_req *r, size_t need);
 /* conn.c */
 void conn_reset_session(struct p9s_conn *c);
 /* Attach the session's budgets to a backend handle it just opened. */
-void conn_handle_limits(struct p9s_conn *c, struct backend *be,
-                        struct be_handle *h);
+int conn_fds_full(struct p9s_conn *c);
+int conn_handle_limits(struct p9s_conn *c, struct backend *be,
+                       struct be_handle *h);
 /* Every request is done: clunk what is left and hand the session back. */
 void conn_release(struct p9s_conn *c);
 

@@ -1289,6 +1289,80 @@ test_refused_options(const char *virtfsd)
     free(t);
 }
 
+static void
+fds4(struct p9s_config *cfg)
+{
+    cfg->session_fds = 4;
+}
+
+/* A layered export never reclaims descriptors: every open file counts
+ * against the session's --session-fds (4 here). */
+static void
+test_session_fds(void)
+{
+    static char spec[3 * PATH_MAX + 32];
+    struct th_export exo = {.name = "ov", .path = spec};
+    const struct th_export *ex = &exo;
+    struct p9c_fid *f[6] = {NULL};
+    struct p9c_fid *root;
+    struct p9c_conn *c;
+    struct p9c_conn *c2;
+    struct p9c_fid *root2;
+    struct th_srv *s;
+    int opened = 0;
+    int err = 0;
+
+    build_layers();
+    snprintf(spec, sizeof(spec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    th_config_hook = fds4;
+    th_make_backend = make_ov;
+    s = th_start(NULL, ex, 1, NULL);
+    th_config_hook = NULL;
+    if (th_mount(s, "ov", &c, &root) < 0 ||
+        th_mount(s, "ov", &c2, &root2) < 0) {
+        tap_ok(false, "session-fds/mount");
+        th_stop(s);
+        return;
+    }
+    for (int i = 0; i < 6; i++) {
+        err = p9c_walk(root, "a", &f[i]);
+        err = err ? err : p9c_open(f[i], 0);
+        if (err < 0) {
+            break;
+        }
+        opened++;
+    }
+    tap_ok(opened == 4 && err == -EMFILE,
+           "session-fds/layered export: 4 open files, then EMFILE (%d, %d)",
+           opened, err);
+    {
+        struct p9c_fid *g = NULL;
+
+        err = p9c_walk(root2, "a", &g);
+        err = err ? err : p9c_open(g, 0);
+        tap_ok(err == 0, "session-fds/another session opens (%d)", err);
+        if (g != NULL) {
+            p9c_clunk(g);
+        }
+    }
+    p9c_clunk(f[0]);
+    f[0] = NULL;
+    err = p9c_walk(root, "a", &f[0]);
+    err = err ? err : p9c_open(f[0], 0);
+    tap_ok(err == 0, "session-fds/a clunk makes room (%d)", err);
+    for (int i = 0; i < 6; i++) {
+        if (f[i] != NULL) {
+            p9c_clunk(f[i]);
+        }
+    }
+    p9c_clunk(root);
+    p9c_clunk(root2);
+    p9c_close(c);
+    p9c_close(c2);
+    th_stop(s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1528,6 +1602,7 @@ main(int argc, char **argv)
     test_versions_links(argc > 1 ? argv[1] : NULL);
     if (argc == 1) {
         test_page_cache();
+        test_session_fds();
     }
     if (argc > 1) {
         char cmd[2 * PATH_MAX];

@@ -10,6 +10,14 @@
  *     everything back.
  *   - Directory read-ahead is kept only within the memory budget and
  *     only while entries are left; listings stay exact without it.
+ *   - Descriptors held for good (lim.fds): an open directory or created
+ *     file beyond the budget is refused (EMFILE), a first lock ENOLCK, a
+ *     plain open of a regular file is not counted; an open file found
+ *     unlinked by the reclaimer is kept while the budget allows and
+ *     reclaimed otherwise.
+ *   - Nodes that cannot be found again (unlinked files held by fids) keep
+ *     their descriptors only up to half the export's descriptor budget;
+ *     beyond it they are closed and answer ESTALE.
  */
 #include "pt_test.h"
 
@@ -33,8 +41,10 @@ xopen(struct backend *be, struct be_node *n, uint32_t flags,
         tap_diag("open failed: %s", strerror(-err));
         return NULL;
     }
-    if (lim != NULL) {
-        OPS(be)->handle_limits(be, h, lim);
+    if (lim != NULL && (err = OPS(be)->handle_limits(be, h, lim)) < 0) {
+        tap_diag("handle_limits: %s", strerror(-err));
+        OPS(be)->close(be, h);
+        return NULL;
     }
     return h;
 }
@@ -249,6 +259,203 @@ test_dir_budget(struct backend *be, struct be_node *root)
     OPS(be)->node_put(be, d);
 }
 
+/* Open 'name' below the root with 'flags', charged to 'lim'. */
+static struct be_handle *
+open_name(struct backend *be, struct be_node *root, const char *name,
+          uint32_t flags, struct be_limits *lim)
+{
+    struct be_node *n = NULL;
+    struct be_handle *h;
+
+    if (walkp(be, root, name, &n) < 0) {
+        return NULL;
+    }
+    h = xopen(be, n, flags, lim);
+    OPS(be)->node_put(be, n);
+    return h;
+}
+
+static void
+test_held_fds(void)
+{
+    struct pt_options o = {
+        .root = exp_root, .remap_devs = true, .fd_budget = 16};
+    struct be_budget fds = {.max = 2};
+    struct be_limits lim = {.fds = &fds};
+    struct be_handle *d1;
+    struct be_handle *d2;
+    struct be_handle *f;
+    struct be_handle *g;
+    struct be_handle *many[24];
+    struct backend *be = NULL;
+    struct be_node *root;
+    struct be_node *n = NULL;
+    struct be_node *cn = NULL;
+    char dir[512];
+    char buf[8];
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct p9_qid q;
+    uint32_t iou;
+    uint8_t s;
+    int err;
+
+    snprintf(dir, sizeof(dir), "%s/held", exp_root);
+    mkdir(dir, 0755);
+    for (int i = 0; i < 24; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "f%d", i);
+        put_file(dir, name, "held");
+    }
+    if (pt_backend_new(&o, &be) < 0) {
+        tap_ok(false, "held/backend");
+        return;
+    }
+    root = get_root(be, NULL);
+    d1 = open_name(be, root, "held", P9_DOTL_RDONLY, &lim);
+    d2 = open_name(be, root, "held", P9_DOTL_RDONLY, &lim);
+    tap_ok(d1 != NULL && d2 != NULL && atomic_load(&fds.used) == 2,
+           "held/two open directories: two units (%llu)",
+           (unsigned long long)atomic_load(&fds.used));
+    tap_ok(open_name(be, root, "held", P9_DOTL_RDONLY, &lim) == NULL &&
+               atomic_load(&fds.used) == 2,
+           "held/a third is refused, nothing charged");
+    f = open_name(be, root, "held/f0", P9_DOTL_RDWR, &lim);
+    tap_ok(f != NULL && atomic_load(&fds.used) == 2,
+           "held/a regular file opens uncounted");
+    err = f != NULL ? lk(be, f, P9_LOCK_TYPE_WRLCK, 0, 1, &s) : -1;
+    tap_ok(err == -ENOLCK, "held/its first lock: ENOLCK (%d)", err);
+    n = NULL;
+    err = walkp(be, root, "held", &n);
+    err = err ? err
+              : OPS(be)->create(be, n, "made", P9_DOTL_RDWR, 0644, (uint32_t)-1,
+                                &cn, &g, &q, &iou);
+    if (err == 0) {
+        err = OPS(be)->handle_limits(be, g, &lim);
+        OPS(be)->close(be, g);
+        OPS(be)->node_put(be, cn);
+    }
+    tap_ok(err == -EMFILE, "held/a created file beyond it: EMFILE (%d)", err);
+    OPS(be)->close(be, d2);
+    tap_ok(atomic_load(&fds.used) == 1, "held/close gives one back");
+    /* an unlinked open file, found by the reclaimer, takes the free unit;
+     * a second one finds none and is closed */
+    g = open_name(be, root, "held/f1", P9_DOTL_RDWR, &lim);
+    snprintf(dir, sizeof(dir), "%s/held/f0", exp_root);
+    unlink(dir);
+    snprintf(dir, sizeof(dir), "%s/held/f1", exp_root);
+    unlink(dir);
+    for (int i = 0; i < 22; i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "held/f%d", i + 2);
+        many[i] = open_name(be, root, name, P9_DOTL_RDONLY, &lim);
+    }
+    {
+        ssize_t rf = f ? OPS(be)->read(be, f, &iov, 1, 0) : -1;
+        ssize_t rg = g ? OPS(be)->read(be, g, &iov, 1, 0) : -1;
+
+        /* the closed one is reopened through its node's descriptor, which
+         * still reaches the unlinked file */
+        tap_ok(atomic_load(&fds.used) == 2 && rf == 4 && rg == 4,
+               "held/of two unlinked open files one is kept (charged), the "
+               "other reclaimed and still readable (reads %zd, %zd; %llu "
+               "held)",
+               rf, rg, (unsigned long long)atomic_load(&fds.used));
+    }
+    for (int i = 0; i < 22; i++) {
+        if (many[i] != NULL) {
+            OPS(be)->close(be, many[i]);
+        }
+    }
+    OPS(be)->close(be, f);
+    OPS(be)->close(be, g);
+    OPS(be)->close(be, d1);
+    tap_ok(atomic_load(&fds.used) == 0, "held/every close gives back");
+    OPS(be)->node_put(be, n);
+    OPS(be)->node_put(be, root);
+    OPS(be)->destroy(be);
+}
+
+/* Fids held on 40 unlinked files, a budget of 16: at most 8 keep their
+ * descriptors, the rest are stale, and every other file still works. */
+static void
+test_unlinked_nodes(void)
+{
+    struct pt_options o = {
+        .root = exp_root, .remap_devs = true, .fd_budget = 16};
+    struct be_node *un[40];
+    struct be_node *other[40];
+    struct backend *be = NULL;
+    struct be_node *root;
+    struct p9_rgetattr a;
+    char dir[512];
+    int live = 0;
+    int stale = 0;
+    int others = 0;
+
+    snprintf(dir, sizeof(dir), "%s/unl", exp_root);
+    mkdir(dir, 0755);
+    for (int i = 0; i < 40; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "u%d", i);
+        put_file(dir, name, "u");
+        snprintf(name, sizeof(name), "o%d", i);
+        put_file(dir, name, "o");
+    }
+    if (pt_backend_new(&o, &be) < 0) {
+        tap_ok(false, "unlinked/backend");
+        return;
+    }
+    root = get_root(be, NULL);
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+
+        un[i] = NULL;
+        snprintf(name, sizeof(name), "unl/u%d", i);
+        walkp(be, root, name, &un[i]);
+        snprintf(name, sizeof(name), "%s/unl/u%d", exp_root, i);
+        unlink(name);
+    }
+    /* other walks make the reclaimer look at all of them */
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+
+        other[i] = NULL;
+        snprintf(name, sizeof(name), "unl/o%d", i);
+        others +=
+            walkp(be, root, name, &other[i]) == 0 &&
+            OPS(be)->getattr(be, other[i], NULL, P9_GETATTR_BASIC, &a) == 0;
+    }
+    for (int i = 0; i < 40; i++) {
+        int err = un[i]
+                      ? OPS(be)->getattr(be, un[i], NULL, P9_GETATTR_BASIC, &a)
+                      : -1;
+
+        live += err == 0;
+        stale += err == -ESTALE;
+    }
+    tap_ok(others == 40, "unlinked/other files work under the budget (%d)",
+           others);
+    tap_ok(live <= 16 / 2 + 1 && live + stale == 40 &&
+               pt_be(be)->fd_for_good <= 16 / 2,
+           "unlinked/at most half the budget keeps unlinked files (%d live, "
+           "%d stale, %ld pinned)",
+           live, stale, pt_be(be)->fd_for_good);
+    for (int i = 0; i < 40; i++) {
+        if (un[i] != NULL) {
+            OPS(be)->node_put(be, un[i]);
+        }
+        if (other[i] != NULL) {
+            OPS(be)->node_put(be, other[i]);
+        }
+    }
+    tap_ok(pt_be(be)->fd_for_good == 0, "unlinked/released with their fids");
+    OPS(be)->node_put(be, root);
+    OPS(be)->destroy(be);
+}
+
 int
 main(void)
 {
@@ -263,6 +470,8 @@ main(void)
     test_lock_model(be, root);
     test_lock_budget(be, root);
     test_dir_budget(be, root);
+    test_held_fds();
+    test_unlinked_nodes();
 
     OPS(be)->node_put(be, root);
     OPS(be)->destroy(be);

@@ -15,6 +15,10 @@
  *   - lock records: ENOLCK beyond 64, and the host kernel never holds more
  *     than 64 records of the session (counted in /proc/locks), however
  *     the ranges merge and split;
+ *   - descriptors held for good (--session-fds 700): open directories
+ *     beyond it answer EMFILE, a Tlcreate EMFILE without creating the
+ *     file, a first Tlock on an open file ENOLCK; plain opens of regular
+ *     files (reclaimable) still work; a clunk makes room;
  * while a second client keeps working and gets its own budgets.  Then,
  * with the default limits: 100,000 fids work, and snapshots stop at 16 MiB.
  */
@@ -29,6 +33,7 @@
 #define MAX_LOCKS 64
 #define XVAL 60000
 #define NDIRENT 2500
+#define SESSION_FDS 700 /* > NDIRFID (test_readdir) */
 
 static const char *vfsd;
 static struct th_srv *srv;
@@ -41,6 +46,7 @@ config_hook(struct p9s_config *cfg)
     cfg->max_fids_total = MAX_FIDS_TOTAL;
     cfg->session_mem = (uint64_t)MEM_MIB << 20;
     cfg->max_locks = MAX_LOCKS;
+    cfg->session_fds = SESSION_FDS;
 }
 
 /* Resident set of the server (the spawned virtfsd, or this process). */
@@ -664,6 +670,97 @@ test_locks(void)
     p9c_close(b);
 }
 
+/* ---- descriptors held for good ---------------------------------------------- */
+
+/* Tlcreate 'name' in the directory 'dfid' as the new open 'fid'. */
+static int
+tlcreate(struct p9c_conn *c, uint32_t dfid, uint32_t fid, const char *name)
+{
+    struct p9_fcall t = {.type = P9_TLCREATE};
+    int err = th_walk(c, dfid, fid, 0, NULL, NULL);
+
+    if (err < 0) {
+        return err;
+    }
+    t.u.tlcreate.fid = fid;
+    t.u.tlcreate.name = th_str(name);
+    t.u.tlcreate.flags = P9_DOTL_RDWR;
+    t.u.tlcreate.mode = 0644;
+    t.u.tlcreate.gid = (uint32_t)-1;
+    return th_rpc(c, &t, NULL);
+}
+
+static void
+test_held_fds(void)
+{
+    struct p9c_conn *a = attach(TF(0));
+    struct p9c_conn *b = attach(TF(0));
+    char path[PATH_MAX + 32];
+    uint8_t status = 0;
+    int opened = 0;
+    int err = 0;
+
+    /* open directories until the session's budget says no */
+    for (int i = 0; i < SESSION_FDS + 10; i++) {
+        err = th_walk1(a, TF(0), TF(3000 + i), "d");
+        err = err ? err : th_lopen(a, TF(3000 + i), P9_DOTL_RDONLY);
+        if (err < 0) {
+            break;
+        }
+        opened++;
+    }
+    tap_ok(opened == SESSION_FDS && err == -EMFILE,
+           "heldfds/open directories stop at --session-fds with EMFILE "
+           "(%d, %d)",
+           opened, err);
+    err = tlcreate(a, TF(0), TF(2), "made-at-limit");
+    snprintf(path, sizeof(path), "%s/made-at-limit", exdir);
+    tap_ok(err == -EMFILE && access(path, F_OK) < 0,
+           "heldfds/Tlcreate at the limit: EMFILE, no file created (%d)", err);
+    th_clunk(a, TF(2)); /* the fid stays what it was: the directory */
+    /* a plain open of a regular file can be reclaimed: not counted */
+    err = th_walk1(a, TF(0), TF(2), "lk");
+    err = err ? err : th_lopen(a, TF(2), P9_DOTL_RDWR);
+    tap_ok(err == 0, "heldfds/a regular file still opens at the limit (%d)",
+           err);
+    /* its first lock would keep its descriptor for good */
+    err = err ? err : tlock(a, TF(2), P9_LOCK_TYPE_WRLCK, 0, 1, &status);
+    tap_ok(err == -ENOLCK,
+           "heldfds/the first Tlock on it at the limit: ENOLCK (%d)", err);
+    /* another session has its own budget */
+    err = th_walk1(b, TF(0), TF(1), "d");
+    err = err ? err : th_lopen(b, TF(1), P9_DOTL_RDONLY);
+    tap_ok(err == 0, "heldfds/a second client opens a directory (%d)", err);
+    err = tlcreate(b, TF(0), TF(2), "made-by-b");
+    tap_ok(err == 0, "heldfds/a second client creates a file (%d)", err);
+    /* a clunk gives one back */
+    th_clunk(a, TF(3000));
+    err = tlcreate(a, TF(0), TF(3), "made-after-clunk");
+    tap_ok(err == 0, "heldfds/after a clunk the session creates again (%d)",
+           err);
+    err = th_walk1(a, TF(0), TF(4), "d");
+    err = err ? err : th_lopen(a, TF(4), P9_DOTL_RDONLY);
+    tap_ok(err == -EMFILE, "heldfds/and is at the limit again (%d)", err);
+    p9c_close(a);
+    p9c_close(b);
+    /* a closed session gives everything back */
+    a = attach(TF(0));
+    opened = 0;
+    for (int i = 0; i < SESSION_FDS; i++) {
+        err = th_walk1(a, TF(0), TF(3000 + i), "d");
+        err = err ? err : th_lopen(a, TF(3000 + i), P9_DOTL_RDONLY);
+        opened += err == 0;
+    }
+    tap_ok(opened == SESSION_FDS,
+           "heldfds/a new session holds %d directories again (%d)", SESSION_FDS,
+           opened);
+    p9c_close(a);
+    snprintf(path, sizeof(path), "%s/made-by-b", exdir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/made-after-clunk", exdir);
+    unlink(path);
+}
+
 /* ---- the defaults ---------------------------------------------------------- */
 
 #define NCLONE 100000
@@ -723,6 +820,8 @@ main(int argc, char **argv)
                                        "4",
                                        "--max-locks",
                                        "64",
+                                       "--session-fds",
+                                       "700",
                                        NULL};
     static uint8_t big[XVAL];
     struct rlimit rl;
@@ -772,6 +871,7 @@ main(int argc, char **argv)
     test_xattr_values();
     test_fids();
     test_locks();
+    test_held_fds();
     tap_ok(th_alive(srv, ""), "the server is alive and serving");
     th_stop(srv);
     test_defaults(&ex); /* a fresh virtfsd: its own RSS */

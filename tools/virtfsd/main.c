@@ -59,6 +59,7 @@ enum {
     OPT_MAX_FIDS = 0x100,
     OPT_SESSION_MEM,
     OPT_MAX_LOCKS,
+    OPT_SESSION_FDS,
     OPT_MAX_FIDS_TOTAL,
     OPT_MAX_CONNS,
     OPT_FRAME_TIMEOUT,
@@ -135,6 +136,9 @@ usage(FILE *out)
         "      --session-mem MIB         memory pinned between requests: xattr values\n"
         "                                and snapshots, directory read-ahead (default 16)\n"
         "      --max-locks N             byte-range lock records (default 4096; ENOLCK)\n"
+        "      --session-fds N           host descriptors held for good: open\n"
+        "                                directories, created or locked files (default\n"
+        "                                half an export's descriptor budget; EMFILE)\n"
         "      --rlimit-nofile N         set the descriptor limit (RLIMIT_NOFILE) to N;\n"
         "                                exports keep their descriptors below it, with a\n"
         "                                reserve for connections (default: current limit)\n"
@@ -507,6 +511,13 @@ opt_limit(int c, const char *optval)
         }
         cfg.max_locks = (uint32_t)v;
         break;
+    case OPT_SESSION_FDS:
+        if (parse_uint(optval, 1u << 30, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --session-fds must be 1..%u\n", 1u << 30);
+            return 2;
+        }
+        cfg.session_fds = (uint32_t)v;
+        break;
     case OPT_RLIMIT_NOFILE:
         if (parse_uint(optval, 1UL << 30, &v) < 0 || v < 64) {
             fprintf(stderr, "virtfsd: --rlimit-nofile must be at least "
@@ -624,6 +635,7 @@ stage_options(int argc, char **argv)
         {"max-fids", required_argument, NULL, OPT_MAX_FIDS},
         {"session-mem", required_argument, NULL, OPT_SESSION_MEM},
         {"max-locks", required_argument, NULL, OPT_MAX_LOCKS},
+        {"session-fds", required_argument, NULL, OPT_SESSION_FDS},
         {"max-fids-total", required_argument, NULL, OPT_MAX_FIDS_TOTAL},
         /* node descriptor cache (pt_fdcache.c) */
         {"rlimit-nofile", required_argument, NULL, OPT_RLIMIT_NOFILE},
@@ -760,6 +772,7 @@ stage_options(int argc, char **argv)
         case OPT_MAX_FIDS_TOTAL:
         case OPT_SESSION_MEM:
         case OPT_MAX_LOCKS:
+        case OPT_SESSION_FDS:
         case OPT_RLIMIT_NOFILE:
         case OPT_FILE_HANDLES:
         case OPT_MAX_CONNS:
@@ -883,6 +896,13 @@ stage_exports(void)
             fd_budget = (lim - reserve) / (nexports > 0 ? nexports : 1);
             fd_budget = fd_budget < 16 ? 16 : fd_budget;
         }
+    }
+    /* One session may hold at most half an export's descriptors for good,
+     * so the rest stays reclaimable for the others. */
+    if (cfg.session_fds == 0 && fd_budget > 0) {
+        cfg.session_fds = (uint32_t)(fd_budget / 2 < P9S_DEFAULT_SESSION_FDS
+                                         ? fd_budget / 2
+                                         : P9S_DEFAULT_SESSION_FDS);
     }
     for (int i = 0; i < nexports; i++) {
         struct pt_options po = {

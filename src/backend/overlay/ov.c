@@ -87,6 +87,8 @@ struct be_handle {
     struct be_budget *mem; /* the session's, charged for the listing */
     uint64_t charged;
     struct be_budget *locks; /* the session's lock-record budget */
+    struct be_budget *fds;   /* the session's descriptor budget, when
+                                charged for fd */
     pthread_mutex_t lock_mu;
     uint64_t nlocks; /* lock requests granted since the last
                                whole-file unlock: an upper bound of the
@@ -1501,6 +1503,7 @@ ov_close(struct backend *be, struct be_handle *h)
     ov_free_ents(h->ents, h->nents);
     be_budget_uncharge(h->mem, h->charged);
     be_budget_uncharge(h->locks, h->nlocks);
+    be_budget_uncharge(h->fds, 1);
     pthread_mutex_destroy(&h->lock_mu);
     ov_node_put(be, h->n);
     free(h);
@@ -1587,13 +1590,23 @@ ov_getlock(struct backend *be, struct be_handle *h,
     return 0;
 }
 
-static void
+/* The overlay never reclaims descriptors: every open file is one unit of
+ * the session's descriptor budget (a directory holds none between
+ * requests). */
+static int
 ov_handle_limits(struct backend *be, struct be_handle *h,
                  const struct be_limits *lim)
 {
     (void)be;
+    if (h->fd >= 0) {
+        if (!be_budget_charge(lim->fds, 1)) {
+            return -EMFILE;
+        }
+        h->fds = lim->fds;
+    }
     h->mem = lim->mem;
     h->locks = lim->locks;
+    return 0;
 }
 
 static ssize_t

@@ -92,6 +92,7 @@ struct be_handle {
     bool on_lru;
     bool keep;            /* carries state: never reclaimed */
     bool dying;           /* closed while the reclaimer held it */
+    bool fds_charged;     /* one unit of lim.fds held (under fd_lock) */
     pthread_mutex_t lock; /* serialises readdir; protects the fields below */
     /*
      * Directory read-ahead: entries getdents64 returned that no Treaddir
@@ -105,7 +106,8 @@ struct be_handle {
     long dpos;            /* next unreturned entry */
     uint64_t dcur;        /* offset of the position at dpos */
     bool dvalid;          /* dbuf/dcur describe the fd's stream */
-    struct be_limits lim; /* the session's budgets (handle_limits) */
+    struct be_limits lim; /* the session's budgets (handle_limits; lim.fds
+                             is read under fd_lock) */
     /* The OFD lock records this handle holds, as the kernel keeps them
      * (pt_lock.c): counted against lim.locks. */
     struct pt_lockrec *locks; /* sorted by start, disjoint */
@@ -159,6 +161,9 @@ struct pt_backend {
     struct be_handle hlru;     /* open files that may be reclaimed */
     long fd_budget;            /* node + open-file descriptors we may hold */
     long fd_nodes;             /* node descriptors held (under fd_lock) */
+    long fd_for_good;          /* of those, pinned for good (not the
+                                  root; under fd_lock): at most half of
+                                  fd_budget */
     atomic_long fd_files;      /* open-file descriptors held */
     atomic_ulong st_hits;      /* pin found the descriptor open */
     atomic_ulong st_misses;    /* pin had to reopen */
@@ -246,7 +251,7 @@ void pt_unpin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
 bool pt_fd_pressure(struct pt_backend *pb, int err, const char *what);
 void pt_dump_stats(struct backend *be);
 void pt_hcache_adopt(struct pt_backend *pb, struct be_handle *h, bool keep);
-void pt_hcache_keep(struct pt_backend *pb, struct be_handle *h);
+int pt_hcache_keep(struct pt_backend *pb, struct be_handle *h);
 bool pt_hcache_forget(struct pt_backend *pb, struct be_handle *h);
 int pt_hpin(struct pt_backend *pb, struct be_handle *h);
 void pt_hunpin(struct pt_backend *pb, struct be_handle *h);
@@ -390,8 +395,8 @@ struct pt_lockrec {
     int64_t end; /* inclusive; INT64_MAX: to EOF */
     short type;  /* F_RDLCK or F_WRLCK */
 };
-void pt_handle_limits(struct backend *be, struct be_handle *h,
-                      const struct be_limits *lim);
+int pt_handle_limits(struct backend *be, struct be_handle *h,
+                     const struct be_limits *lim);
 /* Uncharge and free what the handle keeps (called by pt_close). */
 void pt_handle_release(struct be_handle *h);
 int pt_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,

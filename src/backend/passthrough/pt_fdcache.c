@@ -279,6 +279,7 @@ pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
         struct be_node *n = v[i];
         struct stat st;
         bool findable;
+        bool over_for_good = false;
         int fd = -1;
 
         if (n->fh == NULL && !n->fh_tried) {
@@ -312,13 +313,24 @@ pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
                     pb->fd_nodes--;
                     close(n->fd);
                 }
+                if (n->pinned_for_good) {
+                    pb->fd_for_good--;
+                }
                 pthread_mutex_unlock(&pb->fd_lock);
                 pt_node_free(n);
                 continue;
             }
-        } else if (!findable) {
+        } else if (!findable && pb->fd_for_good < pb->fd_budget / 2) {
             n->pinned_for_good = true;
+            pb->fd_for_good++;
         } else if (n->pins == 0) {
+            /* (a node that cannot be found again, beyond half the budget,
+             * is closed too: its fids answer ESTALE unless a handle still
+             * reaches the file; fids pin it, so peers could otherwise
+             * hold the whole budget with unlinked files) */
+            if (!findable) {
+                over_for_good = true;
+            }
             fd = n->fd;
             n->fd = -1;
             pb->fd_nodes--;
@@ -329,6 +341,13 @@ pt_reclaim(struct pt_backend *pb, struct be_node **v, int nv)
             close(fd);
             closed++;
             atomic_fetch_add_explicit(&pb->st_evict, 1, memory_order_relaxed);
+        }
+        if (over_for_good) {
+            log_peer("passthrough: files that cannot be found again "
+                     "(unlinked, held by fids) hold half the descriptor "
+                     "budget (%ld): closing more of them; their fids may "
+                     "answer ESTALE",
+                     pb->fd_budget);
         }
     }
     return closed;
@@ -400,9 +419,13 @@ pt_hreclaim(struct pt_backend *pb, struct be_handle **v, int nv)
                 pt_handle_free(pb, h);
                 continue;
             }
-        } else if (keep) {
+        } else if (keep &&
+                   (h->fds_charged || be_budget_charge(h->lim.fds, 1))) {
+            h->fds_charged = true;
             h->keep = true;
         } else if (h->io_pins == 0 && !h->keep) {
+            /* (an unlinked file beyond the session's descriptor budget is
+             * closed too: that session's later I/O on it gets ESTALE) */
             fd = h->fd;
             h->fd = -1;
         }
@@ -430,16 +453,28 @@ pt_hcache_adopt(struct pt_backend *pb, struct be_handle *h, bool keep)
     pt_trim(pb);
 }
 
-/* The open file now carries state (a lock): it keeps its descriptor. */
-void
+/* The open file now carries state (a lock): it keeps its descriptor, one
+ * unit of the session's descriptor budget; -ENOLCK if that is full. */
+int
 pt_hcache_keep(struct pt_backend *pb, struct be_handle *h)
 {
+    int err = 0;
+
     pthread_mutex_lock(&pb->fd_lock);
+    if (!h->fds_charged) {
+        if (!be_budget_charge(h->lim.fds, 1)) {
+            err = -ENOLCK;
+            goto out;
+        }
+        h->fds_charged = true;
+    }
     h->keep = true;
     if (h->on_lru) {
         pt_hlru_del(h);
     }
+out:
     pthread_mutex_unlock(&pb->fd_lock);
+    return err;
 }
 
 /* Tclunk: true if the caller frees h now, false if the reclaimer will. */
@@ -628,6 +663,9 @@ pt_fdcache_forget(struct pt_backend *pb, struct be_node *n)
     if (n->fd >= 0) {
         pb->fd_nodes--;
         fd = n->fd;
+    }
+    if (n->pinned_for_good && n != pb->root) {
+        pb->fd_for_good--;
     }
     pthread_mutex_unlock(&pb->fd_lock);
     if (fd >= 0) {

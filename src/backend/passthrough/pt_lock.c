@@ -28,12 +28,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-void
+/*
+ * A handle that keeps its descriptor for good (pt_hcache_adopt: a
+ * directory, a FIFO, a file this server created) is one unit of the
+ * session's descriptor budget from the start; others become one when they
+ * take a lock (pt_hcache_keep) or are found unlinked (pt_hreclaim).
+ */
+int
 pt_handle_limits(struct backend *be, struct be_handle *h,
                  const struct be_limits *lim)
 {
-    (void)be;
-    h->lim = *lim;
+    struct pt_backend *pb = pt_be(be);
+    int err = 0;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (h->keep && !h->fds_charged && !be_budget_charge(lim->fds, 1)) {
+        err = -EMFILE;
+    } else {
+        h->fds_charged = h->keep;
+        h->lim = *lim;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    return err;
 }
 
 void
@@ -41,6 +57,10 @@ pt_handle_release(struct be_handle *h)
 {
     pt_dirbuf_release(h);
     be_budget_uncharge(h->lim.locks, h->nlocks);
+    if (h->fds_charged) { /* the handle is no one else's by now */
+        be_budget_uncharge(h->lim.fds, 1);
+        h->fds_charged = false;
+    }
     free(h->locks);
     h->locks = NULL;
     h->nlocks = 0;

@@ -215,9 +215,11 @@ pt_op_lock(struct backend *be, struct be_handle *h, const struct p9_tlock *in,
         return err;
     }
     if (in->type != P9_LOCK_TYPE_UNLCK) {
-        pt_hcache_keep(PB(be), h);
+        err = pt_hcache_keep(PB(be), h);
     }
-    err = pt_lock(be, h, in, status);
+    if (err == 0) {
+        err = pt_lock(be, h, in, status);
+    }
     pt_hunpin(PB(be), h);
     return err;
 }
