@@ -11,12 +11,14 @@
 #             -device virtio-9p-pci
 #
 # Guest: mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,uname=root
-# (cache=none, the default); 512 MiB memfd-backed RAM (share=on) for both.
-# Steps, timed inside the guest from /proc/uptime: create 1000 files, read
-# them (cat), dd write 64 MiB conv=fsync, dd read 64 MiB after drop_caches,
-# ls -lR, rm -rf.  Plus the wall time from QEMU start to power-off.
+# with cache=none (the default) and/or cache=mmap; 512 MiB memfd-backed RAM
+# (share=on) for both.  Steps, timed inside the guest from /proc/uptime:
+# create N files (default 1000), stat them, read them (cat), dd write
+# 64 MiB conv=fsync, dd read 64 MiB after drop_caches, ls -lR, find,
+# rm -rf.  Plus the wall time from QEMU start to power-off.
 #
-#   bench/guest-compare.sh [--kernel 6.1|6.12]... [--runs N] [--virtfsd PATH]
+#   bench/guest-compare.sh [--kernel 6.1|6.12]... [--cache none|mmap]...
+#                          [--files N] [--runs N] [--virtfsd PATH]
 #
 # With --runs N each configuration runs N times (alternating) and the table
 # shows the median.  TCG on a small host varies by +-30 % run to run.
@@ -30,18 +32,26 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/tests/guest/vhost-lib.sh"
 
 kernels=()
+caches=()
+files=1000
 runs=1
 virtfsd=${VIRTFSD:-}
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) kernels+=("$2"); shift 2 ;;
+        --cache) case $2 in none|mmap) caches+=("$2") ;;
+                 *) echo "guest-compare: --cache none|mmap" >&2; exit 2 ;; esac
+                 shift 2 ;;
+        --files) files=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --virtfsd) virtfsd=$2; shift 2 ;;
-        -h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "guest-compare: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+[ ${#caches[@]} -gt 0 ] || caches=(none)
+case $files in ''|*[!0-9]*) echo "guest-compare: --files N" >&2; exit 2 ;; esac
 die() { echo "guest-compare: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "run as root"
 
@@ -67,37 +77,43 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 export VIRTFS_GUEST_LOGDIR=$work/logs
 
-job=$work/job.sh
-cat > "$job" <<EOF
-TAG=$TAG MSIZE=$MSIZE
-EOF
-cat >> "$job" <<'EOF'
+# the job's body; run_one puts TAG, MSIZE, FILES and CACHE before it
+body=$work/body.sh
+cat > "$body" <<'EOF'
 . /job/guest-lib.sh   # t_start/t_end ("T SECONDS STATUS NAME"), q
-Q_TIMEOUT=120
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root $TAG /mnt || exit 1
+Q_TIMEOUT=600
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root,cache=$CACHE $TAG /mnt || exit 1
 grep " /mnt 9p " /proc/mounts | sed 's/^/# /'
 dd if=/dev/urandom of=/tmp/src bs=1M count=64 2>/dev/null
 mkdir /mnt/w
-t_start; q sh -c 'i=1; while [ $i -le 1000 ]; do echo "file $i" > /mnt/w/f$i || exit 1; i=$((i + 1)); done'; t_end create $?
+t_start; q sh -c 'i=1; while [ $i -le '"$FILES"' ]; do echo "file $i" > /mnt/w/f$i || exit 1; i=$((i + 1)); done'; t_end create $?
 echo 3 > /proc/sys/vm/drop_caches
-t_start; q sh -c 'cat /mnt/w/f* > /dev/null'; t_end read $?
+t_start; q sh -c 'cd /mnt/w && stat -c %s -- f* > /dev/null'; t_end stat $?
+echo 3 > /proc/sys/vm/drop_caches
+t_start; q sh -c 'cd /mnt/w && cat -- f* > /dev/null'; t_end read $?
 t_start; q dd if=/tmp/src of=/mnt/big bs=1M conv=fsync 2>/dev/null; t_end ddwrite $?
 echo 3 > /proc/sys/vm/drop_caches
 t_start; q dd if=/mnt/big of=/tmp/back bs=1M 2>/dev/null; t_end ddread $?
 cmp /tmp/src /tmp/back || echo "T 0 1 cmp"
 rm -f /tmp/back
+echo 3 > /proc/sys/vm/drop_caches
 t_start; n=$(q ls -lR /mnt | wc -l); t_end lslR $?
 echo "# ls -lR: $n lines"
+echo 3 > /proc/sys/vm/drop_caches
+t_start; n=$(q find /mnt | wc -l); t_end find $?
+echo "# find: $n names"
+[ "$n" -eq $((FILES + 3)) ] || echo "T 0 1 findcount"
 t_start; q rm -rf /mnt/w /mnt/big; t_end rmrf $?
 umount /mnt
 EOF
 
-# run_one KERNEL CONFIG RUN: one boot; appends "kernel|config|step|secs|st"
-# lines to $work/results.
+# run_one KERNEL CACHE CONFIG RUN: one boot; appends
+# "kernel/cache|config|step|secs|st" lines to $work/results.
 run_one() {
-    local k=$1 cfg=$2 n=$3
-    local exp=$work/exp-$k-$cfg-$n t0 rc out
+    local k=$1 c=$2 cfg=$3 n=$4
+    local exp=$work/exp-$k-$cfg-$n t0 rc out job=$work/job-$c.sh
     mkdir -p "$exp"
+    { echo "TAG=$TAG MSIZE=$MSIZE FILES=$files CACHE=$c"; cat "$body"; } > "$job"
     local -a qa=(-q -object -q "memory-backend-memfd,id=mem,size=$MEM,share=on"
                  -q -machine -q memory-backend=mem)
     if [ "$cfg" = virtfsd ]; then
@@ -111,9 +127,9 @@ run_one() {
         qa+=(-q -fsdev -q "local,id=fs0,path=$exp,security_model=none"
              -q -device -q "virtio-9p-pci,fsdev=fs0,mount_tag=$TAG")
     fi
-    out=$work/out-$k-$cfg-$n
+    out=$work/out-$k-$c-$cfg-$n
     t0=$(date +%s.%N)
-    guest_run -n "$cfg-$k-$n" -t 400 -m "$MEM" -f "$top/tests/guest/guest-lib.sh" \
+    guest_run -n "$cfg-$k-$c-$n" -t $((400 + files / 10)) -m "$MEM" -f "$top/tests/guest/guest-lib.sh" \
         "${qa[@]}" "$job" > "$out"
     rc=$?
     local wall
@@ -125,19 +141,21 @@ run_one() {
         vhost_virtfsd_stop "$vpid"
         vpid=
     fi
-    sed -n 's/^# /# '"$k $cfg"': /p' "$out" >&2
-    awk -v k="$k" -v c="$cfg" '$1 == "T" { print k "|" c "|" $4 "|" $2 "|" $3 }' "$out" >> "$work/results"
-    echo "$k|$cfg|boot|$wall|$rc" >> "$work/results"
-    echo "# $k $cfg run $n: job status $rc, boot to poweroff $wall s" >&2
+    sed -n 's/^# /# '"$k $c $cfg"': /p' "$out" >&2
+    awk -v k="$k/$c" -v c="$cfg" '$1 == "T" { print k "|" c "|" $4 "|" $2 "|" $3 }' "$out" >> "$work/results"
+    echo "$k/$c|$cfg|boot|$wall|$rc" >> "$work/results"
+    echo "# $k cache=$c $cfg run $n: job status $rc, boot to poweroff $wall s" >&2
     rm -rf "$exp"
 }
 
 for k in "${kernels[@]}"; do
     guest_image "$k" || die "guest image $k"
     echo "# kernel $k: $(cat "$GUEST_IMAGE/kver")" >&2
-    for n in $(seq 1 "$runs"); do
-        if [ $((n % 2)) = 1 ]; then order="virtfsd qemu"; else order="qemu virtfsd"; fi
-        for cfg in $order; do run_one "$k" "$cfg" "$n"; done
+    for c in "${caches[@]}"; do
+        for n in $(seq 1 "$runs"); do
+            if [ $((n % 2)) = 1 ]; then order="virtfsd qemu"; else order="qemu virtfsd"; fi
+            for cfg in $order; do run_one "$k" "$c" "$cfg" "$n"; done
+        done
     done
 done
 
@@ -154,21 +172,24 @@ med() {
 }
 
 echo
-echo "Guest workload, virtio-9p, msize $MSIZE, cache=none, $MEM guest, $(guest_accel_args | sed 's/-accel //'), $VHOST_QEMU_VERSION"
+echo "Guest workload, virtio-9p, msize $MSIZE, $files files, $MEM guest, $(guest_accel_args | sed 's/-accel //'), $VHOST_QEMU_VERSION"
 echo "seconds inside the guest (/proc/uptime); median of $runs run(s); boot = QEMU start to power-off (wall)"
-steps=(create read ddwrite ddread lslR rmrf boot)
-declare -A label=([create]="create 1000 files" [read]="read 1000 files (cat)"
+steps=(create stat read ddwrite ddread lslR find rmrf boot)
+declare -A label=([create]="create $files files" [stat]="stat $files files"
+                  [read]="read $files files (cat)"
                   [ddwrite]="dd write 64 MiB conv=fsync" [ddread]="dd read 64 MiB (cold)"
-                  [lslR]="ls -lR" [rmrf]="rm -rf" [boot]="boot to poweroff (wall)")
+                  [lslR]="ls -lR" [find]="find" [rmrf]="rm -rf" [boot]="boot to poweroff (wall)")
 for k in "${kernels[@]}"; do
-    echo
-    printf '| %-28s | %14s | %14s | %8s |\n' "kernel $k" "virtfsd vhost" "QEMU virtio-9p" "ratio"
-    printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------"
-    for s in "${steps[@]}"; do
-        a=$(med "$k" virtfsd "$s")
-        b=$(med "$k" qemu "$s")
-        r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-        printf '| %-28s | %14s | %14s | %8s |\n' "${label[$s]}" "$a" "$b" "$r"
+    for c in "${caches[@]}"; do
+        echo
+        printf '| %-28s | %14s | %14s | %8s |\n' "kernel $k, cache=$c" "virtfsd vhost" "QEMU virtio-9p" "ratio"
+        printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------"
+        for s in "${steps[@]}"; do
+            a=$(med "$k/$c" virtfsd "$s")
+            b=$(med "$k/$c" qemu "$s")
+            r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+            printf '| %-28s | %14s | %14s | %8s |\n' "${label[$s]}" "$a" "$b" "$r"
+        done
     done
 done
 echo
