@@ -1289,6 +1289,112 @@ test_refused_options(const char *virtfsd)
     free(t);
 }
 
+#define OV_DEEP 3000
+
+/*
+ * A write to a file DEPTH directories down a lower tree copies every one
+ * of them up, on a server worker (256 KiB of stack): iteratively, so the
+ * depth of the lower tree does not matter.
+ */
+static void
+test_deep_copy_up(void)
+{
+    static char spec[3 * PATH_MAX + 32];
+    struct th_export exo = {.name = "ov", .path = spec};
+    struct p9c_fid *root;
+    struct p9c_fid *cur;
+    struct p9c_fid *f = NULL;
+    struct p9c_conn *c;
+    struct th_srv *s;
+    int dfd;
+    int levels = 0;
+    int err;
+
+    build_layers();
+    dfd = open(g_lower, O_RDONLY | O_DIRECTORY);
+    for (int i = 0; i < OV_DEEP && dfd >= 0; i++) {
+        int nfd;
+
+        mkdirat(dfd, "deep", 0755);
+        nfd = openat(dfd, "deep", O_RDONLY | O_DIRECTORY);
+        close(dfd);
+        dfd = nfd;
+    }
+    if (dfd >= 0) {
+        int fd = openat(dfd, "f", O_WRONLY | O_CREAT, 0644);
+
+        if (fd >= 0) {
+            (void)!write(fd, "lower\n", 6);
+            close(fd);
+        }
+        close(dfd);
+    }
+    snprintf(spec, sizeof(spec), "%s,lower=%s,work=%s", g_upper, g_lower,
+             g_work);
+    th_make_backend = make_ov;
+    s = th_start(NULL, &exo, 1, NULL);
+    if (th_mount(s, "ov", &c, &root) < 0) {
+        tap_ok(false, "deep/mount");
+        th_stop(s);
+        return;
+    }
+    cur = root;
+    for (int i = 0; i < OV_DEEP; i++) {
+        struct p9c_fid *next;
+
+        if (p9c_walk(cur, "deep", &next) < 0) {
+            break;
+        }
+        if (cur != root) {
+            p9c_clunk(cur);
+        }
+        cur = next;
+        levels++;
+    }
+    err = p9c_walk(cur, "f", &f);
+    err = err ? err : p9c_open(f, P9_DOTL_RDWR);
+    err = err ? err : (p9c_pwrite(f, "upper\n", 6, 0) == 6 ? 0 : -EIO);
+    tap_ok(levels == OV_DEEP && err == 0,
+           "deep/a write %d lower directories down copies them all up on a "
+           "worker (%d levels, %d)",
+           OV_DEEP, levels, err);
+    /* on the host: the chain and the file are in the upper now */
+    dfd = open(g_upper, O_RDONLY | O_DIRECTORY);
+    levels = 0;
+    for (int i = 0; i < OV_DEEP && dfd >= 0; i++) {
+        int nfd = openat(dfd, "deep", O_RDONLY | O_DIRECTORY);
+
+        close(dfd);
+        dfd = nfd;
+        levels += dfd >= 0;
+    }
+    {
+        char buf[16] = "";
+        int fd = dfd >= 0 ? openat(dfd, "f", O_RDONLY) : -1;
+
+        if (fd >= 0) {
+            (void)!read(fd, buf, sizeof(buf) - 1);
+            close(fd);
+        }
+        tap_ok(levels == OV_DEEP && strcmp(buf, "upper\n") == 0,
+               "deep/the upper holds the %d directories and the new data "
+               "(%d)",
+               OV_DEEP, levels);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    if (f != NULL) {
+        p9c_clunk(f);
+    }
+    if (cur != root) {
+        p9c_clunk(cur);
+    }
+    p9c_clunk(root);
+    p9c_close(c);
+    th_stop(s);
+}
+
 static void
 fds4(struct p9s_config *cfg)
 {
@@ -1603,6 +1709,7 @@ main(int argc, char **argv)
     if (argc == 1) {
         test_page_cache();
         test_session_fds();
+        test_deep_copy_up();
     }
     if (argc > 1) {
         char cmd[2 * PATH_MAX];

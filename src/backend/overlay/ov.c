@@ -465,33 +465,73 @@ ov_fill_qid(const struct be_node *n, struct p9_qid *qid)
 }
 
 /*
+ * The ancestors of n (n first) that have no upper object, up to the first
+ * that has one or the root: a malloc'ed array in *out, its length in *len.
+ * A deep chain is walked with a loop, not recursion (a worker's stack is
+ * small); lock held.
+ */
+static int
+ov_chain_no_upper(struct be_node *n, struct be_node ***out, size_t *len)
+{
+    struct be_node **v = NULL;
+    size_t nv = 0;
+    size_t cap = 0;
+
+    for (struct be_node *c = n; c != NULL && c->fd[0] < 0; c = c->parent) {
+        if (nv == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct be_node **g = realloc(v, ncap * sizeof(*v));
+
+            if (g == NULL) {
+                free(v);
+                return -ENOMEM;
+            }
+            v = g;
+            cap = ncap;
+        }
+        v[nv++] = c;
+    }
+    *out = v;
+    *len = nv;
+    return 0;
+}
+
+/*
  * Another node of the same object may have copied it up: adopt the upper
- * object if it is there now (lock held).
+ * objects of n and its ancestors if they are there now (lock held).
  */
 static void
 ov_refresh(struct ov_backend *ob, struct be_node *n)
 {
-    struct stat st;
-    int fd;
+    struct be_node **v;
+    size_t nv;
 
-    if (n->parent == NULL || n->fd[0] >= 0) {
+    (void)ob;
+    if (ov_chain_no_upper(n, &v, &nv) < 0) {
         return;
     }
-    ov_refresh(ob, n->parent);
-    if (n->parent->fd[0] < 0) {
-        return;
+    /* top down: each from its parent's upper directory */
+    for (size_t i = nv; i-- > 0;) {
+        struct be_node *c = v[i];
+        struct stat st;
+        int fd;
+
+        if (c->parent == NULL || c->parent->fd[0] < 0) {
+            break;
+        }
+        fd = openat(c->parent->fd[0], c->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            break;
+        }
+        if (ov_fstat(fd, &st) < 0 || ov_is_whiteout(fd, &st) ||
+            (st.st_mode & S_IFMT) != c->type) {
+            close(fd);
+            break;
+        }
+        c->fd[0] = fd;
+        c->top = 0;
     }
-    fd = openat(n->parent->fd[0], n->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        return;
-    }
-    if (ov_fstat(fd, &st) < 0 || ov_is_whiteout(fd, &st) ||
-        (st.st_mode & S_IFMT) != n->type) {
-        close(fd);
-        return;
-    }
-    n->fd[0] = fd;
-    n->top = 0;
+    free(v);
 }
 
 /* ---- copy-up ------------------------------------------------------------------ */
@@ -699,9 +739,9 @@ fail:
     return err;
 }
 
-/* Give node 'n' an upper object (parents first); lock held. */
+/* Give node 'n', whose parent has one, an upper object; lock held. */
 static int
-ov_copy_up(struct ov_backend *ob, struct be_node *n)
+ov_copy_up_one(struct ov_backend *ob, struct be_node *n)
 {
     char tmp[64];
     struct stat st;
@@ -709,17 +749,6 @@ ov_copy_up(struct ov_backend *ob, struct be_node *n)
     int fd;
     int err;
 
-    ov_refresh(ob, n);
-    if (n->fd[0] >= 0) {
-        return 0;
-    }
-    if (n->parent == NULL) {
-        return -EIO; /* the root always has its upper */
-    }
-    err = ov_copy_up(ob, n->parent);
-    if (err < 0) {
-        return err;
-    }
     err = ov_fstat(n->fd[n->top], &st);
     if (err < 0) {
         return err;
@@ -747,6 +776,33 @@ ov_copy_up(struct ov_backend *ob, struct be_node *n)
     n->fd[0] = fd;
     n->top = 0;
     return 0;
+}
+
+/* Give node 'n' an upper object, its ancestors first (iteratively: the
+ * lower tree may be deep); lock held. */
+static int
+ov_copy_up(struct ov_backend *ob, struct be_node *n)
+{
+    struct be_node **v;
+    size_t nv;
+    int err;
+
+    ov_refresh(ob, n);
+    if (n->fd[0] >= 0) {
+        return 0;
+    }
+    err = ov_chain_no_upper(n, &v, &nv);
+    if (err < 0) {
+        return err;
+    }
+    if (nv > 0 && v[nv - 1]->parent == NULL) {
+        err = -EIO; /* the root always has its upper */
+    }
+    for (size_t i = nv; err == 0 && i-- > 0;) {
+        err = ov_copy_up_one(ob, v[i]);
+    }
+    free(v);
+    return err;
 }
 
 /* ---- users ------------------------------------------------------------------- */

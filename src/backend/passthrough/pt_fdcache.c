@@ -726,72 +726,57 @@ pt_fd_pressure(struct pt_backend *pb, int err, const char *what)
     return false;
 }
 
-/* Find node n's file again (n has no descriptor).  New descriptor or -errno. */
+/* Reopen n by its file handle.  New descriptor or -errno. */
 static int
-pt_reopen(struct pt_backend *pb, struct be_node *n)
+pt_reopen_fh(struct pt_backend *pb, struct be_node *n)
 {
-    struct file_handle *fh;
-    struct be_node *p;
     struct stat st;
-    char *name = NULL;
-    int mnt;
-    int pfd;
     int fd;
 
-    if (pb->fh_open && n->fh != NULL && n->fh_mnt_ok) {
+    fd =
+        open_by_handle_at(pb->mount_fd, n->fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && pt_fd_pressure(pb, -errno, "reopen")) {
         fd = open_by_handle_at(pb->mount_fd, n->fh,
                                O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && pt_fd_pressure(pb, -errno, "reopen")) {
-            fd = open_by_handle_at(pb->mount_fd, n->fh,
-                                   O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        }
-        if (fd < 0) {
-            int err = -errno;
+    }
+    if (fd < 0) {
+        int err = -errno;
 
-            if (err == -ESTALE || err == -ENOENT) {
-                atomic_fetch_add_explicit(&pb->st_stale, 1,
-                                          memory_order_relaxed);
-                return -ESTALE;
-            }
-            return err;
-        }
-        if (pt_fstat(fd, &st) < 0 || st.st_dev != n->dev ||
-            st.st_ino != n->ino) {
-            close(fd);
+        if (err == -ESTALE || err == -ENOENT) {
             atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
             return -ESTALE;
         }
-        atomic_fetch_add_explicit(&pb->st_reopen_fh, 1, memory_order_relaxed);
-        return fd;
+        return err;
     }
-
-    pthread_mutex_lock(&pb->nt_lock);
-    p = n->parent;
-    if (p != NULL && n->name != NULL) {
-        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
-        name = strdup(n->name);
-    } else {
-        p = NULL;
-    }
-    pthread_mutex_unlock(&pb->nt_lock);
-    if (p == NULL || name == NULL) {
-        pt_node_put(&pb->be, p);
-        free(name);
+    if (pt_fstat(fd, &st) < 0 || st.st_dev != n->dev || st.st_ino != n->ino) {
+        close(fd);
         atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
         return -ESTALE;
     }
-    pfd = pt_pin(pb, p);
-    if (pfd < 0) {
-        fd = pfd;
-    } else {
+    atomic_fetch_add_explicit(&pb->st_reopen_fh, 1, memory_order_relaxed);
+    return fd;
+}
+
+static bool
+pt_has_fh(const struct pt_backend *pb, const struct be_node *n)
+{
+    return pb->fh_open && n->fh != NULL && n->fh_mnt_ok;
+}
+
+/* Open 'name' below the directory pfd and require it to be n's file.  New
+ * descriptor or -errno (-ESTALE: not the same file, or gone). */
+static int
+pt_reopen_child(struct pt_backend *pb, int pfd, const char *name,
+                struct be_node *n)
+{
+    struct stat st;
+    int mnt;
+    int fd;
+
+    fd = pt_open_child(pfd, name, 0);
+    if (fd < 0 && pt_fd_pressure(pb, fd, "reopen")) {
         fd = pt_open_child(pfd, name, 0);
-        if (fd < 0 && pt_fd_pressure(pb, fd, "reopen")) {
-            fd = pt_open_child(pfd, name, 0);
-        }
-        pt_unpin(pb, p);
     }
-    pt_node_put(&pb->be, p);
-    free(name);
     if (fd < 0) {
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM) {
             return fd;
@@ -804,7 +789,8 @@ pt_reopen(struct pt_backend *pb, struct be_node *n)
         goto out_stale;
     }
     if (n->fh != NULL) {
-        fh = pt_fh_of(fd, &mnt);
+        struct file_handle *fh = pt_fh_of(fd, &mnt);
+
         if (fh == NULL || !pt_fh_equal(fh, n->fh)) {
             free(fh);
             goto out_stale;
@@ -820,6 +806,133 @@ out_stale:
     return -ESTALE;
 }
 
+/* Give n the descriptor fd (unless another thread reopened it first) and
+ * pin it; returns n's descriptor. */
+static int
+pt_pin_install(struct pt_backend *pb, struct be_node *n, int fd)
+{
+    int extra = -1;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->fd >= 0) {
+        extra = fd; /* another thread reopened it first */
+    } else {
+        n->fd = fd;
+        pb->fd_nodes++;
+    }
+    n->pins++;
+    if (n->on_lru) {
+        pt_lru_del(n);
+    }
+    fd = n->fd;
+    pthread_mutex_unlock(&pb->fd_lock);
+    if (extra >= 0) {
+        close(extra);
+    }
+    return fd;
+}
+
+/* One step of a way back by name: node c is 'name' in its parent. */
+struct pt_step {
+    struct be_node *node; /* a reference (not for step 0, the caller's) */
+    char *name;
+};
+
+/*
+ * Find node n's file again (n has no descriptor).  New descriptor or
+ * -errno.  By handle when there is one; else by name from the nearest
+ * ancestor that has a descriptor or a handle, down one element at a time.
+ * Iterative: a peer decides how deep a chain of reclaimed directories is,
+ * and a worker's stack is small.
+ */
+static int
+pt_reopen(struct pt_backend *pb, struct be_node *n)
+{
+    struct pt_step *st = NULL;
+    struct be_node *top = NULL;
+    size_t nst = 0;
+    size_t cap = 0;
+    int pfd = -1;
+    int fd = -ESTALE;
+
+    if (pt_has_fh(pb, n)) {
+        return pt_reopen_fh(pb, n);
+    }
+    /* the chain up to an ancestor that can be pinned without this */
+    for (struct be_node *c = n;;) {
+        struct be_node *p;
+        bool done;
+
+        if (nst == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct pt_step *g = realloc(st, ncap * sizeof(*st));
+
+            if (g == NULL) {
+                fd = -ENOMEM;
+                goto out;
+            }
+            st = g;
+            cap = ncap;
+        }
+        pthread_mutex_lock(&pb->nt_lock);
+        p = c->parent;
+        if (p == NULL || c->name == NULL) {
+            pthread_mutex_unlock(&pb->nt_lock);
+            atomic_fetch_add_explicit(&pb->st_stale, 1, memory_order_relaxed);
+            goto out;
+        }
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+        st[nst].node = c;
+        st[nst].name = strdup(c->name);
+        pthread_mutex_unlock(&pb->nt_lock);
+        nst++;
+        top = p;
+        if (st[nst - 1].name == NULL) {
+            fd = -ENOMEM;
+            goto out;
+        }
+        pthread_mutex_lock(&pb->fd_lock);
+        done = p->fd >= 0 || pt_has_fh(pb, p);
+        pthread_mutex_unlock(&pb->fd_lock);
+        if (done) {
+            break;
+        }
+        c = p;
+    }
+    /* top has a descriptor or a handle: pinning it does not come back
+     * here (unless it lost its descriptor meanwhile: one level more) */
+    pfd = pt_pin(pb, top);
+    if (pfd < 0) {
+        fd = pfd;
+        goto out;
+    }
+    for (size_t i = nst; i-- > 0;) {
+        struct be_node *c = st[i].node;
+        struct be_node *up = i + 1 < nst ? st[i + 1].node : top;
+
+        fd = pt_reopen_child(pb, pfd, st[i].name, c);
+        if (i == 0 || fd < 0) {
+            pt_unpin(pb, up);
+            break;
+        }
+        /* an intermediate directory: it keeps what we opened */
+        pfd = pt_pin_install(pb, c, fd);
+        pt_unpin(pb, up);
+    }
+
+out:
+    /* the references: top's, and each step's parent but the caller's n */
+    for (size_t i = 0; i < nst; i++) {
+        if (i > 0) {
+            pt_node_put(&pb->be, st[i].node);
+        }
+        free(st[i].name);
+    }
+    pt_node_put(&pb->be, top);
+    free(st);
+    return fd;
+}
+
 /*
  * Make n->fd valid until pt_unpin: returns the descriptor or -errno
  * (-ESTALE when the file cannot be found again).
@@ -827,7 +940,6 @@ out_stale:
 int
 pt_pin(struct pt_backend *pb, struct be_node *n)
 {
-    int extra = -1;
     int fd;
 
     pthread_mutex_lock(&pb->fd_lock);
@@ -847,22 +959,7 @@ pt_pin(struct pt_backend *pb, struct be_node *n)
     if (fd < 0) {
         return fd;
     }
-    pthread_mutex_lock(&pb->fd_lock);
-    if (n->fd >= 0) {
-        extra = fd; /* another thread reopened it first */
-    } else {
-        n->fd = fd;
-        pb->fd_nodes++;
-    }
-    n->pins++;
-    if (n->on_lru) {
-        pt_lru_del(n);
-    }
-    fd = n->fd;
-    pthread_mutex_unlock(&pb->fd_lock);
-    if (extra >= 0) {
-        close(extra);
-    }
+    fd = pt_pin_install(pb, n, fd);
     pt_trim(pb);
     return fd;
 }
