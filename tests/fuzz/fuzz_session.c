@@ -218,14 +218,19 @@ gate_set(bool open)
 
 /* Opening a FIFO waits for the program (a writer that comes late); a
  * condition variable, so the core's SIGURG does not cut it short: the
- * request stays slow however it is flushed. */
+ * request stays slow however it is flushed.  Not an open with O_DIRECTORY:
+ * a real backend answers ENOTDIR at once for a FIFO (open(2) checks
+ * before it waits), and the server runs those opens on the connection's
+ * own thread, which here is the program's (held, it would wait for
+ * itself). */
 static int
 gate_open_op(struct backend *be, struct be_node *n, uint32_t flags,
              struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
 {
     struct p9_rgetattr a;
 
-    if (gate_orig->getattr(be, n, NULL, P9_GETATTR_MODE, &a) == 0 &&
+    if (!(flags & P9_DOTL_DIRECTORY) &&
+        gate_orig->getattr(be, n, NULL, P9_GETATTR_MODE, &a) == 0 &&
         S_ISFIFO(a.mode)) {
         pthread_mutex_lock(&gate_m);
         gate_waiting++;
