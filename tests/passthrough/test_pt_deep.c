@@ -92,9 +92,8 @@ on_small_stack(struct deep_arg *a)
 int
 main(void)
 {
-    struct pt_options o = {.remap_devs = true,
-                           .inode_file_handles = PT_FH_NEVER,
-                           .fd_budget = 16};
+    struct pt_options o = {
+        .remap_devs = true, .inode_file_handles = PT_FH_NEVER, .fd_budget = 16};
     struct backend *be = NULL;
     struct be_node *root;
     struct be_node *cur;
@@ -187,8 +186,7 @@ main(void)
     flush_fds(be, root);
     a = (struct deep_arg){.be = be, .deep = cur};
     on_small_stack(&a);
-    tap_ok(a.getattr_err == -ESTALE,
-           "deep/after the move: ESTALE (%d)",
+    tap_ok(a.getattr_err == -ESTALE, "deep/after the move: ESTALE (%d)",
            a.getattr_err);
 
     OPS(be)->node_put(be, cur);
