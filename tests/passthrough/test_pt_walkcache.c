@@ -177,6 +177,15 @@ test_host_changes(struct backend *be, struct be_node *root)
     err = OPS(be)->walk1(be, root, "x", &n, &q);
     tap_ok(err == -ENOENT && n == NULL,
            "rename/the old name answers ENOENT (%d)", err);
+    {
+        unsigned long probe = atomic_load(&pb->st_walk_probe);
+
+        err = OPS(be)->walk1(be, root, "x", &n, &q);
+        tap_ok(err == -ENOENT && atomic_load(&pb->st_walk_probe) == probe,
+               "rename/the stale entry is gone: no fstatat the second time "
+               "(%d)",
+               err);
+    }
     n = walk_check(be, root, "x2", "x2", "rename/the new name");
     OPS(be)->node_put(be, n);
 
@@ -184,12 +193,23 @@ test_host_changes(struct backend *be, struct be_node *root)
      * while it holds its descriptor; the new file is another inode) */
     put_file(exp_root, "u", "1");
     n = walk_check(be, root, "u", "u", "recreate/walk");
-    OPS(be)->node_put(be, n);
-    host_path(p, sizeof(p), "u");
-    SETUP_OK(unlink(p));
-    put_file(exp_root, "u", "2");
-    n = walk_check(be, root, "u", "u", "recreate/after unlink + create");
-    OPS(be)->node_put(be, n);
+    {
+        dev_t odev = n != NULL ? n->dev : 0;
+        ino_t oino = n != NULL ? n->ino : 0;
+        struct be_node *old;
+
+        OPS(be)->node_put(be, n); /* idle */
+        host_path(p, sizeof(p), "u");
+        SETUP_OK(unlink(p));
+        put_file(exp_root, "u", "2");
+        n = walk_check(be, root, "u", "u", "recreate/after unlink + create");
+        OPS(be)->node_put(be, n);
+        /* the idle node of the deleted file went with its stale link
+         * (its descriptor kept the deleted file allocated) */
+        old = pt_node_lookup(pb, odev, oino);
+        tap_ok(old == NULL, "recreate/the deleted file's idle node is freed");
+        OPS(be)->node_put(be, old);
+    }
 
     /* a directory swapped for a symlink to outside the export */
     host_path(p, sizeof(p), "sd");

@@ -305,6 +305,7 @@ pt_walk_cached(struct pt_backend *pb, struct be_node *dir, const char *name,
 {
     struct be_node *c;
     struct stat st;
+    bool stale = false;
     int err = 1;
 
     c = pt_node_child(pb, dir, name);
@@ -319,12 +320,21 @@ pt_walk_cached(struct pt_backend *pb, struct be_node *dir, const char *name,
     if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT) {
             err = -ENOENT;
+            stale = true;
         }
     } else if (st.st_dev == c->dev && st.st_ino == c->ino) {
         err = 0;
+    } else {
+        stale = true;
     }
     pt_unpin(pb, c);
     if (err != 0) {
+        if (stale) {
+            /* c's link is stale (the host renamed, removed or replaced
+             * the name): not kept idle, so that its descriptor does not
+             * keep a deleted file; the open path links the new file */
+            pt_node_unname(pb, dir, name);
+        }
         pt_node_put(&pb->be, c);
         return err;
     }
