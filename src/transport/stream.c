@@ -111,9 +111,9 @@ struct xconn {
     size_t big_cap;   /* allocated: grows with what has arrived */
     size_t big_got;
     /* busy-poll (connection thread only; see xconn_spin) */
-    bool bp_ok;          /* requests came within the window lately */
-    uint64_t bp_period;  /* ns: start of the current budget period */
-    uint64_t bp_wasted;  /* ns spun in it without catching a request */
+    bool bp_ok;         /* requests came within the window lately */
+    uint64_t bp_period; /* ns: start of the current budget period */
+    uint64_t bp_wasted; /* ns spun in it without catching a request */
 };
 
 struct xmsg {
@@ -832,8 +832,7 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
-        if (reading && !writing && !stopping &&
-            xconn_spin(xc, pfd, nfd) > 0) {
+        if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
             /* caught it spinning: pfd[].revents are set */
         } else {
             uint64_t t_sleep = xc->loop->busy_poll_us ? now_ns() : 0;

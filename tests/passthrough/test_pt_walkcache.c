@@ -252,8 +252,8 @@ test_host_changes(struct backend *be, struct be_node *root)
         for (int i = 0; i < 6 && d1 != NULL && d2 != NULL; i++) {
             struct be_node *m = NULL;
 
-            err = OPS(be)->walk1(be, i % 2 ? d2 : d1, i % 2 ? "b" : "a", &m,
-                                 &q);
+            err =
+                OPS(be)->walk1(be, i % 2 ? d2 : d1, i % 2 ? "b" : "a", &m, &q);
             if (err != 0 || m->ino != host_ino("h1/a") ||
                 (a != NULL && m != a)) {
                 bad++;
@@ -414,9 +414,8 @@ test_reclaim(int mode, const char *tag)
 static void
 test_mapped(void)
 {
-    struct pt_options o = {.root = exp_root,
-                           .remap_devs = true,
-                           .model = PT_SM_MAPPED_FILE};
+    struct pt_options o = {
+        .root = exp_root, .remap_devs = true, .model = PT_SM_MAPPED_FILE};
     struct backend *be = NULL;
     struct be_node *root;
     struct be_node *n = NULL;
