@@ -110,6 +110,10 @@ struct xconn {
     size_t big_len;   /* its length */
     size_t big_cap;   /* allocated: grows with what has arrived */
     size_t big_got;
+    /* busy-poll (connection thread only; see xconn_spin) */
+    bool bp_ok;         /* requests came within the window lately */
+    uint64_t bp_period; /* ns: start of the current budget period */
+    uint64_t bp_wasted; /* ns spun in it without catching a request */
 };
 
 struct xmsg {
@@ -127,6 +131,7 @@ struct xp_loop {
     atomic_bool last_gone;
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
+    unsigned busy_poll_us; /* 0: sleep in poll at once */
     bool have_last;
     pthread_mutex_t open_lock;
     struct xconn *open; /* connections whose thread runs (open_lock) */
@@ -183,6 +188,7 @@ xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
 {
     loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
     loop->frame_timeout_ms = lim->frame_timeout * 1000u;
+    loop->busy_poll_us = lim->busy_poll_us;
 }
 
 void
@@ -690,6 +696,60 @@ xconn_read(struct xconn *xc)
     return ok;
 }
 
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Busy-poll budget: at most XP_BP_BUDGET_NS spun without catching a
+ * request per XP_BP_PERIOD_NS, per connection. */
+#define XP_BP_PERIOD_NS 100000000u /* 100 ms */
+#define XP_BP_BUDGET_NS 10000000u  /* 10 ms: 10 % of a core */
+
+/*
+ * --busy-poll: before sleeping in poll(), poll without sleeping for up to
+ * busy_poll_us, so that a closed-loop client's next request is read
+ * without the sleep and wake-up (two context switches).  Only while
+ * requests have been arriving within the window: one spin that catches
+ * nothing stops spinning until a request arrives within the window of
+ * going to sleep again, and the time spun in vain is capped per period.
+ * Returns poll()'s result for the spin (> 0: something is ready), or 0
+ * when the caller should sleep.
+ */
+static int
+xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
+{
+    uint64_t window = (uint64_t)xc->loop->busy_poll_us * 1000u;
+    uint64_t t0;
+    uint64_t t;
+    int n;
+
+    if (window == 0 || !xc->bp_ok) {
+        return 0;
+    }
+    t0 = now_ns();
+    if (t0 - xc->bp_period >= XP_BP_PERIOD_NS) {
+        xc->bp_period = t0;
+        xc->bp_wasted = 0;
+    }
+    if (xc->bp_wasted >= XP_BP_BUDGET_NS) {
+        return 0;
+    }
+    do {
+        n = poll(pfd, (nfds_t)nfd, 0);
+        t = now_ns();
+    } while (n == 0 && t - t0 < window);
+    if (n == 0) {
+        xc->bp_ok = false;
+        xc->bp_wasted += t - t0;
+    }
+    return n;
+}
+
 static void *
 xconn_main(void *arg)
 {
@@ -772,8 +832,19 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
-        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
-            break;
+        if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
+            /* caught it spinning: pfd[].revents are set */
+        } else {
+            uint64_t t_sleep = xc->loop->busy_poll_us ? now_ns() : 0;
+
+            if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
+                break;
+            }
+            if (t_sleep != 0 && ri >= 0 && (pfd[ri].revents & POLLIN)) {
+                /* would a spin have caught this request? */
+                xc->bp_ok = now_ns() - t_sleep <=
+                            (uint64_t)xc->loop->busy_poll_us * 1000u;
+            }
         }
         if (pfd[nfd - 1].revents & POLLIN) {
             ssize_t r = read(xc->evfd, &cnt, sizeof(cnt));

@@ -46,6 +46,10 @@ int xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
 struct xp_limits {
     unsigned max_conns;     /* 0 = XP_DEFAULT_MAX_CONNS */
     unsigned frame_timeout; /* seconds; 0 = none */
+    /* µs a connection thread polls without sleeping before it sleeps in
+     * poll(), while requests arrive within that window (bounded: 10 % of
+     * a core per connection at most); 0 = off (the default). */
+    unsigned busy_poll_us;
 };
 
 struct xp_loop *xp_loop_new(struct p9s_server *srv);

@@ -14,6 +14,8 @@
  */
 #include "harness.h"
 
+#include <sys/resource.h>
+
 static struct th_srv *srv;
 static const struct be_ops *orig_ops;
 static struct be_ops rec_ops;
@@ -298,6 +300,63 @@ test_lopen_routing(int fd)
            "lopen/plain_goes_to_a_worker (may open a FIFO)");
 }
 
+static double
+cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/*
+ * --busy-poll 1000: requests are still answered one by one, and an idle
+ * connection stops spinning (one window that catches nothing, then
+ * poll() sleeps): the process uses well under 10 % of a core while idle.
+ */
+static void
+test_busy_poll(int fd)
+{
+    const int n = 400;
+    double c0;
+    double c1;
+    uint64_t t0;
+    int ok = 0;
+
+    t0 = th_now_ms();
+    for (int i = 0; i < n; i++) {
+        ok += raw_getattr(fd, 1) == P9_RGETATTR;
+    }
+    tap_ok(ok == n, "busypoll/getattr_replies (%d of %d)", ok, n);
+    tap_diag("busy-poll 1000 us: %.1f us per Tgetattr",
+             (double)(th_now_ms() - t0) * 1e3 / n);
+    c0 = cpu_seconds();
+    usleep(300000);
+    c1 = cpu_seconds();
+    tap_ok(c1 - c0 < 0.030,
+           "busypoll/idle_connection_stops_spinning (%.1f ms of CPU in "
+           "300 ms idle)",
+           (c1 - c0) * 1e3);
+    tap_ok(raw_getattr(fd, 1) == P9_RGETATTR, "busypoll/answers_after_idle");
+
+    /* A request every 20 ms: longer than the window, so spinning would
+     * catch none; the thread must stop spinning after the first miss
+     * (30 spins of 1 ms would be 30 ms of CPU on top of the requests'
+     * own, within the budget of 10 % of the 600 ms). */
+    ok = 0;
+    c0 = cpu_seconds();
+    for (int i = 0; i < 30; i++) {
+        usleep(20000);
+        ok += raw_getattr(fd, 1) == P9_RGETATTR;
+    }
+    c1 = cpu_seconds();
+    tap_ok(ok == 30 && c1 - c0 < 0.020,
+           "busypoll/slow_requests_no_spinning (%d replies, %.1f ms of CPU "
+           "for 30 requests 20 ms apart)",
+           ok, (c1 - c0) * 1e3);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -326,6 +385,24 @@ main(int argc, char **argv)
     }
     err = th_stop(srv);
     tap_ok(err == 0, "server/clean_stop (%d)", err);
+
+    /* a second server with --busy-poll 1000 (set before any connection) */
+    srv = th_start(NULL, &ex, 1, NULL);
+    {
+        struct xp_limits lim = {.max_conns = 0,
+                                .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+                                .busy_poll_us = 1000};
+
+        xp_loop_set_limits(srv->loop, &lim);
+    }
+    fd = raw_conn();
+    tap_ok(fd >= 0, "busypoll/connect");
+    if (fd >= 0) {
+        test_busy_poll(fd);
+        close(fd);
+    }
+    err = th_stop(srv);
+    tap_ok(err == 0, "busypoll/clean_stop (%d)", err);
     th_rmtree(base);
     free(base);
     return tap_done();

@@ -63,6 +63,7 @@ enum {
     OPT_MAX_FIDS_TOTAL,
     OPT_MAX_CONNS,
     OPT_FRAME_TIMEOUT,
+    OPT_BUSY_POLL,
     OPT_FD_RESERVE,
     OPT_TRANSLATE_UID,
     OPT_TRANSLATE_GID,
@@ -152,6 +153,9 @@ usage(FILE *out)
         "                                never attached is dropped for a new client\n"
         "      --frame-timeout SECONDS   a message must arrive whole within SECONDS of\n"
         "                                its first byte (default %u, 0 = no limit)\n"
+        "      --busy-poll USEC          poll a connection up to USEC microseconds\n"
+        "                                before sleeping, while requests keep coming\n"
+        "                                that fast (default 0 = off; 0..1000)\n"
         "      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
         "                                listeners); clients may not use them (default %u)\n" SANDBOX_USAGE
         "Operation:\n"
@@ -555,6 +559,13 @@ opt_limit(int c, const char *optval)
         }
         limits.frame_timeout = (unsigned)v;
         break;
+    case OPT_BUSY_POLL:
+        if (parse_uint(optval, 1000, &v) < 0) {
+            fprintf(stderr, "virtfsd: --busy-poll must be 0..1000 us\n");
+            return 2;
+        }
+        limits.busy_poll_us = (unsigned)v;
+        break;
     case OPT_FD_RESERVE:
         if (parse_uint(optval, 1u << 20, &v) < 0) {
             fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
@@ -627,6 +638,7 @@ stage_options(int argc, char **argv)
         {"pid-file", required_argument, NULL, 'P'},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
         {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
+        {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
         {"fd-reserve", required_argument, NULL, OPT_FD_RESERVE},
         {"vhost-user", required_argument, NULL, 'H'},
         {"fd", required_argument, NULL, 'F'},
@@ -777,6 +789,7 @@ stage_options(int argc, char **argv)
         case OPT_FILE_HANDLES:
         case OPT_MAX_CONNS:
         case OPT_FRAME_TIMEOUT:
+        case OPT_BUSY_POLL:
         case OPT_FD_RESERVE: {
             int st = opt_limit(c, optarg);
 

@@ -74,6 +74,20 @@ struct be_node {
     bool fh_mnt_ok;       /* fh was taken on the root's mount */
     bool fh_tried;        /* pt_reclaim asked for fh (nt_lock) */
     bool dying;           /* freed while the reclaimer held it (pt_fdcache.c) */
+    /*
+     * The child index (pt_node.c): (parent, name) -> the node last linked
+     * under that name, so that a repeated walk finds its candidate without
+     * a syscall (pt_walk.c).  Under nt_lock.
+     */
+    struct be_node *cnext;
+    uint32_t chash;
+    bool chashed; /* in the child index */
+    /* Kept after the last reference (refs 0, still hashed) on the idle
+     * list, so that the next walk of the name finds it.  Under nt_lock. */
+    bool idle;
+    bool gone; /* its name was removed by a client: never kept idle */
+    struct be_node *idle_prev;
+    struct be_node *idle_next;
 };
 
 /* An open file or directory. */
@@ -151,6 +165,15 @@ struct pt_backend {
     struct be_node **nt;
     size_t nt_size; /* buckets, power of two */
     size_t nt_count;
+    /* The child index, (parent, name) -> node, chained; under nt_lock. */
+    struct be_node **ct;
+    size_t ct_size; /* buckets, power of two */
+    size_t ct_count;
+    /* Unreferenced nodes kept for the next walk, most recent first
+     * (idle.idle_next); at most idle_max.  Under nt_lock. */
+    struct be_node idle;
+    size_t nidle;
+    size_t idle_max;
     /* The descriptor cache (pt_fdcache.c). */
     int fh_mode;  /* PT_FH_NEVER / PREFER / MANDATORY */
     bool fh_open; /* open_by_handle_at works (CAP_DAC_READ_SEARCH) */
@@ -177,6 +200,9 @@ struct pt_backend {
     atomic_ulong st_dotdot_fast;  /* ".." answered from the parent link */
     atomic_ulong st_dotdot_slow;  /* ".." verified by climbing */
     atomic_ulong st_verify_calls; /* openat2 calls made by those checks */
+    atomic_ulong st_walk_probe;   /* walks that tried the child index (one
+                                   * fstatat each) */
+    atomic_ulong st_walk_fast;    /* ... and returned its node */
 };
 
 /* An attached user. */
@@ -223,6 +249,12 @@ int pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
 void pt_node_relink(struct pt_backend *pb, struct be_node *n,
                     struct be_node *parent, const char *name);
 struct be_node *pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino);
+struct be_node *pt_node_child(struct pt_backend *pb, struct be_node *dir,
+                              const char *name);
+void pt_node_unname(struct pt_backend *pb, struct be_node *dir,
+                    const char *name);
+void pt_node_gone(struct pt_backend *pb, struct be_node *n);
+void pt_node_idle_flush(struct pt_backend *pb);
 void pt_node_get(struct backend *be, struct be_node *n);
 void pt_node_put(struct backend *be, struct be_node *n);
 void pt_proc_path(char buf[PT_PROC_PATH_MAX], int fd);
@@ -245,6 +277,7 @@ void pt_fdcache_forget(struct pt_backend *pb, struct be_node *n);
 struct file_handle *pt_fh_of(int fd, int *mnt_id);
 bool pt_fh_equal(const struct file_handle *a, const struct file_handle *b);
 int pt_pin(struct pt_backend *pb, struct be_node *n);
+int pt_pin_if_open(struct pt_backend *pb, struct be_node *n);
 void pt_unpin(struct pt_backend *pb, struct be_node *n);
 int pt_pin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);
 void pt_unpin2(struct pt_backend *pb, struct be_node *a, struct be_node *b);

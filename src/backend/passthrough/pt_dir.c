@@ -581,6 +581,7 @@ pt_renameat(struct backend *be, struct be_node *olddir, const char *oldname,
     if (renameat(olddir->fd, oldname, newdir->fd, newname) < 0) {
         return -errno;
     }
+    pt_node_unname(pb, newdir, newname); /* whatever it replaced */
     moved = pt_node_lookup(pb, st.st_dev, st.st_ino);
     if (moved != NULL) {
         pt_node_relink(pb, moved, newdir, newname);
@@ -609,6 +610,7 @@ pt_unlinkat(struct backend *be, struct be_node *dir, const char *name,
                  (flags & P9_DOTL_AT_REMOVEDIR) ? AT_REMOVEDIR : 0) < 0) {
         return -errno;
     }
+    pt_node_unname(pb, dir, name);
     pt_meta_unlink(pb, dir->fd, name);
     return 0;
 }
@@ -632,6 +634,7 @@ pt_rename(struct backend *be, struct be_node *n, struct be_node *newdir,
     if (renameat(pfd, name, newdir->fd, newname) < 0) {
         err = -errno;
     } else {
+        pt_node_unname(pb, newdir, newname); /* whatever it replaced */
         pt_node_relink(pb, n, newdir, newname);
         err = pt_meta_rename(pb, pfd, name, newdir->fd, newname);
     }
@@ -661,6 +664,7 @@ pt_remove(struct backend *be, struct be_node *n)
     if (unlinkat(pfd, name, n->type == S_IFDIR ? AT_REMOVEDIR : 0) < 0) {
         err = -errno;
     } else {
+        pt_node_gone(pb, n);
         pt_meta_unlink(pb, pfd, name);
     }
     close(pfd);

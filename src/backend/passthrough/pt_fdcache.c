@@ -964,6 +964,28 @@ pt_pin(struct pt_backend *pb, struct be_node *n)
     return fd;
 }
 
+/*
+ * Pin n only if it has its descriptor now (no reopen): 0, or -ESTALE.
+ * While pinned, that descriptor keeps the inode, so its (dev, ino) names
+ * no other file (the fast walk in pt_walk.c relies on it).
+ */
+int
+pt_pin_if_open(struct pt_backend *pb, struct be_node *n)
+{
+    int err = -ESTALE;
+
+    pthread_mutex_lock(&pb->fd_lock);
+    if (n->fd >= 0) {
+        n->pins++;
+        if (n->on_lru) {
+            pt_lru_del(n);
+        }
+        err = 0;
+    }
+    pthread_mutex_unlock(&pb->fd_lock);
+    return err;
+}
+
 void
 pt_unpin(struct pt_backend *pb, struct be_node *n)
 {
@@ -1040,4 +1062,11 @@ pt_dump_stats(struct backend *be)
              atomic_load(&pb->st_hevict), atomic_load(&pb->st_hreopen),
              atomic_load(&pb->st_emfile), atomic_load(&pb->st_dotdot_fast),
              atomic_load(&pb->st_dotdot_slow));
+    pthread_mutex_lock(&pb->nt_lock);
+    nodes = pb->nidle;
+    pthread_mutex_unlock(&pb->nt_lock);
+    log_info("stats: passthrough walks by the child index %lu of %lu tried; "
+             "idle nodes %zu (at most %zu)",
+             atomic_load(&pb->st_walk_fast), atomic_load(&pb->st_walk_probe),
+             nodes, pb->idle_max);
 }

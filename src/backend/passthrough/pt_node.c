@@ -480,6 +480,9 @@ pt_is_root(struct pt_backend *pb, const struct be_node *n)
 }
 
 #define PT_NT_INIT 256
+/* Unreferenced nodes kept for repeated walks, at most (and at most a
+ * quarter of the descriptor budget). */
+#define PT_IDLE_MAX 1024
 
 static size_t
 pt_nt_hash(dev_t dev, ino_t ino, size_t size)
@@ -575,6 +578,241 @@ pt_nt_insert(struct pt_backend *pb, struct be_node *n)
 }
 
 /*
+ * The child index: (parent, name) -> the node last linked under that name
+ * (a walk, a create, a rename), at most one node per key.  The hash mixes
+ * the parent's address, which a client does not know, into FNV-1a.
+ */
+static uint32_t
+pt_ct_hash(const struct be_node *parent, const char *name)
+{
+    uint64_t h = (uint64_t)(uintptr_t)parent * UINT64_C(0x9E3779B97F4A7C15);
+
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0';
+         p++) {
+        h = (h ^ *p) * UINT64_C(0x100000001B3);
+    }
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* Caller holds nt_lock. */
+static struct be_node *
+pt_ct_find(struct pt_backend *pb, const struct be_node *parent,
+           const char *name, uint32_t h)
+{
+    if (pb->ct_size == 0) {
+        return NULL;
+    }
+    for (struct be_node *c = pb->ct[h & (pb->ct_size - 1)]; c != NULL;
+         c = c->cnext) {
+        if (c->chash == h && c->parent == parent &&
+            strcmp(c->name, name) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Caller holds nt_lock. */
+static void
+pt_ct_unhash(struct pt_backend *pb, struct be_node *n)
+{
+    struct be_node **pp;
+
+    if (!n->chashed) {
+        return;
+    }
+    pp = &pb->ct[n->chash & (pb->ct_size - 1)];
+    while (*pp != n) {
+        pp = &(*pp)->cnext;
+    }
+    *pp = n->cnext;
+    n->cnext = NULL;
+    n->chashed = false;
+    pb->ct_count--;
+}
+
+/* Caller holds nt_lock.  Growth failure keeps the old (slower) table. */
+static void
+pt_ct_grow(struct pt_backend *pb)
+{
+    size_t nsize = pb->ct_size ? pb->ct_size * 2 : PT_NT_INIT;
+    struct be_node **ct = calloc(nsize, sizeof(struct be_node *));
+
+    if (ct == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < pb->ct_size; i++) {
+        struct be_node *c = pb->ct[i];
+
+        while (c != NULL) {
+            struct be_node *next = c->cnext;
+
+            c->cnext = ct[c->chash & (nsize - 1)];
+            ct[c->chash & (nsize - 1)] = c;
+            c = next;
+        }
+    }
+    free(pb->ct);
+    pb->ct = ct;
+    pb->ct_size = nsize;
+}
+
+/*
+ * Index n under its link (n->parent, n->name), displacing whichever node
+ * was indexed under that key before (its link went stale: the name was
+ * found to be n since).  Caller holds nt_lock.
+ */
+static void
+pt_ct_insert(struct pt_backend *pb, struct be_node *n)
+{
+    struct be_node *old;
+    size_t b;
+
+    if (n->chashed || n->parent == NULL || n->name == NULL) {
+        return;
+    }
+    n->chash = pt_ct_hash(n->parent, n->name);
+    old = pt_ct_find(pb, n->parent, n->name, n->chash);
+    if (old != NULL) {
+        pt_ct_unhash(pb, old);
+    }
+    if (pb->ct_count >= pb->ct_size) {
+        pt_ct_grow(pb);
+    }
+    if (pb->ct_size == 0) {
+        return; /* not indexed: walks of it take the open path */
+    }
+    b = n->chash & (pb->ct_size - 1);
+    n->cnext = pb->ct[b];
+    pb->ct[b] = n;
+    n->chashed = true;
+    pb->ct_count++;
+}
+
+/* Caller holds nt_lock. */
+static void
+pt_idle_del(struct pt_backend *pb, struct be_node *n)
+{
+    n->idle_prev->idle_next = n->idle_next;
+    n->idle_next->idle_prev = n->idle_prev;
+    n->idle_prev = n->idle_next = NULL;
+    n->idle = false;
+    pb->nidle--;
+}
+
+/*
+ * A new reference to a node found through the node table or the child
+ * index.  Caller holds nt_lock: a node at 0 references is idle (every
+ * 0 <-> 1 transition happens under nt_lock) and leaves the idle list.
+ */
+static void
+pt_ref_locked(struct pt_backend *pb, struct be_node *n)
+{
+    if (atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed) == 0 &&
+        n->idle) {
+        pt_idle_del(pb, n);
+    }
+}
+
+/*
+ * The node last linked as 'name' in 'dir', with a new reference, or NULL
+ * (no syscall).  Only a candidate: the caller checks that the name still
+ * is that file (pt_walk.c).
+ */
+struct be_node *
+pt_node_child(struct pt_backend *pb, struct be_node *dir, const char *name)
+{
+    struct be_node *c;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    c = pt_ct_find(pb, dir, name, pt_ct_hash(dir, name));
+    if (c != NULL && c->hashed) {
+        pt_ref_locked(pb, c);
+    } else {
+        c = NULL;
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    return c;
+}
+
+/*
+ * Free a node that has no references, is off the idle list and is
+ * unhashed from both tables (caller held nt_lock for that, released it
+ * since); drops the reference its parent link held.
+ */
+static void
+pt_node_release(struct pt_backend *pb, struct be_node *n,
+                struct be_node *parent)
+{
+    pt_fdcache_forget(pb, n);
+    pt_node_put(&pb->be, parent);
+}
+
+/*
+ * A client removed 'name' from 'dir' (unlinkat, or renameat over it): the
+ * node indexed under that name is not kept once unused (an idle one goes
+ * now, so that its descriptor does not keep a deleted inode's blocks).
+ */
+void
+pt_node_unname(struct pt_backend *pb, struct be_node *dir, const char *name)
+{
+    struct be_node *c;
+    struct be_node *parent = NULL;
+
+    pthread_mutex_lock(&pb->nt_lock);
+    c = pt_ct_find(pb, dir, name, pt_ct_hash(dir, name));
+    if (c != NULL) {
+        pt_ct_unhash(pb, c);
+        c->gone = true;
+        if (c->idle) {
+            pt_idle_del(pb, c);
+            pt_nt_unhash(pb, c);
+            parent = c->parent;
+        } else {
+            c = NULL; /* referenced: freed by its last put */
+        }
+    }
+    pthread_mutex_unlock(&pb->nt_lock);
+    if (c != NULL) {
+        pt_node_release(pb, c, parent);
+    }
+}
+
+/* Node n (referenced by the caller) was removed by a client (Tremove). */
+void
+pt_node_gone(struct pt_backend *pb, struct be_node *n)
+{
+    pthread_mutex_lock(&pb->nt_lock);
+    n->gone = true;
+    pt_ct_unhash(pb, n);
+    pthread_mutex_unlock(&pb->nt_lock);
+}
+
+/* Free every idle node (and the parents that become idle on the way). */
+void
+pt_node_idle_flush(struct pt_backend *pb)
+{
+    for (;;) {
+        struct be_node *n;
+        struct be_node *parent;
+
+        pthread_mutex_lock(&pb->nt_lock);
+        n = pb->idle.idle_prev;
+        if (n == &pb->idle) {
+            pthread_mutex_unlock(&pb->nt_lock);
+            return;
+        }
+        pt_idle_del(pb, n);
+        pt_nt_unhash(pb, n);
+        pt_ct_unhash(pb, n);
+        parent = n->parent;
+        pthread_mutex_unlock(&pb->nt_lock);
+        pt_node_release(pb, n, parent);
+    }
+}
+
+/*
  * Point n's parent link at (parent, name).  Caller holds nt_lock.  Returns
  * the old parent, whose reference the caller drops after unlocking.  A
  * link that would close a loop (the host moved a directory below one of
@@ -593,7 +831,11 @@ pt_link_locked(struct pt_backend *pb, struct be_node *n, struct be_node *parent,
     }
     if (parent == old && parent != NULL && n->name != NULL && name != NULL &&
         strcmp(n->name, name) == 0) {
-        return NULL; /* unchanged: the common case of a repeated walk */
+        /* unchanged: the common case of a repeated walk (which proves
+         * the name is n's again, should a client have removed it) */
+        n->gone = false;
+        pt_ct_insert(pb, n);
+        return NULL;
     }
     if (parent != NULL && n->type == S_IFDIR) {
         for (struct be_node *a = parent; a != NULL; a = a->parent) {
@@ -614,9 +856,14 @@ pt_link_locked(struct pt_backend *pb, struct be_node *n, struct be_node *parent,
     if (parent != NULL) {
         atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
     }
+    pt_ct_unhash(pb, n);
     free(n->name);
     n->name = nm;
     n->parent = parent;
+    if (parent != NULL) {
+        n->gone = false;
+        pt_ct_insert(pb, n);
+    }
     return old;
 }
 
@@ -641,7 +888,7 @@ pt_node_lookup(struct pt_backend *pb, dev_t dev, ino_t ino)
     pthread_mutex_lock(&pb->nt_lock);
     n = pt_nt_find(pb, dev, ino);
     if (n != NULL) {
-        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+        pt_ref_locked(pb, n);
     }
     pthread_mutex_unlock(&pb->nt_lock);
     return n;
@@ -687,7 +934,7 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
         if (n == NULL) {
             break; /* still holding nt_lock */
         }
-        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+        pt_ref_locked(pb, n);
         pthread_mutex_unlock(&pb->nt_lock);
 
         pthread_mutex_lock(&pb->fd_lock);
@@ -698,7 +945,8 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
                 fh = pt_fh_of(fd, &mnt);
                 have_fh = true;
             }
-            if (n->fh != NULL && (fh == NULL || !pt_fh_equal(fh, n->fh))) {
+            if (n->type != (sb.st_mode & S_IFMT) ||
+                (n->fh != NULL && (fh == NULL || !pt_fh_equal(fh, n->fh)))) {
                 /* another file with a reused inode number */
                 pthread_mutex_lock(&pb->nt_lock);
                 pt_nt_unhash(pb, n);
@@ -746,7 +994,7 @@ pt_node_new(struct pt_backend *pb, int fd, struct be_node *parent,
     if (n != NULL) {
         /* Another walk made it meanwhile: use that one (it has a
          * descriptor: it is brand new). */
-        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+        pt_ref_locked(pb, n);
         if (parent != NULL) {
             old = pt_link_locked(pb, n, parent, name);
         }
@@ -790,7 +1038,20 @@ pt_node_get(struct backend *be, struct be_node *n)
 }
 
 /*
- * Drop a reference.  The last one unhashes and frees the node under
+ * Keep node n, whose last reference just went, on the idle list?  Only a
+ * node that a walk can find again without an open: in the node table and
+ * the child index.  Caller holds nt_lock.
+ */
+static bool
+pt_keep_idle(struct pt_backend *pb, const struct be_node *n)
+{
+    return pb->idle_max > 0 && n != pb->root && n->hashed && n->chashed &&
+           !n->gone;
+}
+
+/*
+ * Drop a reference.  The last one keeps the node idle (pt_keep_idle) or
+ * unhashes and frees the node under
  * nt_lock (so a concurrent lookup never revives a node being freed), then
  * drops the parent's reference: iteratively, since a deep chain of
  * otherwise unused directories can go at once.
@@ -821,8 +1082,30 @@ pt_node_put(struct backend *be, struct be_node *n)
             }
             return;
         }
+        if (pb != NULL && pt_keep_idle(pb, n)) {
+            /* kept for the next walk of its name; beyond idle_max the
+             * least recently used idle node goes instead */
+            struct be_node *victim = NULL;
+
+            n->idle = true;
+            n->idle_next = pb->idle.idle_next;
+            n->idle_prev = &pb->idle;
+            pb->idle.idle_next->idle_prev = n;
+            pb->idle.idle_next = n;
+            pb->nidle++;
+            if (pb->nidle > pb->idle_max) {
+                victim = pb->idle.idle_prev;
+                pt_idle_del(pb, victim);
+            }
+            if (victim == NULL) {
+                pthread_mutex_unlock(&pb->nt_lock);
+                return;
+            }
+            n = victim;
+        }
         if (pb != NULL) {
             pt_nt_unhash(pb, n);
+            pt_ct_unhash(pb, n);
         }
         parent = n->parent;
         if (pb != NULL) {
@@ -928,6 +1211,13 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
         free(pb);
         return err;
     }
+    pb->idle.idle_next = pb->idle.idle_prev = &pb->idle;
+    /* Idle nodes keep their descriptors (reclaimable like any other),
+     * so a quarter of the budget at most. */
+    pb->idle_max = (size_t)(pb->fd_budget / 4);
+    if (pb->idle_max > PT_IDLE_MAX) {
+        pb->idle_max = PT_IDLE_MAX;
+    }
     err = pt_node_new(pb, fd, NULL, NULL, &pb->root, &st);
     if (err < 0) {
         goto out_free;
@@ -975,6 +1265,7 @@ out_put:
     pt_node_put(&pb->be, pb->root);
 out_free:
     free(pb->nt);
+    free(pb->ct);
     pt_fdcache_fini(pb);
     pthread_mutex_destroy(&pb->nt_lock);
     free(pb);
@@ -990,6 +1281,7 @@ pt_destroy(struct backend *be)
         return;
     }
     pb = pt_be(be);
+    pt_node_idle_flush(pb);
     pt_node_put(be, pb->root);
     if (pb->nt_count != 0) {
         log_warn("passthrough: %zu node(s) still referenced at exit",
@@ -997,6 +1289,7 @@ pt_destroy(struct backend *be)
     }
     pt_qid_fini(pb);
     free(pb->nt);
+    free(pb->ct);
     pt_fdcache_fini(pb);
     pthread_mutex_destroy(&pb->nt_lock);
     free(pb);

@@ -282,6 +282,68 @@ pt_walk_dotdot(struct pt_backend *pb, struct be_node *dir, struct be_node **out,
     return 0;
 }
 
+/*
+ * A repeated walk: the node last linked as 'name' in 'dir' (the child
+ * index, no syscall), if it still holds its descriptor and the name still
+ * is that inode: one fstatat instead of openat2 + fstat + close.
+ * Returns 0 with *out, -ENOENT when the name is gone, or 1: take the open
+ * path (no candidate, candidate without a descriptor, another inode, any
+ * other error).
+ *
+ * Why this confines as well as the open path: the candidate's descriptor
+ * was itself opened by a confined walk (or reopened and checked to be the
+ * same file); fstatat of one element (no '/', not "." or "..") with
+ * AT_SYMLINK_NOFOLLOW follows nothing, relative to dir's descriptor, as
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) would; and the candidate
+ * is pinned with its descriptor open across the fstatat, so its inode
+ * cannot be freed and its (dev, ino) reused: equal (dev, ino) is the same
+ * inode, the node the open path would have found in the table.
+ */
+static int
+pt_walk_cached(struct pt_backend *pb, struct be_node *dir, const char *name,
+               struct be_node **out, struct p9_qid *qid)
+{
+    struct be_node *c;
+    struct stat st;
+    bool stale = false;
+    int err = 1;
+
+    c = pt_node_child(pb, dir, name);
+    if (c == NULL) {
+        return 1;
+    }
+    if (pt_pin_if_open(pb, c) < 0) {
+        pt_node_put(&pb->be, c);
+        return 1; /* reclaimed: the open path compares handles */
+    }
+    atomic_fetch_add_explicit(&pb->st_walk_probe, 1, memory_order_relaxed);
+    if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            err = -ENOENT;
+            stale = true;
+        }
+    } else if (st.st_dev == c->dev && st.st_ino == c->ino) {
+        err = 0;
+    } else {
+        stale = true;
+    }
+    pt_unpin(pb, c);
+    if (err != 0) {
+        if (stale) {
+            /* c's link is stale (the host renamed, removed or replaced
+             * the name): not kept idle, so that its descriptor does not
+             * keep a deleted file; the open path links the new file */
+            pt_node_unname(pb, dir, name);
+        }
+        pt_node_put(&pb->be, c);
+        return err;
+    }
+    atomic_fetch_add_explicit(&pb->st_walk_fast, 1, memory_order_relaxed);
+    pt_stat_to_qid(pb, &st, qid);
+    *out = c;
+    return 0;
+}
+
 int
 pt_walk1(struct backend *be, struct be_node *dir, const char *name,
          struct be_node **out, struct p9_qid *qid)
@@ -307,6 +369,10 @@ pt_walk1(struct backend *be, struct be_node *dir, const char *name,
             return pt_root(be, out, qid);
         }
         return pt_walk_dotdot(pb, dir, out, qid);
+    }
+    err = pt_walk_cached(pb, dir, name, out, qid);
+    if (err <= 0) {
+        return err;
     }
     fd = pt_open_child(dir->fd, name, 0);
     if (fd < 0 && pt_fd_pressure(pb, fd, "walk")) {
