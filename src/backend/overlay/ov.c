@@ -480,7 +480,7 @@ ov_chain_no_upper(struct be_node *n, struct be_node ***out, size_t *len)
     for (struct be_node *c = n; c != NULL && c->fd[0] < 0; c = c->parent) {
         if (nv == cap) {
             size_t ncap = cap ? cap * 2 : 16;
-            struct be_node **g = realloc(v, ncap * sizeof(*v));
+            struct be_node **g = realloc(v, ncap * sizeof(struct be_node *));
 
             if (g == NULL) {
                 free(v);
