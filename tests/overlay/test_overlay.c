@@ -1311,15 +1311,7 @@ test_deep_copy_up(void)
     int err;
 
     build_layers();
-    dfd = open(g_lower, O_RDONLY | O_DIRECTORY);
-    for (int i = 0; i < OV_DEEP && dfd >= 0; i++) {
-        int nfd;
-
-        mkdirat(dfd, "deep", 0755);
-        nfd = openat(dfd, "deep", O_RDONLY | O_DIRECTORY);
-        close(dfd);
-        dfd = nfd;
-    }
+    dfd = th_chain(g_lower, "deep", OV_DEEP, true, &levels);
     if (dfd >= 0) {
         int fd = openat(dfd, "f", O_WRONLY | O_CREAT, 0644);
 
@@ -1339,6 +1331,7 @@ test_deep_copy_up(void)
         return;
     }
     cur = root;
+    levels = 0;
     for (int i = 0; i < OV_DEEP; i++) {
         struct p9c_fid *next;
 
@@ -1359,15 +1352,7 @@ test_deep_copy_up(void)
            "worker (%d levels, %d)",
            OV_DEEP, levels, err);
     /* on the host: the chain and the file are in the upper now */
-    dfd = open(g_upper, O_RDONLY | O_DIRECTORY);
-    levels = 0;
-    for (int i = 0; i < OV_DEEP && dfd >= 0; i++) {
-        int nfd = openat(dfd, "deep", O_RDONLY | O_DIRECTORY);
-
-        close(dfd);
-        dfd = nfd;
-        levels += dfd >= 0;
-    }
+    dfd = th_chain(g_upper, "deep", OV_DEEP, false, &levels);
     {
         char buf[16] = "";
         int fd = dfd >= 0 ? openat(dfd, "f", O_RDONLY) : -1;

@@ -113,17 +113,10 @@ main(void)
         snprintf(name, sizeof(name), "x%d", i);
         mkdirat(dfd, name, 0755);
     }
-    for (int i = 0; i < DEPTH && dfd >= 0; i++) {
-        int nfd;
-
-        if (mkdirat(dfd, "d", 0755) < 0) {
-            break;
-        }
-        nfd = openat(dfd, "d", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
         close(dfd);
-        dfd = nfd;
-        made++;
     }
+    dfd = th_chain(root_dir, "d", DEPTH, true, &made);
     if (dfd >= 0) {
         int f = openat(dfd, "leaf", O_WRONLY | O_CREAT, 0644);
 
@@ -171,14 +164,8 @@ main(void)
 
     /* move a directory in the middle of the chain aside on the host: the
      * way by name leads nowhere now, so the deepest node is stale */
-    dfd = open(root_dir, O_RDONLY | O_DIRECTORY);
-    for (int i = 0; i < DEPTH / 2 && dfd >= 0; i++) {
-        int nfd = openat(dfd, "d", O_RDONLY | O_DIRECTORY);
-
-        close(dfd);
-        dfd = nfd;
-    }
-    tap_ok(dfd >= 0 && renameat(dfd, "d", dfd, "moved") == 0,
+    dfd = th_chain(root_dir, "d", DEPTH / 2, false, &walked);
+    tap_ok(walked == DEPTH / 2 && renameat(dfd, "d", dfd, "moved") == 0,
            "deep/host moves level %d aside", DEPTH / 2 + 1);
     if (dfd >= 0) {
         close(dfd);

@@ -83,22 +83,15 @@ test_dotdot_and_slash(struct p9c_conn *c)
         }
     }
     {
-        struct p9_fcall t = {.type = P9_TLCREATE};
+        struct p9_fcall t = {0};
         int err;
 
         th_walk1(c, TF(50), TF(53), NULL);
-        t.u.tlcreate.fid = TF(53);
-        t.u.tlcreate.name = th_str("../outside/created");
-        t.u.tlcreate.flags = P9_DOTL_RDWR;
-        t.u.tlcreate.mode = 0644;
-        t.u.tlcreate.gid = (uint32_t)-1;
-        err = th_rpc(c, &t, NULL);
+        err = th_lcreate(c, TF(53), "../outside/created", P9_DOTL_RDWR, 0644);
         tap_ok(err < 0, "slash/lcreate_dotdot_slash_refused (%d)", err);
-        t.u.tlcreate.name = th_str("..");
-        err = th_rpc(c, &t, NULL);
+        err = th_lcreate(c, TF(53), "..", P9_DOTL_RDWR, 0644);
         tap_ok(err < 0, "slash/lcreate_dotdot_refused (%d)", err);
-        t.u.tlcreate.name = th_str(".");
-        err = th_rpc(c, &t, NULL);
+        err = th_lcreate(c, TF(53), ".", P9_DOTL_RDWR, 0644);
         tap_ok(err < 0, "slash/lcreate_dot_refused (%d)", err);
         th_clunk(c, TF(53));
 

@@ -676,18 +676,9 @@ test_locks(void)
 static int
 tlcreate(struct p9c_conn *c, uint32_t dfid, uint32_t fid, const char *name)
 {
-    struct p9_fcall t = {.type = P9_TLCREATE};
     int err = th_walk(c, dfid, fid, 0, NULL, NULL);
 
-    if (err < 0) {
-        return err;
-    }
-    t.u.tlcreate.fid = fid;
-    t.u.tlcreate.name = th_str(name);
-    t.u.tlcreate.flags = P9_DOTL_RDWR;
-    t.u.tlcreate.mode = 0644;
-    t.u.tlcreate.gid = (uint32_t)-1;
-    return th_rpc(c, &t, NULL);
+    return err < 0 ? err : th_lcreate(c, fid, name, P9_DOTL_RDWR, 0644);
 }
 
 static void

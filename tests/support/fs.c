@@ -208,3 +208,26 @@ th_become_nobody(void)
     }
     return 0;
 }
+
+int
+th_chain(const char *top, const char *name, int depth, bool make, int *levels)
+{
+    int dfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    *levels = 0;
+    while (dfd >= 0 && *levels < depth) {
+        int nfd;
+
+        if (make && mkdirat(dfd, name, 0755) < 0) {
+            break;
+        }
+        nfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (nfd < 0) {
+            break;
+        }
+        close(dfd);
+        dfd = nfd;
+        (*levels)++;
+    }
+    return dfd;
+}

@@ -39,6 +39,12 @@ int th_write_file(const char *path, const void *data, size_t len);
 ssize_t th_read_file(const char *path, char *buf, size_t size);
 /* lstat() succeeds. */
 bool th_exists(const char *path);
+/* Go 'depth' directories 'name' down from 'top' (making each first when
+ * 'make'), one openat at a time (the path would pass PATH_MAX).  Returns
+ * the deepest directory reached, open (the caller closes it), or -1;
+ * *levels says how many levels down that is. */
+int th_chain(const char *top, const char *name, int depth, bool make,
+             int *levels);
 /* Become nobody (uid and gid 65534, no supplementary groups) for good.
  * 0, or -errno of the call that failed. */
 int th_become_nobody(void);

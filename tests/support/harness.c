@@ -485,6 +485,20 @@ th_lopen(struct p9c_conn *c, uint32_t fid, uint32_t flags)
     return th_rpc(c, &t, NULL);
 }
 
+int
+th_lcreate(struct p9c_conn *c, uint32_t fid, const char *name, uint32_t flags,
+           uint32_t mode)
+{
+    struct p9_fcall t = {.type = P9_TLCREATE};
+
+    t.u.tlcreate.fid = fid;
+    t.u.tlcreate.name = th_str(name);
+    t.u.tlcreate.flags = flags;
+    t.u.tlcreate.mode = mode;
+    t.u.tlcreate.gid = (uint32_t)-1;
+    return th_rpc(c, &t, NULL);
+}
+
 /* Build a frame for t with tag 'tag' (malloc'ed). */
 uint8_t *
 th_frame(struct p9_fcall *t, uint16_t tag, size_t *len)

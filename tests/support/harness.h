@@ -131,6 +131,9 @@ int th_walk1(struct p9c_conn *c, uint32_t fid, uint32_t newfid,
 int th_getattr(struct p9c_conn *c, uint32_t fid, struct p9_rgetattr *out);
 int th_clunk(struct p9c_conn *c, uint32_t fid);
 int th_lopen(struct p9c_conn *c, uint32_t fid, uint32_t flags);
+/* Tlcreate 'name' on the directory fid 'fid' (gid -1): 0 or -errno. */
+int th_lcreate(struct p9c_conn *c, uint32_t fid, const char *name,
+               uint32_t flags, uint32_t mode);
 /* Build a frame for t with tag 'tag' (malloc'ed). */
 uint8_t *th_frame(struct p9_fcall *t, uint16_t tag, size_t *len);
 /* Little-endian 32-bit put/get in a raw frame. */
