@@ -13,12 +13,12 @@
 #            [--no-diod] [--no-ganesha] [-o RESULTS_FILE]
 #
 # Defaults: 3 passes, 3 s per workload, 1 connection, tcp and unix,
-# workloads stat,create,readdir,seqread,seqwrite, msize 65536 (diod's cap),
-# 2000 readdir entries, a 64 MiB seqread file.  diod and ganesha serve TCP
-# only here (their columns are n/a over Unix) and need root.  Each pass
-# starts every server afresh, in a rotated order, so that drift of the
-# machine's load spreads over all of them.  VIRTFSD_ARGS adds options to
-# both virtfsd columns.
+# workloads stat,create,mixed,readdir,seqread,seqwrite, msize 65536
+# (diod's cap), 2000 readdir entries, a 64 MiB seqread file.  diod and
+# ganesha serve TCP only here (their columns are n/a over Unix) and need
+# root.  Each pass starts every server afresh, in a rotated order, so
+# that drift of the machine's load spreads over all of them.
+# VIRTFSD_ARGS adds options to both virtfsd columns.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +28,7 @@ passes=3
 secs=3
 connlist=1
 trlist=tcp,unix
-workloads=stat,create,readdir,seqread,seqwrite
+workloads=stat,create,mixed,readdir,seqread,seqwrite
 msize=65536
 files=2000
 size=64
@@ -270,7 +270,7 @@ END {
                 printf " %7s\n", "-"
         }
     }
-    print "\ntp: ops/s (stat, create, readdir listings) or MiB/s (seq*);"
+    print "\ntp: ops/s (stat, create, mixed, readdir listings) or MiB/s (seq*);"
     print "p50: latency of one op in us; cpu: server CPU ms per 1000 ops."
     print "median (min-max) over the passes; ratio: virtfsd against the better"
     print "peer (diod, ganesha), vs_base: virtfsd against --base; > 1 favours"

@@ -36,6 +36,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +134,18 @@ struct xp_loop {
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
     unsigned busy_poll_us; /* 0: sleep in poll at once */
+    unsigned bp_max;       /* connection threads that may spin at once */
+    atomic_uint bp_spinning;
+    atomic_uint bp_peak; /* most threads seen spinning at once */
+    /* connection threads at work (not in poll() or a spin), counted only
+     * with busy-poll on: nobody spins while another connection is served */
+    atomic_int bp_awake;
+    /* ns (now_ns): no spinning before this; set when a spinning thread
+     * was preempted, i.e. other threads waited for its core */
+    _Atomic uint64_t bp_quiet_until;
+    /* ns: how long that pause is; doubles on each preemption, halves on
+     * each spin that was not preempted */
+    _Atomic uint64_t bp_quiet_ns;
     bool have_last;
     pthread_mutex_t open_lock;
     struct xconn *open; /* connections whose thread runs (open_lock) */
@@ -189,6 +203,26 @@ xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
     loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
     loop->frame_timeout_ms = lim->frame_timeout * 1000u;
     loop->busy_poll_us = lim->busy_poll_us;
+    loop->bp_max = lim->busy_poll_threads ? lim->busy_poll_threads
+                                          : xp_busy_poll_threads_default();
+}
+
+unsigned
+xp_loop_busy_poll_peak(struct xp_loop *loop)
+{
+    return atomic_load(&loop->bp_peak);
+}
+
+unsigned
+xp_busy_poll_threads_default(void)
+{
+    cpu_set_t set;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        n = CPU_COUNT(&set);
+    }
+    return n / 4 > 1 ? (unsigned)n / 4 : 1;
 }
 
 void
@@ -709,29 +743,60 @@ now_ns(void)
  * request per XP_BP_PERIOD_NS, per connection. */
 #define XP_BP_PERIOD_NS 100000000u /* 100 ms */
 #define XP_BP_BUDGET_NS 10000000u  /* 10 ms: 10 % of a core */
+/* After a spinning thread was preempted, nobody spins for a while:
+ * from 1 ms, doubling while it happens again, up to 1 s. */
+#define XP_BP_QUIET_MIN_NS 1000000u    /* 1 ms */
+#define XP_BP_QUIET_MAX_NS 1000000000u /* 1 s */
+
+/* Involuntary context switches of the calling thread so far. */
+static long
+thread_preempted(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_THREAD, &ru) != 0) {
+        return -1;
+    }
+    return ru.ru_nivcsw;
+}
 
 /*
  * --busy-poll: before sleeping in poll(), poll without sleeping for up to
  * busy_poll_us, so that a closed-loop client's next request is read
- * without the sleep and wake-up (two context switches).  Only while
- * requests have been arriving within the window: one spin that catches
- * nothing stops spinning until a request arrives within the window of
- * going to sleep again, and the time spun in vain is capped per period.
+ * without the sleep and wake-up (two context switches).  A thread spins
+ * only
+ *   - while requests have been arriving within the window: one spin that
+ *     catches nothing stops spinning until a request arrives within the
+ *     window of going to sleep again, and the time spun in vain is capped
+ *     per period;
+ *   - while no other connection thread is at work: a server that serves
+ *     several connections is awake anyway, and spinning would take a core
+ *     from their clients (or a guest's vCPUs);
+ *   - while fewer than bp_max threads spin;
+ *   - and not for a while after a spinning thread was preempted, i.e.
+ *     when runnable threads waited for its core.
  * Returns poll()'s result for the spin (> 0: something is ready), or 0
  * when the caller should sleep.
  */
 static int
 xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
 {
-    uint64_t window = (uint64_t)xc->loop->busy_poll_us * 1000u;
+    struct xp_loop *loop = xc->loop;
+    uint64_t window = (uint64_t)loop->busy_poll_us * 1000u;
     uint64_t t0;
     uint64_t t;
+    unsigned cur;
+    long ivcsw;
     int n;
 
-    if (window == 0 || !xc->bp_ok) {
+    if (window == 0 || !xc->bp_ok || atomic_load(&loop->bp_awake) > 0) {
         return 0;
     }
     t0 = now_ns();
+    if (t0 <
+        atomic_load_explicit(&loop->bp_quiet_until, memory_order_relaxed)) {
+        return 0;
+    }
     if (t0 - xc->bp_period >= XP_BP_PERIOD_NS) {
         xc->bp_period = t0;
         xc->bp_wasted = 0;
@@ -739,10 +804,43 @@ xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
     if (xc->bp_wasted >= XP_BP_BUDGET_NS) {
         return 0;
     }
+    /* a spinning thread holds a core: at most bp_max of them at once, so
+     * that busy connections do not take the cores their clients (or a
+     * guest's vCPUs) and the other connections need */
+    cur = atomic_load(&loop->bp_spinning);
+    do {
+        if (cur >= loop->bp_max) {
+            return 0;
+        }
+    } while (!atomic_compare_exchange_weak(&loop->bp_spinning, &cur, cur + 1));
+    for (unsigned pk = atomic_load(&loop->bp_peak); pk < cur + 1;) {
+        if (atomic_compare_exchange_weak(&loop->bp_peak, &pk, cur + 1)) {
+            break;
+        }
+    }
+    ivcsw = thread_preempted();
     do {
         n = poll(pfd, (nfds_t)nfd, 0);
         t = now_ns();
     } while (n == 0 && t - t0 < window);
+    atomic_fetch_sub(&loop->bp_spinning, 1);
+    if (ivcsw >= 0) {
+        uint64_t q =
+            atomic_load_explicit(&loop->bp_quiet_ns, memory_order_relaxed);
+
+        if (thread_preempted() != ivcsw) {
+            /* the scheduler took the core away while we spun: runnable
+             * threads wait for CPU, and spinning only delays them; the
+             * more often, the longer nobody spins */
+            q = q < XP_BP_QUIET_MIN_NS ? XP_BP_QUIET_MIN_NS : q * 2;
+            q = q > XP_BP_QUIET_MAX_NS ? XP_BP_QUIET_MAX_NS : q;
+            atomic_store_explicit(&loop->bp_quiet_until, t + q,
+                                  memory_order_relaxed);
+        } else {
+            q /= 2;
+        }
+        atomic_store_explicit(&loop->bp_quiet_ns, q, memory_order_relaxed);
+    }
     if (n == 0) {
         xc->bp_ok = false;
         xc->bp_wasted += t - t0;
@@ -756,7 +854,12 @@ xconn_main(void *arg)
     struct xconn *xc = arg;
     struct timespec t_stop = {0};
     unsigned frame_ms = xc->loop->frame_timeout_ms;
+    bool bp_on = xc->loop->busy_poll_us > 0;
+    bool bp_counted = bp_on;
 
+    if (bp_on) {
+        atomic_fetch_add(&xc->loop->bp_awake, 1);
+    }
     for (;;) {
         struct pollfd pfd[3];
         int nfd = 0;
@@ -832,6 +935,10 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
+        if (bp_on) {
+            atomic_fetch_sub(&xc->loop->bp_awake, 1);
+            bp_counted = false;
+        }
         if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
             /* caught it spinning: pfd[].revents are set */
         } else {
@@ -845,6 +952,10 @@ xconn_main(void *arg)
                 xc->bp_ok = now_ns() - t_sleep <=
                             (uint64_t)xc->loop->busy_poll_us * 1000u;
             }
+        }
+        if (bp_on) {
+            atomic_fetch_add(&xc->loop->bp_awake, 1);
+            bp_counted = true;
         }
         if (pfd[nfd - 1].revents & POLLIN) {
             ssize_t r = read(xc->evfd, &cnt, sizeof(cnt));
@@ -863,6 +974,9 @@ xconn_main(void *arg)
                 break;
             }
         }
+    }
+    if (bp_counted) {
+        atomic_fetch_sub(&xc->loop->bp_awake, 1);
     }
     xconn_close(xc);
     return NULL;

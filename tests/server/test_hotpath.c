@@ -357,6 +357,63 @@ test_busy_poll(int fd)
            ok, (c1 - c0) * 1e3);
 }
 
+struct spin_client {
+    pthread_t th;
+    int fd;
+    int n;
+    int ok;
+};
+
+static void *
+spin_client_main(void *arg)
+{
+    struct spin_client *sc = arg;
+
+    for (int i = 0; i < sc->n; i++) {
+        sc->ok += raw_getattr(sc->fd, 1) == P9_RGETATTR;
+    }
+    return NULL;
+}
+
+/*
+ * --busy-poll-threads 1: four connections in closed loops at once, every
+ * request answered, and never more than one thread spinning at a time
+ * (the others sleep in poll()).
+ */
+static void
+test_busy_poll_threads(void)
+{
+    struct spin_client sc[4];
+    int ok = 0;
+    int want = 0;
+
+    for (int i = 0; i < 4; i++) {
+        sc[i].fd = raw_conn();
+        sc[i].n = 500;
+        sc[i].ok = 0;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (sc[i].fd >= 0) {
+            pthread_create(&sc[i].th, NULL, spin_client_main, &sc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        if (sc[i].fd >= 0) {
+            pthread_join(sc[i].th, NULL);
+            close(sc[i].fd);
+            ok += sc[i].ok;
+            want += sc[i].n;
+        }
+    }
+    tap_ok(want == 2000 && ok == want,
+           "busypoll/threads_all_answered (%d of %d)", ok, want);
+    tap_ok(xp_loop_busy_poll_peak(srv->loop) <= 1,
+           "busypoll/threads_at_most_one_spins (peak %u)",
+           xp_loop_busy_poll_peak(srv->loop));
+    tap_diag("default --busy-poll-threads here: %u",
+             xp_busy_poll_threads_default());
+}
+
 int
 main(int argc, char **argv)
 {
@@ -403,6 +460,20 @@ main(int argc, char **argv)
     }
     err = th_stop(srv);
     tap_ok(err == 0, "busypoll/clean_stop (%d)", err);
+
+    /* a third with at most one spinning thread */
+    srv = th_start(NULL, &ex, 1, NULL);
+    {
+        struct xp_limits lim = {.max_conns = 0,
+                                .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+                                .busy_poll_us = 1000,
+                                .busy_poll_threads = 1};
+
+        xp_loop_set_limits(srv->loop, &lim);
+    }
+    test_busy_poll_threads();
+    err = th_stop(srv);
+    tap_ok(err == 0, "busypoll/threads_clean_stop (%d)", err);
     th_rmtree(base);
     free(base);
     return tap_done();

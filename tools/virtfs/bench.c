@@ -33,11 +33,12 @@ enum wl {
     WL_READDIR,
     WL_SEQREAD,
     WL_SEQWRITE,
+    WL_MIXED,
     WL_COUNT,
 };
 
 static const char *const wl_names[WL_COUNT] = {
-    "stat", "create", "readdir", "seqread", "seqwrite",
+    "stat", "create", "readdir", "seqread", "seqwrite", "mixed",
 };
 
 #define CREATE_SIZE 4096
@@ -248,8 +249,38 @@ op_seqwrite(struct worker *w)
     return 0;
 }
 
+/* What one process of an edit-build loop asks in turn: look a file up,
+ * read a small file whole, look up again, write a new file (create,
+ * write, clunk, unlink). */
+static int
+op_mixed(struct worker *w)
+{
+    char path[512];
+    struct p9c_fid *f;
+    ssize_t n;
+    int err;
+
+    switch (w->ops % 4) {
+    case 1:
+        snprintf(path, sizeof(path), "%s/mix.file", w->cfg->dir);
+        err = p9c_walk(w->root, path, &f);
+        if (err != 0) {
+            return err;
+        }
+        err = p9c_open(f, P9_DOTL_RDONLY);
+        n = err == 0 ? p9c_pread(f, w->buf, CREATE_SIZE, 0) : 0;
+        p9c_clunk(f);
+        if (err == 0 && n != CREATE_SIZE) {
+            err = n < 0 ? (int)n : -EIO;
+        }
+        return err;
+    case 3: return op_create(w);
+    default: return op_stat(w);
+    }
+}
+
 static int (*const wl_ops[WL_COUNT])(struct worker *) = {
-    op_stat, op_create, op_readdir, op_seqread, op_seqwrite,
+    op_stat, op_create, op_readdir, op_seqread, op_seqwrite, op_mixed,
 };
 
 /* ---- per-thread preparation ------------------------------------------------------- */
@@ -485,6 +516,29 @@ ensure_file(struct p9c_fid *dir, const char *name, uint64_t size, bool *fresh)
     return err;
 }
 
+/* Write 'size' (at most CREATE_SIZE) bytes to the existing file 'name'. */
+static int
+fill_file(struct p9c_fid *dir, const char *name, uint32_t size)
+{
+    char buf[CREATE_SIZE];
+    struct p9c_fid *f;
+    ssize_t n;
+    int err;
+
+    memset(buf, 'm', sizeof(buf));
+    err = p9c_walk(dir, name, &f);
+    if (err != 0) {
+        return err;
+    }
+    err = p9c_open(f, P9_DOTL_WRONLY);
+    n = err == 0 ? p9c_pwrite(f, buf, size, 0) : 0;
+    p9c_clunk(f);
+    if (err == 0 && n != (ssize_t)size) {
+        err = n < 0 ? (int)n : -EIO;
+    }
+    return err;
+}
+
 static int
 setup(struct worker *ws, const struct bench_cfg *cfg)
 {
@@ -492,7 +546,16 @@ setup(struct worker *ws, const struct bench_cfg *cfg)
     bool fresh;
     int err;
 
-    if (cfg->wlmask & (1u << WL_STAT)) {
+    if (cfg->wlmask & (1u << WL_MIXED)) {
+        err = ensure_file(dir, "mix.file", CREATE_SIZE, &fresh);
+        if (err == 0 && fresh) {
+            err = fill_file(dir, "mix.file", CREATE_SIZE);
+        }
+        if (err != 0) {
+            return cli_fail("bench setup", "mix.file", err);
+        }
+    }
+    if (cfg->wlmask & ((1u << WL_STAT) | (1u << WL_MIXED))) {
         err = ensure_file(dir, "stat.file", 0, &fresh);
         if (err != 0) {
             return cli_fail("bench setup", "stat.file", err);
@@ -538,6 +601,7 @@ cleanup(struct worker *ws, const struct bench_cfg *cfg, bool made_dir)
 
     cli_unlink(dir, "stat.file", 0);
     cli_unlink(dir, "seq.file", 0);
+    cli_unlink(dir, "mix.file", 0);
     for (int i = 0; i < cfg->conns; i++) {
         snprintf(name, sizeof(name), "sw.%d", i);
         cli_unlink(dir, name, 0);
@@ -694,7 +758,7 @@ bench_usage(FILE *out)
         "\n"
         "  -c, --conns N      connections/threads (default 4)\n"
         "  -t, --time S       seconds per workload (default 5)\n"
-        "  -w, --workload W   stat|create|readdir|seqread|seqwrite|all, or a\n"
+        "  -w, --workload W   stat|create|readdir|seqread|seqwrite|mixed|all, or a\n"
         "                     comma-separated list (default all)\n"
         "      --pid PID      server pid: report its CPU ms per 1000 ops\n"
         "      --dir PATH     remote work directory (default /bench); created and\n"
@@ -709,7 +773,9 @@ bench_usage(FILE *out)
         "            if the server has no Tunlinkat; then unlink=walk+remove)\n"
         "  readdir   walk + lopen + full listing of DIR/rd + clunk\n"
         "  seqread   one Tread of the I/O size (iounit/msize, 4 KiB aligned)\n"
-        "  seqwrite  one Twrite of the I/O size, each thread to its own file\n");
+        "  seqwrite  one Twrite of the I/O size, each thread to its own file\n"
+        "  mixed     in turn: stat; walk + lopen + 4 KiB read of DIR/mix.file +\n"
+        "            clunk; stat; create (as above)\n");
 }
 
 static int

@@ -64,6 +64,7 @@ enum {
     OPT_MAX_CONNS,
     OPT_FRAME_TIMEOUT,
     OPT_BUSY_POLL,
+    OPT_BUSY_POLL_THREADS,
     OPT_FD_RESERVE,
     OPT_TRANSLATE_UID,
     OPT_TRANSLATE_GID,
@@ -155,7 +156,10 @@ usage(FILE *out)
         "                                its first byte (default %u, 0 = no limit)\n"
         "      --busy-poll USEC          poll a connection up to USEC microseconds\n"
         "                                before sleeping, while requests keep coming\n"
-        "                                that fast (default 0 = off; 0..1000)\n"
+        "                                that fast and no other connection is being\n"
+        "                                served (default %u; 0 = off; 0..1000)\n"
+        "      --busy-poll-threads N     connection threads that may poll at once\n"
+        "                                (default a quarter of the CPUs, at least 1)\n"
         "      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
         "                                listeners); clients may not use them (default %u)\n" SANDBOX_USAGE
         "Operation:\n"
@@ -174,7 +178,8 @@ usage(FILE *out)
         "Guest over vhost-user: mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt\n"
         "See virtfsd(8).\n",
         P9_DEFAULT_MSIZE, P9_MIN_MSIZE, P9_MAX_MSIZE, XP_DEFAULT_MAX_CONNS,
-        XP_DEFAULT_FRAME_TIMEOUT, FDBUDGET_DEFAULT_RESERVE);
+        XP_DEFAULT_FRAME_TIMEOUT, XP_DEFAULT_BUSY_POLL,
+        FDBUDGET_DEFAULT_RESERVE);
 }
 
 static int
@@ -379,6 +384,7 @@ static int nlistening = 0;
 static struct xp_limits limits = {
     .max_conns = XP_DEFAULT_MAX_CONNS,
     .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+    .busy_poll_us = XP_DEFAULT_BUSY_POLL,
 };
 static unsigned fd_reserve = FDBUDGET_DEFAULT_RESERVE;
 static struct vhu_opts vopts[MAX_VHOST];
@@ -566,6 +572,13 @@ opt_limit(int c, const char *optval)
         }
         limits.busy_poll_us = (unsigned)v;
         break;
+    case OPT_BUSY_POLL_THREADS:
+        if (parse_uint(optval, 1024, &v) < 0 || v == 0) {
+            fprintf(stderr, "virtfsd: --busy-poll-threads must be 1..1024\n");
+            return 2;
+        }
+        limits.busy_poll_threads = (unsigned)v;
+        break;
     case OPT_FD_RESERVE:
         if (parse_uint(optval, 1u << 20, &v) < 0) {
             fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
@@ -639,6 +652,7 @@ stage_options(int argc, char **argv)
         {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
         {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
         {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
+        {"busy-poll-threads", required_argument, NULL, OPT_BUSY_POLL_THREADS},
         {"fd-reserve", required_argument, NULL, OPT_FD_RESERVE},
         {"vhost-user", required_argument, NULL, 'H'},
         {"fd", required_argument, NULL, 'F'},
@@ -790,6 +804,7 @@ stage_options(int argc, char **argv)
         case OPT_MAX_CONNS:
         case OPT_FRAME_TIMEOUT:
         case OPT_BUSY_POLL:
+        case OPT_BUSY_POLL_THREADS:
         case OPT_FD_RESERVE: {
             int st = opt_limit(c, optarg);
 

@@ -1503,6 +1503,8 @@ static const char *const sb_syscalls[] = {
     "ugetrlimit",
     "sysinfo",
     "getpriority",
+    /* --busy-poll: was a spinning thread preempted? */
+    "getrusage",
 };
 
 #ifdef SB_SANITIZER
