@@ -36,7 +36,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,12 +133,12 @@ struct xp_loop {
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
     unsigned busy_poll_us; /* 0: sleep in poll at once */
-    unsigned bp_max;       /* connection threads that may spin at once */
-    atomic_uint bp_spinning;
-    atomic_uint bp_peak; /* most threads seen spinning at once */
-    /* connection threads at work (not in poll() or a spin), counted only
-     * with busy-poll on: nobody spins while another connection is served */
-    atomic_int bp_awake;
+    atomic_ulong bp_spins; /* spins started (tests) */
+    /* the connection that sent the last request, and when a request last
+     * came from another one than the one before: nobody spins while
+     * several connections take turns (ns, now_ns) */
+    _Atomic(const struct xconn *) bp_last;
+    _Atomic uint64_t bp_shared_ns;
     /* ns (now_ns): no spinning before this; set when a spinning thread
      * was preempted, i.e. other threads waited for its core */
     _Atomic uint64_t bp_quiet_until;
@@ -203,26 +202,12 @@ xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
     loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
     loop->frame_timeout_ms = lim->frame_timeout * 1000u;
     loop->busy_poll_us = lim->busy_poll_us;
-    loop->bp_max = lim->busy_poll_threads ? lim->busy_poll_threads
-                                          : xp_busy_poll_threads_default();
 }
 
-unsigned
-xp_loop_busy_poll_peak(struct xp_loop *loop)
+unsigned long
+xp_loop_busy_polls(struct xp_loop *loop)
 {
-    return atomic_load(&loop->bp_peak);
-}
-
-unsigned
-xp_busy_poll_threads_default(void)
-{
-    cpu_set_t set;
-    int n = 0;
-
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        n = CPU_COUNT(&set);
-    }
-    return n / 4 > 1 ? (unsigned)n / 4 : 1;
+    return atomic_load(&loop->bp_spins);
 }
 
 void
@@ -747,6 +732,22 @@ now_ns(void)
  * from 1 ms, doubling while it happens again, up to 1 s. */
 #define XP_BP_QUIET_MIN_NS 1000000u    /* 1 ms */
 #define XP_BP_QUIET_MAX_NS 1000000000u /* 1 s */
+/* Spin only after this long with requests from one connection alone. */
+#define XP_BP_SOLO_NS 10000000u /* 10 ms */
+
+/* A request arrived on xc: note whether another connection sent the one
+ * before it. */
+static void
+bp_note_request(struct xconn *xc)
+{
+    struct xp_loop *loop = xc->loop;
+
+    if (atomic_load_explicit(&loop->bp_last, memory_order_relaxed) != xc) {
+        atomic_store_explicit(&loop->bp_last, xc, memory_order_relaxed);
+        atomic_store_explicit(&loop->bp_shared_ns, now_ns(),
+                              memory_order_relaxed);
+    }
+}
 
 /* Involuntary context switches of the calling thread so far. */
 static long
@@ -769,10 +770,10 @@ thread_preempted(void)
  *     catches nothing stops spinning until a request arrives within the
  *     window of going to sleep again, and the time spun in vain is capped
  *     per period;
- *   - while no other connection thread is at work: a server that serves
- *     several connections is awake anyway, and spinning would take a core
- *     from their clients (or a guest's vCPUs);
- *   - while fewer than bp_max threads spin;
+ *   - while its connection is the only one sending requests (none from
+ *     another for XP_BP_SOLO_NS): a server that serves several
+ *     connections is awake anyway, and a spinning thread would take a
+ *     core from their clients (or a guest's vCPUs);
  *   - and not for a while after a spinning thread was preempted, i.e.
  *     when runnable threads waited for its core.
  * Returns poll()'s result for the spin (> 0: something is ready), or 0
@@ -785,14 +786,17 @@ xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
     uint64_t window = (uint64_t)loop->busy_poll_us * 1000u;
     uint64_t t0;
     uint64_t t;
-    unsigned cur;
     long ivcsw;
     int n;
 
-    if (window == 0 || !xc->bp_ok || atomic_load(&loop->bp_awake) > 0) {
+    if (window == 0 || !xc->bp_ok) {
         return 0;
     }
     t0 = now_ns();
+    if (t0 - atomic_load_explicit(&loop->bp_shared_ns, memory_order_relaxed) <
+        XP_BP_SOLO_NS) {
+        return 0;
+    }
     if (t0 <
         atomic_load_explicit(&loop->bp_quiet_until, memory_order_relaxed)) {
         return 0;
@@ -804,26 +808,12 @@ xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
     if (xc->bp_wasted >= XP_BP_BUDGET_NS) {
         return 0;
     }
-    /* a spinning thread holds a core: at most bp_max of them at once, so
-     * that busy connections do not take the cores their clients (or a
-     * guest's vCPUs) and the other connections need */
-    cur = atomic_load(&loop->bp_spinning);
-    do {
-        if (cur >= loop->bp_max) {
-            return 0;
-        }
-    } while (!atomic_compare_exchange_weak(&loop->bp_spinning, &cur, cur + 1));
-    for (unsigned pk = atomic_load(&loop->bp_peak); pk < cur + 1;) {
-        if (atomic_compare_exchange_weak(&loop->bp_peak, &pk, cur + 1)) {
-            break;
-        }
-    }
+    atomic_fetch_add_explicit(&loop->bp_spins, 1, memory_order_relaxed);
     ivcsw = thread_preempted();
     do {
         n = poll(pfd, (nfds_t)nfd, 0);
         t = now_ns();
     } while (n == 0 && t - t0 < window);
-    atomic_fetch_sub(&loop->bp_spinning, 1);
     if (ivcsw >= 0) {
         uint64_t q =
             atomic_load_explicit(&loop->bp_quiet_ns, memory_order_relaxed);
@@ -855,11 +845,7 @@ xconn_main(void *arg)
     struct timespec t_stop = {0};
     unsigned frame_ms = xc->loop->frame_timeout_ms;
     bool bp_on = xc->loop->busy_poll_us > 0;
-    bool bp_counted = bp_on;
 
-    if (bp_on) {
-        atomic_fetch_add(&xc->loop->bp_awake, 1);
-    }
     for (;;) {
         struct pollfd pfd[3];
         int nfd = 0;
@@ -935,10 +921,6 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
-        if (bp_on) {
-            atomic_fetch_sub(&xc->loop->bp_awake, 1);
-            bp_counted = false;
-        }
         if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
             /* caught it spinning: pfd[].revents are set */
         } else {
@@ -953,10 +935,6 @@ xconn_main(void *arg)
                             (uint64_t)xc->loop->busy_poll_us * 1000u;
             }
         }
-        if (bp_on) {
-            atomic_fetch_add(&xc->loop->bp_awake, 1);
-            bp_counted = true;
-        }
         if (pfd[nfd - 1].revents & POLLIN) {
             ssize_t r = read(xc->evfd, &cnt, sizeof(cnt));
 
@@ -970,13 +948,15 @@ xconn_main(void *arg)
                 if (pfd[ri].revents & (POLLHUP | POLLERR)) {
                     break;
                 }
-            } else if (!xconn_read(xc)) {
-                break;
+            } else {
+                if (bp_on && (pfd[ri].revents & POLLIN)) {
+                    bp_note_request(xc);
+                }
+                if (!xconn_read(xc)) {
+                    break;
+                }
             }
         }
-    }
-    if (bp_counted) {
-        atomic_fetch_sub(&xc->loop->bp_awake, 1);
     }
     xconn_close(xc);
     return NULL;

@@ -48,21 +48,14 @@ struct xp_limits {
     unsigned max_conns;     /* 0 = XP_DEFAULT_MAX_CONNS */
     unsigned frame_timeout; /* seconds; 0 = none */
     /* µs a connection thread polls without sleeping before it sleeps in
-     * poll(), while requests arrive within that window (bounded: 10 % of
-     * a core per connection at most, nobody spins while another
-     * connection thread is at work, and after a spinning thread was
-     * preempted); 0 = off (the zero value; virtfsd's default is
-     * XP_DEFAULT_BUSY_POLL). */
+     * poll(), while requests arrive within that window and from this
+     * connection alone (see xconn_spin in stream.c); 0 = off (the zero
+     * value; virtfsd's default is XP_DEFAULT_BUSY_POLL). */
     unsigned busy_poll_us;
-    /* connection threads that may spin at once; 0: the default,
-     * xp_busy_poll_threads_default() */
-    unsigned busy_poll_threads;
 };
 
-/* A quarter of the CPUs this process may run on, at least 1. */
-unsigned xp_busy_poll_threads_default(void);
-/* The most connection threads seen busy-polling at once (tests). */
-unsigned xp_loop_busy_poll_peak(struct xp_loop *loop);
+/* How many busy-poll spins connection threads have started (tests). */
+unsigned long xp_loop_busy_polls(struct xp_loop *loop);
 
 struct xp_loop *xp_loop_new(struct p9s_server *srv);
 /* Set before adding listeners and connections. */

@@ -136,8 +136,6 @@ ok "--max-connections 0 is rejected" \
 ok "--busy-poll 1001 is rejected" \
     rejects "$T/bp.log" "$VIRTFSD" --export "$EX" --listen "unix:$T/x" --busy-poll 1001
 check "... naming the range" "grep -q 'busy-poll must be 0..1000' '$T/bp.log'"
-ok "--busy-poll-threads 0 is rejected" \
-    rejects /dev/null "$VIRTFSD" --export "$EX" --listen "unix:$T/x" --busy-poll-threads 0
 
 # ---- #11: --trace and --stats are shown whatever --log-level ---------------
 S2=$T/s2

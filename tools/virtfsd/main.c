@@ -64,7 +64,6 @@ enum {
     OPT_MAX_CONNS,
     OPT_FRAME_TIMEOUT,
     OPT_BUSY_POLL,
-    OPT_BUSY_POLL_THREADS,
     OPT_FD_RESERVE,
     OPT_TRANSLATE_UID,
     OPT_TRANSLATE_GID,
@@ -156,10 +155,9 @@ usage(FILE *out)
         "                                its first byte (default %u, 0 = no limit)\n"
         "      --busy-poll USEC          poll a connection up to USEC microseconds\n"
         "                                before sleeping, while requests keep coming\n"
-        "                                that fast and no other connection is being\n"
-        "                                served (default %u; 0 = off; 0..1000)\n"
-        "      --busy-poll-threads N     connection threads that may poll at once\n"
-        "                                (default a quarter of the CPUs, at least 1)\n"
+        "                                that fast from one connection alone\n"
+        "                                (default %u; 0 = off; 0..1000)\n"
+
         "      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
         "                                listeners); clients may not use them (default %u)\n" SANDBOX_USAGE
         "Operation:\n"
@@ -572,13 +570,6 @@ opt_limit(int c, const char *optval)
         }
         limits.busy_poll_us = (unsigned)v;
         break;
-    case OPT_BUSY_POLL_THREADS:
-        if (parse_uint(optval, 1024, &v) < 0 || v == 0) {
-            fprintf(stderr, "virtfsd: --busy-poll-threads must be 1..1024\n");
-            return 2;
-        }
-        limits.busy_poll_threads = (unsigned)v;
-        break;
     case OPT_FD_RESERVE:
         if (parse_uint(optval, 1u << 20, &v) < 0) {
             fprintf(stderr, "virtfsd: --fd-reserve must be 0..1048576\n");
@@ -652,7 +643,6 @@ stage_options(int argc, char **argv)
         {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
         {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
         {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
-        {"busy-poll-threads", required_argument, NULL, OPT_BUSY_POLL_THREADS},
         {"fd-reserve", required_argument, NULL, OPT_FD_RESERVE},
         {"vhost-user", required_argument, NULL, 'H'},
         {"fd", required_argument, NULL, 'F'},
@@ -804,7 +794,6 @@ stage_options(int argc, char **argv)
         case OPT_MAX_CONNS:
         case OPT_FRAME_TIMEOUT:
         case OPT_BUSY_POLL:
-        case OPT_BUSY_POLL_THREADS:
         case OPT_FD_RESERVE: {
             int st = opt_limit(c, optarg);
 
