@@ -312,6 +312,9 @@ struct pt_options {
     /* Descriptors the export may hold (node cache + open files); 0 = the
      * NOFILE soft limit minus a reserve for the rest of the daemon. */
     long fd_budget;
+    /* Bytes of whole-directory listings kept for repeated listings of
+     * unchanged directories; 0 = 16 MiB, < 0 = none. */
+    long dir_cache;
     enum pt_security_model model;
     uint32_t fmode; /* mapped models: host mode of files (0 = 0600) */
     uint32_t dmode; /* mapped models: host mode of directories (0 = 0700) */

@@ -469,7 +469,21 @@ main(void)
 
     test_lock_model(be, root);
     test_lock_budget(be, root);
-    test_dir_budget(be, root);
+    {
+        /* read-ahead, without the listing cache (test_pt_dircache) */
+        struct pt_options o = {
+            .root = exp_root, .remap_devs = true, .dir_cache = -1};
+        struct backend *be2 = NULL;
+        struct be_node *root2;
+
+        if (pt_backend_new(&o, &be2) < 0) {
+            return 2;
+        }
+        root2 = get_root(be2, NULL);
+        test_dir_budget(be2, root2);
+        OPS(be2)->node_put(be2, root2);
+        OPS(be2)->destroy(be2);
+    }
     test_held_fds();
     test_unlinked_nodes();
 

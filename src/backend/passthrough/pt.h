@@ -115,11 +115,18 @@ struct be_handle {
      * Kept between requests only while entries are left and only as far
      * as the session's memory budget allows (pt_dir.c).
      */
-    char *dbuf;           /* the entries left (dlen bytes, charged) */
-    long dlen;            /* bytes of entries in dbuf */
-    long dpos;            /* next unreturned entry */
-    uint64_t dcur;        /* offset of the position at dpos */
-    bool dvalid;          /* dbuf/dcur describe the fd's stream */
+    char *dbuf;    /* the entries left (dlen bytes, charged) */
+    long dlen;     /* bytes of entries in dbuf */
+    long dpos;     /* next unreturned entry */
+    uint64_t dcur; /* offset of the position at dpos */
+    bool dvalid;   /* dbuf/dcur describe the fd's stream */
+    /* A listing served from the listing cache (pt_dircache.c): dbuf is
+     * the snapshot's data (one reference, not owned), charged to the
+     * session's memory only while the listing is paused; after its last
+     * entry the listing has ended (dend) whatever the fd's position. */
+    struct pt_dirsnap *dsnap;
+    bool dsnap_charged;
+    bool dend;
     struct be_limits lim; /* the session's budgets (handle_limits; lim.fds
                              is read under fd_lock) */
     /* The OFD lock records this handle holds, as the kernel keeps them
@@ -203,6 +210,17 @@ struct pt_backend {
     atomic_ulong st_walk_probe;   /* walks that tried the child index (one
                                    * fstatat each) */
     atomic_ulong st_walk_fast;    /* ... and returned its node */
+    /* The listing cache (pt_dircache.c); dc == NULL: off. */
+    pthread_mutex_t dc_lock;
+    struct pt_dirsnap **dc; /* (dev, ino) -> snapshot, chained */
+    struct pt_dirsnap *dc_lru_head;
+    size_t dc_max; /* bytes */
+    size_t dc_bytes;
+    size_t dc_count;
+    _Atomic dev_t dc_good_dev; /* last device whose times we trust */
+    _Atomic dev_t dc_bad_dev;  /* last device whose times we do not */
+    atomic_ulong st_dc_hits;   /* listings served from the cache */
+    atomic_ulong st_dc_fills;  /* directories read whole for it */
 };
 
 /* An attached user. */
@@ -350,6 +368,20 @@ int pt_fsync(struct backend *be, struct be_handle *h, bool datasync);
 
 /* pt_dir.c */
 void pt_dirbuf_release(struct be_handle *h);
+
+/* The listing cache (pt_dircache.c). */
+struct pt_dirsnap;
+#define PT_DIRCACHE_DEFAULT (16L * 1024 * 1024)
+int pt_dircache_init(struct pt_backend *pb, long max);
+void pt_dircache_free(struct pt_backend *pb);
+/* 1: *out is the cached listing of the directory st describes (a
+ * reference); 0: none, pt_dircache_fill may make one; -1: do not try. */
+int pt_dircache_get(struct pt_backend *pb, const struct stat *st,
+                    struct pt_dirsnap **out);
+struct pt_dirsnap *pt_dircache_fill(struct pt_backend *pb, int fd,
+                                    const struct stat *st);
+void pt_dirsnap_put(struct pt_dirsnap *s);
+const char *pt_dirsnap_data(const struct pt_dirsnap *s, long *len);
 int pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
                be_dirent_fn *fn, void *ctx);
 int pt_mkdir(struct backend *be, struct be_node *dir, const char *name,

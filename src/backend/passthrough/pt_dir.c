@@ -130,13 +130,69 @@ pt_thread_dirbuf(void)
 void
 pt_dirbuf_release(struct be_handle *h)
 {
-    if (h->dbuf != NULL) {
+    if (h->dsnap != NULL) {
+        if (h->dsnap_charged) {
+            be_budget_uncharge(h->lim.mem, (uint64_t)h->dlen);
+        }
+        pt_dirsnap_put(h->dsnap);
+        h->dsnap = NULL;
+        h->dsnap_charged = false;
+        h->dbuf = NULL;
+    } else if (h->dbuf != NULL) {
         free(h->dbuf);
         h->dbuf = NULL;
         be_budget_uncharge(h->lim.mem, (uint64_t)h->dlen);
     }
     h->dlen = 0;
     h->dpos = 0;
+    h->dend = false;
+}
+
+/*
+ * A listing from offset 0: serve it from the listing cache if the
+ * directory is unchanged, or read it whole into a new snapshot (which the
+ * cache keeps if it may).  Otherwise leave the handle to seek and read
+ * the usual way.  Caller holds h->lock.
+ */
+static void
+pt_dir_from_cache(struct pt_backend *pb, struct be_handle *h)
+{
+    struct pt_dirsnap *snap = NULL;
+    struct stat st;
+    int r;
+
+    if (fstat(h->fd, &st) < 0) {
+        return;
+    }
+    pt_dirbuf_release(h);
+    r = pt_dircache_get(pb, &st, &snap);
+    if (r == 0) {
+        snap = pt_dircache_fill(pb, h->fd, &st);
+        h->dvalid = false; /* the fd's position is anywhere now */
+    }
+    if (snap != NULL) {
+        h->dsnap = snap;
+        h->dbuf = (char *)pt_dirsnap_data(snap, &h->dlen);
+        h->dpos = 0;
+        h->dcur = 0;
+        h->dvalid = true;
+    }
+}
+
+/* The listing stops mid-snapshot: the handle keeps it while the
+ * session's memory budget allows, else the next call seeks. */
+static void
+pt_dir_keep_snap(struct be_handle *h)
+{
+    if (h->dsnap == NULL || h->dsnap_charged) {
+        return;
+    }
+    if (be_budget_charge(h->lim.mem, (uint64_t)h->dlen)) {
+        h->dsnap_charged = true;
+        return;
+    }
+    pt_dirbuf_release(h);
+    h->dvalid = false; /* the fd is not where dcur says */
 }
 
 /* Emit the entries in buf[*pos, len); 1 when the reply is full (the
@@ -219,6 +275,9 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
         return -ENOMEM;
     }
     pthread_mutex_lock(&h->lock);
+    if (offset == 0 && pb->dc != NULL) {
+        pt_dir_from_cache(pb, h);
+    }
     if (!h->dvalid || offset != h->dcur) {
         /* not where the last Treaddir stopped: seek (offsets are the
          * host's directory cookies, so this resumes exactly) */
@@ -231,11 +290,21 @@ pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,
         h->dcur = offset;
         h->dvalid = true;
     }
+    if (h->dend) {
+        goto out_unlock; /* a snapshot's listing has ended */
+    }
     if (h->dbuf != NULL) {
+        bool snap = h->dsnap != NULL;
+
         if (pt_dir_emit(pb, h, h->dbuf, &h->dpos, h->dlen, fn, ctx)) {
-            goto out_unlock; /* still left over, still charged */
+            pt_dir_keep_snap(h); /* read-ahead: still charged */
+            goto out_unlock;
         }
         pt_dirbuf_release(h);
+        if (snap) {
+            h->dend = true; /* the snapshot went to the end */
+            goto out_unlock;
+        }
     }
     for (;;) {
         long pos = 0;

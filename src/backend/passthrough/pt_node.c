@@ -1257,6 +1257,12 @@ pt_backend_new(const struct pt_options *opt, struct backend **out)
     if (err < 0) {
         goto out_put;
     }
+    err = pt_dircache_init(pb, opt->dir_cache == 0 ? PT_DIRCACHE_DEFAULT
+                                                   : opt->dir_cache);
+    if (err < 0) {
+        pt_qid_fini(pb);
+        goto out_put;
+    }
     /* exact create modes: per thread, see pt_exact_modes() */
     *out = &pb->be;
     return 0;
@@ -1288,6 +1294,7 @@ pt_destroy(struct backend *be)
                  pb->nt_count);
     }
     pt_qid_fini(pb);
+    pt_dircache_free(pb);
     free(pb->nt);
     free(pb->ct);
     pt_fdcache_fini(pb);
