@@ -165,10 +165,12 @@ pt_dir_from_cache(struct pt_backend *pb, struct be_handle *h)
         return;
     }
     pt_dirbuf_release(h);
+    /* a snapshot dropped here left the fd anywhere; a fill moves it: the
+     * usual way must seek */
+    h->dvalid = false;
     r = pt_dircache_get(pb, &st, &snap);
     if (r == 0) {
         snap = pt_dircache_fill(pb, h->fd, &st);
-        h->dvalid = false; /* the fd's position is anywhere now */
     }
     if (snap != NULL) {
         h->dsnap = snap;
