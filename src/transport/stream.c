@@ -113,6 +113,7 @@ struct xconn {
     size_t big_got;
     /* busy-poll (connection thread only; see xconn_spin) */
     bool bp_ok;         /* requests came within the window lately */
+    bool bp_missed;     /* the last spin caught nothing */
     uint64_t bp_period; /* ns: start of the current budget period */
     uint64_t bp_wasted; /* ns spun in it without catching a request */
 };
@@ -749,6 +750,28 @@ bp_note_request(struct xconn *xc)
     }
 }
 
+/*
+ * After a spin: 'contended' says that it kept runnable threads from a core
+ * (it was preempted, or its client could only send once it stopped).
+ * Then nobody spins for a while, longer each time it happens again;
+ * spins without contention shorten that again.
+ */
+static void
+bp_pause(struct xp_loop *loop, uint64_t now, bool contended)
+{
+    uint64_t q = atomic_load_explicit(&loop->bp_quiet_ns, memory_order_relaxed);
+
+    if (contended) {
+        q = q < XP_BP_QUIET_MIN_NS ? XP_BP_QUIET_MIN_NS : q * 2;
+        q = q > XP_BP_QUIET_MAX_NS ? XP_BP_QUIET_MAX_NS : q;
+        atomic_store_explicit(&loop->bp_quiet_until, now + q,
+                              memory_order_relaxed);
+    } else {
+        q /= 2;
+    }
+    atomic_store_explicit(&loop->bp_quiet_ns, q, memory_order_relaxed);
+}
+
 /* Involuntary context switches of the calling thread so far. */
 static long
 thread_preempted(void)
@@ -815,22 +838,9 @@ xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
         t = now_ns();
     } while (n == 0 && t - t0 < window);
     if (ivcsw >= 0) {
-        uint64_t q =
-            atomic_load_explicit(&loop->bp_quiet_ns, memory_order_relaxed);
-
-        if (thread_preempted() != ivcsw) {
-            /* the scheduler took the core away while we spun: runnable
-             * threads wait for CPU, and spinning only delays them; the
-             * more often, the longer nobody spins */
-            q = q < XP_BP_QUIET_MIN_NS ? XP_BP_QUIET_MIN_NS : q * 2;
-            q = q > XP_BP_QUIET_MAX_NS ? XP_BP_QUIET_MAX_NS : q;
-            atomic_store_explicit(&loop->bp_quiet_until, t + q,
-                                  memory_order_relaxed);
-        } else {
-            q /= 2;
-        }
-        atomic_store_explicit(&loop->bp_quiet_ns, q, memory_order_relaxed);
+        bp_pause(loop, t, thread_preempted() != ivcsw);
     }
+    xc->bp_missed = n == 0;
     if (n == 0) {
         xc->bp_ok = false;
         xc->bp_wasted += t - t0;
@@ -931,8 +941,16 @@ xconn_main(void *arg)
             }
             if (t_sleep != 0 && ri >= 0 && (pfd[ri].revents & POLLIN)) {
                 /* would a spin have caught this request? */
-                xc->bp_ok = now_ns() - t_sleep <=
+                uint64_t t_wake = now_ns();
+
+                xc->bp_ok = t_wake - t_sleep <=
                             (uint64_t)xc->loop->busy_poll_us * 1000u;
+                if (xc->bp_ok && xc->bp_missed) {
+                    /* a whole window in vain, then the request came at
+                     * once: its client likely waited for our core */
+                    bp_pause(xc->loop, t_wake, true);
+                }
+                xc->bp_missed = false;
             }
         }
         if (pfd[nfd - 1].revents & POLLIN) {
