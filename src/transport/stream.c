@@ -140,11 +140,11 @@ struct xp_loop {
      * several connections take turns (ns, now_ns) */
     _Atomic(const struct xconn *) bp_last;
     _Atomic uint64_t bp_shared_ns;
-    /* ns (now_ns): no spinning before this; set when a spinning thread
-     * was preempted, i.e. other threads waited for its core */
+    /* ns (now_ns): no spinning before this; set by bp_pause when a spin
+     * kept other threads from its core */
     _Atomic uint64_t bp_quiet_until;
-    /* ns: how long that pause is; doubles on each preemption, halves on
-     * each spin that was not preempted */
+    /* ns: how long that pause is; doubles each time, halves on each spin
+     * that was not preempted */
     _Atomic uint64_t bp_quiet_ns;
     bool have_last;
     pthread_mutex_t open_lock;
@@ -729,8 +729,8 @@ now_ns(void)
  * request per XP_BP_PERIOD_NS, per connection. */
 #define XP_BP_PERIOD_NS 100000000u /* 100 ms */
 #define XP_BP_BUDGET_NS 10000000u  /* 10 ms: 10 % of a core */
-/* After a spinning thread was preempted, nobody spins for a while:
- * from 1 ms, doubling while it happens again, up to 1 s. */
+/* After a spin kept other threads from its core, nobody spins for a
+ * while: from 1 ms, doubling while it happens again, up to 1 s. */
 #define XP_BP_QUIET_MIN_NS 1000000u    /* 1 ms */
 #define XP_BP_QUIET_MAX_NS 1000000000u /* 1 s */
 /* Spin only after this long with requests from one connection alone. */
@@ -797,8 +797,9 @@ thread_preempted(void)
  *     another for XP_BP_SOLO_NS): a server that serves several
  *     connections is awake anyway, and a spinning thread would take a
  *     core from their clients (or a guest's vCPUs);
- *   - and not for a while after a spinning thread was preempted, i.e.
- *     when runnable threads waited for its core.
+ *   - and not for a while after a spin kept runnable threads from its
+ *     core: it was preempted, or it caught nothing and the request came
+ *     at once after it stopped (bp_pause).
  * Returns poll()'s result for the spin (> 0: something is ready), or 0
  * when the caller should sleep.
  */

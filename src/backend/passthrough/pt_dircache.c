@@ -83,7 +83,15 @@ pt_dircache_init(struct pt_backend *pb, long max)
         return -ENOMEM;
     }
     pb->dc_lru_head->lnext = pb->dc_lru_head->lprev = pb->dc_lru_head;
-    return pthread_mutex_init(&pb->dc_lock, NULL) == 0 ? 0 : -ENOMEM;
+    atomic_init(&pb->dc_good_dev, (dev_t)-1);
+    atomic_init(&pb->dc_bad_dev, (dev_t)-1);
+    if (pthread_mutex_init(&pb->dc_lock, NULL) != 0) {
+        free(pb->dc_lru_head);
+        free(pb->dc);
+        pb->dc = NULL;
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 static void
