@@ -72,6 +72,7 @@ pt_dircache_init(struct pt_backend *pb, long max)
     if (pb->dc_max == 0) {
         return 0;
     }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     pb->dc = calloc(PT_DC_BUCKETS, sizeof(*pb->dc));
     if (pb->dc == NULL) {
         return -ENOMEM;
@@ -124,10 +125,11 @@ dc_bucket(dev_t dev, ino_t ino)
     return (size_t)(h >> 32) & (PT_DC_BUCKETS - 1);
 }
 
-/* Take s out of the table and the LRU; drops the cache's reference.
- * Caller holds dc_lock. */
+/* Take s out of the table and the LRU onto the list *gone, whose
+ * references (the cache's) the caller drops with dc_put_gone after
+ * unlocking.  Caller holds dc_lock. */
 static void
-dc_unlink(struct pt_backend *pb, struct pt_dirsnap *s)
+dc_unlink(struct pt_backend *pb, struct pt_dirsnap *s, struct pt_dirsnap **gone)
 {
     struct pt_dirsnap **pp = &pb->dc[dc_bucket(s->dev, s->ino)];
 
@@ -140,7 +142,21 @@ dc_unlink(struct pt_backend *pb, struct pt_dirsnap *s)
     s->cached = false;
     pb->dc_bytes -= s->len;
     pb->dc_count--;
-    pt_dirsnap_put(s);
+    s->hnext = *gone;
+    *gone = s;
+}
+
+static void
+dc_put_gone(struct pt_dirsnap *gone)
+{
+    while (gone != NULL) {
+        /* distinct entries, each taken out of the LRU once (dc_unlink) */
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
+        struct pt_dirsnap *next = gone->hnext;
+
+        pt_dirsnap_put(gone);
+        gone = next;
+    }
 }
 
 void
@@ -149,9 +165,12 @@ pt_dircache_free(struct pt_backend *pb)
     if (pb->dc == NULL) {
         return;
     }
+    struct pt_dirsnap *gone = NULL;
+
     while (pb->dc_lru_head->lnext != pb->dc_lru_head) {
-        dc_unlink(pb, pb->dc_lru_head->lnext);
+        dc_unlink(pb, pb->dc_lru_head->lnext, &gone);
     }
+    dc_put_gone(gone);
     free(pb->dc);
     free(pb->dc_lru_head);
     pb->dc = NULL;
@@ -171,6 +190,7 @@ int
 pt_dircache_get(struct pt_backend *pb, const struct stat *st,
                 struct pt_dirsnap **out)
 {
+    struct pt_dirsnap *gone = NULL;
     struct pt_dirsnap *s;
     bool big;
 
@@ -190,7 +210,7 @@ pt_dircache_get(struct pt_backend *pb, const struct stat *st,
         }
     }
     if (s != NULL && !same_times(s, st)) {
-        dc_unlink(pb, s); /* the directory changed: gone for good */
+        dc_unlink(pb, s, &gone); /* the directory changed: gone for good */
         s = NULL;
     }
     big = s != NULL && s->data == NULL;
@@ -206,6 +226,7 @@ pt_dircache_get(struct pt_backend *pb, const struct stat *st,
         *out = s;
     }
     pthread_mutex_unlock(&pb->dc_lock);
+    dc_put_gone(gone);
     if (*out != NULL) {
         atomic_fetch_add_explicit(&pb->st_dc_hits, 1, memory_order_relaxed);
         return 1;
@@ -244,18 +265,20 @@ static void
 dc_insert(struct pt_backend *pb, struct pt_dirsnap *s)
 {
     size_t b = dc_bucket(s->dev, s->ino);
+    struct pt_dirsnap *gone = NULL;
     struct pt_dirsnap *old;
 
     pthread_mutex_lock(&pb->dc_lock);
     for (old = pb->dc[b]; old != NULL; old = old->hnext) {
         if (old->dev == s->dev && old->ino == s->ino) {
-            dc_unlink(pb, old);
+            dc_unlink(pb, old, &gone);
             break;
         }
     }
     while (pb->dc_count > 0 && (pb->dc_bytes + s->len > pb->dc_max ||
                                 pb->dc_count >= PT_DC_MAX_ENTRIES)) {
-        dc_unlink(pb, pb->dc_lru_head->lprev); /* least recently used */
+        /* least recently used */
+        dc_unlink(pb, pb->dc_lru_head->lprev, &gone);
     }
     atomic_fetch_add(&s->refs, 1);
     s->hnext = pb->dc[b];
@@ -268,14 +291,17 @@ dc_insert(struct pt_backend *pb, struct pt_dirsnap *s)
     pb->dc_bytes += s->len;
     pb->dc_count++;
     pthread_mutex_unlock(&pb->dc_lock);
+    dc_put_gone(gone);
 }
 
 /*
  * Read the directory open on fd (st: its fstat from before) from offset 0
  * to the end into a new snapshot (one reference, the caller's), and cache
- * it if that is safe (see the top of the file).  NULL when the directory
- * is larger than a snapshot may be, or on error: the caller then reads it
- * the usual way (and must seek, the position of fd is undefined).
+ * it unless the directory changed while it was read.  NULL when it could
+ * not be kept anyway (changed within PT_DC_RACY_NS, or on a file system
+ * whose times we do not trust), when it is larger than a snapshot may be,
+ * or on error: the caller then reads it the usual way (and must seek, the
+ * position of fd is undefined).
  */
 struct pt_dirsnap *
 pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
@@ -295,6 +321,11 @@ pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
     racy = (long long)(now.tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
                (now.tv_nsec - st->st_ctim.tv_nsec) <
            PT_DC_RACY_NS;
+    if (racy) {
+        /* it could not be kept: read it the usual way, as far as the
+         * client asks (a directory being written to stays uncached) */
+        return NULL;
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return NULL;
@@ -341,8 +372,8 @@ pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
         }
     }
     atomic_fetch_add_explicit(&pb->st_dc_fills, 1, memory_order_relaxed);
-    if (!racy && fstat(fd, &st2) == 0 && same_times(s, &st2) &&
-        st2.st_dev == s->dev && st2.st_ino == s->ino) {
+    if (fstat(fd, &st2) == 0 && same_times(s, &st2) && st2.st_dev == s->dev &&
+        st2.st_ino == s->ino) {
         dc_insert(pb, s);
     }
     return s;
@@ -352,9 +383,7 @@ too_big:
     free(s->data);
     s->data = NULL;
     s->len = 0;
-    if (!racy) {
-        dc_insert(pb, s);
-    }
+    dc_insert(pb, s);
 fail:
     pt_dirsnap_put(s);
     return NULL;
