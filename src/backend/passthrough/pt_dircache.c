@@ -49,9 +49,8 @@
 struct pt_dirsnap {
     atomic_uint refs;         /* the cache's one, and each handle's */
     struct pt_dirsnap *hnext; /* bucket chain (dc_lock) */
-    struct pt_dirsnap *lprev; /* LRU, most recent at dc_lru.lnext */
+    struct pt_dirsnap *lprev; /* LRU, most recent at dc_lru_head->lnext */
     struct pt_dirsnap *lnext;
-    bool cached; /* in the table and the LRU (dc_lock) */
     dev_t dev;
     ino_t ino;
     struct timespec ctim;
@@ -139,11 +138,33 @@ dc_unlink(struct pt_backend *pb, struct pt_dirsnap *s, struct pt_dirsnap **gone)
     *pp = s->hnext;
     s->lprev->lnext = s->lnext;
     s->lnext->lprev = s->lprev;
-    s->cached = false;
     pb->dc_bytes -= s->len;
     pb->dc_count--;
     s->hnext = *gone;
     *gone = s;
+}
+
+/* The entry for (dev, ino), or NULL.  Caller holds dc_lock. */
+static struct pt_dirsnap *
+dc_find(struct pt_backend *pb, dev_t dev, ino_t ino)
+{
+    struct pt_dirsnap *s = pb->dc[dc_bucket(dev, ino)];
+
+    while (s != NULL && (s->dev != dev || s->ino != ino)) {
+        s = s->hnext;
+    }
+    return s;
+}
+
+/* Put s (not on the LRU) at its most recently used end.  Caller holds
+ * dc_lock. */
+static void
+dc_lru_front(struct pt_backend *pb, struct pt_dirsnap *s)
+{
+    s->lnext = pb->dc_lru_head->lnext;
+    s->lprev = pb->dc_lru_head;
+    s->lnext->lprev = s;
+    pb->dc_lru_head->lnext = s;
 }
 
 static void
@@ -203,12 +224,7 @@ pt_dircache_get(struct pt_backend *pb, const struct stat *st,
         return -1; /* not a file system whose times we trust */
     }
     pthread_mutex_lock(&pb->dc_lock);
-    for (s = pb->dc[dc_bucket(st->st_dev, st->st_ino)]; s != NULL;
-         s = s->hnext) {
-        if (s->dev == st->st_dev && s->ino == st->st_ino) {
-            break;
-        }
-    }
+    s = dc_find(pb, st->st_dev, st->st_ino);
     if (s != NULL && !same_times(s, st)) {
         dc_unlink(pb, s, &gone); /* the directory changed: gone for good */
         s = NULL;
@@ -218,10 +234,7 @@ pt_dircache_get(struct pt_backend *pb, const struct stat *st,
         /* most recently used first */
         s->lprev->lnext = s->lnext;
         s->lnext->lprev = s->lprev;
-        s->lnext = pb->dc_lru_head->lnext;
-        s->lprev = pb->dc_lru_head;
-        s->lnext->lprev = s;
-        pb->dc_lru_head->lnext = s;
+        dc_lru_front(pb, s);
         atomic_fetch_add(&s->refs, 1);
         *out = s;
     }
@@ -269,11 +282,9 @@ dc_insert(struct pt_backend *pb, struct pt_dirsnap *s)
     struct pt_dirsnap *old;
 
     pthread_mutex_lock(&pb->dc_lock);
-    for (old = pb->dc[b]; old != NULL; old = old->hnext) {
-        if (old->dev == s->dev && old->ino == s->ino) {
-            dc_unlink(pb, old, &gone);
-            break;
-        }
+    old = dc_find(pb, s->dev, s->ino);
+    if (old != NULL) {
+        dc_unlink(pb, old, &gone);
     }
     while (pb->dc_count > 0 && (pb->dc_bytes + s->len > pb->dc_max ||
                                 pb->dc_count >= PT_DC_MAX_ENTRIES)) {
@@ -283,11 +294,7 @@ dc_insert(struct pt_backend *pb, struct pt_dirsnap *s)
     atomic_fetch_add(&s->refs, 1);
     s->hnext = pb->dc[b];
     pb->dc[b] = s;
-    s->lnext = pb->dc_lru_head->lnext;
-    s->lprev = pb->dc_lru_head;
-    s->lnext->lprev = s;
-    pb->dc_lru_head->lnext = s;
-    s->cached = true;
+    dc_lru_front(pb, s);
     pb->dc_bytes += s->len;
     pb->dc_count++;
     pthread_mutex_unlock(&pb->dc_lock);
