@@ -43,11 +43,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/busypoll.h"
 #include "util/fdbudget.h"
 #include "util/log.h"
 #include "virtfs/p9.h"
@@ -111,11 +111,7 @@ struct xconn {
     size_t big_len;   /* its length */
     size_t big_cap;   /* allocated: grows with what has arrived */
     size_t big_got;
-    /* busy-poll (connection thread only; see xconn_spin) */
-    bool bp_ok;         /* requests came within the window lately */
-    bool bp_missed;     /* the last spin caught nothing */
-    uint64_t bp_period; /* ns: start of the current budget period */
-    uint64_t bp_wasted; /* ns spun in it without catching a request */
+    struct bp_state bp; /* busy-poll (connection thread only) */
 };
 
 struct xmsg {
@@ -133,19 +129,7 @@ struct xp_loop {
     atomic_bool last_gone;
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
-    unsigned busy_poll_us; /* 0: sleep in poll at once */
-    atomic_ulong bp_spins; /* spins started (tests) */
-    /* the connection that sent the last request, and when a request last
-     * came from another one than the one before: nobody spins while
-     * several connections take turns (ns, now_ns) */
-    _Atomic(const struct xconn *) bp_last;
-    _Atomic uint64_t bp_shared_ns;
-    /* ns (now_ns): no spinning before this; set by bp_pause when a spin
-     * kept other threads from its core */
-    _Atomic uint64_t bp_quiet_until;
-    /* ns: how long that pause is; doubles each time, halves on each spin
-     * that was not preempted */
-    _Atomic uint64_t bp_quiet_ns;
+    struct bp_group bp; /* --busy-poll (see util/busypoll.h) */
     bool have_last;
     pthread_mutex_t open_lock;
     struct xconn *open; /* connections whose thread runs (open_lock) */
@@ -202,13 +186,13 @@ xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
 {
     loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
     loop->frame_timeout_ms = lim->frame_timeout * 1000u;
-    loop->busy_poll_us = lim->busy_poll_us;
+    bp_group_init(&loop->bp, lim->busy_poll_us);
 }
 
 unsigned long
 xp_loop_busy_polls(struct xp_loop *loop)
 {
-    return atomic_load(&loop->bp_spins);
+    return atomic_load(&loop->bp.spins);
 }
 
 void
@@ -716,136 +700,28 @@ xconn_read(struct xconn *xc)
     return ok;
 }
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Busy-poll budget: at most XP_BP_BUDGET_NS spun without catching a
- * request per XP_BP_PERIOD_NS, per connection. */
-#define XP_BP_PERIOD_NS 100000000u /* 100 ms */
-#define XP_BP_BUDGET_NS 10000000u  /* 10 ms: 10 % of a core */
-/* After a spin kept other threads from its core, nobody spins for a
- * while: from 1 ms, doubling while it happens again, up to 1 s. */
-#define XP_BP_QUIET_MIN_NS 1000000u    /* 1 ms */
-#define XP_BP_QUIET_MAX_NS 1000000000u /* 1 s */
-/* Spin only after this long with requests from one connection alone. */
-#define XP_BP_SOLO_NS 10000000u /* 10 ms */
-
-/* A request arrived on xc: note whether another connection sent the one
- * before it. */
-static void
-bp_note_request(struct xconn *xc)
-{
-    struct xp_loop *loop = xc->loop;
-
-    if (atomic_load_explicit(&loop->bp_last, memory_order_relaxed) != xc) {
-        atomic_store_explicit(&loop->bp_last, xc, memory_order_relaxed);
-        atomic_store_explicit(&loop->bp_shared_ns, now_ns(),
-                              memory_order_relaxed);
-    }
-}
-
 /*
- * After a spin: 'contended' says that it kept runnable threads from a core
- * (it was preempted, or its client could only send once it stopped).
- * Then nobody spins for a while, longer each time it happens again;
- * spins without contention shorten that again.
- */
-static void
-bp_pause(struct xp_loop *loop, uint64_t now, bool contended)
-{
-    uint64_t q = atomic_load_explicit(&loop->bp_quiet_ns, memory_order_relaxed);
-
-    if (contended) {
-        q = q < XP_BP_QUIET_MIN_NS ? XP_BP_QUIET_MIN_NS : q * 2;
-        q = q > XP_BP_QUIET_MAX_NS ? XP_BP_QUIET_MAX_NS : q;
-        atomic_store_explicit(&loop->bp_quiet_until, now + q,
-                              memory_order_relaxed);
-    } else {
-        q /= 2;
-    }
-    atomic_store_explicit(&loop->bp_quiet_ns, q, memory_order_relaxed);
-}
-
-/* Involuntary context switches of the calling thread so far. */
-static long
-thread_preempted(void)
-{
-    struct rusage ru;
-
-    if (getrusage(RUSAGE_THREAD, &ru) != 0) {
-        return -1;
-    }
-    return ru.ru_nivcsw;
-}
-
-/*
- * --busy-poll: before sleeping in poll(), poll without sleeping for up to
- * busy_poll_us, so that a closed-loop client's next request is read
- * without the sleep and wake-up (two context switches).  A thread spins
- * only
- *   - while requests have been arriving within the window: one spin that
- *     catches nothing stops spinning until a request arrives within the
- *     window of going to sleep again, and the time spun in vain is capped
- *     per period;
- *   - while its connection is the only one sending requests (none from
- *     another for XP_BP_SOLO_NS): a server that serves several
- *     connections is awake anyway, and a spinning thread would take a
- *     core from their clients (or a guest's vCPUs);
- *   - and not for a while after a spin kept runnable threads from its
- *     core: it was preempted, or it caught nothing and the request came
- *     at once after it stopped (bp_pause).
+ * Before sleeping in poll(), poll without sleeping while the busy-poll
+ * rules allow (util/busypoll.h), so that a closed-loop client's next
+ * request is read without the sleep and wake-up (two context switches).
  * Returns poll()'s result for the spin (> 0: something is ready), or 0
  * when the caller should sleep.
  */
 static int
 xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
 {
-    struct xp_loop *loop = xc->loop;
-    uint64_t window = (uint64_t)loop->busy_poll_us * 1000u;
-    uint64_t t0;
+    uint64_t end = bp_spin_begin(&xc->loop->bp, &xc->bp);
     uint64_t t;
-    long ivcsw;
     int n;
 
-    if (window == 0 || !xc->bp_ok) {
+    if (end == 0) {
         return 0;
     }
-    t0 = now_ns();
-    if (t0 - atomic_load_explicit(&loop->bp_shared_ns, memory_order_relaxed) <
-        XP_BP_SOLO_NS) {
-        return 0;
-    }
-    if (t0 <
-        atomic_load_explicit(&loop->bp_quiet_until, memory_order_relaxed)) {
-        return 0;
-    }
-    if (t0 - xc->bp_period >= XP_BP_PERIOD_NS) {
-        xc->bp_period = t0;
-        xc->bp_wasted = 0;
-    }
-    if (xc->bp_wasted >= XP_BP_BUDGET_NS) {
-        return 0;
-    }
-    atomic_fetch_add_explicit(&loop->bp_spins, 1, memory_order_relaxed);
-    ivcsw = thread_preempted();
     do {
         n = poll(pfd, (nfds_t)nfd, 0);
-        t = now_ns();
-    } while (n == 0 && t - t0 < window);
-    if (ivcsw >= 0) {
-        bp_pause(loop, t, thread_preempted() != ivcsw);
-    }
-    xc->bp_missed = n == 0;
-    if (n == 0) {
-        xc->bp_ok = false;
-        xc->bp_wasted += t - t0;
-    }
+        t = bp_now_ns();
+    } while (n == 0 && t < end);
+    bp_spin_end(&xc->loop->bp, &xc->bp, t, n > 0);
     return n;
 }
 
@@ -855,7 +731,7 @@ xconn_main(void *arg)
     struct xconn *xc = arg;
     struct timespec t_stop = {0};
     unsigned frame_ms = xc->loop->frame_timeout_ms;
-    bool bp_on = xc->loop->busy_poll_us > 0;
+    bool bp_on = xc->loop->bp.window_us > 0;
 
     for (;;) {
         struct pollfd pfd[3];
@@ -935,23 +811,12 @@ xconn_main(void *arg)
         if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
             /* caught it spinning: pfd[].revents are set */
         } else {
-            uint64_t t_sleep = xc->loop->busy_poll_us ? now_ns() : 0;
-
+            bp_sleeping(&xc->loop->bp, &xc->bp);
             if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
                 break;
             }
-            if (t_sleep != 0 && ri >= 0 && (pfd[ri].revents & POLLIN)) {
-                /* would a spin have caught this request? */
-                uint64_t t_wake = now_ns();
-
-                xc->bp_ok = t_wake - t_sleep <=
-                            (uint64_t)xc->loop->busy_poll_us * 1000u;
-                if (xc->bp_ok && xc->bp_missed) {
-                    /* a whole window in vain, then the request came at
-                     * once: its client likely waited for our core */
-                    bp_pause(xc->loop, t_wake, true);
-                }
-                xc->bp_missed = false;
+            if (ri >= 0 && (pfd[ri].revents & POLLIN)) {
+                bp_woken(&xc->loop->bp, &xc->bp);
             }
         }
         if (pfd[nfd - 1].revents & POLLIN) {
@@ -969,7 +834,7 @@ xconn_main(void *arg)
                 }
             } else {
                 if (bp_on && (pfd[ri].revents & POLLIN)) {
-                    bp_note_request(xc);
+                    bp_note_request(&xc->loop->bp, xc);
                 }
                 if (!xconn_read(xc)) {
                     break;
