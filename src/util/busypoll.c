@@ -30,8 +30,7 @@ bp_note_request(struct bp_group *g, const void *who)
 {
     if (atomic_load_explicit(&g->last, memory_order_relaxed) != who) {
         atomic_store_explicit(&g->last, who, memory_order_relaxed);
-        atomic_store_explicit(&g->shared_ns, bp_now_ns(),
-                              memory_order_relaxed);
+        atomic_store_explicit(&g->shared_ns, bp_now_ns(), memory_order_relaxed);
     }
 }
 

@@ -49,13 +49,13 @@ struct bp_group {
 
 /* One per spinning thread (its own; not shared). */
 struct bp_state {
-    bool ok;           /* requests came within the window lately */
-    bool missed;       /* the last spin caught nothing */
-    uint64_t period;   /* ns: start of the current budget period */
-    uint64_t wasted;   /* ns spun in it without catching a request */
-    uint64_t t_sleep;  /* ns: when the thread last went to sleep, or 0 */
-    uint64_t t_spin;   /* ns: start of the current spin */
-    long ivcsw;        /* involuntary switches at its start, or -1 */
+    bool ok;          /* requests came within the window lately */
+    bool missed;      /* the last spin caught nothing */
+    uint64_t period;  /* ns: start of the current budget period */
+    uint64_t wasted;  /* ns spun in it without catching a request */
+    uint64_t t_sleep; /* ns: when the thread last went to sleep, or 0 */
+    uint64_t t_spin;  /* ns: start of the current spin */
+    long ivcsw;       /* involuntary switches at its start, or -1 */
 };
 
 /* CLOCK_MONOTONIC in ns. */
