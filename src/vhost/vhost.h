@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+struct bp_group;
 struct p9s_server;
 struct vhu_server;
 
@@ -39,6 +40,15 @@ struct vhu_opts {
                                 taken over), or -1 */
     const char *tag;         /* mount tag, 1..VHU_MAX_TAG bytes (copied) */
     bool once;               /* stop after the first connection ends */
+    /* busy-poll (util/busypoll.h): the group of devices whose rules this
+     * server's devices share (one per process: "one peer alone" then
+     * means one guest), or NULL for none.  Not owned; must outlive the
+     * server.  While it allows, a device thread that found its ring
+     * empty watches the ring's index for the window before it asks for
+     * kicks again and sleeps: a guest that waits for each reply gets its
+     * next request taken without a kick (EVENT_IDX) and the device
+     * without a wake-up. */
+    struct bp_group *bp;
 };
 
 /*

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/busypoll.h"
 #include "vhost/vhost.h"
 #include "vhost/vhost_mem.h"
 #include "vhost/virtqueue.h"
@@ -164,6 +165,10 @@ struct vhu_dev {
     atomic_uint inflight;        /* chains submitted, not yet pushed back */
     atomic_size_t copied;        /* bytes of request copies in flight */
     struct vq vq[VHU_NUM_VQS];
+    /* busy-poll: the group of the server's devices (NULL: off), and this
+     * device thread's own state (see util/busypoll.h) */
+    struct bp_group *bp;
+    struct bp_state bps;
     uint8_t config[2 + VHU_MAX_TAG];
     size_t config_len;
 };

@@ -834,6 +834,9 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
                 timeout = 0;
             }
         }
+        if (timeout < 0 && d->bp != NULL) {
+            bp_sleeping(d->bp, &d->bps);
+        }
         if (poll(pfd, (nfds_t)n, timeout) < 0) {
             if (errno == EINTR) {
                 continue;
@@ -854,6 +857,9 @@ vhu_dev_run(struct vhu_dev *d, int stop_fd)
             }
             if (read_kick(pfd[k].fd, &cnt) < 0 && errno != EAGAIN) {
                 log_peer("vhost-user: kick eventfd read failed");
+            }
+            if (timeout < 0 && d->bp != NULL) {
+                bp_woken(d->bp, &d->bps); /* once: t_sleep is reset */
             }
             more[vqidx[k]] = true;
         }

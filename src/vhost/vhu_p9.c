@@ -266,6 +266,36 @@ submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
     }
 }
 
+/*
+ * Busy-poll: the ring is empty and notifications are still off.  If the
+ * rules allow (util/busypoll.h) and no request of this device is still
+ * being served (the guest waits for nothing of ours: its next request
+ * may be at hand), watch the ring's index for the window.  True if a
+ * chain arrived.
+ */
+static bool
+ring_spin(struct vhu_dev *d, struct vq *vq)
+{
+    uint64_t end;
+    uint64_t t;
+    bool caught;
+
+    if (d->bp == NULL || atomic_load(&d->inflight) != 0) {
+        return false;
+    }
+    end = bp_spin_begin(d->bp, &d->bps);
+    if (end == 0) {
+        return false;
+    }
+    do {
+        bp_relax();
+        caught = vq_avail_pending(vq);
+        t = bp_now_ns();
+    } while (!caught && t < end && !atomic_load(&d->guard->faulted));
+    bp_spin_end(d->bp, &d->bps, t, caught);
+    return caught;
+}
+
 /* Pop up to a batch; true if the ring may still hold more. */
 bool
 vhu_ring_process(struct vhu_dev *d, int i)
@@ -308,6 +338,12 @@ vhu_ring_process(struct vhu_dev *d, int i)
         if (r < 0) {
             vhu_dev_signal_broken(d);
             return false;
+        }
+        if (n > 0 && d->bp != NULL) {
+            bp_note_request(d->bp, d);
+        }
+        if (ring_spin(d, vq)) {
+            continue;
         }
         /* Empty: re-arm notifications, then look once more (a chain added
          * between the last pop and the re-arm would get no kick). */

@@ -31,6 +31,7 @@ struct vhu_server {
     struct sock_unix_id unlink_id;
     char tag[VHU_MAX_TAG + 1];
     bool once;
+    struct bp_group *bp; /* busy-poll group, or NULL */
     pthread_t thread;
     bool has_thread;
     int result;
@@ -57,6 +58,7 @@ vhu_server_new(struct p9s_server *srv, const struct vhu_opts *o,
     vs->listen_fd = o->listen_fd;
     vs->conn_fd = o->conn_fd;
     vs->once = o->once;
+    vs->bp = o->bp;
     memcpy(vs->tag, o->tag, taglen + 1);
     vs->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vs->stop_fd < 0) {
@@ -104,6 +106,7 @@ serve_conn(struct vhu_server *vs, int fd)
         log_err("vhost-user: cannot create a device");
         return;
     }
+    d->bp = vs->bp;
     log_info("vhost-user: front-end connected");
     vhu_dev_run(d, vs->stop_fd);
     vhu_dev_close(d);

@@ -603,3 +603,9 @@ vq_enable_notify(struct vq *vq)
     avail_idx = load16(vq->avail + 2);
     return avail_idx != vq->last_avail_idx;
 }
+
+bool
+vq_avail_pending(const struct vq *vq)
+{
+    return load16(vq->avail + 2) != vq->last_avail_idx;
+}

@@ -141,5 +141,11 @@ void vq_push(struct vq_elem *e, size_t len);
  * avail_event) and report whether more chains arrived meanwhile.
  */
 bool vq_enable_notify(struct vq *vq);
+/*
+ * Has the driver published a chain we have not popped?  A cheap look for
+ * busy-poll (no lock, no check: vq_pop decides).  Device thread only, on a
+ * started ring.
+ */
+bool vq_avail_pending(const struct vq *vq);
 
 #endif

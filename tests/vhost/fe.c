@@ -377,6 +377,33 @@ fe_kick(struct fe *f)
     }
 }
 
+void
+fe_kick_if_needed(struct fe *f, uint16_t old_idx)
+{
+    bool need;
+
+    /* the index is published before we read the device's wish */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (f->features & (1ull << VIRTIO_RING_F_EVENT_IDX)) {
+        uint16_t ev = __atomic_load_n(
+            (uint16_t *)fe_ptr(f, FE_USED_GPA + 4 + 8ull * f->num),
+            __ATOMIC_RELAXED);
+
+        need = (uint16_t)(f->avail_idx - ev - 1) <
+               (uint16_t)(f->avail_idx - old_idx);
+    } else {
+        need = !(__atomic_load_n((uint16_t *)fe_ptr(f, FE_USED_GPA),
+                                 __ATOMIC_RELAXED) &
+                 1u); /* VRING_USED_F_NO_NOTIFY */
+    }
+    if (need) {
+        f->kicks++;
+        fe_kick(f);
+    } else {
+        f->unkicked++;
+    }
+}
+
 uint16_t
 fe_used_idx(struct fe *f)
 {

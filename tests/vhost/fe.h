@@ -38,7 +38,9 @@ struct fe {
     int err;
     uint64_t data_next; /* bump allocator (gpa) */
     uint64_t features;
-    int timeout_ms; /* for replies and completions */
+    int timeout_ms;         /* for replies and completions */
+    unsigned long kicks;    /* by fe_kick_if_needed: sent */
+    unsigned long unkicked; /* and skipped (the device did not want one) */
 };
 
 /* One buffer of a request. */
@@ -89,6 +91,13 @@ void fe_publish(struct fe *f, uint16_t head);
 /* Set the avail index directly (hostile tests). */
 void fe_set_avail_idx(struct fe *f, uint16_t idx);
 void fe_kick(struct fe *f);
+/*
+ * Kick as a guest driver does after publishing: only if the device asked
+ * for it (EVENT_IDX: avail_event passed since 'old_idx', the avail index
+ * before publishing; otherwise unless VRING_USED_F_NO_NOTIFY).  Counts
+ * kicks and kicks skipped.
+ */
+void fe_kick_if_needed(struct fe *f, uint16_t old_idx);
 /* Wait for the next used entry: 0 and id/len, or -ETIMEDOUT. */
 int fe_used(struct fe *f, uint32_t *id, uint32_t *len);
 /* true if the call eventfd fires within ms (and consume it). */

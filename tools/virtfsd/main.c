@@ -21,6 +21,7 @@
 #include "svc.h"
 #include "transport/stream.h"
 #include "vhost/vhost.h"
+#include "util/busypoll.h"
 #include "util/fdbudget.h"
 #include "util/log.h"
 #include "util/sock.h"
@@ -156,9 +157,10 @@ usage(FILE *out)
         "                                never attached is dropped for a new client\n"
         "      --frame-timeout SECONDS   a message must arrive whole within SECONDS of\n"
         "                                its first byte (default %u, 0 = no limit)\n"
-        "      --busy-poll USEC          poll a connection up to USEC microseconds\n"
-        "                                before sleeping, while requests keep coming\n"
-        "                                that fast from one connection alone\n"
+        "      --busy-poll USEC          poll a connection or a vhost-user ring up to\n"
+        "                                USEC microseconds before sleeping, while\n"
+        "                                requests keep coming that fast from one\n"
+        "                                connection or guest alone\n"
         "                                (default %u; 0 = off; 0..1000)\n"
 
         "      --fd-reserve N            descriptors kept for control paths (vhost-user,\n"
@@ -392,6 +394,8 @@ static struct vhu_opts vopts[MAX_VHOST];
 static char *vtags[MAX_VHOST];
 static char *vargs[MAX_VHOST]; /* strdup'd arguments vtags point into */
 static struct vhu_server *vhosts[MAX_VHOST] = {0};
+/* --busy-poll for the vhost-user devices: one group for all of them */
+static struct bp_group vhost_bp;
 static const char *default_tag = DEFAULT_TAG;
 static int nvhost = 0;
 static int nexports = 0;
@@ -1051,8 +1055,12 @@ stage_transports(void)
         log_info("listening on %s", listens[i]);
     }
     unwind = UNWIND_ALL;
+    bp_group_init(&vhost_bp, limits.busy_poll_us);
     for (int i = 0; i < nvhost; i++) {
-        int err = vhu_server_new(srv, &vopts[i], &vhosts[i]);
+        int err;
+
+        vopts[i].bp = &vhost_bp;
+        err = vhu_server_new(srv, &vopts[i], &vhosts[i]);
 
         if (err < 0) {
             fprintf(stderr, "virtfsd: vhost-user %s: %s\n",
