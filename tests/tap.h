@@ -4,6 +4,7 @@
  *
  *   tap_ok(cond, "fmt", ...)  -> "ok N - ..." or "not ok N - ..."
  *   tap_todo(cond, name, why) -> the same with "# TODO why" (does not fail)
+ *   tap_skip(name, why)       -> "ok N - name # SKIP why" (counted as skipped)
  *   tap_done()                -> prints the plan and "# N passed, N failed",
  *                                returns the process exit status.
  */
@@ -53,6 +54,15 @@ tap_todo(bool cond, const char *name, const char *why)
 {
     tap_n++;
     printf("%sok %d - %s # TODO %s\n", cond ? "" : "not ", tap_n, name, why);
+    fflush(stdout);
+}
+
+/* A TAP "# SKIP" line: not run here (a harness reports it as skipped). */
+__attribute__((unused)) static void
+tap_skip(const char *name, const char *why)
+{
+    tap_n++;
+    printf("ok %d - %s # SKIP %s\n", tap_n, name, why);
     fflush(stdout);
 }
 

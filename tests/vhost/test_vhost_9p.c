@@ -332,6 +332,7 @@ main(void)
         unsigned long total = 0;
         unsigned good = 0;
         unsigned long spins;
+        bool vg = getenv("VIRTFS_TEST_VALGRIND") != NULL;
 
         bp_group_init(&grp, 200);
         snprintf(sock2, sizeof(sock2), "%s.bp.sock", export_dir);
@@ -344,20 +345,30 @@ main(void)
         tg = fe_alloc(&f, 4096);
         rg = fe_alloc(&f, 4096);
         tap_ok(session(&f, tg, rg), "busy-poll: Tversion + Tattach");
-        /* a loaded machine may pause the spinning (preemptions): up to
-         * five rounds to see it work */
-        for (int round = 0; round < 5; round++) {
-            good += getattr_loop(&f, tg, rg, 2000, 0);
-            total += 2000;
-            if (atomic_load(&grp.spins) > 0 && f.unkicked * 4 >= total) {
+        /* at least a quarter of the requests caught spinning and not
+         * kicked; a loaded machine may pause the spinning (preemptions):
+         * up to five rounds to see it work */
+        for (int round = 0; round < (vg ? 1 : 5); round++) {
+            good += getattr_loop(&f, tg, rg, vg ? 200 : 2000, 0);
+            total += vg ? 200 : 2000;
+            if (atomic_load(&grp.spins) * 4 >= total &&
+                f.unkicked * 4 >= total) {
                 break;
             }
         }
         tap_ok(good == total, "busy-poll: %u of %lu replies", good, total);
-        tap_ok(atomic_load(&grp.spins) > 0 && f.unkicked * 4 >= total,
-               "busy-poll: requests taken without a kick (%lu spins; %lu "
-               "kicks, %lu not needed)",
-               atomic_load(&grp.spins), f.kicks, f.unkicked);
+        if (vg) {
+            /* valgrind runs one thread at a time: the front-end cannot
+             * publish while the device spins */
+            tap_skip("busy-poll: requests taken without a kick",
+                     "under valgrind");
+        } else {
+            tap_ok(atomic_load(&grp.spins) * 4 >= total &&
+                       f.unkicked * 4 >= total,
+                   "busy-poll: requests taken without a kick (%lu spins; %lu "
+                   "kicks, %lu not needed)",
+                   atomic_load(&grp.spins), f.kicks, f.unkicked);
+        }
         spins = atomic_load(&grp.spins);
         usleep(300000);
         spins = atomic_load(&grp.spins) - spins;
