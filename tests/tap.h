@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-static int tap_n, tap_failed;
+static int tap_n, tap_failed, tap_skipped;
 
 __attribute__((format(printf, 2, 3), unused)) static bool
 tap_ok(bool cond, const char *fmt, ...)
@@ -62,6 +62,7 @@ __attribute__((unused)) static void
 tap_skip(const char *name, const char *why)
 {
     tap_n++;
+    tap_skipped++;
     printf("ok %d - %s # SKIP %s\n", tap_n, name, why);
     fflush(stdout);
 }
@@ -69,8 +70,13 @@ tap_skip(const char *name, const char *why)
 __attribute__((unused)) static int
 tap_done(void)
 {
-    printf("1..%d\n# %d passed, %d failed\n", tap_n, tap_n - tap_failed,
-           tap_failed);
+    if (tap_skipped) {
+        printf("1..%d\n# %d passed, %d skipped, %d failed\n", tap_n,
+               tap_n - tap_failed - tap_skipped, tap_skipped, tap_failed);
+    } else {
+        printf("1..%d\n# %d passed, %d failed\n", tap_n, tap_n - tap_failed,
+               tap_failed);
+    }
     return tap_failed ? 1 : 0;
 }
 

@@ -267,11 +267,11 @@ submit(struct vhu_dev *d, struct vq_elem *e, bool alone)
 }
 
 /*
- * Busy-poll: the ring is empty and notifications are still off.  If the
- * rules allow (util/busypoll.h) and no request of this device is still
- * being served (the guest waits for nothing of ours: its next request
- * may be at hand), watch the ring's index for the window.  True if a
- * chain arrived.
+ * Busy-poll: the ring is empty and not yet re-armed (with EVENT_IDX the
+ * guest does not kick meanwhile).  If the rules allow (util/busypoll.h)
+ * and no request of this device is still being served (the guest waits
+ * for nothing of ours: its next request may be at hand), watch the ring's
+ * index for the window.  True if a chain arrived.
  */
 static bool
 ring_spin(struct vhu_dev *d, struct vq *vq)
