@@ -310,6 +310,70 @@ test_paused(struct backend *be, struct be_node *root, bool on)
     dcoll_free(&c2);
 }
 
+/* A listing read whole for the cache is charged to the session while it
+ * is read: a session whose budget cannot hold it gets the usual listing,
+ * exact, and the cache is not filled; one whose budget can, fills it. */
+static void
+test_session_budget(struct backend *be, struct be_node *root, bool on)
+{
+    struct be_budget mem = {.max = 16u << 10};
+    struct be_limits lim = {.mem = &mem};
+    struct dcoll c = {0};
+    struct be_node *d = NULL;
+    struct be_handle *h;
+    unsigned long f0;
+    unsigned long h0;
+    int err;
+
+    make_files("sb", 1500, "entry-of-a-budget-test-");
+    usleep(200000);
+    walkp(be, root, "sb", &d);
+    f0 = atomic_load(&pt_be(be)->st_dc_fills);
+    h = xopen(be, d, &lim);
+    dcoll_free(&c);
+    err = h != NULL ? dcoll_all(be, h, &c, 0) : -EIO;
+    tap_ok(err == 0 && c.count == 1502 && exact(&c, "sb") &&
+               atomic_load(&pt_be(be)->st_dc_fills) == f0,
+           "a 16 KiB session budget: listed exact (%zu), the cache not "
+           "filled (%lu fills)",
+           c.count, atomic_load(&pt_be(be)->st_dc_fills) - f0);
+    if (h != NULL) {
+        OPS(be)->close(be, h);
+    }
+    tap_ok(atomic_load(&mem.used) == 0, "and nothing left charged (%llu)",
+           (unsigned long long)atomic_load(&mem.used));
+
+    mem.max = 1u << 20;
+    h = xopen(be, d, &lim);
+    dcoll_free(&c);
+    err = h != NULL ? dcoll_all(be, h, &c, 0) : -EIO;
+    tap_ok(err == 0 && c.count == 1502 &&
+               (!on || atomic_load(&pt_be(be)->st_dc_fills) == f0 + 1),
+           "a 1 MiB session budget: the listing fills the cache (%lu)%s",
+           atomic_load(&pt_be(be)->st_dc_fills) - f0,
+           on ? "" : " # SKIP cache off on this file system");
+    if (h != NULL) {
+        OPS(be)->close(be, h);
+    }
+    tap_ok(atomic_load(&mem.used) == 0, "closed: nothing left charged (%llu)",
+           (unsigned long long)atomic_load(&mem.used));
+
+    mem.max = 16u << 10;
+    h0 = hits(be);
+    h = xopen(be, d, &lim);
+    dcoll_free(&c);
+    err = h != NULL ? dcoll_all(be, h, &c, 0) : -EIO;
+    tap_ok(err == 0 && c.count == 1502 && exact(&c, "sb") &&
+               (!on || hits(be) == h0 + 1),
+           "the 16 KiB session then lists it from the cache (%lu hit)%s",
+           hits(be) - h0, on ? "" : " # SKIP cache off on this file system");
+    if (h != NULL) {
+        OPS(be)->close(be, h);
+    }
+    OPS(be)->node_put(be, d);
+    dcoll_free(&c);
+}
+
 /* A small cache: a directory larger than a snapshot may be is listed the
  * usual way, every time exact; the cache keeps within its bytes. */
 static void
@@ -408,6 +472,7 @@ main(void)
     test_same_tick(be, root);
     test_replaced(be, root);
     test_paused(be, root, on);
+    test_session_budget(be, root, on);
     test_small_cache(on);
 
     OPS(be)->node_put(be, root);

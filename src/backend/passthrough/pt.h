@@ -378,8 +378,13 @@ void pt_dircache_free(struct pt_backend *pb);
  * reference); 0: none, pt_dircache_fill may make one; -1: do not try. */
 int pt_dircache_get(struct pt_backend *pb, const struct stat *st,
                     struct pt_dirsnap **out);
+/* Read the directory whole into a new snapshot (the cache keeps it if it
+ * may).  Its buffer is charged to 'mem' as it grows (no snapshot if the
+ * budget cannot hold it); the snapshot's length (pt_dirsnap_data) stays
+ * charged for the caller to uncharge. */
 struct pt_dirsnap *pt_dircache_fill(struct pt_backend *pb, int fd,
-                                    const struct stat *st);
+                                    const struct stat *st,
+                                    struct be_budget *mem);
 void pt_dirsnap_put(struct pt_dirsnap *s);
 const char *pt_dirsnap_data(const struct pt_dirsnap *s, long *len);
 int pt_readdir(struct backend *be, struct be_handle *h, uint64_t offset,

@@ -170,7 +170,10 @@ pt_dir_from_cache(struct pt_backend *pb, struct be_handle *h)
     h->dvalid = false;
     r = pt_dircache_get(pb, &st, &snap);
     if (r == 0) {
-        snap = pt_dircache_fill(pb, h->fd, &st);
+        /* charged to the session while it is read, and then its length
+         * while the handle holds it (like a paused listing) */
+        snap = pt_dircache_fill(pb, h->fd, &st, h->lim.mem);
+        h->dsnap_charged = snap != NULL;
     }
     if (snap != NULL) {
         h->dsnap = snap;

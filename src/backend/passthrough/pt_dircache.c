@@ -311,7 +311,8 @@ dc_insert(struct pt_backend *pb, struct pt_dirsnap *s)
  * position of fd is undefined).
  */
 struct pt_dirsnap *
-pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
+pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st,
+                 struct be_budget *mem)
 {
     size_t one_max =
         pb->dc_max / 4 < PT_DC_ONE_MAX ? pb->dc_max / 4 : PT_DC_ONE_MAX;
@@ -359,8 +360,13 @@ pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
             if (ncap - s->len < PT_DC_ROOM) {
                 goto too_big;
             }
+            /* the session pays for the buffer while it fills */
+            if (!be_budget_charge(mem, ncap - cap)) {
+                goto fail;
+            }
             nd = realloc(s->data, ncap);
             if (nd == NULL) {
+                be_budget_uncharge(mem, ncap - cap);
                 goto fail;
             }
             s->data = nd;
@@ -383,15 +389,19 @@ pt_dircache_fill(struct pt_backend *pb, int fd, const struct stat *st)
         st2.st_ino == s->ino) {
         dc_insert(pb, s);
     }
+    be_budget_uncharge(mem, cap - s->len); /* the length stays charged */
     return s;
 
 too_big:
     /* remember that, until the directory changes */
     free(s->data);
     s->data = NULL;
+    be_budget_uncharge(mem, cap);
+    cap = 0;
     s->len = 0;
     dc_insert(pb, s);
 fail:
+    be_budget_uncharge(mem, cap);
     pt_dirsnap_put(s);
     return NULL;
 }
