@@ -129,7 +129,9 @@ struct xp_loop {
     atomic_bool last_gone;
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
-    struct bp_group bp; /* --busy-poll (see util/busypoll.h) */
+    struct bp_group bp;       /* --busy-poll (see util/busypoll.h) */
+    void (*stats_fn)(void *); /* xp_loop_on_stats */
+    void *stats_arg;
     bool have_last;
     pthread_mutex_t open_lock;
     struct xconn *open; /* connections whose thread runs (open_lock) */
@@ -193,6 +195,13 @@ unsigned long
 xp_loop_busy_polls(struct xp_loop *loop)
 {
     return atomic_load(&loop->bp.spins);
+}
+
+void
+xp_loop_on_stats(struct xp_loop *loop, void (*fn)(void *), void *arg)
+{
+    loop->stats_fn = fn;
+    loop->stats_arg = arg;
 }
 
 void
@@ -1036,6 +1045,11 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
             *stats = 0;
             log_force(true); /* asked for: shown whatever --log-level */
             p9s_server_dump_stats(loop->srv);
+            log_info("stats: busy-poll: %lu spins on connection threads",
+                     atomic_load(&loop->bp.spins));
+            if (loop->stats_fn != NULL) {
+                loop->stats_fn(loop->stats_arg);
+            }
             log_force(false);
         }
         bool paused = false;

@@ -49,13 +49,16 @@ struct xp_limits {
     unsigned frame_timeout; /* seconds; 0 = none */
     /* µs a connection thread polls without sleeping before it sleeps in
      * poll(), while requests arrive within that window and from this
-     * connection alone (see xconn_spin in stream.c); 0 = off (the zero
+     * connection alone (see util/busypoll.h); 0 = off (the zero
      * value; virtfsd's default is XP_DEFAULT_BUSY_POLL). */
     unsigned busy_poll_us;
 };
 
 /* How many busy-poll spins connection threads have started (tests). */
 unsigned long xp_loop_busy_polls(struct xp_loop *loop);
+/* Also call fn(arg) when xp_loop_run logs the stats (the daemon's other
+ * counters: its vhost-user devices).  Set before running. */
+void xp_loop_on_stats(struct xp_loop *loop, void (*fn)(void *), void *arg);
 
 struct xp_loop *xp_loop_new(struct p9s_server *srv);
 /* Set before adding listeners and connections. */

@@ -104,6 +104,10 @@ start d5 --vhost-user "$VS"
 D5=$LASTPID
 wait_log "$T/d5.log" "vhost-user virtio-9p device on"
 check "a stale vhost-user socket is replaced" "kill -0 $D5 && grep -q 'device on $VS' '$T/d5.log'"
+kill -USR1 "$D5"
+wait_log "$T/d5.log" "spins on vhost-user"
+check "stats of a vhost-user daemon count its devices' busy-poll spins" \
+    "grep -q 'stats: busy-poll: [0-9]* spins on vhost-user device threads' '$T/d5.log'"
 kill -TERM "$D5"; wait "$D5" 2>/dev/null
 printf 'x' >"$T/plain"
 ok "--listen on an existing regular file is refused" \
@@ -149,6 +153,9 @@ check "--trace lines are written at --log-level warn" \
 wait_log "$T/d6.log" "stats:"
 check "--stats lines are written at --log-level warn" "grep -q 'stats:' '$T/d6.log'"
 check "--log-level warn still hides info lines" "! grep -q 'listening on' '$T/d6.log'"
+wait_log "$T/d6.log" "listing cache:"
+check "--stats counts busy-poll spins and the listing cache" \
+    "grep -q 'stats: busy-poll: [0-9]* spins on connection threads' '$T/d6.log' && grep -q 'stats: passthrough listing cache: [0-9]* listings served' '$T/d6.log'"
 kill -TERM "$D6"; wait "$D6" 2>/dev/null
 S3=$T/s3
 start d7 --listen "unix:$S3" --log-level error

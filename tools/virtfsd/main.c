@@ -396,6 +396,17 @@ static char *vargs[MAX_VHOST]; /* strdup'd arguments vtags point into */
 static struct vhu_server *vhosts[MAX_VHOST] = {0};
 /* --busy-poll for the vhost-user devices: one group for all of them */
 static struct bp_group vhost_bp;
+
+/* --stats: what the stream loop does not know of */
+static void
+log_vhost_stats(void *arg)
+{
+    (void)arg;
+    if (vhosts[0] != NULL) {
+        log_info("stats: busy-poll: %lu spins on vhost-user device threads",
+                 atomic_load(&vhost_bp.spins));
+    }
+}
 static const char *default_tag = DEFAULT_TAG;
 static int nvhost = 0;
 static int nexports = 0;
@@ -1039,6 +1050,7 @@ stage_transports(void)
     }
     unwind = UNWIND_LISTENERS;
     xp_loop_set_limits(loop, &limits);
+    xp_loop_on_stats(loop, log_vhost_stats, NULL);
     for (int i = 0; i < nlisten; i++) {
         char msg[256];
         int fd = xp_listen(listens[i], &listen_ids[i], msg, sizeof(msg));
