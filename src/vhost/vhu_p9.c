@@ -280,7 +280,11 @@ ring_spin(struct vhu_dev *d, struct vq *vq)
     uint64_t t;
     bool caught;
 
-    if (d->bp == NULL || atomic_load(&d->inflight) != 0) {
+    /* a stopped ring (GET_VRING_BASE) has no avail pointer; this thread
+     * handles the messages that start and stop it, so it stays as it is
+     * while we spin */
+    if (d->bp == NULL || atomic_load(&d->inflight) != 0 ||
+        !vq_is_started(vq)) {
         return false;
     }
     end = bp_spin_begin(d->bp, &d->bps);

@@ -143,8 +143,8 @@ void vq_push(struct vq_elem *e, size_t len);
 bool vq_enable_notify(struct vq *vq);
 /*
  * Has the driver published a chain we have not popped?  A cheap look for
- * busy-poll (no lock, no check: vq_pop decides).  Device thread only, on a
- * started ring.
+ * busy-poll (no lock, no check: vq_pop decides).  Device thread only, and
+ * only on a started ring (a stopped one has no avail pointer).
  */
 bool vq_avail_pending(const struct vq *vq);
 

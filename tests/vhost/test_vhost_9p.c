@@ -382,6 +382,35 @@ main(void)
                "busy-poll: requests 20 ms apart are not waited for (%lu "
                "spins for 20)",
                spins);
+        /* a front-end that takes the rings out of guest memory (a new
+         * table without them: the ring stops, its kick stays), then
+         * kicks at once: the device must not look at the stopped ring,
+         * whose pointers were into the old, unmapped table */
+        good = getattr_loop(&f, tg, rg, 200, 0);
+        {
+            struct vhu_mem_table mt = {.nregions = 1};
+            uint64_t feat = 0;
+            int ack;
+
+            mt.regions[0] =
+                (struct vhu_mem_desc){.gpa = FE_REGION,
+                                      .size = FE_REGION,
+                                      .uaddr = (uintptr_t)f.ram + FE_REGION,
+                                      .mmap_offset = FE_REGION};
+            ack = fe_ack(&f, VHU_SET_MEM_TABLE, &mt, 8 + 32, &f.memfd, 1);
+            /* kicks 100 us apart: each wake comes within the window
+             * (a spin may start whenever no pause holds it back) */
+            for (int i = 0; i < 200; i++) {
+                fe_kick(&f);
+                usleep(100);
+            }
+            tap_ok(good == 200 &&
+                       fe_get_u64(&f, VHU_GET_FEATURES, &feat) == 0 &&
+                       feat != 0,
+                   "busy-poll: kicks on a ring stopped by a table without it "
+                   "(ack %d): the device still answers",
+                   ack);
+        }
         fe_close(&f);
         vhu_server_free(vs2);
     }
