@@ -280,9 +280,9 @@ ring_spin(struct vhu_dev *d, struct vq *vq)
     uint64_t t;
     bool caught;
 
-    /* a stopped ring (GET_VRING_BASE) has no avail pointer; this thread
-     * handles the messages that start and stop it, so it stays as it is
-     * while we spin */
+    /* a stopped ring (GET_VRING_BASE, or moved out of guest memory) has
+     * no valid avail pointer; this thread handles the messages that start
+     * and stop it, so it stays as it is while we spin */
     if (d->bp == NULL || atomic_load(&d->inflight) != 0 ||
         !vq_is_started(vq)) {
         return false;
