@@ -283,8 +283,7 @@ ring_spin(struct vhu_dev *d, struct vq *vq)
     /* a stopped ring (GET_VRING_BASE, or moved out of guest memory) has
      * no valid avail pointer; this thread handles the messages that start
      * and stop it, so it stays as it is while we spin */
-    if (d->bp == NULL || atomic_load(&d->inflight) != 0 ||
-        !vq_is_started(vq)) {
+    if (d->bp == NULL || atomic_load(&d->inflight) != 0 || !vq_is_started(vq)) {
         return false;
     }
     end = bp_spin_begin(d->bp, &d->bps);
