@@ -158,12 +158,15 @@ check "--stats counts busy-poll spins and the listing cache" \
     "grep -q 'stats: busy-poll: [0-9]* spins on connection threads' '$T/d6.log' && grep -q 'stats: passthrough listing cache: [0-9]* listings served' '$T/d6.log'"
 kill -TERM "$D6"; wait "$D6" 2>/dev/null
 S3=$T/s3
-start d7 --listen "unix:$S3" --log-level error
+start d7 --listen "unix:$S3" --log-level error --dir-cache 0
 D7=$LASTPID
 wait_sock "$S3"
 kill -USR1 "$D7"
 wait_log "$T/d7.log" "stats:"
 check "SIGUSR1 stats are written at --log-level error" "grep -q 'stats:' '$T/d7.log'"
+wait_log "$T/d7.log" "listing cache:"
+check "--dir-cache 0: the stats say the listing cache is off" \
+    "grep -q 'stats: passthrough listing cache: off' '$T/d7.log'"
 
 # ---- #10: peer strings cannot forge or hide log lines ----------------------
 ANAME=$(printf 'x\nvirtfs: error: FORGED\033[2J\r\342\200\256')

@@ -374,6 +374,8 @@ struct pt_dirsnap;
 #define PT_DIRCACHE_DEFAULT (16L * 1024 * 1024)
 int pt_dircache_init(struct pt_backend *pb, long max);
 void pt_dircache_free(struct pt_backend *pb);
+/* Log its counters (virtfsd --stats). */
+void pt_dircache_log_stats(struct pt_backend *pb);
 /* 1: *out is the cached listing of the directory st describes (a
  * reference); 0: none, pt_dircache_fill may make one; -1: do not try. */
 int pt_dircache_get(struct pt_backend *pb, const struct stat *st,

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/log.h"
+
 #define PT_DC_BUCKETS 1024u
 #define PT_DC_MAX_ENTRIES 4096u
 #define PT_DC_RACY_NS 100000000LL /* 100 ms: many clock ticks */
@@ -122,6 +124,21 @@ dc_bucket(dev_t dev, ino_t ino)
     uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
 
     return (size_t)(h >> 32) & (PT_DC_BUCKETS - 1);
+}
+
+void
+pt_dircache_log_stats(struct pt_backend *pb)
+{
+    if (pb->dc == NULL) {
+        log_info("stats: passthrough listing cache: off");
+        return;
+    }
+    pthread_mutex_lock(&pb->dc_lock);
+    log_info("stats: passthrough listing cache: %lu listings served from it, "
+             "%lu directories read whole; %zu listings kept, %zu of %zu bytes",
+             atomic_load(&pb->st_dc_hits), atomic_load(&pb->st_dc_fills),
+             pb->dc_count, pb->dc_bytes, pb->dc_max);
+    pthread_mutex_unlock(&pb->dc_lock);
 }
 
 /* Take s out of the table and the LRU onto the list *gone, whose
@@ -396,8 +413,6 @@ too_big:
     /* remember that, until the directory changes */
     free(s->data);
     s->data = NULL;
-    be_budget_uncharge(mem, cap);
-    cap = 0;
     s->len = 0;
     dc_insert(pb, s);
 fail:

@@ -1065,14 +1065,9 @@ pt_dump_stats(struct backend *be)
     pthread_mutex_lock(&pb->nt_lock);
     nodes = pb->nidle;
     pthread_mutex_unlock(&pb->nt_lock);
-    pthread_mutex_lock(&pb->dc_lock);
-    log_info("stats: passthrough listing cache: %lu listings served from it, "
-             "%lu directories read whole; %zu listings kept, %zu of %zu bytes",
-             atomic_load(&pb->st_dc_hits), atomic_load(&pb->st_dc_fills),
-             pb->dc_count, pb->dc_bytes, pb->dc_max);
-    pthread_mutex_unlock(&pb->dc_lock);
     log_info("stats: passthrough walks by the child index %lu of %lu tried; "
              "idle nodes %zu (at most %zu)",
              atomic_load(&pb->st_walk_fast), atomic_load(&pb->st_walk_probe),
              nodes, pb->idle_max);
+    pt_dircache_log_stats(pb);
 }
