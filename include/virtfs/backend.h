@@ -118,6 +118,17 @@ struct be_limits {
     struct be_budget *fds;
 };
 
+/*
+ * In the 'flags' of open and create, never from the wire: the caller runs
+ * on a thread that must not wait (a transport's own, which has to go on
+ * reading the connection, e.g. a Tflush).  Where the call could wait long
+ * (a lease held by a host process to break, a truncation, an existing
+ * name that create would open, a copy-up), the backend returns -EAGAIN
+ * having changed nothing, and the caller runs it again without the flag
+ * on a worker.  Only backends with be_ops.open_nowait see it.
+ */
+#define BE_OPEN_NOWAIT 0x80000000u
+
 struct be_ops {
     /* -- users ------------------------------------------------------------- */
     /* Resolve the attaching user (uname and/or n_uname, n_uname may be
@@ -157,6 +168,8 @@ struct be_ops {
                   uint32_t flags, uint32_t mode, uint32_t gid,
                   struct be_node **node_out, struct be_handle **out,
                   struct p9_qid *qid, uint32_t *iounit);
+    /* open and create understand BE_OPEN_NOWAIT (see there) */
+    bool open_nowait;
     void (*close)(struct backend *be, struct be_handle *h);
     /*
      * Charge what handle 'h' keeps between requests to 'lim' (see struct

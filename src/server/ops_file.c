@@ -27,11 +27,31 @@ open_wants_write(uint32_t flags)
            (flags & (P9_DOTL_TRUNC | P9_DOTL_CREATE)) != 0;
 }
 
+/*
+ * A request tried on the transport's thread (r->nowait): REQ_REQUEUE if
+ * fid f's backend cannot give up before it would wait, else 0 with
+ * BE_OPEN_NOWAIT added to *flags; the caller turns the backend's -EAGAIN
+ * into REQ_REQUEUE.
+ */
+static int
+nowait_flags(const struct p9s_req *r, const struct fid *f, uint32_t *flags)
+{
+    if (!r->nowait) {
+        return 0;
+    }
+    if (!f->be->ops->open_nowait) {
+        return REQ_REQUEUE;
+    }
+    *flags |= BE_OPEN_NOWAIT;
+    return 0;
+}
+
 int
 op_lopen(struct p9s_req *r)
 {
     struct p9_tlopen *t = &r->t.u.tlopen;
     struct p9_rlopen *o = &r->r.u.rlopen;
+    uint32_t flags = t->flags & ~BE_OPEN_NOWAIT; /* never from the wire */
     struct be_handle *h;
     struct fid_use u;
     struct fid *f;
@@ -42,12 +62,16 @@ op_lopen(struct p9s_req *r)
         return err;
     }
     f = u.f;
-    if (f->ex->readonly && open_wants_write(t->flags)) {
+    if (f->ex->readonly && open_wants_write(flags)) {
         err = -EROFS;
         goto out_put;
     }
-    err = BE_CALL(f, open, u.node, t->flags, &h, &o->qid, &o->iounit);
-    if (err < 0) {
+    err = nowait_flags(r, f, &flags);
+    if (err == 0) {
+        err = BE_CALL(f, open, u.node, flags, &h, &o->qid, &o->iounit);
+    }
+    if (err < 0 || err == REQ_REQUEUE) {
+        err = err == -EAGAIN && r->nowait ? REQ_REQUEUE : err;
         goto out_put;
     }
     pthread_mutex_lock(&f->lock);
@@ -64,7 +88,7 @@ op_lopen(struct p9s_req *r)
         goto out_put;
     }
     f->h = h;
-    f->open_flags = t->flags;
+    f->open_flags = flags & ~BE_OPEN_NOWAIT;
     f->kind = (o->qid.type & P9_QTDIR) ? FID_DIR : FID_FILE;
     pthread_mutex_unlock(&f->lock);
 
@@ -78,6 +102,7 @@ op_lcreate(struct p9s_req *r)
 {
     struct p9_tlcreate *t = &r->t.u.tlcreate;
     struct p9_rlcreate *o = &r->r.u.rlcreate;
+    uint32_t flags = t->flags & ~BE_OPEN_NOWAIT; /* never from the wire */
     char name[NAME_MAX + 1];
     struct be_handle *h;
     struct be_node *n;
@@ -102,9 +127,13 @@ op_lcreate(struct p9s_req *r)
         err = conn_fds_full(r->conn);
         goto out_put;
     }
-    err = BE_CALL(f, create, u.node, name, t->flags, t->mode, t->gid, &n, &h,
-                  &o->qid, &o->iounit);
-    if (err < 0) {
+    err = nowait_flags(r, f, &flags);
+    if (err == 0) {
+        err = BE_CALL(f, create, u.node, name, flags, t->mode, t->gid, &n, &h,
+                      &o->qid, &o->iounit);
+    }
+    if (err < 0 || err == REQ_REQUEUE) {
+        err = err == -EAGAIN && r->nowait ? REQ_REQUEUE : err;
         goto out_put;
     }
     /* the fid now stands for the new, open file */
@@ -128,7 +157,7 @@ op_lcreate(struct p9s_req *r)
     old = f->node;
     f->node = n;
     f->h = h;
-    f->open_flags = t->flags;
+    f->open_flags = flags & ~BE_OPEN_NOWAIT;
     f->kind = FID_FILE;
     pthread_mutex_unlock(&f->lock);
     f->be->ops->node_put(f->be, old);

@@ -152,6 +152,22 @@ req_may_block(const struct p9s_req *r, const struct op_desc *op)
     return true;
 }
 
+/*
+ * The two that may block only rarely (Tlopen, Tlcreate without O_EXCL):
+ * on the transport's thread they are tried without waiting when the
+ * backend can give up before it would wait (BE_OPEN_NOWAIT); the usual
+ * open of a file then costs no hand-over to a worker.
+ */
+static bool
+req_try_nowait(struct p9s_req *r)
+{
+    if (r->t.type != P9_TLOPEN && r->t.type != P9_TLCREATE) {
+        return false;
+    }
+    r->nowait = true;
+    return true;
+}
+
 static void
 trace_request(struct p9s_req *r)
 {
@@ -272,11 +288,12 @@ p9s_conn_submit_flags(struct p9s_conn *c, const struct iovec *iov, int iovcnt,
     /* route */
     /* here: P9F_INLINE messages (Tversion orders the session, Tflush parks
      * itself), and a request alone on its connection that cannot block (no
-     * hand-over); the rest goes to the pool */
+     * hand-over) or is tried without waiting; the rest goes to the pool */
     op = &op_table[r->t.type];
     if (r->decode_err == 0 &&
         ((op->flags & P9F_INLINE) ||
-         ((flags & P9S_SUBMIT_INLINE) && !req_may_block(r, op)))) {
+         ((flags & P9S_SUBMIT_INLINE) &&
+          (!req_may_block(r, op) || req_try_nowait(r))))) {
         p9s_dispatch(r);
     } else {
         workq_push(c->srv, r);
@@ -299,6 +316,21 @@ req_start(struct p9s_req *r)
     r->worker = pthread_self();
     pthread_mutex_unlock(&c->lock);
     return !flushed;
+}
+
+/* 'r' (tried with nowait, unchanged) would wait: a worker runs it again.
+ * A Tflush cannot have come in between: it would be read by the thread
+ * that ran 'r'. */
+static void
+req_requeue(struct p9s_req *r)
+{
+    struct p9s_conn *c = r->conn;
+
+    pthread_mutex_lock(&c->lock);
+    r->nowait = false;
+    r->state = REQ_QUEUED;
+    pthread_mutex_unlock(&c->lock);
+    workq_push(c->srv, r);
 }
 
 static bool
@@ -345,6 +377,10 @@ p9s_dispatch(struct p9s_req *r)
         err = op->fn(r);
         if (err == REQ_DEFERRED) {
             return; /* answered when the request it waits for is done */
+        }
+        if (err == REQ_REQUEUE) {
+            req_requeue(r);
+            return;
         }
     }
     p9s_respond(r, err);

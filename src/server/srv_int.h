@@ -99,6 +99,10 @@ int fid_xbuf_reserve(struct fid *f, uint64_t want);
 
 /* ---- requests --------------------------------------------------------- */
 
+/* A handler running with r->nowait that would have to wait returns this,
+ * having changed nothing: the request runs again on a worker. */
+#define REQ_REQUEUE 2
+
 /* Where a request is, as seen by Tflush (protected by conn->lock). */
 enum req_state {
     REQ_QUEUED,   /* waiting for a worker */
@@ -132,6 +136,9 @@ struct p9s_req {
     struct p9s_req *flush_next;
     pthread_t worker; /* valid while RUNNING */
     bool responded;
+    /* runs on the transport's thread: an open or create that could wait
+     * is given up (BE_OPEN_NOWAIT) and moved to a worker (REQ_REQUEUE) */
+    bool nowait;
     struct timespec start;
     /* links */
     struct p9s_req *tag_next; /* conn's in-flight hash (conn->lock) */

@@ -218,20 +218,38 @@ raw_clunk(int fd, uint32_t fid)
     raw_rpc(fd, &t, 5);
 }
 
-/* Tlcreate (or, with name NULL, Tlopen) on a clone of dirfid: the reply's
- * type, or -1. */
+/* Twalk of one name (NULL: a clone) from dirfid to newfid: 0 or -1. */
+static int
+raw_walk(int fd, uint32_t dirfid, uint32_t newfid, const char *name)
+{
+    struct p9_fcall t;
+
+    if (name == NULL) {
+        return raw_clone(fd, dirfid, newfid);
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TWALK;
+    t.u.twalk.fid = dirfid;
+    t.u.twalk.newfid = newfid;
+    t.u.twalk.nwname = 1;
+    t.u.twalk.wname[0] = th_str(name);
+    return raw_rpc(fd, &t, 3) == P9_RWALK ? 0 : -1;
+}
+
+/* Tlcreate of 'name' in dirfid (on a clone), or with create false Tlopen
+ * of dirfid's 'name' (NULL: dirfid itself): the reply's type, or -1. */
 static int
 raw_open(int fd, uint32_t dirfid, uint32_t newfid, const char *name,
-         uint32_t flags)
+         bool create, uint32_t flags)
 {
     struct p9_fcall t;
     int type;
 
-    if (raw_clone(fd, dirfid, newfid) < 0) {
+    if (raw_walk(fd, dirfid, newfid, create ? NULL : name) < 0) {
         return -1;
     }
     memset(&t, 0, sizeof(t));
-    if (name != NULL) {
+    if (create) {
         t.type = P9_TLCREATE;
         t.u.tlcreate.fid = newfid;
         t.u.tlcreate.name = th_str(name);
@@ -248,6 +266,12 @@ raw_open(int fd, uint32_t dirfid, uint32_t newfid, const char *name,
     return type;
 }
 
+/*
+ * Routing of Tlcreate: one with O_EXCL cannot wait and runs on the
+ * connection thread; one without is tried there without waiting
+ * (BE_OPEN_NOWAIT): a new file is made there, while an existing name
+ * (whose open may wait for a lease) moves to a worker.
+ */
 static void
 test_lcreate_routing(int fd)
 {
@@ -261,24 +285,149 @@ test_lcreate_routing(int fd)
     tap_ok(type == P9_RGETATTR, "lcreate/getattr_ok");
 
     create_thread = (pthread_t)0;
-    type = raw_open(fd, 1, 10, "excl",
+    type = raw_open(fd, 1, 10, "excl", true,
                     P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL);
     tap_ok(type == P9_RLCREATE, "lcreate/excl_ok (%d)", type);
     tap_ok(pthread_equal(create_thread, conn_thread),
            "lcreate/excl_runs_on_the_connection_thread");
 
     create_thread = (pthread_t)0;
-    type = raw_open(fd, 1, 11, "noexcl", P9_DOTL_WRONLY | P9_DOTL_CREATE);
-    tap_ok(type == P9_RLCREATE, "lcreate/noexcl_ok (%d)", type);
+    type = raw_open(fd, 1, 11, "noexcl", true, P9_DOTL_WRONLY | P9_DOTL_CREATE);
+    tap_ok(type == P9_RLCREATE, "lcreate/noexcl_new_ok (%d)", type);
+    tap_ok(pthread_equal(create_thread, conn_thread),
+           "lcreate/noexcl_new_runs_on_the_connection_thread");
+
+    create_thread = (pthread_t)0;
+    type = raw_open(fd, 1, 11, "noexcl", true, P9_DOTL_WRONLY | P9_DOTL_CREATE);
+    tap_ok(type == P9_RLCREATE, "lcreate/noexcl_existing_ok (%d)", type);
     tap_ok(create_thread != (pthread_t)0 &&
                !pthread_equal(create_thread, conn_thread),
-           "lcreate/noexcl_goes_to_a_worker (may open a FIFO)");
+           "lcreate/noexcl_existing_goes_to_a_worker (its open may wait)");
 }
 
+static volatile sig_atomic_t lease_broken;
+
 static void
-test_lopen_routing(int fd)
+on_sigio(int sig)
+{
+    (void)sig;
+    lease_broken = 1;
+}
+
+/* Send a T-message without waiting for the reply. */
+static bool
+raw_send(int fd, struct p9_fcall *t, uint16_t tag)
+{
+    size_t len;
+    uint8_t *buf = th_frame(t, tag, &len);
+    bool ok = write(fd, buf, len) == (ssize_t)len;
+
+    free(buf);
+    return ok;
+}
+
+/* The next reply within 'ms': its type (tag in *tag), or -1. */
+static int
+raw_reply(int fd, int ms, uint16_t *tag)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint8_t hdr[7];
+    uint8_t body[512];
+    uint32_t size;
+
+    if (poll(&p, 1, ms) != 1 || !th_read_full(fd, hdr, sizeof(hdr))) {
+        return -1;
+    }
+    size = th_get32(hdr);
+    if (size < 7 || size - 7 > sizeof(body) ||
+        !th_read_full(fd, body, size - 7)) {
+        return -1;
+    }
+    *tag = (uint16_t)(hdr[5] | hdr[6] << 8);
+    return hdr[4];
+}
+
+/*
+ * A host process holds a write lease on a file: a guest's open of it waits
+ * until the lease is given up.  It must wait on a worker: the connection
+ * thread goes on serving the connection meanwhile.
+ */
+static void
+test_lopen_lease(int fd, const char *path, pthread_t conn_thread)
+{
+    struct sigaction sa = {.sa_handler = on_sigio};
+    struct sigaction old;
+    struct p9_fcall t;
+    uint16_t tag = 0;
+    int lfd;
+    int type;
+    int type2;
+    int lease;
+
+    sigaction(SIGIO, &sa, &old);
+    lfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (lfd < 0 || fcntl(lfd, F_SETLEASE, F_WRLCK) < 0) {
+        tap_ok(false, "lopen/lease_taken (%s)", strerror(errno));
+        goto out;
+    }
+    lease_broken = 0;
+    open_thread = (pthread_t)0;
+    if (raw_walk(fd, 1, 14, "leased") < 0) {
+        tap_ok(false, "lopen/lease_walk");
+        goto out;
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLOPEN;
+    t.u.tlopen.fid = 14;
+    t.u.tlopen.flags = P9_DOTL_RDONLY;
+    raw_send(fd, &t, 4);
+    for (int i = 0; i < 200 && !lease_broken; i++) {
+        usleep(10000);
+    }
+    lease = fcntl(lfd, F_GETLEASE);
+    /* during the break, F_GETLEASE gives the lease's target type */
+    tap_ok(lease_broken && lease != F_WRLCK,
+           "lopen/lease_break_started (target %d)", lease);
+    /* the open waits; the connection is served meanwhile */
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TGETATTR;
+    t.u.tgetattr.fid = 1;
+    t.u.tgetattr.request_mask = P9_GETATTR_BASIC;
+    raw_send(fd, &t, 2);
+    type = raw_reply(fd, 2000, &tag);
+    tap_ok(type == P9_RGETATTR && tag == 2,
+           "lopen/leased_open_waits_while_the_connection_is_served (%d, tag "
+           "%u)",
+           type, tag);
+    close(lfd); /* gives the lease up */
+    lfd = -1;
+    type2 = raw_reply(fd, 5000, &tag);
+    tap_ok(type2 == P9_RLOPEN && tag == 4,
+           "lopen/leased_open_answered_after_the_lease (%d, tag %u)", type2,
+           tag);
+    tap_ok(open_thread != (pthread_t)0 &&
+               !pthread_equal(open_thread, conn_thread),
+           "lopen/leased_open_ran_on_a_worker");
+    raw_clunk(fd, 14);
+out:
+    if (lfd >= 0) {
+        close(lfd);
+    }
+    sigaction(SIGIO, &old, NULL);
+}
+
+/*
+ * Routing of Tlopen: an opendir cannot wait and runs on the connection
+ * thread; the open of a regular file is tried there without waiting, and
+ * moves to a worker when it would wait (O_TRUNC, a lease: above) or when
+ * the backend cannot give up before waiting (a blocking FIFO: see
+ * test_malformed's dup_tag).
+ */
+static void
+test_lopen_routing(int fd, const char *exdir)
 {
     pthread_t conn_thread;
+    char path[PATH_MAX];
     int type;
 
     settle();
@@ -287,17 +436,33 @@ test_lopen_routing(int fd)
     conn_thread = getattr_thread;
 
     open_thread = (pthread_t)0;
-    type = raw_open(fd, 1, 12, NULL, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
+    type = raw_open(fd, 1, 12, NULL, false, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
     tap_ok(type == P9_RLOPEN, "lopen/opendir_ok (%d)", type);
     tap_ok(pthread_equal(open_thread, conn_thread),
            "lopen/opendir_runs_on_the_connection_thread");
 
     open_thread = (pthread_t)0;
-    type = raw_open(fd, 1, 13, NULL, P9_DOTL_RDONLY);
+    type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY);
     tap_ok(type == P9_RLOPEN, "lopen/plain_ok (%d)", type);
+    tap_ok(pthread_equal(open_thread, conn_thread),
+           "lopen/plain_runs_on_the_connection_thread");
+
+    open_thread = (pthread_t)0;
+    type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDWR);
+    tap_ok(type == P9_RLOPEN, "lopen/rdwr_ok (%d)", type);
+    tap_ok(pthread_equal(open_thread, conn_thread),
+           "lopen/rdwr_runs_on_the_connection_thread");
+
+    open_thread = (pthread_t)0;
+    type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_WRONLY | P9_DOTL_TRUNC);
+    tap_ok(type == P9_RLOPEN, "lopen/trunc_ok (%d)", type);
     tap_ok(open_thread != (pthread_t)0 &&
                !pthread_equal(open_thread, conn_thread),
-           "lopen/plain_goes_to_a_worker (may open a FIFO)");
+           "lopen/trunc_goes_to_a_worker");
+
+    snprintf(path, sizeof(path), "%s/leased", exdir);
+    close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    test_lopen_lease(fd, path, conn_thread);
 }
 
 static double
@@ -450,7 +615,7 @@ main(int argc, char **argv)
     if (fd >= 0) {
         test_one_read_per_request(fd);
         test_lcreate_routing(fd);
-        test_lopen_routing(fd);
+        test_lopen_routing(fd, exdir);
         close(fd);
     }
     err = th_stop(srv);

@@ -42,6 +42,7 @@ static int th_block_pipe[2] = {-1, -1};
 atomic_int th_block_waiting;     /* workers blocked right now */
 atomic_int th_block_interrupted; /* blocked opens ended by EINTR */
 atomic_int th_block_released;    /* blocked opens ended by a byte */
+atomic_int th_block_nowait;      /* opens given up (BE_OPEN_NOWAIT) */
 /* When set, a blocked open ignores interruption (a slow op that a Tflush
  * cannot cut short: its flushers must wait for it). */
 atomic_bool th_block_uninterruptible;
@@ -56,6 +57,11 @@ th_block_open(struct backend *be, struct be_node *n, uint32_t flags,
         S_ISFIFO(a.mode)) {
         char ch;
         ssize_t r;
+
+        if (flags & BE_OPEN_NOWAIT) {
+            atomic_fetch_add(&th_block_nowait, 1);
+            return -EAGAIN; /* this open would wait: give up */
+        }
 
         atomic_fetch_add(&th_block_waiting, 1);
         do {

@@ -81,12 +81,14 @@ extern int (*th_make_backend)(const struct th_export *ex, struct backend **out);
 extern void (*th_config_hook)(struct p9s_config *cfg);
 
 /* th_block_backend(): workers blocked right now, blocked opens ended by
- * EINTR, blocked opens ended by a byte; when uninterruptible is set, a
- * blocked open ignores interruption (a slow op that a Tflush cannot cut
- * short: its flushers must wait for it). */
+ * EINTR, blocked opens ended by a byte, opens that would have blocked
+ * given up under BE_OPEN_NOWAIT; when uninterruptible is set, a blocked
+ * open ignores interruption (a slow op that a Tflush cannot cut short: its
+ * flushers must wait for it). */
 extern atomic_int th_block_waiting;
 extern atomic_int th_block_interrupted;
 extern atomic_int th_block_released;
+extern atomic_int th_block_nowait;
 extern atomic_bool th_block_uninterruptible;
 
 /* Raw fid numbers of the typed RPC helpers, above the client's own. */

@@ -96,13 +96,21 @@ pt_handle_new(struct pt_backend *pb, struct be_node *n, int fd, int oflags,
     return 0;
 }
 
-/* Open node 'n' for I/O; host flags already converted. */
+/*
+ * Open node 'n' for I/O; host flags already converted.  'nowait'
+ * (BE_OPEN_NOWAIT): -EAGAIN instead of waiting.  An open of a regular file
+ * waits only for the break of a lease a host process holds (O_NONBLOCK
+ * fails with EWOULDBLOCK instead, and starts the break) or for a
+ * truncation; directories and FIFOs never wait (FIFOs are opened
+ * O_NONBLOCK anyway).
+ */
 static int
-pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
+pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags, bool nowait,
              struct be_handle **out, struct p9_qid *qid)
 {
     char proc[PT_PROC_PATH_MAX];
     struct stat st;
+    int xflags = 0;
     int fd;
     int err;
 
@@ -114,6 +122,12 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
     case S_IFREG:
         if (oflags & O_DIRECTORY) {
             return -ENOTDIR;
+        }
+        if (nowait && (oflags & O_TRUNC)) {
+            return -EAGAIN;
+        }
+        if (nowait && !(oflags & O_NONBLOCK)) {
+            xflags = O_NONBLOCK; /* cleared again below */
         }
         break;
     case S_IFDIR:
@@ -139,12 +153,17 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags,
         }
     }
     pt_proc_path(proc, n->fd);
-    fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
+    fd = open(proc, oflags | xflags | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && pt_fd_pressure(pb, -errno, "open")) {
-        fd = open(proc, oflags | O_CLOEXEC | O_NOCTTY);
+        fd = open(proc, oflags | xflags | O_CLOEXEC | O_NOCTTY);
     }
     if (fd < 0) {
-        return -errno;
+        return xflags != 0 && errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+    /* F_SETFL sets O_APPEND and O_NONBLOCK (of our flags): as asked */
+    if (xflags != 0 && fcntl(fd, F_SETFL, oflags & O_APPEND) < 0) {
+        err = -errno;
+        goto out_close;
     }
     if (fstat(fd, &st) < 0) {
         err = -errno;
@@ -178,7 +197,8 @@ pt_open(struct backend *be, struct be_node *n, uint32_t flags,
     if (err < 0) {
         return err;
     }
-    err = pt_open_node(pt_be(be), n, oflags, out, qid);
+    err = pt_open_node(pt_be(be), n, oflags, (flags & BE_OPEN_NOWAIT) != 0, out,
+                       qid);
     if (err < 0) {
         return err;
     }
@@ -265,6 +285,9 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (err != -EEXIST || (flags & P9_DOTL_EXCL)) {
             return err;
         }
+        if (flags & BE_OPEN_NOWAIT) {
+            return -EAGAIN; /* opening what exists may wait (a lease) */
+        }
         pfd = pt_open_child(dir->fd, name, 0);
         if (pfd == -ENOENT) {
             continue; /* removed in between: try creating again */
@@ -279,7 +302,7 @@ pt_create(struct backend *be, struct be_node *dir, const char *name,
         if (n->type == S_IFDIR) {
             err = -EISDIR;
         } else if ((err = pt_pin(pb, n)) >= 0) {
-            err = pt_open_node(pb, n, oflags, out, qid);
+            err = pt_open_node(pb, n, oflags, false, out, qid);
             pt_unpin(pb, n);
         }
         if (err < 0) {

@@ -421,6 +421,7 @@ static const struct be_ops pt_ops = {
     .readlink = pt_op_readlink,
     .open = pt_op_open,
     .create = pt_op_create,
+    .open_nowait = true,
     .close = pt_close,
     .handle_limits = pt_handle_limits,
     .read = pt_op_read,
