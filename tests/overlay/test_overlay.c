@@ -1454,6 +1454,73 @@ test_session_fds(void)
     th_stop(s);
 }
 
+/*
+ * BE_OPEN_NOWAIT (the server's first try of an open on a transport's
+ * thread): what could wait gives -EAGAIN and changes nothing -- a write
+ * open that needs a copy-up, a truncation, a create -- while a read open
+ * of a lower file goes through.  Backend calls, in-process only.
+ */
+static void
+test_nowait(struct backend *be)
+{
+    const struct be_ops *o = be->ops;
+    struct be_node *root = NULL;
+    struct be_node *dir = NULL;
+    struct be_node *n = NULL;
+    struct be_node *nn = NULL;
+    struct be_handle *h = NULL;
+    char up[PATH_MAX];
+    char mk[2][PATH_MAX];
+    struct p9_qid q;
+    struct stat st;
+    uint32_t iou;
+    int err;
+
+    if (o->root(be, &root, &q) < 0 ||
+        o->walk1(be, root, "full", &dir, &q) < 0 ||
+        o->walk1(be, dir, "f", &n, &q) < 0) {
+        tap_ok(false, "nowait: walk to full/f");
+        goto out;
+    }
+    snprintf(up, sizeof(up), "%s/full/f", g_upper);
+    err = o->open(be, n, P9_DOTL_WRONLY | BE_OPEN_NOWAIT, &h, &q, &iou);
+    tap_ok(err == -EAGAIN && lstat(up, &st) < 0,
+           "nowait: a write open that needs a copy-up gives EAGAIN, nothing "
+           "copied (%d)",
+           err);
+    err = o->open(be, n, P9_DOTL_RDONLY | BE_OPEN_NOWAIT, &h, &q, &iou);
+    tap_ok(err == 0, "nowait: a read open of a lower file goes through (%d)",
+           err);
+    if (err == 0) {
+        o->close(be, h);
+    }
+    err = o->open(be, n, P9_DOTL_RDONLY | P9_DOTL_TRUNC | BE_OPEN_NOWAIT, &h,
+                  &q, &iou);
+    tap_ok(err == -EAGAIN, "nowait: a truncating open gives EAGAIN (%d)", err);
+    err = o->create(be, dir, "nw", P9_DOTL_WRONLY | BE_OPEN_NOWAIT, 0644,
+                    (uint32_t)-1, &nn, &h, &q, &iou);
+    snprintf(mk[0], sizeof(mk[0]), "%s/full/nw", g_upper);
+    snprintf(mk[1], sizeof(mk[1]), "%s/full/nw", g_lower);
+    tap_ok(err == -EAGAIN && lstat(mk[0], &st) < 0 && lstat(mk[1], &st) < 0,
+           "nowait: a create gives EAGAIN, nothing made (%d)", err);
+    err = o->open(be, n, P9_DOTL_WRONLY, &h, &q, &iou);
+    tap_ok(err == 0 && lstat(up, &st) == 0,
+           "nowait: without it, the write open copies up (%d)", err);
+    if (err == 0) {
+        o->close(be, h);
+    }
+out:
+    if (n != NULL) {
+        o->node_put(be, n);
+    }
+    if (dir != NULL) {
+        o->node_put(be, dir);
+    }
+    if (root != NULL) {
+        o->node_put(be, root);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1523,6 +1590,10 @@ main(int argc, char **argv)
     tap_ok(err < 0 && p9c_xattr_set(root, "user.overlay.whiteout", "", 0,
                                     P9_XATTR_CREATE) < 0,
            "the client cannot set overlay's own xattrs (%d)", err);
+
+    if (s->nbe > 0) {
+        test_nowait(s->be[0]);
+    }
 
     /* 2. copy-up */
     q = qpath9(root, "a");

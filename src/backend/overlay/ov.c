@@ -1495,6 +1495,7 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
         struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
 {
     struct ov_backend *ob = ov_be(be);
+    bool nowait = (flags & BE_OPEN_NOWAIT) != 0;
     char path[OV_PROC_MAX];
     struct be_handle *h;
     int oflags;
@@ -1511,14 +1512,25 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
     if (S_ISDIR(n->type) && ov_writes(oflags)) {
         return -EISDIR;
     }
+    if (nowait && (oflags & O_TRUNC)) {
+        return -EAGAIN; /* a truncation may take long */
+    }
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
         return -ENOMEM;
     }
     h->fd = -1;
     pthread_mutex_init(&h->lock_mu, NULL);
-    pthread_mutex_lock(&ob->lock);
-    if (ov_writes(oflags)) {
+    /* BE_OPEN_NOWAIT: not behind a copy-up, and none of our own */
+    if (!nowait) {
+        pthread_mutex_lock(&ob->lock);
+    } else if (pthread_mutex_trylock(&ob->lock) != 0) {
+        free(h);
+        return -EAGAIN;
+    }
+    if (ov_writes(oflags) && nowait && n->top != 0) {
+        err = -EAGAIN;
+    } else if (ov_writes(oflags)) {
         err = ov_copy_up(ob, n);
     } else {
         ov_refresh(ob, n);
@@ -1534,10 +1546,18 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
         return err;
     }
     if (S_ISREG(n->type)) {
+        /* BE_OPEN_NOWAIT: a host lease gives EWOULDBLOCK, not a wait */
+        int xflags = nowait && !(oflags & O_NONBLOCK) ? O_NONBLOCK : 0;
+
         ov_proc(path, fd);
-        h->fd = open(path, oflags);
+        h->fd = open(path, oflags | xflags);
+        if (h->fd >= 0 && xflags != 0 &&
+            fcntl(h->fd, F_SETFL, oflags & O_APPEND) < 0) {
+            close(h->fd);
+            h->fd = -1;
+        }
         if (h->fd < 0) {
-            err = -errno;
+            err = xflags != 0 && errno == EWOULDBLOCK ? -EAGAIN : -errno;
             free(h);
             return err;
         }
@@ -1922,6 +1942,9 @@ ov_create(struct backend *be, struct be_node *dir, const char *name,
     struct ov_look lk;
     int err;
 
+    if (flags & BE_OPEN_NOWAIT) {
+        return -EAGAIN; /* creates run on a worker (ob->lock may wait) */
+    }
     pthread_mutex_lock(&ob->lock);
     err = ov_mk(ob, dir, name, &m, &lk);
     if (err == 0) {
@@ -2504,6 +2527,7 @@ static const struct be_ops ov_ops = {
     .readlink = ov_readlink,
     .open = ov_open,
     .create = ov_create,
+    .open_nowait = true,
     .close = ov_close,
     .handle_limits = ov_handle_limits,
     .read = ov_read,
