@@ -10,7 +10,7 @@
 # usage: bench/compare.sh [-b BUILD_DIR] [-p PASSES] [-t SECONDS]
 #            [-c CONNS[,CONNS...]] [-T tcp[,unix]] [-w WORKLOADS]
 #            [-m MSIZE] [-f FILES] [-s SIZE_MIB] [--base OLD_VIRTFSD]
-#            [--no-diod] [--no-ganesha] [-o RESULTS_FILE]
+#            [--no-diod] [--no-ganesha] [--no-floor] [-o RESULTS_FILE]
 #
 # Defaults: 3 passes, 3 s per workload, 1 connection, tcp and unix,
 # workloads stat,create,mixed,readdir,seqread,seqwrite, msize 65536
@@ -19,6 +19,11 @@
 # root.  Each pass starts every server afresh, in a rotated order, so
 # that drift of the machine's load spreads over all of them.
 # VIRTFSD_ARGS adds options to both virtfsd columns.
+# Each pass also measures the floor (BUILD/bench/floor, unless --no-floor):
+# an empty server with virtfsd's thread-per-connection loop and the same
+# closed-loop clients, small requests and replies (as a metadata RPC) with
+# and without a 50 us busy-poll, and with 60 KiB replies or requests (as a
+# seqread or seqwrite Tread/Twrite).  No server can go below it here.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,10 +40,11 @@ size=64
 base=
 use_diod=1
 use_ganesha=1
+use_floor=1
 results=
 
 usage() {
-    sed -n '4,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,27p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -57,6 +63,7 @@ while [ $# -gt 0 ]; do
     --base) base=$2; shift 2 ;;
     --no-diod) use_diod=0; shift ;;
     --no-ganesha) use_ganesha=0; shift ;;
+    --no-floor) use_floor=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; usage 2 >&2 ;;
     esac
@@ -75,6 +82,8 @@ if [ "$(id -u)" != 0 ]; then
     use_ganesha=0
 fi
 [ -x "$diod" ] || use_diod=0
+floor=$build/bench/floor
+[ -x "$floor" ] || use_floor=0
 [ -x "$ganesha" ] || use_ganesha=0
 
 servers="virtfsd"
@@ -85,6 +94,7 @@ servers="virtfsd"
 work=$(mktemp -d "${TMPDIR:-/tmp}/virtfs-compare.XXXXXX")
 [ -n "$results" ] || results=$work/results
 : >"$results"
+: >"$results.floor"
 spid=
 cleanup() {
     [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
@@ -206,6 +216,20 @@ for pass in $(seq "$passes"); do
                     sed "s/^/$s $tr $pass /" >>"$results" || true
                 stop
             done
+            [ "$use_floor" = 1 ] || continue
+            echo "compare.sh: pass $pass floor $tr $conns conn(s)" >&2
+            io=$(( (msize - 24) / 4096 * 4096 ))
+            shapes="small:32:160:0 small:32:160:50"
+            case ",$workloads," in *,seqread,*)
+                shapes="$shapes seqread:32:$io:50" ;; esac
+            case ",$workloads," in *,seqwrite,*)
+                shapes="$shapes seqwrite:$io:160:50" ;; esac
+            for sh in $shapes; do
+                IFS=: read -r name rq rp sp <<<"$sh"
+                "$floor" -T "$tr" -c "$conns" -t "$secs" --req "$rq" \
+                    --reply "$rp" --spin "$sp" 2>>"$work/bench.err" |
+                    sed "s/^/$name spin=$sp $pass /" >>"$results.floor" || true
+            done
         done
     done
 done
@@ -276,4 +300,39 @@ END {
     print "peer (diod, ganesha), vs_base: virtfsd against --base; > 1 favours"
     print "virtfsd for every metric."
 }' "$results"
+if [ -s "$results.floor" ]; then
+    awk '
+function field(key,    i, kv) {
+    for (i = 5; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == key) return kv[2]
+    }
+    return ""
+}
+function med(list,    n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 1; i <= n; i++)
+        for (j = i + 1; j <= n; j++)
+            if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{
+    key = sprintf("%-9s %-7s %-4s c%s", $1, $2, field("tr"), field("conns"))
+    if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }
+    rt[key] = rt[key] " " field("rtt/s")
+    mb[key] = mb[key] " " field("MiB/s")
+    p5[key] = p5[key] " " field("p50_us")
+    cpu[key] = cpu[key] " " field("cpu_us_per_rtt")
+}
+END {
+    print "\nfloor: an empty server, same loop and clients (bench/floor), medians"
+    printf "%-30s %10s %9s %8s %12s\n", "shape spin transport conns", \
+        "rtt/s", "MiB/s", "p50_us", "cpu_us/rtt"
+    for (k = 1; k <= nk; k++)
+        printf "%-30s %10.0f %9.1f %8.1f %12.2f\n", keys[k], med(rt[keys[k]]), \
+            med(mb[keys[k]]), med(p5[keys[k]]), med(cpu[keys[k]])
+    print "small: 32-byte requests, 160-byte replies (a metadata RPC; a stat"
+    print "op is 3 of them, create 4-5); seqread/seqwrite: the I/O size."
+}' "$results.floor"
+fi
 echo "compare.sh: raw results in $results" >&2

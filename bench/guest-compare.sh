@@ -18,7 +18,13 @@
 # rm -rf.  Plus the wall time from QEMU start to power-off.
 #
 #   bench/guest-compare.sh [--kernel 6.1|6.12]... [--cache none|mmap]...
-#                          [--files N] [--runs N] [--virtfsd PATH]
+#                          [--files N] [--runs N] [--virtfsd PATH] [--local]
+#
+# --local adds a third configuration: the same steps on the guest's own
+# tmpfs, no 9P at all.  That is the guest's floor: what the steps cost the
+# guest itself (fork and exec of each command, its VFS, TCG's emulation),
+# which no server can remove; the table then also shows QEMU / tmpfs, the
+# most any server could gain over QEMU's on that step.
 #
 # With --runs N each configuration runs N times (alternating) and the table
 # shows the median.  TCG on a small host varies by +-30 % run to run.
@@ -35,6 +41,7 @@ kernels=()
 caches=()
 files=1000
 runs=1
+local_fs=0
 virtfsd=${VIRTFSD:-}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -45,7 +52,8 @@ while [ $# -gt 0 ]; do
         --files) files=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --virtfsd) virtfsd=$2; shift 2 ;;
-        -h|--help) sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --local) local_fs=1; shift ;;
+        -h|--help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "guest-compare: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -82,7 +90,11 @@ body=$work/body.sh
 cat > "$body" <<'EOF'
 . /job/guest-lib.sh   # t_start/t_end ("T SECONDS STATUS NAME"), q
 Q_TIMEOUT=600
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root,cache=$CACHE $TAG /mnt || exit 1
+if [ "$LOCAL" = 1 ]; then
+    mount -t tmpfs -o size=256m,mode=0755 vfslocal /mnt || exit 1
+else
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=$MSIZE,uname=root,cache=$CACHE $TAG /mnt || exit 1
+fi
 grep " /mnt 9p " /proc/mounts | sed 's/^/# /'
 dd if=/dev/urandom of=/tmp/src bs=1M count=64 2>/dev/null
 mkdir /mnt/w
@@ -111,9 +123,11 @@ EOF
 # "kernel/cache|config|step|secs|st" lines to $work/results.
 run_one() {
     local k=$1 c=$2 cfg=$3 n=$4
-    local exp=$work/exp-$k-$cfg-$n t0 rc out job=$work/job-$c.sh
+    local exp=$work/exp-$k-$cfg-$n t0 rc out job=$work/job-$c-$cfg.sh
+    local is_local=0
+    [ "$cfg" = local ] && is_local=1
     mkdir -p "$exp"
-    { echo "TAG=$TAG MSIZE=$MSIZE FILES=$files CACHE=$c"; cat "$body"; } > "$job"
+    { echo "TAG=$TAG MSIZE=$MSIZE FILES=$files CACHE=$c LOCAL=$is_local"; cat "$body"; } > "$job"
     local -a qa=(-q -object -q "memory-backend-memfd,id=mem,size=$MEM,share=on"
                  -q -machine -q memory-backend=mem)
     if [ "$cfg" = virtfsd ]; then
@@ -123,7 +137,7 @@ run_one() {
         qa=()
         vhost_guest_qargs "$sock" "$TAG" "$MEM"
         qa=("${VHOST_QARGS[@]}")
-    else
+    elif [ "$cfg" = qemu ]; then
         qa+=(-q -fsdev -q "local,id=fs0,path=$exp,security_model=none"
              -q -device -q "virtio-9p-pci,fsdev=fs0,mount_tag=$TAG")
     fi
@@ -154,6 +168,7 @@ for k in "${kernels[@]}"; do
     for c in "${caches[@]}"; do
         for n in $(seq 1 "$runs"); do
             if [ $((n % 2)) = 1 ]; then order="virtfsd qemu"; else order="qemu virtfsd"; fi
+            [ "$local_fs" = 1 ] && order="$order local"
             for cfg in $order; do run_one "$k" "$c" "$cfg" "$n"; done
         done
     done
@@ -182,18 +197,30 @@ declare -A label=([create]="create $files files" [stat]="stat $files files"
 for k in "${kernels[@]}"; do
     for c in "${caches[@]}"; do
         echo
-        printf '| %-28s | %14s | %14s | %8s |\n' "kernel $k, cache=$c" "virtfsd vhost" "QEMU virtio-9p" "ratio"
-        printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------"
+        if [ "$local_fs" = 1 ]; then
+            printf '| %-28s | %14s | %14s | %8s | %11s | %11s |\n' "kernel $k, cache=$c" "virtfsd vhost" "QEMU virtio-9p" "ratio" "guest tmpfs" "QEMU/tmpfs"
+            printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------" "-------------" "-------------"
+        else
+            printf '| %-28s | %14s | %14s | %8s |\n' "kernel $k, cache=$c" "virtfsd vhost" "QEMU virtio-9p" "ratio"
+            printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------" "----------------" "----------"
+        fi
         for s in "${steps[@]}"; do
             a=$(med "$k/$c" virtfsd "$s")
             b=$(med "$k/$c" qemu "$s")
             r=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-            printf '| %-28s | %14s | %14s | %8s |\n' "${label[$s]}" "$a" "$b" "$r"
+            if [ "$local_fs" = 1 ]; then
+                l=$(med "$k/$c" local "$s")
+                m=$(awk -v b="$b" -v l="$l" 'BEGIN { if (b + 0 > 0 && l + 0 > 0) printf "%.2f", b / l; else print "-" }')
+                printf '| %-28s | %14s | %14s | %8s | %11s | %11s |\n' "${label[$s]}" "$a" "$b" "$r" "$l" "$m"
+            else
+                printf '| %-28s | %14s | %14s | %8s |\n' "${label[$s]}" "$a" "$b" "$r"
+            fi
         done
     done
 done
 echo
 echo "ratio = virtfsd / QEMU (below 1: virtfsd faster)"
+[ "$local_fs" = 1 ] && echo "QEMU/tmpfs = the most a server could be faster than QEMU's on that step (the guest's own cost is the rest)"
 if [ "$runs" -gt 1 ]; then
     echo "per-run values (s):"
     awk -F'|' '{ v[$1 " " $2 " " $3] = v[$1 " " $2 " " $3] " " $4 }

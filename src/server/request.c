@@ -165,6 +165,8 @@ req_try_nowait(struct p9s_req *r)
         return false;
     }
     r->nowait = true;
+    atomic_fetch_add_explicit(&r->conn->srv->opens_nowait, 1,
+                              memory_order_relaxed);
     return true;
 }
 
@@ -330,6 +332,7 @@ req_requeue(struct p9s_req *r)
     r->nowait = false;
     r->state = REQ_QUEUED;
     pthread_mutex_unlock(&c->lock);
+    atomic_fetch_add_explicit(&c->srv->opens_requeued, 1, memory_order_relaxed);
     workq_push(c->srv, r);
 }
 

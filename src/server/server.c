@@ -172,6 +172,10 @@ p9s_server_dump_stats(struct p9s_server *srv)
                  (unsigned long long)stats_quantile(s, n, 0.99),
                  (unsigned long long)(atomic_load(&s->max_ns) / 1000));
     }
+    log_info("stats: opens tried on transport threads without waiting: "
+             "%llu, moved to a worker: %llu",
+             (unsigned long long)atomic_load(&srv->opens_nowait),
+             (unsigned long long)atomic_load(&srv->opens_requeued));
     for (int i = 0; i < srv->nexports; i++) {
         struct backend *be = srv->exports[i].be;
 

@@ -212,6 +212,10 @@ struct p9s_server {
     bool started; /* workq_start() ran (p9s_server_start) */
     _Atomic long nconns;
     struct p9s_stat stats[P9_NTYPES]; /* per message type */
+    /* Tlopen/Tlcreate tried on a transport's thread (r->nowait), and those
+     * of them that moved to a worker (REQ_REQUEUE) */
+    atomic_ullong opens_nowait;
+    atomic_ullong opens_requeued;
 };
 
 /* workq.c */

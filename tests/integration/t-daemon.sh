@@ -147,6 +147,9 @@ start d6 --listen "unix:$S2" --log-level warn --trace --stats 1
 D6=$LASTPID
 wait_sock "$S2"
 ok "client against --log-level warn --trace" "$VIRTFS" -s "unix:$S2" ls /
+echo stats >"$EX/stats.txt"
+ok "a file read (a Tlopen tried without waiting)" \
+    "$VIRTFS" -s "unix:$S2" cat /stats.txt
 wait_log "$T/d6.log" "<- Tattach"
 check "--trace lines are written at --log-level warn" \
     "grep -q '<- Tversion' '$T/d6.log' && grep -q -- '-> Rattach' '$T/d6.log'"
@@ -156,6 +159,9 @@ check "--log-level warn still hides info lines" "! grep -q 'listening on' '$T/d6
 wait_log "$T/d6.log" "listing cache:"
 check "--stats counts busy-poll spins and the listing cache" \
     "grep -q 'stats: busy-poll: [0-9]* spins on connection threads' '$T/d6.log' && grep -q 'stats: passthrough listing cache: [0-9]* listings served' '$T/d6.log'"
+wait_log "$T/d6.log" "without waiting: [1-9]"
+check "--stats counts the opens tried without waiting" \
+    "grep -q 'stats: opens tried on transport threads without waiting: [1-9][0-9]*, moved to a worker: 0' '$T/d6.log'"
 kill -TERM "$D6"; wait "$D6" 2>/dev/null
 S3=$T/s3
 start d7 --listen "unix:$S3" --log-level error --dir-cache 0
