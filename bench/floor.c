@@ -57,11 +57,11 @@ static double secs = 2.0;
 static atomic_bool stop_clients;
 
 struct client {
-    int fd;
     pthread_t th;
     uint64_t n;
     uint32_t *lat_us; /* samples, at most MAXSAMPLES */
     size_t nlat;
+    int fd;
     bool failed;
 };
 
@@ -204,6 +204,8 @@ client_main(void *arg)
 
     if (req == NULL || rep == NULL) {
         c->failed = true;
+        free(req);
+        free(rep);
         return NULL;
     }
     put32(req, (uint32_t)req_len);
@@ -408,6 +410,7 @@ main(int argc, char **argv)
     for (int i = 0; i < conns; i++) {
         if (cl[i].failed) {
             fprintf(stderr, "floor: connection %d failed\n", i);
+            free(all);
             return 1;
         }
         total += cl[i].n;
@@ -416,6 +419,7 @@ main(int argc, char **argv)
     }
     if (total == 0 || nall == 0 || cpu0 < 0 || cpu1 < 0) {
         fprintf(stderr, "floor: nothing measured\n");
+        free(all);
         return 1;
     }
     qsort(all, nall, sizeof(uint32_t), cmp_u32);

@@ -1551,13 +1551,14 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
 
         ov_proc(path, fd);
         h->fd = open(path, oflags | xflags);
-        if (h->fd >= 0 && xflags != 0 &&
-            fcntl(h->fd, F_SETFL, oflags & O_APPEND) < 0) {
-            close(h->fd);
-            h->fd = -1;
-        }
         if (h->fd < 0) {
             err = xflags != 0 && errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        } else if (xflags != 0 &&
+                   fcntl(h->fd, F_SETFL, oflags & O_APPEND) < 0) {
+            err = -errno;
+            close(h->fd);
+        }
+        if (err < 0) {
             free(h);
             return err;
         }
