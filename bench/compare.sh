@@ -236,7 +236,10 @@ done
 
 # Table: per workload, transport and connection count, the median (min-max)
 # of each server; ratio = virtfsd median / best peer median (base excluded).
-awk '
+# awk helpers of both tables: field(KEY) of a key=value line (from field
+# 5), med(LIST) the median of a space-separated list (lo, hi: its range)
+# shellcheck disable=SC2016  # awk code: no shell expansion wanted
+awk_lib='
 function field(key,    i, kv) {
     for (i = 5; i <= NF; i++) {
         split($i, kv, "=")
@@ -251,7 +254,8 @@ function med(list,    n, a, i, j, t) {
             if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     lo = a[1]; hi = a[n]
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+}'
+awk "$awk_lib"'
 {
     srv = $1; tr = $2; wl = $4
     conns = field("conns")
@@ -301,21 +305,7 @@ END {
     print "virtfsd for every metric."
 }' "$results"
 if [ -s "$results.floor" ]; then
-    awk '
-function field(key,    i, kv) {
-    for (i = 5; i <= NF; i++) {
-        split($i, kv, "=")
-        if (kv[1] == key) return kv[2]
-    }
-    return ""
-}
-function med(list,    n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 1; i <= n; i++)
-        for (j = i + 1; j <= n; j++)
-            if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+    awk "$awk_lib"'
 {
     key = sprintf("%-9s %-7s %-4s c%s", $1, $2, field("tr"), field("conns"))
     if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }

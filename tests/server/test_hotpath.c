@@ -81,20 +81,30 @@ proc_syscr(void)
     return v;
 }
 
-/* One RPC on a raw socket: the reply's type, or -1.  Two reads (header,
- * body) on this side when the reply arrives in one piece. */
-static int
-raw_rpc(int fd, struct p9_fcall *t, uint16_t tag)
+/* Send a T-message without waiting for the reply. */
+static bool
+raw_send(int fd, struct p9_fcall *t, uint16_t tag)
 {
-    uint8_t hdr[7];
-    uint8_t body[512];
     size_t len;
     uint8_t *buf = th_frame(t, tag, &len);
-    ssize_t n = write(fd, buf, len);
-    uint32_t size;
+    bool ok = write(fd, buf, len) == (ssize_t)len;
 
     free(buf);
-    if (n != (ssize_t)len || !th_read_full(fd, hdr, sizeof(hdr))) {
+    return ok;
+}
+
+/* The next reply within 'ms' (-1: however long): its type (tag in *tag),
+ * or -1.  Two reads (header, body) when the reply arrives in one piece. */
+static int
+raw_reply(int fd, int ms, uint16_t *tag)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint8_t hdr[7];
+    uint8_t body[512];
+    uint32_t size;
+
+    if ((ms >= 0 && poll(&p, 1, ms) != 1) ||
+        !th_read_full(fd, hdr, sizeof(hdr))) {
         return -1;
     }
     size = th_get32(hdr);
@@ -102,7 +112,20 @@ raw_rpc(int fd, struct p9_fcall *t, uint16_t tag)
         !th_read_full(fd, body, size - 7)) {
         return -1;
     }
+    *tag = (uint16_t)(hdr[5] | hdr[6] << 8);
     return hdr[4];
+}
+
+/* One RPC on a raw socket: the reply's type, or -1 (see raw_reply). */
+static int
+raw_rpc(int fd, struct p9_fcall *t, uint16_t tag)
+{
+    uint16_t rtag;
+
+    if (!raw_send(fd, t, tag)) {
+        return -1;
+    }
+    return raw_reply(fd, -1, &rtag);
 }
 
 static int
@@ -312,39 +335,6 @@ on_sigio(int sig)
 {
     (void)sig;
     lease_broken = 1;
-}
-
-/* Send a T-message without waiting for the reply. */
-static bool
-raw_send(int fd, struct p9_fcall *t, uint16_t tag)
-{
-    size_t len;
-    uint8_t *buf = th_frame(t, tag, &len);
-    bool ok = write(fd, buf, len) == (ssize_t)len;
-
-    free(buf);
-    return ok;
-}
-
-/* The next reply within 'ms': its type (tag in *tag), or -1. */
-static int
-raw_reply(int fd, int ms, uint16_t *tag)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    uint8_t hdr[7];
-    uint8_t body[512];
-    uint32_t size;
-
-    if (poll(&p, 1, ms) != 1 || !th_read_full(fd, hdr, sizeof(hdr))) {
-        return -1;
-    }
-    size = th_get32(hdr);
-    if (size < 7 || size - 7 > sizeof(body) ||
-        !th_read_full(fd, body, size - 7)) {
-        return -1;
-    }
-    *tag = (uint16_t)(hdr[5] | hdr[6] << 8);
-    return hdr[4];
 }
 
 /*
