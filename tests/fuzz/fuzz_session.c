@@ -222,7 +222,8 @@ gate_set(bool open)
  * a real backend answers ENOTDIR at once for a FIFO (open(2) checks
  * before it waits), and the server runs those opens on the connection's
  * own thread, which here is the program's (held, it would wait for
- * itself). */
+ * itself).  For the same reason, an open tried there without waiting
+ * (BE_OPEN_NOWAIT) gives up, as a real backend does. */
 static int
 gate_open_op(struct backend *be, struct be_node *n, uint32_t flags,
              struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
@@ -233,6 +234,11 @@ gate_open_op(struct backend *be, struct be_node *n, uint32_t flags,
         gate_orig->getattr(be, n, NULL, P9_GETATTR_MODE, &a) == 0 &&
         S_ISFIFO(a.mode)) {
         pthread_mutex_lock(&gate_m);
+        if (!gate_open && (flags & BE_OPEN_NOWAIT)) {
+            /* tried on the connection's thread: this open would wait */
+            pthread_mutex_unlock(&gate_m);
+            return -EAGAIN;
+        }
         gate_waiting++;
         while (!gate_open) {
             pthread_cond_wait(&gate_cv, &gate_m);
