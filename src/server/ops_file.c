@@ -30,8 +30,8 @@ open_wants_write(uint32_t flags)
 /*
  * A request tried on the transport's thread (r->nowait): REQ_REQUEUE if
  * fid f's backend cannot give up before it would wait, else 0 with
- * BE_OPEN_NOWAIT added to *flags; the caller turns the backend's -EAGAIN
- * into REQ_REQUEUE.
+ * BE_OPEN_NOWAIT added to *flags (the backend's -EAGAIN then moves the
+ * request to a worker: p9s_dispatch).
  */
 static int
 nowait_flags(const struct p9s_req *r, const struct fid *f, uint32_t *flags)
@@ -70,8 +70,7 @@ op_lopen(struct p9s_req *r)
     if (err == 0) {
         err = BE_CALL(f, open, u.node, flags, &h, &o->qid, &o->iounit);
     }
-    if (err < 0 || err == REQ_REQUEUE) {
-        err = err == -EAGAIN && r->nowait ? REQ_REQUEUE : err;
+    if (err != 0) {
         goto out_put;
     }
     pthread_mutex_lock(&f->lock);
@@ -132,8 +131,7 @@ op_lcreate(struct p9s_req *r)
         err = BE_CALL(f, create, u.node, name, flags, t->mode, t->gid, &n, &h,
                       &o->qid, &o->iounit);
     }
-    if (err < 0 || err == REQ_REQUEUE) {
-        err = err == -EAGAIN && r->nowait ? REQ_REQUEUE : err;
+    if (err != 0) {
         goto out_put;
     }
     /* the fid now stands for the new, open file */

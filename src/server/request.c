@@ -381,8 +381,8 @@ p9s_dispatch(struct p9s_req *r)
         if (err == REQ_DEFERRED) {
             return; /* answered when the request it waits for is done */
         }
-        if (err == REQ_REQUEUE) {
-            req_requeue(r);
+        if (err == REQ_REQUEUE || (err == -EAGAIN && r->nowait)) {
+            req_requeue(r); /* it would have waited: see r->nowait */
             return;
         }
     }

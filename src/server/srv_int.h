@@ -99,8 +99,9 @@ int fid_xbuf_reserve(struct fid *f, uint64_t want);
 
 /* ---- requests --------------------------------------------------------- */
 
-/* A handler running with r->nowait that would have to wait returns this,
- * having changed nothing: the request runs again on a worker. */
+/* A handler running with r->nowait that would have to wait returns this
+ * (or the backend's -EAGAIN), having changed nothing: the request runs
+ * again on a worker. */
 #define REQ_REQUEUE 2
 
 /* Where a request is, as seen by Tflush (protected by conn->lock). */

@@ -447,6 +447,11 @@ test_dup_tag(void)
         fr = th_frame(&t, 40, &len);
         p9c_send_bytes(c, fr, len);
         tap_ok(th_block_wait(1), "dup_tag/first_request_blocked");
+        /* alone on its connection, it was tried there first, gave up and
+         * blocked on a worker (the connection thread reads the rest) */
+        tap_ok(atomic_load(&th_block_nowait) >= 1,
+               "dup_tag/the_open_gave_up_on_the_connection_thread (%d)",
+               atomic_load(&th_block_nowait));
         fb_hdr(&f, P9_TCLUNK, 40);
         fb_u32(&f, TF(1));
         fb_fin(&f);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
 
 int
@@ -62,4 +63,23 @@ uint32_t
 becommon_qid_version(int64_t mtime_sec, uint32_t mtime_nsec)
 {
     return (uint32_t)((uint64_t)mtime_sec ^ (uint64_t)mtime_nsec);
+}
+
+int
+becommon_open_file(const char *path, int oflags, bool nowait)
+{
+    bool clear = nowait && !(oflags & O_NONBLOCK);
+    int fd = open(path, oflags | (clear ? O_NONBLOCK : 0));
+    int err;
+
+    if (fd < 0) {
+        return clear && errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+    /* F_SETFL sets O_APPEND and O_NONBLOCK (of our flags): as asked */
+    if (clear && fcntl(fd, F_SETFL, oflags & O_APPEND) < 0) {
+        err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
 }

@@ -7,6 +7,7 @@
 #define VIRTFS_BACKEND_COMMON_H
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -32,5 +33,12 @@ void becommon_statx_to_rgetattr(const struct statx *stx,
 /* qid.version from a modification time: changes whenever the contents
  * do (32 bits on the wire), so 6.4+ Linux clients may cache. */
 uint32_t becommon_qid_version(int64_t mtime_sec, uint32_t mtime_nsec);
+
+/* open(path, oflags): the descriptor or -errno.  With 'nowait'
+ * (BE_OPEN_NOWAIT, for a regular file) it does not wait for the break of
+ * a lease a host process holds: the open is O_NONBLOCK, which gives
+ * -EAGAIN instead (the kernel starts the break), and O_NONBLOCK is
+ * cleared again unless oflags asked for it. */
+int becommon_open_file(const char *path, int oflags, bool nowait);
 
 #endif /* VIRTFS_BACKEND_COMMON_H */

@@ -1546,19 +1546,10 @@ ov_open(struct backend *be, struct be_node *n, uint32_t flags,
         return err;
     }
     if (S_ISREG(n->type)) {
-        /* BE_OPEN_NOWAIT: a host lease gives EWOULDBLOCK, not a wait */
-        int xflags = nowait && !(oflags & O_NONBLOCK) ? O_NONBLOCK : 0;
-
         ov_proc(path, fd);
-        h->fd = open(path, oflags | xflags);
+        h->fd = becommon_open_file(path, oflags, nowait);
         if (h->fd < 0) {
-            err = xflags != 0 && errno == EWOULDBLOCK ? -EAGAIN : -errno;
-        } else if (xflags != 0 &&
-                   fcntl(h->fd, F_SETFL, oflags & O_APPEND) < 0) {
-            err = -errno;
-            close(h->fd);
-        }
-        if (err < 0) {
+            err = h->fd;
             free(h);
             return err;
         }

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/common/becommon.h"
+
 /* Tries of the create -> EEXIST -> open-existing path against races. */
 #define PT_CREATE_TRIES 4
 
@@ -110,7 +112,7 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags, bool nowait,
 {
     char proc[PT_PROC_PATH_MAX];
     struct stat st;
-    int xflags = 0;
+    bool lease = false; /* a regular file: a host lease could make it wait */
     int fd;
     int err;
 
@@ -126,9 +128,7 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags, bool nowait,
         if (nowait && (oflags & O_TRUNC)) {
             return -EAGAIN;
         }
-        if (nowait && !(oflags & O_NONBLOCK)) {
-            xflags = O_NONBLOCK; /* cleared again below */
-        }
+        lease = nowait;
         break;
     case S_IFDIR:
         if ((oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC)) {
@@ -153,17 +153,12 @@ pt_open_node(struct pt_backend *pb, struct be_node *n, int oflags, bool nowait,
         }
     }
     pt_proc_path(proc, n->fd);
-    fd = open(proc, oflags | xflags | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0 && pt_fd_pressure(pb, -errno, "open")) {
-        fd = open(proc, oflags | xflags | O_CLOEXEC | O_NOCTTY);
+    fd = becommon_open_file(proc, oflags | O_CLOEXEC | O_NOCTTY, lease);
+    if (fd < 0 && pt_fd_pressure(pb, fd, "open")) {
+        fd = becommon_open_file(proc, oflags | O_CLOEXEC | O_NOCTTY, lease);
     }
     if (fd < 0) {
-        return xflags != 0 && errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    }
-    /* F_SETFL sets O_APPEND and O_NONBLOCK (of our flags): as asked */
-    if (xflags != 0 && fcntl(fd, F_SETFL, oflags & O_APPEND) < 0) {
-        err = -errno;
-        goto out_close;
+        return fd;
     }
     if (fstat(fd, &st) < 0) {
         err = -errno;
