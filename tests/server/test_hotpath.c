@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <sys/resource.h>
 
 static struct th_srv *srv;
@@ -455,6 +456,53 @@ test_lopen_routing(int fd, const char *exdir)
     test_lopen_lease(fd, path, conn_thread);
 }
 
+/* Descriptors of this process (the in-process server's included). */
+static int
+count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while (readdir(d) != NULL) {
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * Repeated: 300 rounds of an open tried inline that succeeds, one that
+ * gives up and moves to a worker (O_TRUNC), and a Tlcreate of an existing
+ * name (gives up too).  Every reply is right and no descriptor is left
+ * behind by the tries that gave up.
+ */
+static void
+test_open_repeated(int fd)
+{
+    int before;
+    int after;
+    int ok = 0;
+
+    /* warm: the node of "noexcl" and its cached descriptor exist */
+    raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY);
+    before = count_fds();
+    for (int i = 0; i < 300; i++) {
+        ok += raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY) == P9_RLOPEN;
+        ok += raw_open(fd, 1, 13, "noexcl", false,
+                       P9_DOTL_WRONLY | P9_DOTL_TRUNC) == P9_RLOPEN;
+        ok += raw_open(fd, 1, 11, "noexcl", true,
+                       P9_DOTL_WRONLY | P9_DOTL_CREATE) == P9_RLCREATE;
+    }
+    after = count_fds();
+    tap_ok(ok == 900, "repeated opens: %d of 900 answered as asked", ok);
+    tap_ok(before > 0 && after == before,
+           "repeated opens: no descriptor left behind (%d before, %d after)",
+           before, after);
+}
+
 static double
 cpu_seconds(void)
 {
@@ -606,6 +654,7 @@ main(int argc, char **argv)
         test_one_read_per_request(fd);
         test_lcreate_routing(fd);
         test_lopen_routing(fd, exdir);
+        test_open_repeated(fd);
         close(fd);
     }
     err = th_stop(srv);
