@@ -44,7 +44,7 @@ use_floor=1
 results=
 
 usage() {
-    sed -n '4,27p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,26p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

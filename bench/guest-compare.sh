@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --virtfsd) virtfsd=$2; shift 2 ;;
         --local) local_fs=1; shift ;;
-        -h|--help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "guest-compare: unknown argument $1" >&2; exit 2 ;;
     esac
 done
