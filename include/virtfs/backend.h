@@ -50,6 +50,9 @@ struct be_user;   /* an attached user (opaque) */
 typedef int be_dirent_fn(void *ctx, const struct p9_qid *qid, uint64_t off,
                          uint8_t type, const char *name, size_t namelen);
 
+/* Reader of a lent descriptor (be_ops.read_fd): bytes taken, or -errno. */
+typedef ssize_t be_fd_sink(void *arg, int fd, uint64_t off, size_t count);
+
 /*
  * What a peer may make a backend keep on its behalf between requests
  * (read-ahead buffers, lock records): a counter shared by every handle of
@@ -182,6 +185,18 @@ struct be_ops {
                          const struct be_limits *lim);
     ssize_t (*read)(struct backend *be, struct be_handle *h,
                     const struct iovec *iov, int iovcnt, uint64_t off);
+    /*
+     * Optional, for reads that need not pass through a buffer: lend the
+     * host descriptor of the open regular file 'h' to 'sink', which reads
+     * up to 'count' bytes at 'off' from it (the stream transport splices
+     * them into its socket).  Returns what sink returns, or -ENOTSUP if
+     * 'h' has no such descriptor (the caller then uses read).  The
+     * descriptor is valid only during the call; sink only reads from it
+     * at an explicit offset (splice, pread): it never keeps, closes or
+     * changes it.
+     */
+    ssize_t (*read_fd)(struct backend *be, struct be_handle *h, uint64_t off,
+                       size_t count, be_fd_sink *sink, void *arg);
     ssize_t (*write)(struct backend *be, struct be_handle *h,
                      const struct iovec *iov, int iovcnt, uint64_t off);
     int (*fsync)(struct backend *be, struct be_handle *h, bool datasync);

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 struct backend;
@@ -40,8 +41,21 @@ struct p9s_conn_ops {
      */
     int (*reply_buf)(struct p9s_conn *c, void *cookie, size_t need,
                      const struct iovec **iov, int *iovcnt);
-    /* The reply is complete: 'len' bytes at the start of the reply space. */
+    /* The reply is complete: 'len' bytes at the start of the reply space,
+     * or, after stage_fd took n bytes, len - n bytes there and then those
+     * n (len <= n: the staged bytes are not part of the reply). */
     void (*send)(struct p9s_conn *c, void *cookie, size_t len);
+    /*
+     * Optional: take up to 'count' bytes of the host descriptor 'fd' at
+     * 'off' as the data of this request's reply, an Rread, without copying
+     * them into the reply space (the stream transport puts them in a pipe
+     * and splices them to its socket).  Returns the bytes taken (0: end of
+     * file), -ENOTSUP when the transport cannot do that now (the core then
+     * reads into the reply space), or -errno of the read.  fd is lent for
+     * this call only (be_ops.read_fd).  drop() discards what was taken.
+     */
+    ssize_t (*stage_fd)(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
+                        size_t count);
     /* No reply for this request (flushed or connection closing). */
     void (*drop)(struct p9s_conn *c, void *cookie);
     /* The connection is gone from the core's side (see above). */

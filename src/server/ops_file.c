@@ -226,6 +226,46 @@ xattr_read(struct p9s_req *r, struct fid *f, uint64_t off, uint32_t count)
     return 0;
 }
 
+/* Reads at least this large go through the transport's stage_fd. */
+#define STAGE_READ_MIN (16u * 1024)
+
+static ssize_t
+stage_sink(void *arg, int fd, uint64_t off, size_t count)
+{
+    struct p9s_req *r = arg;
+
+    return r->conn->ops->stage_fd(r->conn, r->cookie, fd, off, count);
+}
+
+/*
+ * A large read of a file whose backend lends its descriptor, on a
+ * transport that can send from it: the data goes from the file to the
+ * transport without a copy into the reply space.  -ENOTSUP: read it.
+ */
+static int
+read_staged(struct p9s_req *r, struct fid_use *u, const struct p9_tread *t)
+{
+    uint32_t msize = p9s_conn_msize(r->conn);
+    uint32_t count = t->count;
+    ssize_t n;
+
+    if (count < STAGE_READ_MIN || r->conn->ops->stage_fd == NULL ||
+        u->f->be->ops->read_fd == NULL || msize <= RREAD_HDR) {
+        return -ENOTSUP;
+    }
+    if (count > msize - RREAD_HDR) {
+        count = msize - RREAD_HDR;
+    }
+    n = u->f->be->ops->read_fd(u->f->be, u->h, t->offset, count, stage_sink, r);
+    if (n < 0) {
+        return (int)n;
+    }
+    r->staged = (uint32_t)n;
+    r->r.u.rread.data.len = (uint32_t)n;
+    r->r.u.rread.data.ptr = NULL;
+    return 0;
+}
+
 int
 op_read(struct p9s_req *r)
 {
@@ -247,6 +287,10 @@ op_read(struct p9s_req *r)
     }
     if (u.kind != FID_FILE) {
         err = u.kind == FID_DIR ? -EISDIR : -EBADF;
+        goto out_put;
+    }
+    err = read_staged(r, &u, t);
+    if (err != -ENOTSUP) {
         goto out_put;
     }
     err = data_out(r, t->count, iov, &iovcnt, &room);

@@ -441,6 +441,31 @@ trace_reply(struct p9s_req *r)
     log_trace("%s -> %s", r->conn->peer, line);
 }
 
+/*
+ * An Rread whose data the transport holds (stage_fd): only the header goes
+ * into the reply space, with the size and count of the data that follows.
+ */
+static long
+req_encode_staged(struct p9s_req *r)
+{
+    uint32_t n = r->r.u.rread.data.len;
+    long len = -1;
+
+    r->r.u.rread.data.len = 0;
+    if (req_out(r, p9_encoded_size(&r->r)) == 0) {
+        p9_wbuf_init(&r->w, r->out, r->outcnt);
+        len = p9_encode(&r->w, &r->r);
+    }
+    r->r.u.rread.data.len = n;
+    if (len < 0) {
+        return len;
+    }
+    /* size[4] type[1] tag[2] count[4] */
+    p9_wbuf_patch_u32(&r->w, 0, (uint32_t)len + n);
+    p9_wbuf_patch_u32(&r->w, 7, n);
+    return len + n;
+}
+
 /* Encode and send (or drop) the reply of 'r'. */
 static void
 req_reply(struct p9s_req *r, int err)
@@ -466,7 +491,9 @@ req_reply(struct p9s_req *r, int err)
         } else {
             r->r.type = (uint8_t)(r->t.type + 1);
         }
-        if (req_out(r, p9_encoded_size(&r->r)) == 0) {
+        if (r->staged > 0 && r->r.type == P9_RREAD) {
+            len = req_encode_staged(r);
+        } else if (req_out(r, p9_encoded_size(&r->r)) == 0) {
             p9_wbuf_init(&r->w, r->out, r->outcnt);
             len = p9_encode(&r->w, &r->r);
         }

@@ -140,6 +140,9 @@ struct p9s_req {
     /* runs on the transport's thread: an open or create that could wait
      * is given up (BE_OPEN_NOWAIT) and moved to a worker (REQ_REQUEUE) */
     bool nowait;
+    /* an Rread whose data the transport holds (conn ops stage_fd): that
+     * many bytes follow the encoded header */
+    uint32_t staged;
     struct timespec start;
     /* links */
     struct p9s_req *tag_next; /* conn's in-flight hash (conn->lock) */

@@ -112,6 +112,14 @@ struct xconn {
     size_t big_cap;   /* allocated: grows with what has arrived */
     size_t big_got;
     struct bp_state bp; /* busy-poll (connection thread only) */
+    /* the data of large Rreads, spliced from the file on its way to the
+     * socket (xconn_stage_fd; connection thread only): -1 until the first
+     * such read; no_pipe: cannot be had, reads are copied */
+    pthread_t thread;
+    int pipe_r;
+    int pipe_w;
+    size_t pipe_cap;
+    bool no_pipe;
 };
 
 struct xmsg {
@@ -119,6 +127,7 @@ struct xmsg {
     struct iovec in;
     struct iovec out;
     uint8_t *outbuf;
+    size_t piped; /* reply data waiting in xc's pipe (xconn_stage_fd) */
 };
 
 struct xp_loop {
@@ -130,6 +139,7 @@ struct xp_loop {
     unsigned max_conns; /* per listener */
     unsigned frame_timeout_ms;
     struct bp_group bp;       /* --busy-poll (see util/busypoll.h) */
+    atomic_ulong spliced;     /* Rreads whose data went by the pipe */
     void (*stats_fn)(void *); /* xp_loop_on_stats */
     void *stats_arg;
     bool have_last;
@@ -195,6 +205,12 @@ unsigned long
 xp_loop_busy_polls(struct xp_loop *loop)
 {
     return atomic_load(&loop->bp.spins);
+}
+
+unsigned long
+xp_loop_spliced_reads(struct xp_loop *loop)
+{
+    return atomic_load(&loop->spliced);
 }
 
 void
@@ -295,6 +311,7 @@ xconn_wake(struct xconn *xc)
 }
 
 static void *xconn_main(void *arg);
+static void xconn_pipe_close(struct xconn *xc);
 
 static int
 add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
@@ -314,6 +331,8 @@ add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
     xc->rfd = rfd;
     xc->wfd = wfd;
     xc->sock = getsockopt(rfd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    xc->pipe_r = -1;
+    xc->pipe_w = -1;
     xc->last = last;
     xc->lst = lst;
     atomic_init(&xc->uncounted, lst == NULL);
@@ -421,6 +440,7 @@ xconn_release(struct p9s_conn *c, void *tp)
         close(xc->wfd);
     }
     close(xc->evfd);
+    xconn_pipe_close(xc);
     xconn_drop_output_locked(xc);
     pthread_mutex_destroy(&xc->wlock);
     free(xc->stage);
@@ -445,10 +465,12 @@ xconn_drop_output_locked(struct xconn *xc)
     xc->oq_bytes = 0;
 }
 
+/* 'more': more of the reply follows at once (spliced) */
 static ssize_t
-xconn_write_some(struct xconn *xc, const void *p, size_t n)
+xconn_write_some(struct xconn *xc, const void *p, size_t n, bool more)
 {
-    return xc->sock ? send(xc->wfd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+    return xc->sock ? send(xc->wfd, p, n,
+                           MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0))
                     : write(xc->wfd, p, n);
 }
 
@@ -470,7 +492,8 @@ xconn_flush_output(struct xconn *xc)
     struct obuf *o;
 
     while ((o = xc->oq_head) != NULL && !xc->dead) {
-        ssize_t n = xconn_write_some(xc, o->data + o->off, o->len - o->off);
+        ssize_t n =
+            xconn_write_some(xc, o->data + o->off, o->len - o->off, false);
 
         if (n < 0) {
             if (errno == EINTR) {
@@ -742,6 +765,7 @@ xconn_main(void *arg)
     unsigned frame_ms = xc->loop->frame_timeout_ms;
     bool bp_on = xc->loop->bp.window_us > 0;
 
+    xc->thread = pthread_self(); /* before the first request is read */
     for (;;) {
         struct pollfd pfd[3];
         int nfd = 0;
@@ -1047,6 +1071,9 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
             p9s_server_dump_stats(loop->srv);
             log_info("stats: busy-poll: %lu spins on connection threads",
                      atomic_load(&loop->bp.spins));
+            log_info("stats: reads spliced from the file to the socket "
+                     "without a copy: %lu",
+                     atomic_load(&loop->spliced));
             if (loop->stats_fn != NULL) {
                 loop->stats_fn(loop->stats_arg);
             }
@@ -1090,6 +1117,149 @@ xp_loop_shutdown(struct xp_loop *loop, unsigned timeout_ms)
         waited = (now.tv_sec - t0.tv_sec) * 1000 +
                  (now.tv_nsec - t0.tv_nsec) / 1000000;
     }
+}
+
+/* ---- Rread data spliced from the file ------------------------------------ */
+
+static void
+xconn_pipe_close(struct xconn *xc)
+{
+    if (xc->pipe_r >= 0) {
+        close(xc->pipe_r);
+        close(xc->pipe_w);
+    }
+    xc->pipe_r = -1;
+    xc->pipe_w = -1;
+}
+
+/*
+ * The connection's pipe, made with its first large read and sized for the
+ * session's msize where the kernel allows (pipe-max-size, the user's pipe
+ * pages); false if it cannot be had: then reads are copied, as before.
+ * Its two descriptors are the connection's, like its socket; they never
+ * come from the reserve (util/fdbudget.h).
+ */
+static bool
+xconn_pipe(struct xconn *xc)
+{
+    int p[2];
+    int cap;
+    uint32_t want = p9s_conn_msize(xc->sc) + 4096u;
+
+    if (xc->pipe_r >= 0 || xc->no_pipe) {
+        return xc->pipe_r >= 0;
+    }
+    xc->no_pipe = true; /* one try per connection */
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+        return false;
+    }
+    if (xc->lst != NULL &&
+        ((p[0] = fdbudget_admit(p[0])) < 0 || fdbudget_admit(p[1]) < 0)) {
+        if (p[0] >= 0) {
+            close(p[0]); /* admit closed p[1] */
+        } else {
+            close(p[1]);
+        }
+        return false;
+    }
+    (void)fcntl(p[1], F_SETPIPE_SZ, (int)want); /* else the default */
+    cap = fcntl(p[1], F_GETPIPE_SZ);
+    if (cap < 2 * 4096) {
+        close(p[0]);
+        close(p[1]);
+        return false;
+    }
+    xc->pipe_r = p[0];
+    xc->pipe_w = p[1];
+    xc->pipe_cap = (size_t)cap;
+    xc->no_pipe = false;
+    return true;
+}
+
+/*
+ * conn ops stage_fd: splice the read's data from the file into the
+ * connection's pipe (page references, no copy); xconn_send splices them on
+ * to the socket after the header.  Only on the connection's own thread (a
+ * request that arrived alone runs there), only on a socket, and only when
+ * the pages of the range fit the pipe at once.
+ */
+static ssize_t
+xconn_stage_fd(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
+               size_t count)
+{
+    struct xmsg *m = cookie;
+    struct xconn *xc = m->xc;
+    loff_t pos = (loff_t)off;
+    size_t got = 0;
+
+    (void)c;
+    if (!xc->sock || !pthread_equal(pthread_self(), xc->thread) ||
+        m->piped != 0 || !xconn_pipe(xc) ||
+        off % 4096u + count > xc->pipe_cap) {
+        return -ENOTSUP;
+    }
+    while (got < count) {
+        ssize_t n = splice(fd, &pos, xc->pipe_w, NULL, count - got, 0);
+
+        if (n > 0) {
+            got += (size_t)n;
+        } else if (n == 0) {
+            break; /* end of file */
+        } else if (errno == EINTR) {
+            continue;
+        } else if (got > 0) {
+            break; /* a short read: the error comes with the next one */
+        } else if (errno == EINVAL || errno == EAGAIN) {
+            return -ENOTSUP; /* no splice on this file: read() copies */
+        } else {
+            return -errno;
+        }
+    }
+    m->piped = got;
+    return (ssize_t)got;
+}
+
+/* Splice up to 'n' piped bytes to the socket while it takes them (wlock
+ * held); returns how many are still in the pipe. */
+static size_t
+xconn_splice_out(struct xconn *xc, size_t n)
+{
+    while (n > 0 && !xc->dead) {
+        ssize_t k =
+            splice(xc->pipe_r, NULL, xc->wfd, NULL, n, SPLICE_F_NONBLOCK);
+
+        if (k > 0) {
+            n -= (size_t)k;
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            xconn_write_failed(xc);
+        }
+    }
+    return n;
+}
+
+/* Read the 'n' bytes left in the pipe into dst (for the output queue);
+ * 0, or -1 with the pipe closed. */
+static int
+xconn_pipe_drain(struct xconn *xc, uint8_t *dst, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = read(xc->pipe_r, dst, n);
+
+        if (k > 0) {
+            dst += k;
+            n -= (size_t)k;
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else {
+            xconn_pipe_close(xc);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---- the transport side of the core contract ------------------------------ */
@@ -1139,17 +1309,24 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     struct xmsg *m = cookie;
     struct xconn *xc = m->xc;
     const uint8_t *p = m->outbuf;
-    size_t left = len;
+    size_t piped = m->piped;
+    size_t left;
     bool queued = false;
 
     (void)c;
+    m->piped = 0;
+    if (piped >= len) {
+        xconn_pipe_close(xc); /* not part of this reply: discard it */
+        piped = 0;
+    }
+    left = len - piped;
     if (len > 4 && p[4] == P9_RATTACH) {
         atomic_store(&xc->attached, true); /* holds fids: never reclaimed */
     }
     pthread_mutex_lock(&xc->wlock);
     if (xc->oq_head == NULL) {
         while (left > 0 && !xc->dead) {
-            ssize_t n = xconn_write_some(xc, p, left);
+            ssize_t n = xconn_write_some(xc, p, left, piped > 0);
 
             if (n > 0) {
                 p += n;
@@ -1162,16 +1339,24 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
                 xconn_write_failed(xc);
             }
         }
+        if (left == 0 && piped > 0) {
+            piped = xconn_splice_out(xc, piped);
+            if (piped == 0) {
+                atomic_fetch_add(&xc->loop->spliced, 1);
+            }
+        }
     }
-    if (left > 0 && !xc->dead && !xc->closing) {
+    if ((left > 0 || piped > 0) && !xc->dead && !xc->closing) {
         /* the connection thread sends the rest when the socket drains */
-        struct obuf *o = malloc(sizeof(*o) + left);
+        struct obuf *o = malloc(sizeof(*o) + left + piped);
 
-        if (o == NULL) {
+        if (o == NULL ||
+            (piped > 0 && xconn_pipe_drain(xc, o->data + left, piped) < 0)) {
+            free(o);
             xconn_write_failed(xc); /* cannot keep the stream intact */
         } else {
             o->next = NULL;
-            o->len = left;
+            o->len = left + piped;
             o->off = 0;
             memcpy(o->data, p, left);
             if (xc->oq_tail != NULL) {
@@ -1180,9 +1365,12 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
                 xc->oq_head = o;
             }
             xc->oq_tail = o;
-            xc->oq_bytes += left;
+            xc->oq_bytes += left + piped;
             queued = true;
         }
+    }
+    if (piped > 0 && !queued) {
+        xconn_pipe_close(xc); /* what is left in it goes nowhere */
     }
     pthread_mutex_unlock(&xc->wlock);
     xmsg_done(m, queued);
@@ -1191,13 +1379,19 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
 static void
 xconn_drop(struct p9s_conn *c, void *cookie)
 {
+    struct xmsg *m = cookie;
+
     (void)c;
-    xmsg_done(cookie, false);
+    if (m->piped > 0) {
+        xconn_pipe_close(m->xc); /* the data of a reply not sent */
+    }
+    xmsg_done(m, false);
 }
 
 static const struct p9s_conn_ops xconn_ops = {
     .reply_buf = xconn_reply_buf,
     .send = xconn_send,
+    .stage_fd = xconn_stage_fd,
     .drop = xconn_drop,
     .release = xconn_release,
 };

@@ -56,6 +56,9 @@ struct xp_limits {
 
 /* How many busy-poll spins connection threads have started (tests). */
 unsigned long xp_loop_busy_polls(struct xp_loop *loop);
+/* How many Rreads went from the file to the socket without a copy
+ * (spliced through the connection's pipe). */
+unsigned long xp_loop_spliced_reads(struct xp_loop *loop);
 /* Also call fn(arg) when xp_loop_run logs the stats (the daemon's other
  * counters: its vhost-user devices).  Set before running. */
 void xp_loop_on_stats(struct xp_loop *loop, void (*fn)(void *), void *arg);

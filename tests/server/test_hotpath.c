@@ -129,14 +129,19 @@ raw_rpc(int fd, struct p9_fcall *t, uint16_t tag)
     return raw_reply(fd, -1, &rtag);
 }
 
+/* A raw session (Tversion, Tattach of fid 1); sndbuf > 0: the server's
+ * end of the socket takes only that much before a send would wait. */
 static int
-raw_conn(void)
+raw_conn_buf(int sndbuf)
 {
     struct p9_fcall t;
     int sv[2];
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         return -1;
+    }
+    if (sndbuf > 0) {
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
     if (xp_loop_add_conn(srv->loop, sv[0], sv[0], "hotpath", false) < 0) {
         close(sv[0]);
@@ -163,6 +168,12 @@ raw_conn(void)
         return -1;
     }
     return sv[1];
+}
+
+static int
+raw_conn(void)
+{
+    return raw_conn_buf(0);
 }
 
 /*
@@ -503,6 +514,180 @@ test_open_repeated(int fd)
            before, after);
 }
 
+/* ---- large reads spliced from the file to the socket ---------------------- */
+
+#define SPLICE_FILE_SIZE (1024 * 1024 + 123)
+
+static uint8_t
+pattern(uint64_t i)
+{
+    return (uint8_t)(i * 7 + i / 251);
+}
+
+static void
+send_tread(int fd, uint32_t fid, uint64_t off, uint32_t count, uint16_t tag)
+{
+    struct p9_fcall t;
+
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TREAD;
+    t.u.tread.fid = fid;
+    t.u.tread.offset = off;
+    t.u.tread.count = count;
+    raw_send(fd, &t, tag);
+}
+
+/* Read one reply: an Rread for 'tag' whose data is the file's bytes at
+ * 'off'?  Its count in *got (-1: not an Rread, or not those bytes). */
+static bool
+rread_ok(int fd, uint16_t tag, uint64_t off, long *got)
+{
+    static uint8_t buf[TH_MSIZE];
+    uint32_t size;
+    uint32_t count;
+
+    *got = -1;
+    if (!th_read_full(fd, buf, 7)) {
+        return false;
+    }
+    size = th_get32(buf);
+    if (size < 7 || size > sizeof(buf) ||
+        !th_read_full(fd, buf + 7, size - 7)) {
+        return false;
+    }
+    if (buf[4] != P9_RREAD || (buf[5] | buf[6] << 8) != tag || size < 11) {
+        return false;
+    }
+    count = th_get32(buf + 7);
+    if (count != size - 11) {
+        return false;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        if (buf[11 + i] != pattern(off + i)) {
+            return false;
+        }
+    }
+    *got = count;
+    return true;
+}
+
+static bool
+raw_read_check(int fd, uint32_t fid, uint64_t off, uint32_t count, long want)
+{
+    long got;
+
+    send_tread(fd, fid, off, count, 7);
+    return rread_ok(fd, 7, off, &got) && got == want;
+}
+
+/*
+ * A Tread of 16 KiB or more that runs on the connection thread of a
+ * socket: its data goes from the file into the connection's pipe and on
+ * to the socket, without a copy through a buffer (xconn_stage_fd).
+ * Smaller reads and reads of other files are copied as before.  Checked:
+ * every byte, the count at the end of the file, which reads took the
+ * pipe, a socket that does not take a reply at once (the rest is queued
+ * from the pipe), and no descriptor left after the connection (its pipe
+ * is closed with it).
+ */
+static void
+test_read_spliced(const char *exdir)
+{
+    char path[PATH_MAX];
+    uint8_t *data = malloc(SPLICE_FILE_SIZE);
+    unsigned long s0;
+    int fds0;
+    int fd;
+    int ok = 0;
+    int fdw;
+    long got;
+
+    snprintf(path, sizeof(path), "%s/spliced", exdir);
+    fdw = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    for (uint64_t i = 0; data != NULL && i < SPLICE_FILE_SIZE; i++) {
+        data[i] = pattern(i);
+    }
+    tap_ok(data != NULL && fdw >= 0 &&
+               write(fdw, data, SPLICE_FILE_SIZE) == SPLICE_FILE_SIZE,
+           "splice/file_written");
+    close(fdw);
+    free(data);
+    fd = raw_conn();
+    if (fd < 0 || raw_walk(fd, 1, 20, "spliced") < 0) {
+        tap_ok(false, "splice/connect_and_walk");
+        return;
+    }
+    {
+        struct p9_fcall t = {.type = P9_TLOPEN};
+
+        t.u.tlopen.fid = 20;
+        t.u.tlopen.flags = P9_DOTL_RDONLY;
+        tap_ok(raw_rpc(fd, &t, 4) == P9_RLOPEN, "splice/open");
+    }
+    s0 = xp_loop_spliced_reads(srv->loop);
+    ok += raw_read_check(fd, 20, 0, 61440, 61440);
+    ok += raw_read_check(fd, 20, 1000, 40000, 40000); /* unaligned */
+    ok += raw_read_check(fd, 20, 4096 * 7 + 1, TH_MSIZE, TH_MSIZE - 11);
+    tap_ok(ok == 3, "splice/large_reads_right (%d of 3)", ok);
+    tap_ok(xp_loop_spliced_reads(srv->loop) - s0 == 3,
+           "splice/large_reads_spliced (%lu of 3)",
+           xp_loop_spliced_reads(srv->loop) - s0);
+    s0 = xp_loop_spliced_reads(srv->loop);
+    tap_ok(raw_read_check(fd, 20, SPLICE_FILE_SIZE - 100, 61440, 100),
+           "splice/read_at_the_end_is_short");
+    tap_ok(raw_read_check(fd, 20, SPLICE_FILE_SIZE, 61440, 0) &&
+               raw_read_check(fd, 20, (uint64_t)1 << 40, 61440, 0),
+           "splice/read_beyond_the_end_is_empty");
+    tap_ok(raw_read_check(fd, 20, 5, 4000, 4000) &&
+               xp_loop_spliced_reads(srv->loop) - s0 == 1,
+           "splice/small_read_copied (%lu spliced)",
+           xp_loop_spliced_reads(srv->loop) - s0);
+    close(fd);
+    /* the file's node (and its descriptor) stays cached */
+    settle();
+    fds0 = count_fds();
+
+    /*
+     * The server's end of this socket takes 8 KiB (the kernel doubles
+     * it): a reply does not go out whole; what the socket did not take is
+     * read out of the pipe into the output queue.  The client sends one
+     * Tread at a time, 5 ms apart so that each arrives alone, and reads no
+     * reply until the 24th is sent; then every reply is checked.
+     */
+    fd = raw_conn_buf(8192);
+    if (fd < 0 || raw_walk(fd, 1, 20, "spliced") < 0) {
+        tap_ok(false, "splice/full_socket_connect");
+        return;
+    }
+    {
+        struct p9_fcall t = {.type = P9_TLOPEN};
+
+        t.u.tlopen.fid = 20;
+        t.u.tlopen.flags = P9_DOTL_RDONLY;
+        raw_rpc(fd, &t, 4);
+    }
+    s0 = xp_loop_spliced_reads(srv->loop);
+    for (int i = 0; i < 24; i++) {
+        send_tread(fd, 20, (uint64_t)i * 40960, 40960, (uint16_t)(100 + i));
+        usleep(5000);
+    }
+    ok = 0;
+    for (int i = 0; i < 24; i++) {
+        ok += rread_ok(fd, (uint16_t)(100 + i), (uint64_t)i * 40960, &got) &&
+              got == 40960;
+    }
+    tap_ok(ok == 24, "splice/full_socket_all_replies_right (%d of 24)", ok);
+    tap_diag("full socket: %lu of 24 spliced whole",
+             xp_loop_spliced_reads(srv->loop) - s0);
+    tap_ok(raw_read_check(fd, 20, 0, 61440, 61440),
+           "splice/full_socket_reads_go_on");
+    close(fd);
+    settle(); /* the connection thread closes its end and its pipe */
+    tap_ok(count_fds() == fds0,
+           "splice/no_descriptor_left (%d before, %d after)", fds0,
+           count_fds());
+}
+
 static double
 cpu_seconds(void)
 {
@@ -657,6 +842,7 @@ main(int argc, char **argv)
         test_open_repeated(fd);
         close(fd);
     }
+    test_read_spliced(exdir);
     err = th_stop(srv);
     tap_ok(err == 0, "server/clean_stop (%d)", err);
 

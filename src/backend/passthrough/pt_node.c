@@ -190,6 +190,25 @@ pt_op_read(struct backend *be, struct be_handle *h, const struct iovec *iov,
     return len;
 }
 
+static ssize_t
+pt_op_read_fd(struct backend *be, struct be_handle *h, uint64_t off,
+              size_t count, be_fd_sink *sink, void *arg)
+{
+    ssize_t len;
+    int err;
+
+    if (h->node->type != S_IFREG || off > (uint64_t)INT64_MAX) {
+        return -ENOTSUP; /* read says why */
+    }
+    err = pt_hpin(PB(be), h);
+    if (err < 0) {
+        return err;
+    }
+    len = sink(arg, h->fd, off, count);
+    pt_hunpin(PB(be), h);
+    return len;
+}
+
 static int
 pt_op_fsync(struct backend *be, struct be_handle *h, bool datasync)
 {
@@ -425,6 +444,7 @@ static const struct be_ops pt_ops = {
     .close = pt_close,
     .handle_limits = pt_handle_limits,
     .read = pt_op_read,
+    .read_fd = pt_op_read_fd,
     .write = pt_op_write,
     .fsync = pt_op_fsync,
     .readdir = pt_readdir,
