@@ -752,6 +752,7 @@ xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
     do {
         n = poll(pfd, (nfds_t)nfd, 0);
         t = bp_now_ns();
+        bp_spin_look(&xc->bp, t);
     } while (n == 0 && t < end);
     bp_spin_end(&xc->loop->bp, &xc->bp, t, n > 0);
     return n;
@@ -1203,17 +1204,16 @@ xconn_stage_fd(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
 
         if (n > 0) {
             got += (size_t)n;
-        } else if (n == 0) {
-            break; /* end of file */
-        } else if (errno == EINTR) {
             continue;
-        } else if (got > 0) {
-            break; /* a short read: the error comes with the next one */
-        } else if (errno == EINVAL || errno == EAGAIN) {
-            return -ENOTSUP; /* no splice on this file: read() copies */
-        } else {
-            return -errno;
         }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n == 0 || got > 0) {
+            break; /* end of file; or short: an error comes with the next */
+        }
+        /* EINVAL: no splice from this file; read() copies */
+        return errno == EINVAL || errno == EAGAIN ? -ENOTSUP : -errno;
     }
     m->piped = got;
     return (ssize_t)got;

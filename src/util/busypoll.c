@@ -2,7 +2,6 @@
 /* The busy-poll rules; see busypoll.h. */
 #include "util/busypoll.h"
 
-#include <sys/resource.h>
 #include <time.h>
 
 uint64_t
@@ -54,18 +53,6 @@ bp_pause(struct bp_group *g, uint64_t now, bool contended)
     atomic_store_explicit(&g->quiet_ns, q, memory_order_relaxed);
 }
 
-/* Involuntary context switches of the calling thread so far, or -1. */
-static long
-thread_preempted(void)
-{
-    struct rusage ru;
-
-    if (getrusage(RUSAGE_THREAD, &ru) != 0) {
-        return -1;
-    }
-    return ru.ru_nivcsw;
-}
-
 uint64_t
 bp_spin_begin(struct bp_group *g, struct bp_state *s)
 {
@@ -91,17 +78,17 @@ bp_spin_begin(struct bp_group *g, struct bp_state *s)
         return 0;
     }
     atomic_fetch_add_explicit(&g->spins, 1, memory_order_relaxed);
-    s->ivcsw = thread_preempted();
     s->t_spin = t0;
+    s->t_look = t0;
+    s->preempted = false;
     return t0 + window;
 }
 
 void
 bp_spin_end(struct bp_group *g, struct bp_state *s, uint64_t now, bool caught)
 {
-    if (s->ivcsw >= 0) {
-        bp_pause(g, now, thread_preempted() != s->ivcsw);
-    }
+    bp_spin_look(s, now);
+    bp_pause(g, now, s->preempted);
     s->missed = !caught;
     if (!caught) {
         s->ok = false;

@@ -33,6 +33,10 @@
 #define BP_QUIET_MIN_NS 1000000u    /* 1 ms */
 #define BP_QUIET_MAX_NS 1000000000u /* 1 s */
 #define BP_SOLO_NS 10000000u        /* 10 ms */
+/* Two looks of a spin this far apart: the thread was off its CPU (another
+ * thread ran there, or the hypervisor took the vCPU).  A look is a poll()
+ * or a read of the ring's index, a few µs at most. */
+#define BP_GAP_NS 50000u /* 50 µs */
 
 /* Shared by the threads of one server (a stream loop, a vhost server). */
 struct bp_group {
@@ -55,7 +59,8 @@ struct bp_state {
     uint64_t wasted;  /* ns spun in it without catching a request */
     uint64_t t_sleep; /* ns: when the thread last went to sleep, or 0 */
     uint64_t t_spin;  /* ns: start of the current spin */
-    long ivcsw;       /* involuntary switches at its start, or -1 */
+    uint64_t t_look;  /* ns: its last look (bp_spin_look) */
+    bool preempted;   /* a gap between two looks: the thread was off CPU */
 };
 
 /* CLOCK_MONOTONIC in ns. */
@@ -73,6 +78,18 @@ void bp_note_request(struct bp_group *g, const void *who);
  * sleep (calling bp_sleeping first).
  */
 uint64_t bp_spin_begin(struct bp_group *g, struct bp_state *s);
+
+/* The spinning loop looked (for a request) at 'now' (bp_now_ns): a gap of
+ * BP_GAP_NS since its last look means it was preempted.  No syscall: a
+ * spin costs its looks and clock reads only. */
+static inline void
+bp_spin_look(struct bp_state *s, uint64_t now)
+{
+    if (now - s->t_look > BP_GAP_NS) {
+        s->preempted = true;
+    }
+    s->t_look = now;
+}
 
 /* The spin begun by bp_spin_begin ended at 'now'; 'caught': it found a
  * request. */

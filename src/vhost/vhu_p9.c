@@ -294,6 +294,7 @@ ring_spin(struct vhu_dev *d, struct vq *vq)
         bp_relax();
         caught = vq_avail_pending(vq);
         t = bp_now_ns();
+        bp_spin_look(&d->bps, t);
     } while (!caught && t < end && !atomic_load(&d->guard->faulted));
     bp_spin_end(d->bp, &d->bps, t, caught);
     return caught;

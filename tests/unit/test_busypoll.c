@@ -3,8 +3,8 @@
  * The busy-poll rules (src/util/busypoll.c), each on its own: the window,
  * "requests came within the window lately", the budget of time spun in
  * vain, one peer alone, and the pause after a spin that kept other
- * threads from the core (a preemption, or a miss followed at once by the
- * request).  The transports' use of them is tested in
+ * threads from the core (a preemption, seen as a gap between two looks of
+ * the spin, or a miss followed at once by the request).  The transports' use of them is tested in
  * tests/server/test_hotpath.c and tests/vhost/test_vhost_9p.c.
  */
 #include <pthread.h>
@@ -38,6 +38,7 @@ spin_in_vain(struct bp_group *g, struct bp_state *s)
     do {
         bp_relax();
         t = bp_now_ns();
+        bp_spin_look(s, t);
     } while (t < end);
     bp_spin_end(g, s, t, false);
     return true;
@@ -254,6 +255,41 @@ test_pause_after_preemption(void)
            (unsigned long long)atomic_load(&g.quiet_ns));
 }
 
+/*
+ * Preemption is seen without a syscall: two looks of a spin more than
+ * BP_GAP_NS apart mean the thread was off its CPU.  With times given, so
+ * that the machine's load cannot change the outcome.
+ */
+static void
+test_gap_between_looks(void)
+{
+    struct bp_group g;
+    struct bp_state s = {.ok = true};
+    uint64_t t0;
+
+    bp_group_init(&g, 1000);
+    t0 = bp_spin_begin(&g, &s) - 1000000u;
+    bp_spin_look(&s, t0 + 10000u);
+    bp_spin_look(&s, t0 + 20000u);
+    bp_spin_end(&g, &s, t0 + 30000u, true);
+    tap_ok(atomic_load(&g.quiet_until) == 0,
+           "gap/looks_10us_apart_are_no_preemption");
+    s.ok = true;
+    t0 = bp_spin_begin(&g, &s) - 1000000u;
+    bp_spin_look(&s, t0 + 10000u);
+    bp_spin_look(&s, t0 + 10000u + BP_GAP_NS + 1000u);
+    bp_spin_end(&g, &s, t0 + 12000u + BP_GAP_NS, true);
+    tap_ok(atomic_load(&g.quiet_ns) == BP_QUIET_MIN_NS &&
+               atomic_load(&g.quiet_until) > 0,
+           "gap/a_gap_longer_than_BP_GAP_NS_pauses_everyone");
+    calm(&g);
+    s.ok = true;
+    t0 = bp_spin_begin(&g, &s) - 1000000u;
+    bp_spin_end(&g, &s, t0 + BP_GAP_NS + 1000u, true);
+    tap_ok(atomic_load(&g.quiet_until) > 0,
+           "gap/from_the_start_to_the_end_without_a_look");
+}
+
 int
 main(void)
 {
@@ -262,5 +298,6 @@ main(void)
     test_solo();
     test_pause_after_miss();
     test_pause_after_preemption();
+    test_gap_between_looks();
     return tap_done();
 }

@@ -1503,8 +1503,6 @@ static const char *const sb_syscalls[] = {
     "ugetrlimit",
     "sysinfo",
     "getpriority",
-    /* --busy-poll: was a spinning thread preempted? */
-    "getrusage",
 };
 
 #ifdef SB_SANITIZER
