@@ -545,6 +545,33 @@ xconn_submit(struct xconn *xc, uint8_t *buf, size_t len, bool alone)
     return p9s_conn_submit_flags(xc->sc, &m->in, 1, len, m, flags);
 }
 
+/*
+ * Hand the staging buffer over as the buffer of the 'flen'-byte frame at
+ * its start, instead of copying the frame out: what follows the frame
+ * moves to a new staging buffer, or, with nothing after it, the next
+ * read allocates one.  NULL when out of memory (nothing changed).
+ */
+static uint8_t *
+xconn_take_stage(struct xconn *xc, size_t flen)
+{
+    uint8_t *buf = xc->stage;
+    size_t rest = xc->stage_len - flen;
+
+    if (rest > 0) {
+        uint8_t *fresh = malloc(STAGE_SIZE);
+
+        if (fresh == NULL) {
+            return NULL;
+        }
+        memcpy(fresh, buf + flen, rest);
+        xc->stage = fresh;
+    } else {
+        xc->stage = NULL;
+    }
+    xc->stage_len = rest;
+    return buf;
+}
+
 /* Parse complete frames out of the staging buffer; *nframes counts them. */
 static int
 xconn_parse(struct xconn *xc, unsigned *nframes)
@@ -597,13 +624,21 @@ xconn_parse(struct xconn *xc, unsigned *nframes)
             }
             break;
         }
-        buf = malloc((size_t)flen);
+        if (pos == 0 && (size_t)flen >= STAGE_SIZE / 2) {
+            /* a large frame at the start (a Twrite): the staging buffer
+             * becomes the frame's, the rest (if any) moves to a new one */
+            buf = xconn_take_stage(xc, (size_t)flen);
+        } else {
+            buf = malloc((size_t)flen);
+            if (buf != NULL) {
+                memcpy(buf, xc->stage + pos, (size_t)flen);
+                pos += (size_t)flen;
+            }
+        }
         if (buf == NULL) {
             err = -ENOMEM;
             break;
         }
-        memcpy(buf, xc->stage + pos, (size_t)flen);
-        pos += (size_t)flen;
         alone = xc->stage_len - pos < 4; /* nothing more buffered */
         (*nframes)++;
         err = xconn_submit(xc, buf, (size_t)flen, alone);
@@ -611,8 +646,10 @@ xconn_parse(struct xconn *xc, unsigned *nframes)
             break;
         }
     }
-    memmove(xc->stage, xc->stage + pos, xc->stage_len - pos);
-    xc->stage_len -= pos;
+    if (pos > 0) {
+        memmove(xc->stage, xc->stage + pos, xc->stage_len - pos);
+        xc->stage_len -= pos;
+    }
     return err;
 }
 
@@ -660,17 +697,17 @@ xconn_read(struct xconn *xc)
     bool ok = true;
     bool paused;
 
-    if (xc->stage == NULL) {
-        xc->stage = malloc(STAGE_SIZE);
-        if (xc->stage == NULL) {
-            log_peer("%s: out of memory, closing connection", xc->peer);
-            return false;
-        }
-    }
     for (int rounds = 0; rounds < 16; rounds++) {
         size_t want;
         ssize_t n;
 
+        if (xc->stage == NULL) { /* the first byte, or after a hand-over */
+            xc->stage = malloc(STAGE_SIZE);
+            if (xc->stage == NULL) {
+                log_peer("%s: out of memory, closing connection", xc->peer);
+                return false;
+            }
+        }
         if (xc->big != NULL) {
             if (!xconn_big_room(xc)) {
                 log_peer("%s: out of memory, closing connection", xc->peer);

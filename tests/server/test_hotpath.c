@@ -688,6 +688,125 @@ test_read_spliced(const char *exdir)
            count_fds());
 }
 
+/* A Twrite frame of 'len' bytes of pattern() at 'off' (malloc'ed). */
+static uint8_t *
+twrite_frame(uint32_t fid, uint64_t off, uint32_t len, uint16_t tag,
+             size_t *flen)
+{
+    struct p9_fcall t;
+    uint8_t *data = malloc(len);
+    uint8_t *frame;
+
+    for (uint32_t i = 0; data != NULL && i < len; i++) {
+        data[i] = pattern(off + i);
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TWRITE;
+    t.u.twrite.fid = fid;
+    t.u.twrite.offset = off;
+    t.u.twrite.data.len = len;
+    t.u.twrite.data.ptr = data;
+    frame = data == NULL ? NULL : th_frame(&t, tag, flen);
+    free(data);
+    return frame;
+}
+
+/* The next two replies, in any order: an Rwrite for tag w and an Rgetattr
+ * for tag g? */
+static bool
+write_and_getattr_answered(int fd, uint16_t w, uint16_t g)
+{
+    int got = 0;
+
+    for (int i = 0; i < 2; i++) {
+        uint16_t tag;
+        int type = raw_reply(fd, 5000, &tag);
+
+        if (type == P9_RWRITE && tag == w) {
+            got |= 1;
+        } else if (type == P9_RGETATTR && tag == g) {
+            got |= 2;
+        }
+    }
+    return got == 3;
+}
+
+/*
+ * A large frame that starts the staging buffer (a Twrite) takes that
+ * buffer over instead of being copied out of it; what came after it in
+ * the same read moves to a new one.  Three shapes, in one write() each: a
+ * Twrite alone, a Twrite followed by a Tgetattr (the rest moves), and a
+ * Tgetattr followed by a Twrite (copied out, as before).  The file must
+ * hold every byte.
+ */
+static void
+test_write_handover(const char *exdir)
+{
+    char path[PATH_MAX];
+    uint8_t *buf = malloc(3 * 60000);
+    uint8_t *f[2];
+    size_t len[2];
+    int fd = raw_conn();
+    int hf;
+    bool same = true;
+    struct p9_fcall t;
+
+    if (fd < 0 || buf == NULL || raw_walk(fd, 1, 21, NULL) < 0) {
+        tap_ok(false, "handover/connect");
+        free(buf);
+        return;
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLCREATE;
+    t.u.tlcreate.fid = 21;
+    t.u.tlcreate.name = th_str("written");
+    t.u.tlcreate.flags = P9_DOTL_RDWR | P9_DOTL_CREATE;
+    t.u.tlcreate.mode = 0644;
+    t.u.tlcreate.gid = (uint32_t)getgid();
+    tap_ok(raw_rpc(fd, &t, 4) == P9_RLCREATE, "handover/create");
+    f[0] = twrite_frame(21, 0, 60000, 30, &len[0]);
+    tap_ok(f[0] != NULL && write(fd, f[0], len[0]) == (ssize_t)len[0] &&
+               raw_reply(fd, 5000, &(uint16_t){0}) == P9_RWRITE,
+           "handover/twrite_alone");
+    free(f[0]);
+    /* a Twrite, then a Tgetattr, in one write */
+    f[0] = twrite_frame(21, 60000, 60000, 31, &len[0]);
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TGETATTR;
+    t.u.tgetattr.fid = 1;
+    t.u.tgetattr.request_mask = P9_GETATTR_BASIC;
+    f[1] = th_frame(&t, 32, &len[1]);
+    memcpy(buf, f[0], len[0]);
+    memcpy(buf + len[0], f[1], len[1]);
+    tap_ok(write(fd, buf, len[0] + len[1]) == (ssize_t)(len[0] + len[1]) &&
+               write_and_getattr_answered(fd, 31, 32),
+           "handover/twrite_then_tgetattr_answered");
+    free(f[0]);
+    /* a Tgetattr, then a Twrite */
+    f[0] = twrite_frame(21, 120000, 60000, 34, &len[0]);
+    memcpy(buf, f[1], len[1]);
+    memcpy(buf + len[1], f[0], len[0]);
+    tap_ok(write(fd, buf, len[0] + len[1]) == (ssize_t)(len[0] + len[1]) &&
+               write_and_getattr_answered(fd, 34, 32),
+           "handover/tgetattr_then_twrite_answered");
+    free(f[0]);
+    free(f[1]);
+    raw_clunk(fd, 21);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/written", exdir);
+    hf = open(path, O_RDONLY | O_CLOEXEC);
+    memset(buf, 0, 3 * 60000);
+    same = hf >= 0 && read(hf, buf, 3 * 60000) == 3 * 60000;
+    for (uint32_t i = 0; same && i < 3 * 60000; i++) {
+        same = buf[i] == pattern(i);
+    }
+    if (hf >= 0) {
+        close(hf);
+    }
+    tap_ok(same, "handover/file_holds_every_byte");
+    free(buf);
+}
+
 static double
 cpu_seconds(void)
 {
@@ -843,6 +962,7 @@ main(int argc, char **argv)
         close(fd);
     }
     test_read_spliced(exdir);
+    test_write_handover(exdir);
     err = th_stop(srv);
     tap_ok(err == 0, "server/clean_stop (%d)", err);
 
