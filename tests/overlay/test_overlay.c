@@ -1460,6 +1460,38 @@ test_session_fds(void)
  * open that needs a copy-up, a truncation, a create -- while a read open
  * of a lower file goes through.  Backend calls, in-process only.
  */
+static char lent_buf[4096];
+
+/* A be_fd_sink that reads what it is lent, as the stream transport's
+ * splice would. */
+static ssize_t
+lent_pread(void *arg, int fd, uint64_t off, size_t count)
+{
+    ssize_t n;
+
+    (void)arg;
+    n = pread(fd, lent_buf, count < sizeof(lent_buf) ? count : sizeof(lent_buf),
+              (off_t)off);
+    return n < 0 ? -errno : n;
+}
+
+/* be_ops.read_fd lends the descriptor that read uses: the same bytes. */
+static void
+test_read_fd(struct backend *be, struct be_handle *h)
+{
+    char buf[4096];
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    ssize_t a = be->ops->read(be, h, &iov, 1, 0);
+    ssize_t b = be->ops->read_fd == NULL
+                    ? -ENOSYS
+                    : be->ops->read_fd(be, h, 0, sizeof(buf), lent_pread, NULL);
+
+    tap_ok(a > 0 && b == a && memcmp(buf, lent_buf, (size_t)a) == 0,
+           "read_fd: lends the file's descriptor, same bytes as read (%zd, "
+           "%zd)",
+           a, b);
+}
+
 static void
 test_nowait(struct backend *be)
 {
@@ -1492,6 +1524,7 @@ test_nowait(struct backend *be)
     tap_ok(err == 0, "nowait: a read open of a lower file goes through (%d)",
            err);
     if (err == 0) {
+        test_read_fd(be, h);
         o->close(be, h);
     }
     err = o->open(be, n, P9_DOTL_RDONLY | P9_DOTL_TRUNC | BE_OPEN_NOWAIT, &h,

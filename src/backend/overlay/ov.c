@@ -1691,6 +1691,19 @@ ov_read(struct backend *be, struct be_handle *h, const struct iovec *iov,
     return r < 0 ? -errno : r;
 }
 
+/* be_ops.read_fd: the open regular file's descriptor, as ov_read uses it
+ * (a file opened for reading stays on the layer it was opened on). */
+static ssize_t
+ov_read_fd(struct backend *be, struct be_handle *h, uint64_t off, size_t count,
+           be_fd_sink *sink, void *arg)
+{
+    (void)be;
+    if (h->fd < 0 || !S_ISREG(h->n->type) || off > (uint64_t)INT64_MAX) {
+        return -ENOTSUP; /* read says why */
+    }
+    return sink(arg, h->fd, off, count);
+}
+
 static ssize_t
 ov_write(struct backend *be, struct be_handle *h, const struct iovec *iov,
          int iovcnt, uint64_t off)
@@ -2523,6 +2536,7 @@ static const struct be_ops ov_ops = {
     .close = ov_close,
     .handle_limits = ov_handle_limits,
     .read = ov_read,
+    .read_fd = ov_read_fd,
     .write = ov_write,
     .fsync = ov_fsync,
     .readdir = ov_readdir,
