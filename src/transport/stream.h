@@ -5,6 +5,9 @@
  * (epoll) accepts; every connection has a thread that reads and frames
  * size[4]-prefixed 9P messages and submits them to the server core; worker
  * threads write the replies (one writer at a time per connection).
+ * The process must ignore SIGPIPE: a write to a pipe (--stdio) and a
+ * splice to a socket (large Rreads, stream.c) raise it when the peer has
+ * gone (socket sends use MSG_NOSIGNAL; splice has no such flag).
  */
 #ifndef VIRTFS_TRANSPORT_STREAM_H
 #define VIRTFS_TRANSPORT_STREAM_H

@@ -571,6 +571,24 @@ rread_ok(int fd, uint16_t tag, uint64_t off, long *got)
     return true;
 }
 
+/* A new raw session (sndbuf: raw_conn_buf) with "spliced" open for
+ * reading as fid 20: its socket, or -1. */
+static int
+open_spliced(int sndbuf)
+{
+    struct p9_fcall t = {.type = P9_TLOPEN};
+    int fd = raw_conn_buf(sndbuf);
+
+    t.u.tlopen.fid = 20;
+    t.u.tlopen.flags = P9_DOTL_RDONLY;
+    if (fd >= 0 && (raw_walk(fd, 1, 20, "spliced") < 0 ||
+                    raw_rpc(fd, &t, 4) != P9_RLOPEN)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 static bool
 raw_read_check(int fd, uint32_t fid, uint64_t off, uint32_t count, long want)
 {
@@ -612,17 +630,10 @@ test_read_spliced(const char *exdir)
            "splice/file_written");
     close(fdw);
     free(data);
-    fd = raw_conn();
-    if (fd < 0 || raw_walk(fd, 1, 20, "spliced") < 0) {
-        tap_ok(false, "splice/connect_and_walk");
+    fd = open_spliced(0);
+    tap_ok(fd >= 0, "splice/open");
+    if (fd < 0) {
         return;
-    }
-    {
-        struct p9_fcall t = {.type = P9_TLOPEN};
-
-        t.u.tlopen.fid = 20;
-        t.u.tlopen.flags = P9_DOTL_RDONLY;
-        tap_ok(raw_rpc(fd, &t, 4) == P9_RLOPEN, "splice/open");
     }
     s0 = xp_loop_spliced_reads(srv->loop);
     ok += raw_read_check(fd, 20, 0, 61440, 61440);
@@ -654,17 +665,10 @@ test_read_spliced(const char *exdir)
      * Tread at a time, 5 ms apart so that each arrives alone, and reads no
      * reply until the 24th is sent; then every reply is checked.
      */
-    fd = raw_conn_buf(8192);
-    if (fd < 0 || raw_walk(fd, 1, 20, "spliced") < 0) {
-        tap_ok(false, "splice/full_socket_connect");
+    fd = open_spliced(8192);
+    tap_ok(fd >= 0, "splice/full_socket_open");
+    if (fd < 0) {
         return;
-    }
-    {
-        struct p9_fcall t = {.type = P9_TLOPEN};
-
-        t.u.tlopen.fid = 20;
-        t.u.tlopen.flags = P9_DOTL_RDONLY;
-        raw_rpc(fd, &t, 4);
     }
     s0 = xp_loop_spliced_reads(srv->loop);
     for (int i = 0; i < 24; i++) {
@@ -709,6 +713,16 @@ twrite_frame(uint32_t fid, uint64_t off, uint32_t len, uint16_t tag,
     frame = data == NULL ? NULL : th_frame(&t, tag, flen);
     free(data);
     return frame;
+}
+
+/* Frames a then b in one write(), through buf (room for both). */
+static bool
+write_two(int fd, uint8_t *buf, const uint8_t *a, size_t alen, const uint8_t *b,
+          size_t blen)
+{
+    memcpy(buf, a, alen);
+    memcpy(buf + alen, b, blen);
+    return write(fd, buf, alen + blen) == (ssize_t)(alen + blen);
 }
 
 /* The next two replies, in any order: an Rwrite for tag w and an Rgetattr
@@ -776,17 +790,13 @@ test_write_handover(const char *exdir)
     t.u.tgetattr.fid = 1;
     t.u.tgetattr.request_mask = P9_GETATTR_BASIC;
     f[1] = th_frame(&t, 32, &len[1]);
-    memcpy(buf, f[0], len[0]);
-    memcpy(buf + len[0], f[1], len[1]);
-    tap_ok(write(fd, buf, len[0] + len[1]) == (ssize_t)(len[0] + len[1]) &&
+    tap_ok(write_two(fd, buf, f[0], len[0], f[1], len[1]) &&
                write_and_getattr_answered(fd, 31, 32),
            "handover/twrite_then_tgetattr_answered");
     free(f[0]);
     /* a Tgetattr, then a Twrite */
     f[0] = twrite_frame(21, 120000, 60000, 34, &len[0]);
-    memcpy(buf, f[1], len[1]);
-    memcpy(buf + len[1], f[0], len[0]);
-    tap_ok(write(fd, buf, len[0] + len[1]) == (ssize_t)(len[0] + len[1]) &&
+    tap_ok(write_two(fd, buf, f[1], len[1], f[0], len[0]) &&
                write_and_getattr_answered(fd, 34, 32),
            "handover/tgetattr_then_twrite_answered");
     free(f[0]);
