@@ -686,7 +686,23 @@ test_read_spliced(const char *exdir)
     tap_ok(raw_read_check(fd, 20, 0, 61440, 61440),
            "splice/full_socket_reads_go_on");
     close(fd);
-    settle(); /* the connection thread closes its end and its pipe */
+    /* a client that goes away with replies on their way: the server's
+     * splice meets a closed socket (EPIPE), the connection ends */
+    fd = open_spliced(8192);
+    for (int i = 0; fd >= 0 && i < 8; i++) {
+        send_tread(fd, 20, (uint64_t)i * 40960, 40960, (uint16_t)(200 + i));
+        usleep(2000);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    fd = open_spliced(0);
+    tap_ok(fd >= 0 && raw_read_check(fd, 20, 4096, 61440, 61440),
+           "splice/serves_on_after_a_client_left_mid_reply");
+    if (fd >= 0) {
+        close(fd);
+    }
+    settle(); /* the connection threads close their ends and pipes */
     tap_ok(count_fds() == fds0,
            "splice/no_descriptor_left (%d before, %d after)", fds0,
            count_fds());
