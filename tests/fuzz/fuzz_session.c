@@ -10,7 +10,9 @@
  * instruction N times" (e.g. a chain of 2000 Tflush, each flushing the
  * one before).  They are submitted to one server connection through a test
  * transport (p9s_conn_ops), so requests run concurrently on the worker
- * pool while the program goes on.  The export is the in-memory synth
+ * pool while the program goes on.  The test transport also takes the data
+ * of large Rreads from a lent descriptor (stage_fd, as the stream
+ * transport's splice does; one in three refused, so the fallback runs).  The export is the in-memory synth
  * backend with a small tree (or, by a header bit, a temporary directory
  * through the passthrough backend).  Opening the FIFO "fifo" waits until
  * the program releases it (SYNC / RELEASE / end): a deterministic slow
@@ -18,7 +20,9 @@
  *
  * Checked, abort() on failure (the fuzzer reports it):
  *   - every reply decodes, carries the request's tag, is the matching
- *     R-type or Rlerror (errno 1..4095), fits the reply space; Rread and
+ *     R-type or Rlerror (errno 1..4095), fits the reply space (a staged
+ *     reply: its header does, and it is an Rread of exactly the staged
+ *     bytes); Rread and
  *     Rreaddir data is no longer than asked for, Rreaddir data is whole
  *     dirents, Rwalk has no more qids than names;
  *   - exactly one send() or drop() per submitted message, and drop() only
@@ -148,6 +152,8 @@ struct fz_msg {
     uint8_t *reply;
     struct iovec riov;
     bool have_reply_buf;
+    uint8_t *staged; /* what stage_fd took (the tail of an Rread) */
+    size_t nstaged;
 };
 
 struct fz_sess {
@@ -328,6 +334,51 @@ out:
     return err;
 }
 
+/*
+ * conn ops stage_fd: take the data of a large Rread from the lent
+ * descriptor, as the stream transport's splice does, but with pread into a
+ * buffer of the message's; one request in three is refused (-ENOTSUP) so
+ * that the core's fallback to read runs too.
+ */
+static ssize_t
+tp_stage_fd(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
+            size_t count)
+{
+    struct fz_sess *s = sess_of(c);
+    struct fz_msg *m = cookie;
+    ssize_t n;
+
+    pthread_mutex_lock(&s->m);
+    if (m->state != M_PENDING || m->staged != NULL) {
+        FZ_DIE("stage_fd for a finished or already staged message (tag %u)",
+               m->tag);
+    }
+    if (m->type != P9_TREAD || count > m->count) {
+        FZ_DIE("stage_fd of %zu bytes for type %u (%u asked)", count, m->type,
+               m->count);
+    }
+    pthread_mutex_unlock(&s->m);
+    if (m->len % 3 == 0) {
+        return -ENOTSUP;
+    }
+    m->staged = malloc(count ? count : 1);
+    if (m->staged == NULL) {
+        FZ_DIE("out of memory");
+    }
+    n = pread(fd, m->staged, count, (off_t)off);
+    if (n < 0) {
+        n = -errno;
+        free(m->staged);
+        m->staged = NULL;
+        return n;
+    }
+    m->nstaged = (size_t)n;
+    if (getenv("FUZZ_SESSION_TRACE") != NULL) {
+        fprintf(stderr, "  tag %u: %zd bytes staged\n", m->tag, n);
+    }
+    return n;
+}
+
 /* Rreaddir data is a whole number of well-formed dirents. */
 static void
 check_dirents(const struct p9_data *d)
@@ -361,12 +412,40 @@ check_reply(struct fz_sess *s, struct fz_msg *m, size_t len)
     struct iovec one;
     int err;
 
-    if (!m->have_reply_buf || len > m->riov.iov_len) {
+    uint8_t *whole = m->reply;
+
+    if (m->staged != NULL && m->nstaged > 0 && len > m->nstaged) {
+        /* the header in the reply space, then the staged data */
+        size_t hdr = len - m->nstaged;
+
+        if (!m->have_reply_buf || hdr > m->riov.iov_len) {
+            FZ_DIE("staged send of %zu bytes without header space (tag %u)",
+                   len, m->tag);
+        }
+        whole = malloc(len);
+        if (whole == NULL) {
+            FZ_DIE("out of memory");
+        }
+        memcpy(whole, m->reply, hdr);
+        memcpy(whole + hdr, m->staged, m->nstaged);
+    } else if (!m->have_reply_buf || len > m->riov.iov_len) {
         FZ_DIE("send of %zu bytes without reply space (tag %u)", len, m->tag);
     }
     memset(&f, 0, sizeof(f));
-    p9_rbuf_init_flat(&b, &one, m->reply, len);
+    p9_rbuf_init_flat(&b, &one, whole, len);
     err = p9_decode(&b, len, &f);
+    if (whole != m->reply) {
+        /* decoded views point into 'whole': check the sizes before it goes */
+        if (err == 0 &&
+            (f.type != P9_RREAD || f.u.rread.data.len != m->nstaged)) {
+            FZ_DIE("staged reply is not an Rread of the %zu staged bytes",
+                   m->nstaged);
+        }
+        free(whole);
+        whole = NULL;
+        f.u.rread.data.ptr = NULL;
+        f.u.rread.data.iov = NULL;
+    }
     if (err < 0) {
         FZ_DIE("reply to type %u tag %u does not decode (%d)", m->type, m->tag,
                err);
@@ -466,6 +545,7 @@ tp_release(struct p9s_conn *c, void *tp)
 static const struct p9s_conn_ops tp_ops = {
     .reply_buf = tp_reply_buf,
     .send = tp_send,
+    .stage_fd = tp_stage_fd,
     .drop = tp_drop,
     .release = tp_release,
 };
@@ -627,6 +707,7 @@ msg_free(struct fz_msg *m)
     }
     free(m->frame);
     free(m->reply);
+    free(m->staged);
     free(m);
 }
 

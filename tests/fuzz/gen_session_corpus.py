@@ -35,6 +35,14 @@ SEEDS = {
                FSYNC, 1, 0, CLUNK, 1, SYNC] + walk(0, 2, "d") + [SYNC] +
                [LOPEN, 2, 5, READDIR, 2, 0, 4, READDIR, 2, 3, 3,
                 CLUNK, 2] + walk(0, 3, "new") + [REMOVE, 3, SYNC],
+    # large reads of a passthrough file: the core lends the descriptor to
+    # the transport's stage_fd (the stream transport splices); counts 65536
+    # and UINT32_MAX, at offset 0 and beyond the end
+    "pt-read-large": [PT] + walk(0, 1, "f") + [LOPEN, 1, 0, READ, 1, 0, 5,
+                      READ, 1, 1, 6, READ, 1, 0, 6, READ, 1, 2, 5, CLUNK, 1],
+    "pt-read-large-inline": [PT | INLINE] + walk(0, 1, "f") +
+                            [LOPEN, 1, 0, READ, 1, 0, 5, READ, 1, 0, 6,
+                             CLUNK, 1],
     # namespace ops
     "namespace": [0, MKDIR, 0, N["d2"], 1, SYMLINK, 0, N["x"], N["f"],
                   MKNOD, 0, N["y"], 2, 1, 3] + walk(0, 1, "f") +
