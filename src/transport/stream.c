@@ -120,6 +120,7 @@ struct xconn {
     int pipe_w;
     size_t pipe_cap;
     bool no_pipe;
+    unsigned pipe_wait; /* large reads to copy before asking again */
 };
 
 struct xmsg {
@@ -137,9 +138,11 @@ struct xp_loop {
     atomic_int nconns;
     atomic_bool last_gone;
     unsigned max_conns; /* per listener */
+    unsigned max_pipes; /* read pipes at once (xconn_pipe) */
+    atomic_uint npipes;
     unsigned frame_timeout_ms;
     struct bp_group bp;       /* --busy-poll (see util/busypoll.h) */
-    atomic_ulong spliced;     /* Rreads whose data went by the pipe */
+    atomic_ulong spliced;     /* Rreads whose data went into the pipe */
     void (*stats_fn)(void *); /* xp_loop_on_stats */
     void *stats_arg;
     bool have_last;
@@ -182,6 +185,7 @@ xp_loop_new(struct p9s_server *srv)
     }
     loop->srv = srv;
     loop->max_conns = XP_DEFAULT_MAX_CONNS;
+    loop->max_pipes = XP_DEFAULT_READ_PIPES;
     loop->frame_timeout_ms = XP_DEFAULT_FRAME_TIMEOUT * 1000u;
     pthread_mutex_init(&loop->open_lock, NULL);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -197,6 +201,7 @@ void
 xp_loop_set_limits(struct xp_loop *loop, const struct xp_limits *lim)
 {
     loop->max_conns = lim->max_conns ? lim->max_conns : XP_DEFAULT_MAX_CONNS;
+    loop->max_pipes = lim->read_pipes ? lim->read_pipes : XP_DEFAULT_READ_PIPES;
     loop->frame_timeout_ms = lim->frame_timeout * 1000u;
     bp_group_init(&loop->bp, lim->busy_poll_us);
 }
@@ -211,6 +216,12 @@ unsigned long
 xp_loop_spliced_reads(struct xp_loop *loop)
 {
     return atomic_load(&loop->spliced);
+}
+
+unsigned
+xp_loop_read_pipes(struct xp_loop *loop)
+{
+    return atomic_load(&loop->npipes);
 }
 
 void
@@ -1109,8 +1120,8 @@ xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
             p9s_server_dump_stats(loop->srv);
             log_info("stats: busy-poll: %lu spins on connection threads",
                      atomic_load(&loop->bp.spins));
-            log_info("stats: reads spliced from the file to the socket "
-                     "without a copy: %lu",
+            log_info("stats: reads spliced from the file (no copy through "
+                     "a reply buffer): %lu",
                      atomic_load(&loop->spliced));
             if (loop->stats_fn != NULL) {
                 loop->stats_fn(loop->stats_arg);
@@ -1165,6 +1176,7 @@ xconn_pipe_close(struct xconn *xc)
     if (xc->pipe_r >= 0) {
         close(xc->pipe_r);
         close(xc->pipe_w);
+        atomic_fetch_sub(&xc->loop->npipes, 1);
     }
     xc->pipe_r = -1;
     xc->pipe_w = -1;
@@ -1175,7 +1187,10 @@ xconn_pipe_close(struct xconn *xc)
  * session's msize where the kernel allows (pipe-max-size, the user's pipe
  * pages); false if it cannot be had: then reads are copied, as before.
  * Its two descriptors are the connection's, like its socket; they never
- * come from the reserve (util/fdbudget.h).
+ * come from the reserve (util/fdbudget.h).  At most max_pipes connections
+ * hold one at once: a pipe's pages count against the pipe quota of the
+ * daemon's user, which other processes of that user share.  A connection
+ * refused one tries again 1,024 large reads later.
  */
 static bool
 xconn_pipe(struct xconn *xc)
@@ -1184,11 +1199,21 @@ xconn_pipe(struct xconn *xc)
     int cap;
     uint32_t want = p9s_conn_msize(xc->sc) + 4096u;
 
-    if (xc->pipe_r >= 0 || xc->no_pipe) {
-        return xc->pipe_r >= 0;
+    if (xc->pipe_r >= 0) {
+        return true;
+    }
+    if (xc->no_pipe || xc->pipe_wait > 0) {
+        xc->pipe_wait -= xc->pipe_wait > 0;
+        return false;
+    }
+    if (atomic_fetch_add(&xc->loop->npipes, 1) >= xc->loop->max_pipes) {
+        atomic_fetch_sub(&xc->loop->npipes, 1);
+        xc->pipe_wait = 1024;
+        return false;
     }
     xc->no_pipe = true; /* one try per connection */
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+        atomic_fetch_sub(&xc->loop->npipes, 1);
         return false;
     }
     if (xc->lst != NULL &&
@@ -1198,6 +1223,7 @@ xconn_pipe(struct xconn *xc)
         } else {
             close(p[1]);
         }
+        atomic_fetch_sub(&xc->loop->npipes, 1);
         return false;
     }
     (void)fcntl(p[1], F_SETPIPE_SZ, (int)want); /* else the default */
@@ -1205,6 +1231,7 @@ xconn_pipe(struct xconn *xc)
     if (cap < 2 * 4096) {
         close(p[0]);
         close(p[1]);
+        atomic_fetch_sub(&xc->loop->npipes, 1);
         return false;
     }
     xc->pipe_r = p[0];
@@ -1253,6 +1280,9 @@ xconn_stage_fd(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
         return errno == EINVAL || errno == EAGAIN ? -ENOTSUP : -errno;
     }
     m->piped = got;
+    if (got > 0) {
+        atomic_fetch_add(&xc->loop->spliced, 1); /* before the client has it */
+    }
     return (ssize_t)got;
 }
 
@@ -1378,9 +1408,6 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
         }
         if (left == 0 && piped > 0) {
             piped = xconn_splice_out(xc, piped);
-            if (piped == 0) {
-                atomic_fetch_add(&xc->loop->spliced, 1);
-            }
         }
     }
     if ((left > 0 || piped > 0) && !xc->dead && !xc->closing) {

@@ -47,6 +47,10 @@ int xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
 #define XP_DEFAULT_MAX_CONNS 1024
 #define XP_DEFAULT_FRAME_TIMEOUT 30
 #define XP_DEFAULT_BUSY_POLL 50 /* µs, virtfsd's default */
+/* Connections that hold a read pipe at once (stream.c, large Rreads
+ * spliced): a pipe's pages count against its owner's pipe quota
+ * (fs.pipe-user-pages-soft, shared by the user's processes). */
+#define XP_DEFAULT_READ_PIPES 64
 struct xp_limits {
     unsigned max_conns;     /* 0 = XP_DEFAULT_MAX_CONNS */
     unsigned frame_timeout; /* seconds; 0 = none */
@@ -55,13 +59,16 @@ struct xp_limits {
      * connection alone (see util/busypoll.h); 0 = off (the zero
      * value; virtfsd's default is XP_DEFAULT_BUSY_POLL). */
     unsigned busy_poll_us;
+    unsigned read_pipes; /* 0 = XP_DEFAULT_READ_PIPES */
 };
 
 /* How many busy-poll spins connection threads have started (tests). */
 unsigned long xp_loop_busy_polls(struct xp_loop *loop);
-/* How many Rreads went from the file to the socket without a copy
- * (spliced through the connection's pipe). */
+/* How many Rreads were spliced from the file into a connection's pipe (no
+ * copy through a reply buffer; counted before the reply is sent). */
 unsigned long xp_loop_spliced_reads(struct xp_loop *loop);
+/* How many connections hold a read pipe now (tests). */
+unsigned xp_loop_read_pipes(struct xp_loop *loop);
 /* Also call fn(arg) when xp_loop_run logs the stats (the daemon's other
  * counters: its vhost-user devices).  Set before running. */
 void xp_loop_on_stats(struct xp_loop *loop, void (*fn)(void *), void *arg);

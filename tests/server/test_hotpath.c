@@ -681,8 +681,9 @@ test_read_spliced(const char *exdir)
               got == 40960;
     }
     tap_ok(ok == 24, "splice/full_socket_all_replies_right (%d of 24)", ok);
-    tap_diag("full socket: %lu of 24 spliced whole",
-             xp_loop_spliced_reads(srv->loop) - s0);
+    tap_ok(xp_loop_spliced_reads(srv->loop) - s0 == 24,
+           "splice/full_socket_all_spliced (%lu of 24)",
+           xp_loop_spliced_reads(srv->loop) - s0);
     tap_ok(raw_read_check(fd, 20, 0, 61440, 61440),
            "splice/full_socket_reads_go_on");
     close(fd);
@@ -706,6 +707,61 @@ test_read_spliced(const char *exdir)
     tap_ok(count_fds() == fds0,
            "splice/no_descriptor_left (%d before, %d after)", fds0,
            count_fds());
+}
+
+/*
+ * At most read_pipes connections hold a read pipe at once (their pages
+ * count against the daemon's user's pipe quota): with the limit at 1, a
+ * second connection's large reads are copied, and right; once the first
+ * connection is gone, a new one gets the pipe.
+ */
+static void
+test_read_pipes_limit(void)
+{
+    struct xp_limits lim = {.frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
+                            .read_pipes = 1};
+    unsigned long s0;
+    bool ok;
+    int a;
+    int b;
+    int c;
+
+    xp_loop_set_limits(srv->loop, &lim);
+    a = open_spliced(0);
+    b = open_spliced(0);
+    s0 = xp_loop_spliced_reads(srv->loop);
+    ok = a >= 0 && raw_read_check(a, 20, 0, 61440, 61440);
+    tap_ok(ok && xp_loop_spliced_reads(srv->loop) - s0 == 1,
+           "pipes/first_connection_splices (read %s, %lu spliced)",
+           ok ? "right" : "wrong", xp_loop_spliced_reads(srv->loop) - s0);
+    s0 = xp_loop_spliced_reads(srv->loop);
+    tap_ok(b >= 0 && raw_read_check(b, 20, 0, 61440, 61440) &&
+               raw_read_check(b, 20, 8192, 40000, 40000) &&
+               xp_loop_spliced_reads(srv->loop) == s0,
+           "pipes/second_connection_copies_right (%lu spliced)",
+           xp_loop_spliced_reads(srv->loop) - s0);
+    if (a >= 0) {
+        close(a);
+    }
+    settle(); /* a's connection ends and gives its pipe back */
+    tap_ok(xp_loop_read_pipes(srv->loop) == 0,
+           "pipes/given_back_when_the_connection_ends (%u held)",
+           xp_loop_read_pipes(srv->loop));
+    c = open_spliced(0);
+    s0 = xp_loop_spliced_reads(srv->loop);
+    ok = c >= 0 && raw_read_check(c, 20, 0, 61440, 61440);
+    tap_ok(ok && xp_loop_spliced_reads(srv->loop) - s0 == 1,
+           "pipes/a_freed_pipe_goes_to_the_next_connection (read %s, %lu "
+           "spliced)",
+           ok ? "right" : "wrong", xp_loop_spliced_reads(srv->loop) - s0);
+    if (b >= 0) {
+        close(b);
+    }
+    if (c >= 0) {
+        close(c);
+    }
+    lim.read_pipes = 0;
+    xp_loop_set_limits(srv->loop, &lim);
 }
 
 /* A Twrite frame of 'len' bytes of pattern() at 'off' (malloc'ed). */
@@ -988,6 +1044,7 @@ main(int argc, char **argv)
         close(fd);
     }
     test_read_spliced(exdir);
+    test_read_pipes_limit();
     test_write_handover(exdir);
     err = th_stop(srv);
     tap_ok(err == 0, "server/clean_stop (%d)", err);
