@@ -1286,6 +1286,24 @@ xconn_stage_fd(struct p9s_conn *c, void *cookie, int fd, uint64_t off,
     return (ssize_t)got;
 }
 
+/*
+ * A send of reply bytes (send, write or splice, wlock held) returned n:
+ * true when the caller goes on (bytes went out, or EINTR: again); false
+ * when the socket is full (EAGAIN: the connection thread sends the rest)
+ * or the write side failed (then marked so).
+ */
+static bool
+xconn_sent(struct xconn *xc, ssize_t n)
+{
+    if (n > 0 || (n < 0 && errno == EINTR)) {
+        return true;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        xconn_write_failed(xc);
+    }
+    return false;
+}
+
 /* Splice up to 'n' piped bytes to the socket while it takes them (wlock
  * held); returns how many are still in the pipe. */
 static size_t
@@ -1295,15 +1313,10 @@ xconn_splice_out(struct xconn *xc, size_t n)
         ssize_t k =
             splice(xc->pipe_r, NULL, xc->wfd, NULL, n, SPLICE_F_NONBLOCK);
 
-        if (k > 0) {
-            n -= (size_t)k;
-        } else if (k < 0 && errno == EINTR) {
-            continue;
-        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!xconn_sent(xc, k)) {
             break;
-        } else {
-            xconn_write_failed(xc);
         }
+        n -= k > 0 ? (size_t)k : 0;
     }
     return n;
 }
@@ -1395,15 +1408,12 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
         while (left > 0 && !xc->dead) {
             ssize_t n = xconn_write_some(xc, p, left, piped > 0);
 
+            if (!xconn_sent(xc, n)) {
+                break;
+            }
             if (n > 0) {
                 p += n;
                 left -= (size_t)n;
-            } else if (n < 0 && errno == EINTR) {
-                continue;
-            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                break;
-            } else {
-                xconn_write_failed(xc);
             }
         }
         if (left == 0 && piped > 0) {

@@ -54,7 +54,6 @@
  *   build-fuzz/tests/fuzz/fuzz_session -fork=1 -ignore_crashes=1 \
  *       -max_total_time=3600 -artifact_prefix=/tmp/art/ /tmp/corpus
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -68,6 +67,7 @@
 
 #include "backend/synth/synth.h"
 #include "proto/p9_codec.h"
+#include "support/fs.h"
 #include "util/log.h"
 #include "virtfs/backend.h"
 #include "virtfs/p9.h"
@@ -1270,22 +1270,6 @@ pt_cleanup(void)
     }
 }
 
-static int
-count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 static void
 fill_file(uint8_t *buf, size_t n)
 {
@@ -1399,7 +1383,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     fz_cur = &s;
 
     if (flags & FZ_PASSTHROUGH) {
-        fds0 = count_fds();
+        fds0 = th_count_fds();
         be = make_pt();
         ex.path = pt_dir;
     } else {
@@ -1466,8 +1450,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     if (be->ops->destroy != NULL) {
         be->ops->destroy(be);
     }
-    if (fds0 >= 0 && count_fds() != fds0) {
-        FZ_DIE("descriptors leaked: %d before, %d after", fds0, count_fds());
+    if (fds0 >= 0 && th_count_fds() != fds0) {
+        FZ_DIE("descriptors leaked: %d before, %d after", fds0, th_count_fds());
     }
     for (size_t i = 0; i < s.nmsgs; i++) {
         msg_free(s.msgs[i]);

@@ -9,7 +9,6 @@
  */
 #include "pt_test.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -282,23 +281,6 @@ test_dotdot_cost(struct backend *be, struct be_node *root)
     free(path);
 }
 
-static int
-count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n - 1; /* the DIR's own */
-}
-
 /*
  * A small descriptor budget: many nodes, few descriptors.  Every node
  * still works (reopened by handle or by name), a file renamed on the
@@ -322,7 +304,7 @@ test_reclaim(int mode, const char *tag)
     struct p9_qid q;
     char p[700];
     char p2[700];
-    int fds0 = count_fds();
+    int fds0 = th_count_fds();
     int maxfds = 0;
     int bad = 0;
     int err;
@@ -349,8 +331,8 @@ test_reclaim(int mode, const char *tag)
 
         snprintf(c, sizeof(c), "f%d", i);
         err = OPS(be)->walk1(be, dir, c, &nodes[i], &q);
-        if (count_fds() - fds0 > maxfds) {
-            maxfds = count_fds() - fds0;
+        if (th_count_fds() - fds0 > maxfds) {
+            maxfds = th_count_fds() - fds0;
         }
     }
     tap_ok(err == 0, "reclaim/%s: %d walks (%d)", tag, NFILES, err);
@@ -405,9 +387,9 @@ test_reclaim(int mode, const char *tag)
            "reclaim/%s: reclaimed %lu, reopened by handle %lu, by name %lu",
            tag, atomic_load(&pb->st_evict), atomic_load(&pb->st_reopen_fh),
            atomic_load(&pb->st_reopen_name));
-    tap_ok(count_fds() - fds0 <= BUDGET + 2,
+    tap_ok(th_count_fds() - fds0 <= BUDGET + 2,
            "reclaim/%s: after the I/O, %d descriptors", tag,
-           count_fds() - fds0);
+           th_count_fds() - fds0);
 
     /* Idle open files give their descriptors back too, and are reopened
      * with their flags (O_TRUNC not again) at the next I/O. */
@@ -435,9 +417,9 @@ test_reclaim(int mode, const char *tag)
         tap_ok(nopen == NOPEN && obad == 0,
                "reclaim/%s: %d files open and written (%d bad)", tag, nopen,
                obad);
-        tap_ok(count_fds() - fds0 <= BUDGET + 2,
+        tap_ok(th_count_fds() - fds0 <= BUDGET + 2,
                "reclaim/%s: with %d open files, %d descriptors", tag, nopen,
-               count_fds() - fds0);
+               th_count_fds() - fds0);
         for (int i = 0; i < nopen; i++) {
             char buf[16];
             char want[16];

@@ -14,7 +14,6 @@
  */
 #include "harness.h"
 
-#include <dirent.h>
 #include <sys/resource.h>
 
 static struct th_srv *srv;
@@ -467,23 +466,6 @@ test_lopen_routing(int fd, const char *exdir)
     test_lopen_lease(fd, path, conn_thread);
 }
 
-/* Descriptors of this process (the in-process server's included). */
-static int
-count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /*
  * Repeated: 300 rounds of an open tried inline that succeeds, one that
  * gives up and moves to a worker (O_TRUNC), and a Tlcreate of an existing
@@ -499,7 +481,7 @@ test_open_repeated(int fd)
 
     /* warm: the node of "noexcl" and its cached descriptor exist */
     raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY);
-    before = count_fds();
+    before = th_count_fds();
     for (int i = 0; i < 300; i++) {
         ok += raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY) == P9_RLOPEN;
         ok += raw_open(fd, 1, 13, "noexcl", false,
@@ -507,7 +489,7 @@ test_open_repeated(int fd)
         ok += raw_open(fd, 1, 11, "noexcl", true,
                        P9_DOTL_WRONLY | P9_DOTL_CREATE) == P9_RLCREATE;
     }
-    after = count_fds();
+    after = th_count_fds();
     tap_ok(ok == 900, "repeated opens: %d of 900 answered as asked", ok);
     tap_ok(before > 0 && after == before,
            "repeated opens: no descriptor left behind (%d before, %d after)",
@@ -656,7 +638,7 @@ test_read_spliced(const char *exdir)
     close(fd);
     /* the file's node (and its descriptor) stays cached */
     settle();
-    fds0 = count_fds();
+    fds0 = th_count_fds();
 
     /*
      * The server's end of this socket takes 8 KiB (the kernel doubles
@@ -704,9 +686,9 @@ test_read_spliced(const char *exdir)
         close(fd);
     }
     settle(); /* the connection threads close their ends and pipes */
-    tap_ok(count_fds() == fds0,
+    tap_ok(th_count_fds() == fds0,
            "splice/no_descriptor_left (%d before, %d after)", fds0,
-           count_fds());
+           th_count_fds());
 }
 
 /*

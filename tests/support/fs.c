@@ -43,6 +43,23 @@ th_rmtree(const char *path)
 
 /* A fresh temporary directory; the returned string is static storage
  * owned by the caller (strdup'ed). */
+int
+th_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1; /* the DIR's own */
+}
+
 char *
 th_mkdtemp(const char *tag)
 {

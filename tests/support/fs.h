@@ -29,6 +29,8 @@
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t th_now_ms(void);
+/* Descriptors this process has open now (/proc/self/fd), or -1. */
+int th_count_fds(void);
 /* rm -rf, not following symlinks; best effort. */
 void th_rmtree(const char *path);
 /* A fresh directory /tmp/vfst-TAG-XXXXXX (malloc'ed; exits on failure). */
