@@ -22,8 +22,10 @@
 #   format          clang-format check (scripts/check-format.sh): every C
 #                   file as .clang-format says
 #   build-fuzz      each libFuzzer target for FUZZ_SECONDS (20) s, the
-#                   session fuzzer at least 60 s
-#   guest suites    QEMU, real Linux 9p clients (gcc build)
+#                   session fuzzer at least 60 s (beside the others)
+#   guests          QEMU, real Linux 9p clients (gcc build), in two lanes:
+#                   the serial suite beside the vhost-user, layered-export
+#                   and scale suites
 # Every build uses -Werror.
 set -u
 cd "$(dirname "$0")/.."
@@ -275,55 +277,80 @@ else
 fi
 
 tier build-fuzz
-log "libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), ${FUZZ_SECONDS:-20} s each (session: 60 s)"
+log "libFuzzer targets (clang -fsanitize=fuzzer,address,undefined), ${FUZZ_SECONDS:-20} s each (session: 60 s), in two lanes"
+# fuzz_one BIN CORPUS SECS RESULT: one target; its "ok"/"not ok" line (and
+# on failure the end of its log) goes to RESULT.
+fuzz_one() {
+    local bin=$1 src=$2 secs=$3 res=$4 corpus
+    corpus=$(mktemp -d)   # new inputs land here, not in the tree
+    cp -r "$src/." "$corpus/"
+    # -timeout: one input that runs for a minute is a hang, reported as
+    # such (the default, 1200 s, let one stuck input eat the CI budget)
+    if [ -x "$bin" ] && "$bin" -max_total_time="$secs" -timeout=60 \
+            -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1; then
+        echo "ok - fuzz ${bin##*/}: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') inputs, no crash" > "$res"
+    else
+        { echo "not ok - fuzz ${bin##*/} (log below)"; tail -n 40 "$corpus.log"; } > "$res"
+    fi
+    rm -rf "$corpus" "$corpus.log"
+}
 if CC=clang run_build build-fuzz -Dfuzz=true; then
-    for t in tests/fuzz/fuzz_decode:tests/fuzz/corpus/decode \
-             tests/vhost/fuzz_vring:tests/vhost/corpus/vring \
-             tests/vhost/fuzz_vhost_msg:tests/vhost/corpus/vhost_msg \
-             tests/fuzz/fuzz_session:tests/fuzz/corpus/session; do
-        bin=build-fuzz/${t%%:*}
-        secs=${FUZZ_SECONDS:-20}
-        # the whole-server session fuzzer (issue 12): at least 60 s
-        if [ "${bin##*/}" = fuzz_session ] && [ "$secs" -lt 60 ]; then secs=60; fi
-        corpus=$(mktemp -d)   # new inputs land here, not in the tree
-        cp -r "${t#*:}/." "$corpus/"
-        # -timeout: one input that runs for a minute is a hang, reported as
-        # such (the default, 1200 s, let one stuck input eat the CI budget)
-        if [ -x "$bin" ] && "$bin" -max_total_time="$secs" -timeout=60 \
-                -print_final_stats=1 "$corpus" > "$corpus.log" 2>&1; then
-            echo "ok - fuzz ${bin##*/}: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$corpus.log" | grep -o '[0-9]*$') inputs, no crash"
-            passed=$((passed + 1))
-        else
-            echo "not ok - fuzz ${bin##*/} (log below)"; tail -n 40 "$corpus.log"
-            failed=$((failed + 1))
-        fi
-        rm -rf "$corpus" "$corpus.log"
-    done
+    secs=${FUZZ_SECONDS:-20}
+    fz=$(mktemp -d)
+    # Two lanes on the two cores, the same fuzzing time per target: the
+    # whole-server session fuzzer (issue 12: at least 60 s) in one, the
+    # decoder, vring and vhost-user message targets one after another in
+    # the other.
+    fuzz_one build-fuzz/tests/fuzz/fuzz_session tests/fuzz/corpus/session \
+        "$((secs < 60 ? 60 : secs))" "$fz/4" &
+    fzpid=$!
+    fuzz_one build-fuzz/tests/fuzz/fuzz_decode tests/fuzz/corpus/decode "$secs" "$fz/1"
+    fuzz_one build-fuzz/tests/vhost/fuzz_vring tests/vhost/corpus/vring "$secs" "$fz/2"
+    fuzz_one build-fuzz/tests/vhost/fuzz_vhost_msg tests/vhost/corpus/vhost_msg "$secs" "$fz/3"
+    wait "$fzpid"
+    for r in 1 2 3 4; do
+        if [ -f "$fz/$r" ]; then cat "$fz/$r"; else echo "not ok - fuzz target $r left no result"; fi
+    done > "$fz/all"
+    cat "$fz/all"
+    count_tap_file "$fz/all" "fuzz targets"
+    rm -rf "$fz"
 fi
 
 if [ "${CHECK_GUEST:-1}" = 1 ]; then
-    tier guest
-    log "QEMU guest suite (real Linux 9p client)"
+    tier guests
+    # Two lanes, one QEMU (TCG: one core) mostly in each: the serial suite
+    # in one; the vhost-user suite, the layered-export guests and the scale
+    # suite one after another in the other.  Each suite has its own work
+    # folder and servers; the guest images and the trixie QEMU they share
+    # are built under a lock (tests/guest/lib.sh, scripts/trixie-qemu.sh).
+    # Each suite's output is printed whole when both lanes are done.
+    log "QEMU guest suites (real Linux 9p clients), in two lanes: serial | vhost-user, layered, scale"
     if [ "$(id -u)" = 0 ] && [ -x tests/guest/run.sh ]; then
-        out=$(mktemp)
-        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh --transport serial 2>&1 | tee "$out"
-        count_tap_file "$out" "guest suite"
-        rm -f "$out"
+        gd=$(mktemp -d)
+        vd="$top/build/tools/virtfsd/virtfsd"
+        ( t0=$SECONDS
+          VIRTFSD=$vd bash tests/guest/run.sh --transport serial > "$gd/serial" 2>&1
+          echo "$((SECONDS - t0))" > "$gd/serial.t" ) &
+        glane=$!
+        t0=$SECONDS
+        VIRTFSD=$vd bash tests/guest/run.sh --transport vhost > "$gd/vhost" 2>&1
+        echo "$((SECONDS - t0))" > "$gd/vhost.t"; t0=$SECONDS
+        VIRTFSD=$vd bash tests/guest/overlay.sh > "$gd/overlay" 2>&1
+        echo "$((SECONDS - t0))" > "$gd/overlay.t"; t0=$SECONDS
+        VIRTFSD=$vd bash tests/guest/scale.sh > "$gd/scale" 2>&1
+        echo "$((SECONDS - t0))" > "$gd/scale.t"
+        wait "$glane"
+        for s in serial:"guest suite (serial)" vhost:"vhost guest suite" \
+                 overlay:"overlay guest suite" scale:"scale guest suite"; do
+            f=${s%%:*}
+            log "${s#*:}: $(cat "$gd/$f.t" 2>/dev/null || echo '?') s"
+            cat "$gd/$f"
+            count_tap_file "$gd/$f" "${s#*:}"
+        done
+        rm -rf "$gd"
     else
-        failed=$((failed + 1)); notes+=("guest suite needs root and tests/guest/run.sh")
+        failed=$((failed + 1)); notes+=("guest suites need root and tests/guest/run.sh")
     fi
-    tier guest-vhost
-    log "QEMU guest suite over vhost-user virtio-9p (QEMU 11 from a trixie chroot)"
-    if [ "$(id -u)" = 0 ]; then
-        out=$(mktemp)
-        VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/run.sh --transport vhost 2>&1 | tee "$out"
-        count_tap_file "$out" "vhost guest suite"
-        rm -f "$out"
-    else
-        failed=$((failed + 1)); notes+=("vhost guest suite needs root")
-    fi
-    tier guest-overlay; log "QEMU guests on layered exports"; out=$(mktemp); VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/overlay.sh 2>&1 | tee "$out"; count_tap_file "$out" "overlay guest suite"; rm -f "$out"
-    tier guest-scale; log "QEMU guest scale suite (6,000-file walks on --rlimit-nofile 256, two guests at once)"; out=$(mktemp); VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash tests/guest/scale.sh 2>&1 | tee "$out"; count_tap_file "$out" "scale guest suite"; rm -f "$out"
 else
     notes+=("guest suites not run (CHECK_GUEST=0)")
 fi
