@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -84,8 +85,9 @@ struct xconn {
     struct xp_loop *loop;
     int rfd;
     int wfd;
-    int evfd;  /* wakes the connection thread */
-    bool sock; /* rfd is a socket (send/shutdown usable) */
+    int evfd;          /* wakes the connection thread */
+    atomic_uint wakes; /* xconn_wake calls: seen by a spinning thread */
+    bool sock;         /* rfd is a socket (send/shutdown usable) */
     bool last;
     char peer[160];
     struct listener *lst;  /* NULL for --stdio and xp_loop_add_conn */
@@ -316,8 +318,11 @@ static void
 xconn_wake(struct xconn *xc)
 {
     uint64_t one = 1;
-    ssize_t r = write(xc->evfd, &one, sizeof(one));
+    ssize_t r;
 
+    /* first: a spinning thread (xconn_spin) looks at this, not at evfd */
+    atomic_fetch_add_explicit(&xc->wakes, 1, memory_order_release);
+    r = write(xc->evfd, &one, sizeof(one));
     (void)r; /* a full counter wakes the thread as well */
 }
 
@@ -348,6 +353,7 @@ add_conn(struct xp_loop *loop, struct listener *lst, int rfd, int wfd,
     xc->lst = lst;
     atomic_init(&xc->uncounted, lst == NULL);
     atomic_init(&xc->last_rx, now_ms());
+    atomic_init(&xc->wakes, 0);
     snprintf(xc->peer, sizeof(xc->peer), "%s", peer);
     pthread_mutex_init(&xc->wlock, NULL);
     /* the staging buffer comes with the first byte: an idle connection
@@ -700,44 +706,70 @@ xconn_frame_state(struct xconn *xc, unsigned nframes)
     atomic_store(&xc->mid_frame, xc->frame_t0 != 0);
 }
 
-/* Read what is there; false when the connection must close. */
+/*
+ * Where the next read goes: the large frame's buffer or the staging buffer
+ * (allocated here when a hand-over took it).  False when out of memory.
+ */
 static bool
-xconn_read(struct xconn *xc)
+xconn_read_room(struct xconn *xc, uint8_t **p, size_t *want)
+{
+    if (xc->stage == NULL) { /* the first byte, or after a hand-over */
+        xc->stage = malloc(STAGE_SIZE);
+        if (xc->stage == NULL) {
+            return false;
+        }
+    }
+    if (xc->big != NULL) {
+        if (!xconn_big_room(xc)) {
+            return false;
+        }
+        *p = xc->big + xc->big_got;
+        *want = xc->big_cap - xc->big_got;
+    } else {
+        *p = xc->stage + xc->stage_len;
+        *want = STAGE_SIZE - xc->stage_len;
+    }
+    return true;
+}
+
+/*
+ * Read what is there; false when the connection must close.  'first' is
+ * the result of a read the busy-poll spin made already (bytes, 0 at the
+ * end of the stream, -errno), or XR_NONE.
+ */
+#define XR_NONE SSIZE_MAX /* no read returns this much */
+static bool
+xconn_read(struct xconn *xc, ssize_t first)
 {
     unsigned nframes = 0;
     bool ok = true;
     bool paused;
 
     for (int rounds = 0; rounds < 16; rounds++) {
+        uint8_t *p;
         size_t want;
         ssize_t n;
 
-        if (xc->stage == NULL) { /* the first byte, or after a hand-over */
-            xc->stage = malloc(STAGE_SIZE);
-            if (xc->stage == NULL) {
-                log_peer("%s: out of memory, closing connection", xc->peer);
-                return false;
-            }
+        if (!xconn_read_room(xc, &p, &want)) {
+            log_peer("%s: out of memory, closing connection", xc->peer);
+            return false;
         }
-        if (xc->big != NULL) {
-            if (!xconn_big_room(xc)) {
-                log_peer("%s: out of memory, closing connection", xc->peer);
-                return false;
-            }
-            want = xc->big_cap - xc->big_got;
-            n = read(xc->rfd, xc->big + xc->big_got, want);
+        if (rounds == 0 && first != XR_NONE) {
+            n = first; /* read into p by the spin, which had the same room */
         } else {
-            want = STAGE_SIZE - xc->stage_len;
-            n = read(xc->rfd, xc->stage + xc->stage_len, want);
+            n = read(xc->rfd, p, want);
+            if (n < 0) {
+                n = -errno;
+            }
         }
         if (n == 0) {
             return false;
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
                 break;
             }
-            ok = errno == EINTR;
+            ok = n == -EINTR;
             break;
         }
         atomic_store(&xc->last_rx, now_ms());
@@ -781,28 +813,51 @@ xconn_read(struct xconn *xc)
 }
 
 /*
- * Before sleeping in poll(), poll without sleeping while the busy-poll
- * rules allow (util/busypoll.h), so that a closed-loop client's next
- * request is read without the sleep and wake-up (two context switches).
- * Returns poll()'s result for the spin (> 0: something is ready), or 0
- * when the caller should sleep.
+ * Before sleeping in poll(), try to read without sleeping while the
+ * busy-poll rules allow (util/busypoll.h), so that a closed-loop client's
+ * next request is read without the sleep and wake-up (two context
+ * switches).  The spin reads the connection itself (its descriptor is
+ * non-blocking), so a request it catches costs one read() rather than a
+ * poll() and then a read(); a wake-up of the thread (xconn_wake) after
+ * 'wakes' (the count the caller saw before it looked at the connection's
+ * state) is seen in memory and ends the spin.  Returns what the last read returned
+ * (bytes, 0 at the end of the stream, or -errno other than EAGAIN) for
+ * xconn_read(), or XR_NONE when the caller should poll.
  */
-static int
-xconn_spin(struct xconn *xc, struct pollfd *pfd, int nfd)
+static ssize_t
+xconn_spin(struct xconn *xc, unsigned wakes)
 {
     uint64_t end = bp_spin_begin(&xc->loop->bp, &xc->bp);
     uint64_t t;
-    int n;
+    uint8_t *p;
+    size_t want;
+    ssize_t n;
 
     if (end == 0) {
-        return 0;
+        return XR_NONE;
+    }
+    if (!xconn_read_room(xc, &p, &want)) {
+        /* xconn_read() tries again, and says so */
+        bp_spin_end(&xc->loop->bp, &xc->bp, bp_now_ns(), true);
+        return XR_NONE;
     }
     do {
-        n = poll(pfd, (nfds_t)nfd, 0);
+        n = read(xc->rfd, p, want);
+        if (n < 0) {
+            n = -errno;
+        }
         t = bp_now_ns();
         bp_spin_look(&xc->bp, t);
-    } while (n == 0 && t < end);
-    bp_spin_end(&xc->loop->bp, &xc->bp, t, n > 0);
+    } while ((n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) && t < end &&
+             atomic_load_explicit(&xc->wakes, memory_order_acquire) == wakes);
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
+        /* nothing came (or a wake-up did): poll, which sees either */
+        bp_spin_end(&xc->loop->bp, &xc->bp, t,
+                    atomic_load_explicit(&xc->wakes, memory_order_relaxed) !=
+                        wakes);
+        return XR_NONE;
+    }
+    bp_spin_end(&xc->loop->bp, &xc->bp, t, true);
     return n;
 }
 
@@ -825,6 +880,8 @@ xconn_main(void *arg)
         bool writing;
         bool stopping;
         uint64_t cnt;
+        /* before the state is looked at: a wake-up after this ends a spin */
+        unsigned wakes = atomic_load_explicit(&xc->wakes, memory_order_acquire);
 
         pthread_mutex_lock(&xc->wlock);
         xconn_flush_output(xc);
@@ -890,16 +947,26 @@ xconn_main(void *arg)
         pfd[nfd].fd = xc->evfd;
         pfd[nfd].events = POLLIN;
         nfd++;
-        if (reading && !writing && !stopping && xconn_spin(xc, pfd, nfd) > 0) {
-            /* caught it spinning: pfd[].revents are set */
-        } else {
-            bp_sleeping(&xc->loop->bp, &xc->bp);
-            if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
-                break;
+        if (reading && !writing && !stopping) {
+            ssize_t got = xconn_spin(xc, wakes);
+
+            if (got != XR_NONE) {
+                /* caught it spinning: read already */
+                if (got > 0 && bp_on) {
+                    bp_note_request(&xc->loop->bp, xc);
+                }
+                if (!xconn_read(xc, got)) {
+                    break;
+                }
+                continue;
             }
-            if (ri >= 0 && (pfd[ri].revents & POLLIN)) {
-                bp_woken(&xc->loop->bp, &xc->bp);
-            }
+        }
+        bp_sleeping(&xc->loop->bp, &xc->bp);
+        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR) {
+            break;
+        }
+        if (ri >= 0 && (pfd[ri].revents & POLLIN)) {
+            bp_woken(&xc->loop->bp, &xc->bp);
         }
         if (pfd[nfd - 1].revents & POLLIN) {
             ssize_t r = read(xc->evfd, &cnt, sizeof(cnt));
@@ -918,7 +985,7 @@ xconn_main(void *arg)
                 if (bp_on && (pfd[ri].revents & POLLIN)) {
                     bp_note_request(&xc->loop->bp, xc);
                 }
-                if (!xconn_read(xc)) {
+                if (!xconn_read(xc, XR_NONE)) {
                     break;
                 }
             }

@@ -934,6 +934,129 @@ test_busy_poll(int fd)
            ok, (c1 - c0) * 1e3);
 }
 
+/* Write len bytes of p in pieces of 'piece' bytes, 'gap_us' apart. */
+static bool
+write_pieces(int fd, const uint8_t *p, size_t len, size_t piece, int gap_us)
+{
+    for (size_t off = 0; off < len; off += piece) {
+        size_t k = len - off < piece ? len - off : piece;
+
+        if (off > 0) {
+            usleep((useconds_t)gap_us);
+        }
+        if (write(fd, p + off, k) != (ssize_t)k) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * --busy-poll 1000: the spinning thread reads the connection itself, so
+ * what it catches is whatever has arrived: part of a frame, the rest of
+ * one, a frame and part of a large one.  Pieces 100 us apart (well within
+ * the window) must all add up to the right requests, a large Twrite's
+ * bytes must all reach the file, and a client that goes away while the
+ * thread spins must have its connection closed (the thread reads the end
+ * of the stream in the spin).
+ */
+static void
+test_spin_reads(int fd, const char *exdir)
+{
+    char path[PATH_MAX];
+    unsigned long spins0 = xp_loop_busy_polls(srv->loop);
+    struct p9_fcall t;
+    uint8_t *g;
+    uint8_t *w;
+    uint8_t *both;
+    size_t glen;
+    size_t wlen;
+    uint8_t *buf;
+    int ok = 0;
+    int hf;
+    bool same;
+    int fds0;
+    uint64_t t0;
+
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TGETATTR;
+    t.u.tgetattr.fid = 1;
+    t.u.tgetattr.request_mask = P9_GETATTR_BASIC;
+    g = th_frame(&t, 7, &glen);
+    for (int i = 0; g != NULL && i < 50; i++) {
+        uint16_t tag = 0;
+
+        /* size and half the header, the rest of the header, the body */
+        ok += write_pieces(fd, g, glen, 6, 100) &&
+              raw_reply(fd, 5000, &tag) == P9_RGETATTR && tag == 7;
+    }
+    tap_ok(ok == 50, "spin/getattr_in_pieces (%d of 50 answered)", ok);
+
+    /* a Tgetattr and the first 10 KiB of a 60,000-byte Twrite together
+     * (the rest of the Twrite goes to its own buffer), then the rest in
+     * 7 KiB pieces */
+    ok = raw_walk(fd, 1, 41, NULL) == 0;
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLCREATE;
+    t.u.tlcreate.fid = 41;
+    t.u.tlcreate.name = th_str("spun");
+    t.u.tlcreate.flags = P9_DOTL_RDWR | P9_DOTL_CREATE;
+    t.u.tlcreate.mode = 0644;
+    t.u.tlcreate.gid = (uint32_t)getgid();
+    ok = ok && raw_rpc(fd, &t, 4) == P9_RLCREATE;
+    w = twrite_frame(41, 0, 60000, 42, &wlen);
+    both = malloc(glen + (w != NULL ? wlen : 0));
+    if (ok && g != NULL && w != NULL && both != NULL) {
+        memcpy(both, g, glen);
+        memcpy(both + glen, w, wlen);
+        ok = write(fd, both, glen + 10240) == (ssize_t)(glen + 10240) &&
+             write_pieces(fd, both + glen + 10240, wlen - 10240, 7 * 1024,
+                          100) &&
+             write_and_getattr_answered(fd, 42, 7);
+    } else {
+        ok = 0;
+    }
+    tap_ok(ok, "spin/getattr_and_twrite_in_pieces_answered");
+    raw_clunk(fd, 41);
+    snprintf(path, sizeof(path), "%s/spun", exdir);
+    buf = malloc(60000);
+    hf = open(path, O_RDONLY | O_CLOEXEC);
+    same = buf != NULL && hf >= 0 && read(hf, buf, 60000) == 60000;
+    for (uint32_t i = 0; same && i < 60000; i++) {
+        same = buf[i] == pattern(i);
+    }
+    if (hf >= 0) {
+        close(hf);
+    }
+    tap_ok(same, "spin/file_holds_every_byte");
+    tap_ok(xp_loop_busy_polls(srv->loop) > spins0, "spin/spun (%lu spins)",
+           xp_loop_busy_polls(srv->loop) - spins0);
+
+    /* the client leaves right after a reply, while the thread spins: its
+     * socket and wake-up descriptor close (the client's end, too: 3) */
+    ok = 0;
+    for (int i = 0; i < 20; i++) {
+        uint16_t tag = 0;
+
+        ok += write(fd, g, glen) == (ssize_t)glen &&
+              raw_reply(fd, 5000, &tag) == P9_RGETATTR;
+    }
+    fds0 = th_count_fds();
+    close(fd);
+    t0 = th_now_ms();
+    while (th_count_fds() > fds0 - 3 && th_now_ms() - t0 < 5000) {
+        usleep(1000);
+    }
+    tap_ok(ok == 20 && th_count_fds() <= fds0 - 3,
+           "spin/client_gone_connection_closed (%d descriptors, then %d, "
+           "in %llu ms)",
+           fds0, th_count_fds(), (unsigned long long)(th_now_ms() - t0));
+    free(g);
+    free(w);
+    free(both);
+    free(buf);
+}
+
 struct spin_client {
     pthread_t th;
     int fd;
@@ -1044,7 +1167,7 @@ main(int argc, char **argv)
     tap_ok(fd >= 0, "busypoll/connect");
     if (fd >= 0) {
         test_busy_poll(fd);
-        close(fd);
+        test_spin_reads(fd, exdir); /* closes fd */
     }
     err = th_stop(srv);
     tap_ok(err == 0, "busypoll/clean_stop (%d)", err);
