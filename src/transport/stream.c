@@ -820,9 +820,9 @@ xconn_read(struct xconn *xc, ssize_t first)
  * non-blocking), so a request it catches costs one read() rather than a
  * poll() and then a read(); a wake-up of the thread (xconn_wake) after
  * 'wakes' (the count the caller saw before it looked at the connection's
- * state) is seen in memory and ends the spin.  Returns what the last read returned
- * (bytes, 0 at the end of the stream, or -errno other than EAGAIN) for
- * xconn_read(), or XR_NONE when the caller should poll.
+ * state) is seen in memory and ends the spin.  Returns what the last read
+ * returned (bytes, 0 at the end of the stream, or -errno other than
+ * EAGAIN) for xconn_read(), or XR_NONE when the caller should poll.
  */
 static ssize_t
 xconn_spin(struct xconn *xc, unsigned wakes)
