@@ -799,6 +799,48 @@ write_and_getattr_answered(int fd, uint16_t w, uint16_t g)
     return got == 3;
 }
 
+/* Tlcreate NAME (read-write) under the export root as fid (walked from 1):
+ * true when the file was made and fid is open. */
+static bool
+raw_create_file(int fd, uint32_t fid, const char *name)
+{
+    struct p9_fcall t;
+
+    if (raw_walk(fd, 1, fid, NULL) < 0) {
+        return false;
+    }
+    memset(&t, 0, sizeof(t));
+    t.type = P9_TLCREATE;
+    t.u.tlcreate.fid = fid;
+    t.u.tlcreate.name = th_str(name);
+    t.u.tlcreate.flags = P9_DOTL_RDWR | P9_DOTL_CREATE;
+    t.u.tlcreate.mode = 0644;
+    t.u.tlcreate.gid = (uint32_t)getgid();
+    return raw_rpc(fd, &t, 4) == P9_RLCREATE;
+}
+
+/* The file EXDIR/NAME holds exactly len bytes of pattern(). */
+static bool
+file_holds_pattern(const char *exdir, const char *name, size_t len)
+{
+    char path[PATH_MAX];
+    uint8_t *buf = malloc(len + 1);
+    int hf;
+    bool same;
+
+    snprintf(path, sizeof(path), "%s/%s", exdir, name);
+    hf = open(path, O_RDONLY | O_CLOEXEC);
+    same = buf != NULL && hf >= 0 && read(hf, buf, len + 1) == (ssize_t)len;
+    for (size_t i = 0; same && i < len; i++) {
+        same = buf[i] == pattern(i);
+    }
+    if (hf >= 0) {
+        close(hf);
+    }
+    free(buf);
+    return same;
+}
+
 /*
  * A large frame that starts the staging buffer (a Twrite) takes that
  * buffer over instead of being copied out of it; what came after it in
@@ -810,28 +852,18 @@ write_and_getattr_answered(int fd, uint16_t w, uint16_t g)
 static void
 test_write_handover(const char *exdir)
 {
-    char path[PATH_MAX];
     uint8_t *buf = malloc(3 * 60000);
     uint8_t *f[2];
     size_t len[2];
     int fd = raw_conn();
-    int hf;
-    bool same = true;
     struct p9_fcall t;
 
-    if (fd < 0 || buf == NULL || raw_walk(fd, 1, 21, NULL) < 0) {
+    if (fd < 0 || buf == NULL) {
         tap_ok(false, "handover/connect");
         free(buf);
         return;
     }
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TLCREATE;
-    t.u.tlcreate.fid = 21;
-    t.u.tlcreate.name = th_str("written");
-    t.u.tlcreate.flags = P9_DOTL_RDWR | P9_DOTL_CREATE;
-    t.u.tlcreate.mode = 0644;
-    t.u.tlcreate.gid = (uint32_t)getgid();
-    tap_ok(raw_rpc(fd, &t, 4) == P9_RLCREATE, "handover/create");
+    tap_ok(raw_create_file(fd, 21, "written"), "handover/create");
     f[0] = twrite_frame(21, 0, 60000, 30, &len[0]);
     tap_ok(f[0] != NULL && write(fd, f[0], len[0]) == (ssize_t)len[0] &&
                raw_reply(fd, 5000, &(uint16_t){0}) == P9_RWRITE,
@@ -857,17 +889,8 @@ test_write_handover(const char *exdir)
     free(f[1]);
     raw_clunk(fd, 21);
     close(fd);
-    snprintf(path, sizeof(path), "%s/written", exdir);
-    hf = open(path, O_RDONLY | O_CLOEXEC);
-    memset(buf, 0, 3 * 60000);
-    same = hf >= 0 && read(hf, buf, 3 * 60000) == 3 * 60000;
-    for (uint32_t i = 0; same && i < 3 * 60000; i++) {
-        same = buf[i] == pattern(i);
-    }
-    if (hf >= 0) {
-        close(hf);
-    }
-    tap_ok(same, "handover/file_holds_every_byte");
+    tap_ok(file_holds_pattern(exdir, "written", 3 * 60000),
+           "handover/file_holds_every_byte");
     free(buf);
 }
 
@@ -963,7 +986,6 @@ write_pieces(int fd, const uint8_t *p, size_t len, size_t piece, int gap_us)
 static void
 test_spin_reads(int fd, const char *exdir)
 {
-    char path[PATH_MAX];
     unsigned long spins0 = xp_loop_busy_polls(srv->loop);
     struct p9_fcall t;
     uint8_t *g;
@@ -971,10 +993,7 @@ test_spin_reads(int fd, const char *exdir)
     uint8_t *both;
     size_t glen;
     size_t wlen;
-    uint8_t *buf;
     int ok = 0;
-    int hf;
-    bool same;
     int fds0;
     uint64_t t0;
 
@@ -995,15 +1014,7 @@ test_spin_reads(int fd, const char *exdir)
     /* a Tgetattr and the first 10 KiB of a 60,000-byte Twrite together
      * (the rest of the Twrite goes to its own buffer), then the rest in
      * 7 KiB pieces */
-    ok = raw_walk(fd, 1, 41, NULL) == 0;
-    memset(&t, 0, sizeof(t));
-    t.type = P9_TLCREATE;
-    t.u.tlcreate.fid = 41;
-    t.u.tlcreate.name = th_str("spun");
-    t.u.tlcreate.flags = P9_DOTL_RDWR | P9_DOTL_CREATE;
-    t.u.tlcreate.mode = 0644;
-    t.u.tlcreate.gid = (uint32_t)getgid();
-    ok = ok && raw_rpc(fd, &t, 4) == P9_RLCREATE;
+    ok = raw_create_file(fd, 41, "spun");
     w = twrite_frame(41, 0, 60000, 42, &wlen);
     both = malloc(glen + (w != NULL ? wlen : 0));
     if (ok && g != NULL && w != NULL && both != NULL) {
@@ -1018,17 +1029,8 @@ test_spin_reads(int fd, const char *exdir)
     }
     tap_ok(ok, "spin/getattr_and_twrite_in_pieces_answered");
     raw_clunk(fd, 41);
-    snprintf(path, sizeof(path), "%s/spun", exdir);
-    buf = malloc(60000);
-    hf = open(path, O_RDONLY | O_CLOEXEC);
-    same = buf != NULL && hf >= 0 && read(hf, buf, 60000) == 60000;
-    for (uint32_t i = 0; same && i < 60000; i++) {
-        same = buf[i] == pattern(i);
-    }
-    if (hf >= 0) {
-        close(hf);
-    }
-    tap_ok(same, "spin/file_holds_every_byte");
+    tap_ok(file_holds_pattern(exdir, "spun", 60000),
+           "spin/file_holds_every_byte");
     tap_ok(xp_loop_busy_polls(srv->loop) > spins0, "spin/spun (%lu spins)",
            xp_loop_busy_polls(srv->loop) - spins0);
 
@@ -1054,7 +1056,6 @@ test_spin_reads(int fd, const char *exdir)
     free(g);
     free(w);
     free(both);
-    free(buf);
 }
 
 struct spin_client {
