@@ -327,18 +327,19 @@ if [ "${CHECK_GUEST:-1}" = 1 ]; then
     log "QEMU guest suites (real Linux 9p clients), in two lanes: serial | vhost-user, layered, scale"
     if [ "$(id -u)" = 0 ] && [ -x tests/guest/run.sh ]; then
         gd=$(mktemp -d)
-        vd="$top/build/tools/virtfsd/virtfsd"
-        ( t0=$SECONDS
-          VIRTFSD=$vd bash tests/guest/run.sh --transport serial > "$gd/serial" 2>&1
-          echo "$((SECONDS - t0))" > "$gd/serial.t" ) &
+        # guest_suite NAME SCRIPT [ARGS...]: its output into $gd/NAME, its
+        # seconds into $gd/NAME.t
+        guest_suite() {
+            local name=$1 t0=$SECONDS
+            shift
+            VIRTFSD="$top/build/tools/virtfsd/virtfsd" bash "$@" > "$gd/$name" 2>&1
+            echo "$((SECONDS - t0))" > "$gd/$name.t"
+        }
+        guest_suite serial tests/guest/run.sh --transport serial &
         glane=$!
-        t0=$SECONDS
-        VIRTFSD=$vd bash tests/guest/run.sh --transport vhost > "$gd/vhost" 2>&1
-        echo "$((SECONDS - t0))" > "$gd/vhost.t"; t0=$SECONDS
-        VIRTFSD=$vd bash tests/guest/overlay.sh > "$gd/overlay" 2>&1
-        echo "$((SECONDS - t0))" > "$gd/overlay.t"; t0=$SECONDS
-        VIRTFSD=$vd bash tests/guest/scale.sh > "$gd/scale" 2>&1
-        echo "$((SECONDS - t0))" > "$gd/scale.t"
+        guest_suite vhost tests/guest/run.sh --transport vhost
+        guest_suite overlay tests/guest/overlay.sh
+        guest_suite scale tests/guest/scale.sh
         wait "$glane"
         for s in serial:"guest suite (serial)" vhost:"vhost guest suite" \
                  overlay:"overlay guest suite" scale:"scale guest suite"; do

@@ -824,6 +824,13 @@ xconn_read(struct xconn *xc, ssize_t first)
  * returned (bytes, 0 at the end of the stream, or -errno other than
  * EAGAIN) for xconn_read(), or XR_NONE when the caller should poll.
  */
+/* A read result of the spin that means "nothing yet, look again". */
+static bool
+xconn_spin_empty(ssize_t n)
+{
+    return n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR;
+}
+
 static ssize_t
 xconn_spin(struct xconn *xc, unsigned wakes)
 {
@@ -848,9 +855,9 @@ xconn_spin(struct xconn *xc, unsigned wakes)
         }
         t = bp_now_ns();
         bp_spin_look(&xc->bp, t);
-    } while ((n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) && t < end &&
+    } while (xconn_spin_empty(n) && t < end &&
              atomic_load_explicit(&xc->wakes, memory_order_acquire) == wakes);
-    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
+    if (xconn_spin_empty(n)) {
         /* nothing came (or a wake-up did): poll, which sees either */
         bp_spin_end(&xc->loop->bp, &xc->bp, t,
                     atomic_load_explicit(&xc->wakes, memory_order_relaxed) !=
@@ -951,8 +958,8 @@ xconn_main(void *arg)
             ssize_t got = xconn_spin(xc, wakes);
 
             if (got != XR_NONE) {
-                /* caught it spinning: read already */
-                if (got > 0 && bp_on) {
+                /* caught it spinning (so busy-poll is on): read already */
+                if (got > 0) {
                     bp_note_request(&xc->loop->bp, xc);
                 }
                 if (!xconn_read(xc, got)) {
