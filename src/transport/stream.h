@@ -54,10 +54,10 @@ int xp_listen(const char *spec, struct sock_unix_id *id, char *msg,
 struct xp_limits {
     unsigned max_conns;     /* 0 = XP_DEFAULT_MAX_CONNS */
     unsigned frame_timeout; /* seconds; 0 = none */
-    /* µs a connection thread polls without sleeping before it sleeps in
-     * poll(), while requests arrive within that window and from this
-     * connection alone (see util/busypoll.h); 0 = off (the zero
-     * value; virtfsd's default is XP_DEFAULT_BUSY_POLL). */
+    /* µs a connection thread spins, reading its connection without
+     * sleeping, before it sleeps in poll(), while requests arrive within
+     * that window and from this connection alone (see util/busypoll.h);
+     * 0 = off (the zero value; virtfsd's default is XP_DEFAULT_BUSY_POLL). */
     unsigned busy_poll_us;
     unsigned read_pipes; /* 0 = XP_DEFAULT_READ_PIPES */
 };
