@@ -24,6 +24,9 @@
 # closed-loop clients, small requests and replies (as a metadata RPC) with
 # and without a 50 us busy-poll, and with 60 KiB replies or requests (as a
 # seqread or seqwrite Tread/Twrite).  No server can go below it here.
+# When the floor was built with liburing, the small shape is measured once
+# more with its io_uring loop (row "uring": one io_uring_enter per request
+# for the reply and the wait, against send + poll + read).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -84,6 +87,11 @@ fi
 [ -x "$diod" ] || use_diod=0
 floor=$build/bench/floor
 [ -x "$floor" ] || use_floor=0
+floor_uring=0
+if [ "$use_floor" = 1 ] &&
+   "$floor" -T unix -c 1 -t 0.05 --uring >/dev/null 2>&1; then
+    floor_uring=1
+fi
 [ -x "$ganesha" ] || use_ganesha=0
 
 servers="virtfsd"
@@ -220,14 +228,16 @@ for pass in $(seq "$passes"); do
             echo "compare.sh: pass $pass floor $tr $conns conn(s)" >&2
             io=$(( (msize - 24) / 4096 * 4096 ))
             shapes="small:32:160:0 small:32:160:50"
+            [ "$floor_uring" = 0 ] || shapes="$shapes uring:32:160:0:--uring"
             case ",$workloads," in *,seqread,*)
                 shapes="$shapes seqread:32:$io:50" ;; esac
             case ",$workloads," in *,seqwrite,*)
                 shapes="$shapes seqwrite:$io:160:50" ;; esac
             for sh in $shapes; do
-                IFS=: read -r name rq rp sp <<<"$sh"
+                IFS=: read -r name rq rp sp io_opt <<<"$sh"
+                # shellcheck disable=SC2086 # io_opt: empty or --uring
                 "$floor" -T "$tr" -c "$conns" -t "$secs" --req "$rq" \
-                    --reply "$rp" --spin "$sp" 2>>"$work/bench.err" |
+                    --reply "$rp" --spin "$sp" $io_opt 2>>"$work/bench.err" |
                     sed "s/^/$name spin=$sp $pass /" >>"$results.floor" || true
             done
         done
@@ -322,7 +332,8 @@ END {
         printf "%-30s %10.0f %9.1f %8.1f %12.2f\n", keys[k], med(rt[keys[k]]), \
             med(mb[keys[k]]), med(p5[keys[k]]), med(cpu[keys[k]])
     print "small: 32-byte requests, 160-byte replies (a metadata RPC; a stat"
-    print "op is 3 of them, create 4-5); seqread/seqwrite: the I/O size."
+    print "op is 3 of them, create 4-5); seqread/seqwrite: the I/O size;"
+    print "uring: the small shape served by an io_uring loop (bench/floor --uring)."
 }' "$results.floor"
 fi
 echo "compare.sh: raw results in $results" >&2

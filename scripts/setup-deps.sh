@@ -15,7 +15,8 @@ set -euo pipefail
 BUILD_PKGS=(meson ninja-build gcc clang libclang-rt-14-dev libc6-dev pkg-config python3
             libseccomp-dev libcap-ng-dev systemd dpkg-dev valgrind
             clang-tidy-14 clang-format-14
-            uidmap)  # uidmap: newuidmap/newgidmap, tests/sandbox --uid-map
+            uidmap   # uidmap: newuidmap/newgidmap, tests/sandbox --uid-map
+            liburing-dev)  # bench/floor --uring
 GUEST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio xz-utils socat attr acl linux-libc-dev
             ca-certificates xfsprogs)  # xfsprogs: the overlay reflink test
 mode=all
