@@ -380,8 +380,16 @@ wb_write(struct p9_wbuf *w, const void *src, size_t n)
         return;
     }
     w->used += n;
-    if (w->iov0 == NULL) {
-        return; /* counting only (p9_encoded_size) */
+    if (n == 0) {
+        return;
+    }
+    if (w->iovcnt > 0 && n <= w->iov[0].iov_len - w->off) {
+        /* the common case: it fits in the current segment */
+        if (s != NULL) {
+            memmove((uint8_t *)w->iov[0].iov_base + w->off, s, n);
+        }
+        w->off += n;
+        return;
     }
     while (n > 0) {
         size_t avail;
@@ -404,42 +412,55 @@ wb_write(struct p9_wbuf *w, const void *src, size_t n)
     }
 }
 
+/*
+ * Write the n-byte little-endian integer v.  Where the current segment has
+ * room (nearly always: one reply buffer), the bytes go straight there; a
+ * segment boundary, or a full or failed writer, takes wb_write().
+ */
+static inline void
+wb_put_le(struct p9_wbuf *w, uint64_t v, size_t n)
+{
+    uint8_t t[8];
+    uint8_t *p = t;
+    bool direct = !w->bad && w->iovcnt > 0 && w->off <= w->iov[0].iov_len &&
+                  n <= w->iov[0].iov_len - w->off;
+
+    if (direct) {
+        p = (uint8_t *)w->iov[0].iov_base + w->off;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+    if (direct) {
+        w->off += n;
+        w->used += n;
+    } else {
+        wb_write(w, t, n);
+    }
+}
+
 void
 p9_put_u8(struct p9_wbuf *w, uint8_t v)
 {
-    wb_write(w, &v, 1);
+    wb_put_le(w, v, 1);
 }
 
 void
 p9_put_u16(struct p9_wbuf *w, uint16_t v)
 {
-    uint8_t t[2];
-
-    t[0] = (uint8_t)v;
-    t[1] = (uint8_t)(v >> 8);
-    wb_write(w, t, sizeof(t));
+    wb_put_le(w, v, 2);
 }
 
 void
 p9_put_u32(struct p9_wbuf *w, uint32_t v)
 {
-    uint8_t t[4];
-
-    for (size_t i = 0; i < sizeof(t); i++) {
-        t[i] = (uint8_t)(v >> (8 * i));
-    }
-    wb_write(w, t, sizeof(t));
+    wb_put_le(w, v, 4);
 }
 
 void
 p9_put_u64(struct p9_wbuf *w, uint64_t v)
 {
-    uint8_t t[8];
-
-    for (size_t i = 0; i < sizeof(t); i++) {
-        t[i] = (uint8_t)(v >> (8 * i));
-    }
-    wb_write(w, t, sizeof(t));
+    wb_put_le(w, v, 8);
 }
 
 void

@@ -125,12 +125,22 @@ struct xconn {
     unsigned pipe_wait; /* large reads to copy before asking again */
 };
 
+/*
+ * One request on its way through the core.  A small frame (copied out of
+ * the staging buffer) lives at the end of the xmsg, and a small reply in
+ * out_inl, so that a metadata RPC costs one allocation here, not three.
+ */
+#define XMSG_OUT_INLINE 256
+
 struct xmsg {
     struct xconn *xc;
     struct iovec in;
     struct iovec out;
-    uint8_t *outbuf;
-    size_t piped; /* reply data waiting in xc's pipe (xconn_stage_fd) */
+    uint8_t *in_owned; /* in.iov_base when allocated apart, else NULL */
+    uint8_t *outbuf;   /* out.iov_base when allocated apart, else NULL */
+    size_t piped;      /* reply data waiting in xc's pipe (xconn_stage_fd) */
+    uint8_t out_inl[XMSG_OUT_INLINE];
+    uint8_t in_inl[]; /* the frame, when it is copied here */
 };
 
 struct xp_loop {
@@ -539,27 +549,64 @@ xconn_paused(struct xconn *xc)
     return xc->pending >= PAUSE_AT || xc->oq_bytes >= OQ_PAUSE_BYTES;
 }
 
-/* Hand one complete frame (owned buffer) to the core. */
-static int
-xconn_submit(struct xconn *xc, uint8_t *buf, size_t len, bool alone)
+/*
+ * A message for a frame of 'len' bytes: with 'buf' (an owned buffer, which
+ * the message takes over, or frees on failure) it is the frame; without,
+ * the frame is to be copied into the message.  NULL when out of memory.
+ */
+static struct xmsg *
+xmsg_new(struct xconn *xc, uint8_t *buf, size_t len)
 {
-    struct xmsg *m = calloc(1, sizeof(*m));
-    unsigned flags = 0;
+    struct xmsg *m = malloc(sizeof(*m) + (buf == NULL ? len : 0));
 
     if (m == NULL) {
         free(buf);
-        return -ENOMEM;
+        return NULL;
     }
     m->xc = xc;
-    m->in.iov_base = buf;
+    m->in.iov_base = buf != NULL ? buf : m->in_inl;
     m->in.iov_len = len;
-    pthread_mutex_lock(&xc->wlock);
+    m->in_owned = buf;
+    m->out.iov_base = NULL;
+    m->out.iov_len = 0;
+    m->outbuf = NULL;
+    m->piped = 0;
+    return m;
+}
+
+static void
+xmsg_free(struct xmsg *m)
+{
+    free(m->in_owned);
+    free(m->outbuf);
+    free(m);
+}
+
+/* Hand one complete frame to the core.  Called with xc->wlock held. */
+static int
+xconn_submit_locked(struct xconn *xc, struct xmsg *m, bool alone)
+{
+    unsigned flags = 0;
+
     xc->pending++;
     if (alone && xc->pending == 1) {
         flags = P9S_SUBMIT_INLINE; /* nothing else in flight: run it here */
     }
     pthread_mutex_unlock(&xc->wlock);
-    return p9s_conn_submit_flags(xc->sc, &m->in, 1, len, m, flags);
+    return p9s_conn_submit_flags(xc->sc, &m->in, 1, m->in.iov_len, m, flags);
+}
+
+/* Hand one complete frame (an owned buffer) to the core. */
+static int
+xconn_submit(struct xconn *xc, uint8_t *buf, size_t len, bool alone)
+{
+    struct xmsg *m = xmsg_new(xc, buf, len);
+
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&xc->wlock);
+    return xconn_submit_locked(xc, m, alone);
 }
 
 /*
@@ -598,24 +645,26 @@ xconn_parse(struct xconn *xc, unsigned *nframes)
 
     while (xc->stage_len - pos >= 4) {
         long flen;
-        uint8_t *buf;
+        struct xmsg *m;
         bool alone;
-        bool paused;
 
         /* the pending limit holds per frame, not per read: a read may
-         * bring hundreds of small frames (e.g. a chain of Tflush) */
+         * bring hundreds of small frames (e.g. a chain of Tflush).  The
+         * lock taken for this look is held until the frame is submitted
+         * (xconn_submit_locked), or released where the loop ends. */
         pthread_mutex_lock(&xc->wlock);
-        paused = xconn_paused(xc);
-        pthread_mutex_unlock(&xc->wlock);
-        if (paused) {
+        if (xconn_paused(xc)) {
+            pthread_mutex_unlock(&xc->wlock);
             break; /* the rest stays staged until replies drain */
         }
         flen = p9s_frame_len(xc->sc, xc->stage + pos);
         if (flen < 0) {
+            pthread_mutex_unlock(&xc->wlock);
             err = -EPROTO;
             break;
         }
         if ((size_t)flen > xc->stage_len - pos) {
+            pthread_mutex_unlock(&xc->wlock);
             if ((size_t)flen > BIG_FRAME) {
                 /*
                  * A large frame: read the rest straight into its buffer.
@@ -644,21 +693,24 @@ xconn_parse(struct xconn *xc, unsigned *nframes)
         if (pos == 0 && (size_t)flen >= STAGE_SIZE / 2) {
             /* a large frame at the start (a Twrite): the staging buffer
              * becomes the frame's, the rest (if any) moves to a new one */
-            buf = xconn_take_stage(xc, (size_t)flen);
+            uint8_t *buf = xconn_take_stage(xc, (size_t)flen);
+
+            m = buf != NULL ? xmsg_new(xc, buf, (size_t)flen) : NULL;
         } else {
-            buf = malloc((size_t)flen);
-            if (buf != NULL) {
-                memcpy(buf, xc->stage + pos, (size_t)flen);
+            m = xmsg_new(xc, NULL, (size_t)flen);
+            if (m != NULL) {
+                memcpy(m->in_inl, xc->stage + pos, (size_t)flen);
                 pos += (size_t)flen;
             }
         }
-        if (buf == NULL) {
+        if (m == NULL) {
+            pthread_mutex_unlock(&xc->wlock);
             err = -ENOMEM;
             break;
         }
         alone = xc->stage_len - pos < 4; /* nothing more buffered */
         (*nframes)++;
-        err = xconn_submit(xc, buf, (size_t)flen, alone);
+        err = xconn_submit_locked(xc, m, alone);
         if (err < 0) {
             break;
         }
@@ -1425,18 +1477,38 @@ xconn_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
     struct xmsg *m = cookie;
 
     (void)c;
-    if (m->outbuf == NULL || m->out.iov_len < need) {
-        free(m->outbuf);
-        m->outbuf = malloc(need);
-        if (m->outbuf == NULL) {
-            return -ENOMEM;
+    if (m->out.iov_base == NULL || m->out.iov_len < need) {
+        if (need <= sizeof(m->out_inl)) {
+            m->out.iov_base = m->out_inl;
+        } else {
+            free(m->outbuf);
+            m->outbuf = malloc(need);
+            if (m->outbuf == NULL) {
+                m->out.iov_base = NULL;
+                return -ENOMEM;
+            }
+            m->out.iov_base = m->outbuf;
         }
-        m->out.iov_base = m->outbuf;
         m->out.iov_len = need;
     }
     *iov = &m->out;
     *iovcnt = 1;
     return 0;
+}
+
+/*
+ * The request of a message is answered (or dropped): one fewer pending.
+ * Called with xc->wlock held; true when the connection thread is to be
+ * woken (to resume reading, send the queue, or finish), which the caller
+ * does once it has dropped the lock.
+ */
+static bool
+xmsg_retire_locked(struct xconn *xc, bool queued)
+{
+    bool wake = queued || xconn_paused(xc) || xc->stopping;
+
+    xc->pending--;
+    return wake;
 }
 
 static void
@@ -1446,15 +1518,12 @@ xmsg_done(struct xmsg *m, bool queued)
     bool wake;
 
     pthread_mutex_lock(&xc->wlock);
-    wake = queued || xconn_paused(xc) || xc->stopping;
-    xc->pending--;
+    wake = xmsg_retire_locked(xc, queued);
     pthread_mutex_unlock(&xc->wlock);
     if (wake) {
-        xconn_wake(xc); /* resume reading, send the queue, or finish */
+        xconn_wake(xc);
     }
-    free(m->in.iov_base);
-    free(m->outbuf);
-    free(m);
+    xmsg_free(m);
 }
 
 static void
@@ -1462,10 +1531,11 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
 {
     struct xmsg *m = cookie;
     struct xconn *xc = m->xc;
-    const uint8_t *p = m->outbuf;
+    const uint8_t *p = m->out.iov_base;
     size_t piped = m->piped;
     size_t left;
     bool queued = false;
+    bool wake;
 
     (void)c;
     m->piped = 0;
@@ -1520,8 +1590,12 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     if (piped > 0 && !queued) {
         xconn_pipe_close(xc); /* what is left in it goes nowhere */
     }
+    wake = xmsg_retire_locked(xc, queued);
     pthread_mutex_unlock(&xc->wlock);
-    xmsg_done(m, queued);
+    if (wake) {
+        xconn_wake(xc);
+    }
+    xmsg_free(m);
 }
 
 static void
