@@ -533,44 +533,70 @@ enc_field(struct p9_wbuf *w, const struct p9_fcall *f,
     }
 }
 
-/* -EINVAL for what no buffer could hold: unknown type, counts over 16, a
- * string with len but no bytes. */
+/*
+ * The size enc_all() will write for f, in *need, after the checks: -EINVAL
+ * for what no buffer could hold (unknown type, counts over 16, a string
+ * with len but no bytes).  One walk over the fields does both.
+ */
 static int
-enc_check(const struct p9_fcall *f, const struct p9_msgdesc **dp)
+enc_check(const struct p9_fcall *f, const struct p9_msgdesc **dp, size_t *need)
 {
     const struct p9_msgdesc *d = p9_msgdesc_get(f->type);
+    size_t n = P9_HDRSZ;
 
     if (d == NULL || f->type == P9_TLERROR) {
         return -EINVAL;
     }
     for (unsigned i = 0; i < d->nfields; i++) {
         const struct p9_field *fd = &d->fields[i];
+        const void *p = cfld(f, fd->off);
 
-        if (fd->kind == P9K_STR) {
-            const struct p9_str *s = cfld(f, fd->off);
+        switch (fd->kind) {
+        case P9K_U8: n += 1; break;
+        case P9K_U16: n += 2; break;
+        case P9K_U32: n += 4; break;
+        case P9K_U64: n += 8; break;
+        case P9K_QID: n += P9_QIDSZ; break;
+        case P9K_STR: {
+            const struct p9_str *sp = p;
 
-            if (s->s == NULL && s->len != 0) {
+            if (sp->s == NULL && sp->len != 0) {
                 return -EINVAL;
             }
-        } else if (fd->kind == P9K_STRS) {
-            uint16_t n = *(const uint16_t *)cfld(f, fd->off);
-            const struct p9_str *s = cfld(f, fd->off2);
+            n += 2 + (size_t)sp->len;
+            break;
+        }
+        case P9K_DATA: n += 4 + (size_t)((const struct p9_data *)p)->len; break;
+        case P9K_STRS: {
+            uint16_t cnt = *(const uint16_t *)p;
+            const struct p9_str *sv = cfld(f, fd->off2);
 
-            if (n > P9_MAXWELEM) {
+            if (cnt > P9_MAXWELEM) {
                 return -EINVAL;
             }
-            for (uint16_t j = 0; j < n; j++) {
-                if (s[j].s == NULL && s[j].len != 0) {
+            n += 2;
+            for (uint16_t j = 0; j < cnt; j++) {
+                if (sv[j].s == NULL && sv[j].len != 0) {
                     return -EINVAL;
                 }
+                n += 2 + (size_t)sv[j].len;
             }
-        } else if (fd->kind == P9K_QIDS) {
-            if (*(const uint16_t *)cfld(f, fd->off) > P9_MAXWELEM) {
+            break;
+        }
+        case P9K_QIDS: {
+            uint16_t cnt = *(const uint16_t *)p;
+
+            if (cnt > P9_MAXWELEM) {
                 return -EINVAL;
             }
+            n += 2 + (size_t)P9_QIDSZ * cnt;
+            break;
+        }
+        default: break; /* enc_field() latches 'bad' for these */
         }
     }
     *dp = d;
+    *need = n;
     return 0;
 }
 
@@ -585,50 +611,16 @@ enc_all(struct p9_wbuf *w, const struct p9_fcall *f, const struct p9_msgdesc *d)
     }
 }
 
-/* What enc_all() writes, summed from the fields (after enc_check()). */
-static size_t
-enc_size(const struct p9_fcall *f, const struct p9_msgdesc *d)
-{
-    size_t n = P9_HDRSZ;
-
-    for (unsigned i = 0; i < d->nfields; i++) {
-        const struct p9_field *fd = &d->fields[i];
-        const void *p = cfld(f, fd->off);
-
-        switch (fd->kind) {
-        case P9K_U8: n += 1; break;
-        case P9K_U16: n += 2; break;
-        case P9K_U32: n += 4; break;
-        case P9K_U64: n += 8; break;
-        case P9K_QID: n += P9_QIDSZ; break;
-        case P9K_STR: n += 2 + (size_t)((const struct p9_str *)p)->len; break;
-        case P9K_DATA: n += 4 + (size_t)((const struct p9_data *)p)->len; break;
-        case P9K_STRS: {
-            uint16_t cnt = *(const uint16_t *)p;
-            const struct p9_str *sv = cfld(f, fd->off2);
-
-            n += 2;
-            for (uint16_t j = 0; j < cnt; j++) {
-                n += 2 + (size_t)sv[j].len;
-            }
-            break;
-        }
-        case P9K_QIDS: n += 2 + (size_t)P9_QIDSZ * *(const uint16_t *)p; break;
-        default: break; /* enc_field() latches 'bad' for these */
-        }
-    }
-    return n;
-}
-
 size_t
 p9_encoded_size(const struct p9_fcall *f)
 {
     const struct p9_msgdesc *d;
+    size_t need;
 
-    if (enc_check(f, &d) < 0) {
+    if (enc_check(f, &d, &need) < 0) {
         return 0;
     }
-    return enc_size(f, d);
+    return need;
 }
 
 long
@@ -638,11 +630,10 @@ p9_encode(struct p9_wbuf *w, const struct p9_fcall *f)
     size_t need;
     int err;
 
-    err = enc_check(f, &d);
+    err = enc_check(f, &d, &need);
     if (err < 0) {
         return err;
     }
-    need = enc_size(f, d);
     if (need > UINT32_MAX) {
         return -EINVAL;
     }
