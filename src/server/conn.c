@@ -80,6 +80,7 @@ conn_release(struct p9s_conn *c)
     log_debug("%s: session closed", c->peer);
     c->ops->release(c, c->tp);
     pthread_mutex_destroy(&c->lock);
+    free(atomic_load(&c->spare));
     free(c);
 }
 

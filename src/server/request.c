@@ -201,7 +201,12 @@ req_decode(struct p9s_conn *c, const struct iovec *iov, int iovcnt, size_t len,
         *err = -EPROTO;
         goto out_drop;
     }
-    r = calloc(1, sizeof(*r));
+    r = atomic_exchange_explicit(&c->spare, NULL, memory_order_acquire);
+    if (r != NULL) {
+        memset(r, 0, sizeof(*r));
+    } else {
+        r = calloc(1, sizeof(*r));
+    }
     if (r == NULL) {
         *err = -ENOMEM;
         goto out_drop;
@@ -546,8 +551,20 @@ req_done(struct p9s_req *r, bool *release)
     if (*release) {
         c->released = true;
     }
+    if (!c->closing &&
+        atomic_load_explicit(&c->spare, memory_order_relaxed) == NULL) {
+        /* kept for the next request of this session, which saves an
+         * allocation per request; under the lock, because once it is
+         * dropped the session may be released by another thread */
+        free(r->scratch);
+        r->scratch = NULL;
+        atomic_store_explicit(&c->spare, r, memory_order_release);
+        r = NULL;
+    }
     pthread_mutex_unlock(&c->lock);
-    req_free(r);
+    if (r != NULL) {
+        req_free(r);
+    }
     while (fl != NULL) { /* parked newest first: reverse */
         struct p9s_req *next = fl->flush_next;
 

@@ -165,6 +165,9 @@ struct p9s_conn {
     bool released;
     _Atomic uint32_t msize;
     struct fid_table fids;
+    /* a retired request's memory, kept for the next (req_done puts it
+     * under 'lock'; req_decode takes it with an exchange) */
+    _Atomic(struct p9s_req *) spare;
     /* what this session may make the daemon keep (server.h limits) */
     struct be_budget mem;   /* bytes of pinned buffers */
     struct be_budget locks; /* byte-range lock records */
