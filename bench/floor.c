@@ -123,6 +123,29 @@ write_full(int fd, const uint8_t *p, size_t len)
     return true;
 }
 
+/*
+ * Take the frame at the start of in[0..*have) out of the buffer: 1 with
+ * the reply size it asks for in *rlen, 0 while it is incomplete, -1 when
+ * it is malformed.
+ */
+static int
+take_frame(uint8_t *in, size_t *have, uint32_t *rlen)
+{
+    uint32_t len;
+
+    if (*have < 8 || get32(in) > *have) {
+        return 0;
+    }
+    len = get32(in);
+    *rlen = get32(in + 4);
+    if (len < 8 || *rlen < 8 || *rlen > MAXBYTES) {
+        return -1;
+    }
+    memmove(in, in + len, *have - len);
+    *have -= len;
+    return 1;
+}
+
 /* One server connection: frames are size[4] reply_size[4] padding. */
 static void *
 serve(void *arg)
@@ -131,6 +154,8 @@ serve(void *arg)
     uint8_t *in = malloc(MAXBYTES + 8);
     uint8_t *out = calloc(1, MAXBYTES);
     size_t have = 0;
+    uint32_t rlen;
+    int k = 0;
 
     if (in == NULL || out == NULL) {
         exit(1);
@@ -157,19 +182,14 @@ serve(void *arg)
                 break;
             }
             have += (size_t)n;
-            while (have >= 8 && get32(in) <= have) {
-                uint32_t len = get32(in);
-                uint32_t rlen = get32(in + 4);
-
-                if (len < 8 || rlen < 8 || rlen > MAXBYTES) {
-                    goto out;
-                }
+            while ((k = take_frame(in, &have, &rlen)) > 0) {
                 put32(out, rlen);
                 if (!write_full(fd, out, rlen)) {
                     goto out;
                 }
-                memmove(in, in + len, have - len);
-                have -= len;
+            }
+            if (k < 0) {
+                goto out;
             }
             if ((size_t)n < want) {
                 break;
@@ -203,6 +223,8 @@ serve_uring(void *arg)
     uint8_t *out = calloc(1, MAXBYTES);
     struct io_uring ring;
     size_t have = 0;
+    uint32_t rlen;
+    int k;
     uint32_t pending = 0; /* reply bytes to send with the next wait */
 
     if (in == NULL || out == NULL ||
@@ -253,21 +275,16 @@ serve_uring(void *arg)
             break;
         }
         have += (size_t)res;
-        while (have >= 8 && get32(in) <= have) {
-            uint32_t len = get32(in);
-            uint32_t rlen = get32(in + 4);
-
-            if (len < 8 || rlen < 8 || rlen > MAXBYTES) {
-                goto out;
-            }
+        while ((k = take_frame(in, &have, &rlen)) > 0) {
             /* a reply still owed before this one goes out now */
             if (pending > 0 && !write_full(fd, out, pending)) {
                 goto out;
             }
             put32(out, rlen);
             pending = rlen;
-            memmove(in, in + len, have - len);
-            have -= len;
+        }
+        if (k < 0) {
+            goto out;
         }
     }
 out:
