@@ -18,6 +18,7 @@
 #                   _FORTIFY_SOURCE=3, stack-clash, CET), buildtype plain
 #   build-lto       the same flags with LTO (what Ubuntu builds)
 #   build-asan      ASan+UBSan with -ftrivial-auto-var-init=pattern
+#   build-tsan      TSan (clang): the server, session and vhost tests
 #   clang-tidy      .clang-tidy (bugprone, cert, clang static analyzer)
 #   format          clang-format check (scripts/check-format.sh): every C
 #                   file as .clang-format says
@@ -91,9 +92,16 @@ count_tap_file() {
 
 # run_build DIR [meson setup args...]; CFLAGS/CPPFLAGS/LDFLAGS/CC from the
 # environment.  A build dir configured with other arguments is wiped.
+# run_build DIR MESON_OPTION... [-- NINJA_TARGET...]: configure DIR (again
+# when the options changed) and build it, or only the targets after "--".
 run_build() {
     local dir=$1; shift
     local want
+    local -a opts=() targets=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    targets=("$@")
+    set -- "${opts[@]}"
     want="CC=${CC:-} CFLAGS=${CFLAGS:-} CPPFLAGS=${CPPFLAGS:-} LDFLAGS=${LDFLAGS:-} $*"
     if [ -f "$dir/build.ninja" ] && [ "$(cat "$dir.args" 2>/dev/null)" != "$want" ]; then
         rm -rf "$dir"
@@ -103,7 +111,7 @@ run_build() {
             cat "$dir.setup.log"; failed=$((failed + 1)); notes+=("$dir: configure failed"); return 1; }
         echo "$want" > "$dir.args"
     fi
-    ninja -C "$dir" || { failed=$((failed + 1)); notes+=("$dir: build failed"); return 1; }
+    ninja -C "$dir" "${targets[@]}" || { failed=$((failed + 1)); notes+=("$dir: build failed"); return 1; }
 }
 
 # Build DIR and run every non-guest suite in it but the scale suite (a
@@ -245,6 +253,29 @@ if run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         meson test -C build-asan --print-errorlogs --num-processes 2 -t 3 || true
     count_meson build-asan
+fi
+
+tier build-tsan
+log "TSan build (clang -fsanitize=thread): the server, flush, session and vhost tests"
+# The tests with the most threads at once: in-process servers (connection
+# threads, workers, Tflush chains) and the same tests against the spawned
+# daemon, built with ThreadSanitizer, which fails a test on any data race
+# it sees.  Only these test programs and virtfsd are built.  Not here:
+# srv_limits (measures the RSS, which TSan inflates), vhost_mem and
+# vhost_sigbus (3 TiB mappings, SIGBUS recovery), as for valgrind.
+tsan_tests=(srv_session srv_session-virtfsd srv_malformed srv_malformed-virtfsd
+            srv_escape srv_escape-virtfsd srv_concurrency srv_concurrency-virtfsd
+            srv_hotpath synth vhost vhost_9p)
+tsan_targets=(tests/server/test_srv_session tests/server/test_srv_malformed
+              tests/server/test_srv_escape tests/server/test_srv_concurrency
+              tests/server/test_srv_hotpath tests/synth/test_synth
+              tests/vhost/test_vhost tests/vhost/test_vhost_9p tools/virtfsd/virtfsd)
+if CC=clang run_build build-tsan -Db_sanitize=thread -Db_lundef=false -- \
+        "${tsan_targets[@]}"; then
+    TSAN_OPTIONS=halt_on_error=1 \
+        meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 2 \
+        "${tsan_tests[@]}" || true
+    count_meson build-tsan
 fi
 
 tier clang-tidy

@@ -1229,19 +1229,18 @@ loop_accept(struct xp_loop *loop, struct listener *l)
 }
 
 int
-xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
-            volatile sig_atomic_t *stats)
+xp_loop_run(struct xp_loop *loop, atomic_int *stop, atomic_int *stats)
 {
     struct epoll_event evs[16];
 
-    while (!*stop) {
+    while (!atomic_load_explicit(stop, memory_order_relaxed)) {
         int n;
 
         if (loop->have_last && atomic_load(&loop->last_gone)) {
             break;
         }
-        if (stats != NULL && *stats) {
-            *stats = 0;
+        if (stats != NULL &&
+            atomic_exchange_explicit(stats, 0, memory_order_relaxed)) {
             log_force(true); /* asked for: shown whatever --log-level */
             p9s_server_dump_stats(loop->srv);
             log_info("stats: busy-poll: %lu spins on connection threads",

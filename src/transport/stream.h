@@ -13,6 +13,7 @@
 #define VIRTFS_TRANSPORT_STREAM_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -86,8 +87,7 @@ int xp_loop_add_conn(struct xp_loop *loop, int rfd, int wfd, const char *peer,
  * 'last' connection ends.  Returns 0.  When *stop is set, listeners stop
  * accepting and the function returns; in-flight requests finish in the
  * worker pool (p9s_server_free waits for them). */
-int xp_loop_run(struct xp_loop *loop, volatile sig_atomic_t *stop,
-                volatile sig_atomic_t *stats);
+int xp_loop_run(struct xp_loop *loop, atomic_int *stop, atomic_int *stats);
 
 /*
  * Orderly stop: stop reading every connection, wait (up to timeout_ms) for

@@ -19,15 +19,38 @@
 static struct th_srv *srv;
 static const struct be_ops *orig_ops;
 static struct be_ops rec_ops;
+/* which thread ran the last getattr, create, open (rec_lock) */
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t getattr_thread;
 static pthread_t create_thread;
 static pthread_t open_thread;
+
+static pthread_t
+rec_get(const pthread_t *v)
+{
+    pthread_t t;
+
+    pthread_mutex_lock(&rec_lock);
+    t = *v;
+    pthread_mutex_unlock(&rec_lock);
+    return t;
+}
+
+static void
+rec_clear(pthread_t *v)
+{
+    pthread_mutex_lock(&rec_lock);
+    *v = (pthread_t)0;
+    pthread_mutex_unlock(&rec_lock);
+}
 
 static int
 rec_getattr(struct backend *be, struct be_node *n, struct be_handle *h,
             uint64_t mask, struct p9_rgetattr *out)
 {
+    pthread_mutex_lock(&rec_lock);
     getattr_thread = pthread_self();
+    pthread_mutex_unlock(&rec_lock);
     return orig_ops->getattr(be, n, h, mask, out);
 }
 
@@ -36,7 +59,9 @@ rec_create(struct backend *be, struct be_node *dir, const char *name,
            uint32_t flags, uint32_t mode, uint32_t gid, struct be_node **out,
            struct be_handle **h, struct p9_qid *qid, uint32_t *iounit)
 {
+    pthread_mutex_lock(&rec_lock);
     create_thread = pthread_self();
+    pthread_mutex_unlock(&rec_lock);
     return orig_ops->create(be, dir, name, flags, mode, gid, out, h, qid,
                             iounit);
 }
@@ -45,7 +70,9 @@ static int
 rec_open(struct backend *be, struct be_node *n, uint32_t flags,
          struct be_handle **out, struct p9_qid *qid, uint32_t *iounit)
 {
+    pthread_mutex_lock(&rec_lock);
     open_thread = pthread_self();
+    pthread_mutex_unlock(&rec_lock);
     return orig_ops->open(be, n, flags, out, qid, iounit);
 }
 
@@ -313,29 +340,29 @@ test_lcreate_routing(int fd)
     int type;
 
     settle();
-    getattr_thread = (pthread_t)0;
+    rec_clear(&getattr_thread);
     type = raw_getattr(fd, 1); /* alone: runs on the connection thread */
-    conn_thread = getattr_thread;
+    conn_thread = rec_get(&getattr_thread);
     tap_ok(type == P9_RGETATTR, "lcreate/getattr_ok");
 
-    create_thread = (pthread_t)0;
+    rec_clear(&create_thread);
     type = raw_open(fd, 1, 10, "excl", true,
                     P9_DOTL_WRONLY | P9_DOTL_CREATE | P9_DOTL_EXCL);
     tap_ok(type == P9_RLCREATE, "lcreate/excl_ok (%d)", type);
-    tap_ok(pthread_equal(create_thread, conn_thread),
+    tap_ok(pthread_equal(rec_get(&create_thread), conn_thread),
            "lcreate/excl_runs_on_the_connection_thread");
 
-    create_thread = (pthread_t)0;
+    rec_clear(&create_thread);
     type = raw_open(fd, 1, 11, "noexcl", true, P9_DOTL_WRONLY | P9_DOTL_CREATE);
     tap_ok(type == P9_RLCREATE, "lcreate/noexcl_new_ok (%d)", type);
-    tap_ok(pthread_equal(create_thread, conn_thread),
+    tap_ok(pthread_equal(rec_get(&create_thread), conn_thread),
            "lcreate/noexcl_new_runs_on_the_connection_thread");
 
-    create_thread = (pthread_t)0;
+    rec_clear(&create_thread);
     type = raw_open(fd, 1, 11, "noexcl", true, P9_DOTL_WRONLY | P9_DOTL_CREATE);
     tap_ok(type == P9_RLCREATE, "lcreate/noexcl_existing_ok (%d)", type);
-    tap_ok(create_thread != (pthread_t)0 &&
-               !pthread_equal(create_thread, conn_thread),
+    tap_ok(rec_get(&create_thread) != (pthread_t)0 &&
+               !pthread_equal(rec_get(&create_thread), conn_thread),
            "lcreate/noexcl_existing_goes_to_a_worker (its open may wait)");
 }
 
@@ -372,7 +399,7 @@ test_lopen_lease(int fd, const char *path, pthread_t conn_thread)
         goto out;
     }
     lease_broken = 0;
-    open_thread = (pthread_t)0;
+    rec_clear(&open_thread);
     if (raw_walk(fd, 1, 14, "leased") < 0) {
         tap_ok(false, "lopen/lease_walk");
         goto out;
@@ -406,8 +433,8 @@ test_lopen_lease(int fd, const char *path, pthread_t conn_thread)
     tap_ok(type2 == P9_RLOPEN && tag == 4,
            "lopen/leased_open_answered_after_the_lease (%d, tag %u)", type2,
            tag);
-    tap_ok(open_thread != (pthread_t)0 &&
-               !pthread_equal(open_thread, conn_thread),
+    tap_ok(rec_get(&open_thread) != (pthread_t)0 &&
+               !pthread_equal(rec_get(&open_thread), conn_thread),
            "lopen/leased_open_ran_on_a_worker");
     raw_clunk(fd, 14);
 out:
@@ -432,33 +459,33 @@ test_lopen_routing(int fd, const char *exdir)
     int type;
 
     settle();
-    getattr_thread = (pthread_t)0;
+    rec_clear(&getattr_thread);
     raw_getattr(fd, 1);
-    conn_thread = getattr_thread;
+    conn_thread = rec_get(&getattr_thread);
 
-    open_thread = (pthread_t)0;
+    rec_clear(&open_thread);
     type = raw_open(fd, 1, 12, NULL, false, P9_DOTL_RDONLY | P9_DOTL_DIRECTORY);
     tap_ok(type == P9_RLOPEN, "lopen/opendir_ok (%d)", type);
-    tap_ok(pthread_equal(open_thread, conn_thread),
+    tap_ok(pthread_equal(rec_get(&open_thread), conn_thread),
            "lopen/opendir_runs_on_the_connection_thread");
 
-    open_thread = (pthread_t)0;
+    rec_clear(&open_thread);
     type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDONLY);
     tap_ok(type == P9_RLOPEN, "lopen/plain_ok (%d)", type);
-    tap_ok(pthread_equal(open_thread, conn_thread),
+    tap_ok(pthread_equal(rec_get(&open_thread), conn_thread),
            "lopen/plain_runs_on_the_connection_thread");
 
-    open_thread = (pthread_t)0;
+    rec_clear(&open_thread);
     type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_RDWR);
     tap_ok(type == P9_RLOPEN, "lopen/rdwr_ok (%d)", type);
-    tap_ok(pthread_equal(open_thread, conn_thread),
+    tap_ok(pthread_equal(rec_get(&open_thread), conn_thread),
            "lopen/rdwr_runs_on_the_connection_thread");
 
-    open_thread = (pthread_t)0;
+    rec_clear(&open_thread);
     type = raw_open(fd, 1, 13, "noexcl", false, P9_DOTL_WRONLY | P9_DOTL_TRUNC);
     tap_ok(type == P9_RLOPEN, "lopen/trunc_ok (%d)", type);
-    tap_ok(open_thread != (pthread_t)0 &&
-               !pthread_equal(open_thread, conn_thread),
+    tap_ok(rec_get(&open_thread) != (pthread_t)0 &&
+               !pthread_equal(rec_get(&open_thread), conn_thread),
            "lopen/trunc_goes_to_a_worker");
 
     snprintf(path, sizeof(path), "%s/leased", exdir);
@@ -697,18 +724,16 @@ test_read_spliced(const char *exdir)
  * second connection's large reads are copied, and right; once the first
  * connection is gone, a new one gets the pipe.
  */
+/* On a server started with read_pipes = 1 (main). */
 static void
 test_read_pipes_limit(void)
 {
-    struct xp_limits lim = {.frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
-                            .read_pipes = 1};
     unsigned long s0;
     bool ok;
     int a;
     int b;
     int c;
 
-    xp_loop_set_limits(srv->loop, &lim);
     a = open_spliced(0);
     b = open_spliced(0);
     s0 = xp_loop_spliced_reads(srv->loop);
@@ -742,8 +767,6 @@ test_read_pipes_limit(void)
     if (c >= 0) {
         close(c);
     }
-    lim.read_pipes = 0;
-    xp_loop_set_limits(srv->loop, &lim);
 }
 
 /* A Twrite frame of 'len' bytes of pattern() at 'off' (malloc'ed). */
@@ -1125,6 +1148,10 @@ test_busy_poll_shared(void)
 int
 main(int argc, char **argv)
 {
+    static const struct xp_limits pipes_lim = {
+        .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT, .read_pipes = 1};
+    static const struct xp_limits bp_lim = {
+        .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT, .busy_poll_us = 1000};
     struct th_export ex;
     char exdir[PATH_MAX];
     char *base;
@@ -1150,20 +1177,20 @@ main(int argc, char **argv)
         close(fd);
     }
     test_read_spliced(exdir);
-    test_read_pipes_limit();
     test_write_handover(exdir);
     err = th_stop(srv);
     tap_ok(err == 0, "server/clean_stop (%d)", err);
 
-    /* a second server with --busy-poll 1000 (set before any connection) */
+    /* one read pipe for the whole server */
+    th_loop_limits = &pipes_lim;
     srv = th_start(NULL, &ex, 1, NULL);
-    {
-        struct xp_limits lim = {.max_conns = 0,
-                                .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
-                                .busy_poll_us = 1000};
+    test_read_pipes_limit();
+    err = th_stop(srv);
+    tap_ok(err == 0, "pipes/clean_stop (%d)", err);
 
-        xp_loop_set_limits(srv->loop, &lim);
-    }
+    /* a second server with --busy-poll 1000 (set before any connection) */
+    th_loop_limits = &bp_lim;
+    srv = th_start(NULL, &ex, 1, NULL);
     fd = raw_conn();
     tap_ok(fd >= 0, "busypoll/connect");
     if (fd >= 0) {
@@ -1175,13 +1202,6 @@ main(int argc, char **argv)
 
     /* a third: several connections at once */
     srv = th_start(NULL, &ex, 1, NULL);
-    {
-        struct xp_limits lim = {.max_conns = 0,
-                                .frame_timeout = XP_DEFAULT_FRAME_TIMEOUT,
-                                .busy_poll_us = 1000};
-
-        xp_loop_set_limits(srv->loop, &lim);
-    }
     test_busy_poll_shared();
     err = th_stop(srv);
     tap_ok(err == 0, "busypoll/shared_clean_stop (%d)", err);

@@ -27,6 +27,7 @@
 struct backend *(*th_wrap_backend)(struct backend *be);
 int (*th_make_backend)(const struct th_export *ex, struct backend **out);
 void (*th_config_hook)(struct p9s_config *cfg);
+const struct xp_limits *th_loop_limits;
 
 /* ---- a backend wrapper whose Tlopen of a FIFO blocks ------------------------
  *
@@ -170,6 +171,9 @@ th_start(const char *virtfsd, const struct th_export *ex, int nex,
         if (s->loop == NULL) {
             fprintf(stderr, "cannot start the in-process server\n");
             exit(99);
+        }
+        if (th_loop_limits != NULL) {
+            xp_loop_set_limits(s->loop, th_loop_limits);
         }
         pthread_create(&s->th, NULL, th_loop_main, s);
         return s;
@@ -358,7 +362,7 @@ th_stop(struct th_srv *s)
                     atomic_load(&s->srv->nconns));
             rc = -1;
         }
-        s->stop = 1;
+        atomic_store(&s->stop, 1);
         pthread_join(s->th, NULL);
         xp_loop_shutdown(s->loop, 5000);
         xp_loop_free(s->loop);

@@ -63,7 +63,7 @@ struct th_srv {
     struct backend *be[TH_MAXEX];
     int nbe;
     pthread_t th;
-    volatile sig_atomic_t stop;
+    atomic_int stop;
     int nconn_seq;
     /* spawned */
     pid_t pid;
@@ -79,6 +79,9 @@ extern int (*th_make_backend)(const struct th_export *ex, struct backend **out);
 /* Optional: adjust the in-process server's configuration (the spawned
  * virtfsd gets the same through extra_args). */
 extern void (*th_config_hook)(struct p9s_config *cfg);
+/* Optional: the in-process loop's limits, set before its thread starts
+ * (as virtfsd does; setting them on a running loop races its threads). */
+extern const struct xp_limits *th_loop_limits;
 
 /* th_block_backend(): workers blocked right now, blocked opens ended by
  * EINTR, blocked opens ended by a byte, opens that would have blocked

@@ -2,6 +2,7 @@
 /*
  * virtfsd: export host directories to VM guests over 9P2000.L.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -9,6 +10,7 @@
 #include <linux/capability.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +37,11 @@
 #define MAX_VHOST 16
 #define DEFAULT_TAG "virtfs"
 
-static volatile sig_atomic_t stop_flag;
-static volatile sig_atomic_t stats_flag;
+/* set by signal handlers, read by the loop thread: lock-free atomics are
+ * both async-signal-safe and free of data races across threads */
+static atomic_int stop_flag;
+static atomic_int stats_flag;
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "signal flags must be lock-free");
 
 /* long-only options of the node descriptor cache */
 enum { OPT_RLIMIT_NOFILE = 0x200, OPT_FILE_HANDLES, OPT_DIR_CACHE };
@@ -45,14 +50,14 @@ static void
 on_stop(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    atomic_store_explicit(&stop_flag, 1, memory_order_relaxed);
 }
 
 static void
 on_stats(int sig)
 {
     (void)sig;
-    stats_flag = 1;
+    atomic_store_explicit(&stats_flag, 1, memory_order_relaxed);
 }
 
 /* long-only options without a letter */
