@@ -365,6 +365,44 @@ p9_wbuf_init(struct p9_wbuf *w, const struct iovec *iov, int iovcnt)
     w->bad = false;
 }
 
+/* Little-endian store of the low 'n' bytes of v. */
+static inline void
+wb_le(uint8_t *p, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* Step the cursor past the segments it has filled. */
+static void
+wb_next_seg(struct p9_wbuf *w)
+{
+    while (w->iovcnt > 0 && w->off >= w->iov[0].iov_len) {
+        w->off = 0;
+        w->iov++;
+        w->iovcnt--;
+    }
+}
+
+/*
+ * true when n bytes fit at the cursor in its segment (nearly always: one
+ * reply buffer); they go at wb_cur().  Moves nothing but the segment; the
+ * caller advances off and used by what it writes there.
+ */
+static inline bool
+wb_fits(struct p9_wbuf *w, size_t n)
+{
+    wb_next_seg(w);
+    return w->iovcnt > 0 && n <= w->iov[0].iov_len - w->off;
+}
+
+static inline uint8_t *
+wb_cur(const struct p9_wbuf *w)
+{
+    return (uint8_t *)w->iov[0].iov_base + w->off;
+}
+
 /*
  * Append n bytes from src, or skip n bytes when src is NULL.  All or
  * nothing: a write that does not fit writes nothing and latches 'bad'.
@@ -383,10 +421,9 @@ wb_write(struct p9_wbuf *w, const void *src, size_t n)
     if (n == 0) {
         return;
     }
-    if (w->iovcnt > 0 && n <= w->iov[0].iov_len - w->off) {
-        /* the common case: it fits in the current segment */
+    if (wb_fits(w, n)) {
         if (s != NULL) {
-            memmove((uint8_t *)w->iov[0].iov_base + w->off, s, n);
+            memmove(wb_cur(w), s, n);
         }
         w->off += n;
         return;
@@ -395,11 +432,7 @@ wb_write(struct p9_wbuf *w, const void *src, size_t n)
         size_t avail;
         size_t chunk;
 
-        while (w->iovcnt > 0 && w->off >= w->iov[0].iov_len) {
-            w->off = 0;
-            w->iov++;
-            w->iovcnt--;
-        }
+        wb_next_seg(w);
         /* cap covers every segment, so one is always left here. */
         avail = w->iov[0].iov_len - w->off;
         chunk = n < avail ? n : avail;
@@ -413,30 +446,23 @@ wb_write(struct p9_wbuf *w, const void *src, size_t n)
 }
 
 /*
- * Write the n-byte little-endian integer v.  Where the current segment has
- * room (nearly always: one reply buffer), the bytes go straight there; a
- * segment boundary, or a full or failed writer, takes wb_write().
+ * Write the n-byte little-endian integer v: straight into the segment when
+ * it fits (wb_fits), else through wb_write() (a segment boundary, or a full
+ * or failed writer).
  */
 static inline void
 wb_put_le(struct p9_wbuf *w, uint64_t v, size_t n)
 {
     uint8_t t[8];
-    uint8_t *p = t;
-    bool direct = !w->bad && w->iovcnt > 0 && w->off <= w->iov[0].iov_len &&
-                  n <= w->iov[0].iov_len - w->off;
 
-    if (direct) {
-        p = (uint8_t *)w->iov[0].iov_base + w->off;
-    }
-    for (size_t i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-    if (direct) {
+    if (!w->bad && wb_fits(w, n)) {
+        wb_le(wb_cur(w), v, n);
         w->off += n;
         w->used += n;
-    } else {
-        wb_write(w, t, n);
+        return;
     }
+    wb_le(t, v, n);
+    wb_write(w, t, n);
 }
 
 void
@@ -587,15 +613,6 @@ p9_dirent_size(size_t namelen)
     return P9_QIDSZ + 8 + 1 + 2 + namelen;
 }
 
-/* Little-endian store of the low 'n' bytes of v. */
-static inline void
-wb_le(uint8_t *p, uint64_t v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
 void
 p9_put_dirent(struct p9_wbuf *w, const struct p9_dirent *d)
 {
@@ -612,13 +629,8 @@ p9_put_dirent(struct p9_wbuf *w, const struct p9_dirent *d)
      * the current segment (nearly always), store it in place, one copy of
      * the name, instead of seven wb_write calls.
      */
-    while (w->iov0 != NULL && w->iovcnt > 0 && w->off >= w->iov[0].iov_len) {
-        w->off = 0;
-        w->iov++;
-        w->iovcnt--;
-    }
-    if (w->iov0 != NULL && w->iovcnt > 0 && w->iov[0].iov_len - w->off >= n) {
-        uint8_t *p = (uint8_t *)w->iov[0].iov_base + w->off;
+    if (wb_fits(w, n)) {
+        uint8_t *p = wb_cur(w);
 
         p[0] = d->qid.type;
         wb_le(p + 1, d->qid.version, 4);

@@ -1496,33 +1496,29 @@ xconn_reply_buf(struct p9s_conn *c, void *cookie, size_t need,
 }
 
 /*
- * The request of a message is answered (or dropped): one fewer pending.
- * Called with xc->wlock held; true when the connection thread is to be
- * woken (to resume reading, send the queue, or finish), which the caller
- * does once it has dropped the lock.
+ * The request of m is answered (or dropped): one fewer pending, and m is
+ * freed.  Called with xc->wlock held, which it drops before it wakes the
+ * connection thread (to resume reading, send the queue, or finish).
  */
-static bool
-xmsg_retire_locked(struct xconn *xc, bool queued)
+static void
+xmsg_done_locked(struct xmsg *m, bool queued)
 {
+    struct xconn *xc = m->xc;
     bool wake = queued || xconn_paused(xc) || xc->stopping;
 
     xc->pending--;
-    return wake;
-}
-
-static void
-xmsg_done(struct xmsg *m, bool queued)
-{
-    struct xconn *xc = m->xc;
-    bool wake;
-
-    pthread_mutex_lock(&xc->wlock);
-    wake = xmsg_retire_locked(xc, queued);
     pthread_mutex_unlock(&xc->wlock);
     if (wake) {
         xconn_wake(xc);
     }
     xmsg_free(m);
+}
+
+static void
+xmsg_done(struct xmsg *m, bool queued)
+{
+    pthread_mutex_lock(&m->xc->wlock);
+    xmsg_done_locked(m, queued);
 }
 
 static void
@@ -1534,7 +1530,6 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     size_t piped = m->piped;
     size_t left;
     bool queued = false;
-    bool wake;
 
     (void)c;
     m->piped = 0;
@@ -1589,12 +1584,7 @@ xconn_send(struct p9s_conn *c, void *cookie, size_t len)
     if (piped > 0 && !queued) {
         xconn_pipe_close(xc); /* what is left in it goes nowhere */
     }
-    wake = xmsg_retire_locked(xc, queued);
-    pthread_mutex_unlock(&xc->wlock);
-    if (wake) {
-        xconn_wake(xc);
-    }
-    xmsg_free(m);
+    xmsg_done_locked(m, queued);
 }
 
 static void
