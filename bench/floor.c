@@ -15,7 +15,7 @@
  * above the floor.
  *
  * usage: floor [-T tcp|unix] [-c CONNS] [-t SECONDS] [--req BYTES]
- *              [--reply BYTES] [--spin USEC]
+ *              [--reply BYTES] [--spin USEC] [--uring] [--epoll THREADS]
  *
  * Prints one key=value line:
  *   floor tr= conns= req= reply= rtts= rtt/s= MiB/s= p50_us= p99_us=
@@ -29,6 +29,10 @@
  * completion, then a recv), where the poll loop makes three calls (send,
  * poll, read).  It shows whether io_uring would pay on this machine; where
  * io_uring is unavailable, --uring exits 77 (a skip for meson).
+ * --epoll THREADS: THREADS server threads (at most CONNS) share the
+ * connections, each waiting in one epoll set for all of its own and
+ * answering every ready connection per wake-up, instead of one thread per
+ * connection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -63,6 +68,7 @@ static size_t req_len = 32;
 static size_t reply_len = 160;
 static long spin_us;
 static bool use_uring;
+static int epoll_threads; /* --epoll N: N threads serve all connections */
 static double secs = 2.0;
 static atomic_bool stop_clients;
 
@@ -204,6 +210,107 @@ out:
     close(fd);
     free(in);
     free(out);
+    return NULL;
+}
+
+/* One connection of an epoll thread (--epoll). */
+struct econn {
+    int fd;
+    size_t have;
+    uint8_t *in;
+};
+
+/*
+ * Read what one ready connection has until a short read and answer every
+ * complete frame; false when it ended or failed.
+ */
+static bool
+econn_serve(struct econn *c, uint8_t *out)
+{
+    for (;;) {
+        size_t want = MAXBYTES + 8 - c->have;
+        ssize_t n = read(c->fd, c->in + c->have, want);
+        uint32_t rlen;
+        int k;
+
+        if (n < 0) {
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+        }
+        if (n == 0) {
+            return false;
+        }
+        c->have += (size_t)n;
+        while ((k = take_frame(c->in, &c->have, &rlen)) > 0) {
+            put32(out, rlen);
+            if (!write_full(c->fd, out, rlen)) {
+                return false;
+            }
+        }
+        if (k < 0) {
+            return false;
+        }
+        if ((size_t)n < want) {
+            return true;
+        }
+    }
+}
+
+/* The connections of one epoll thread: fds[0..n). */
+struct eset {
+    int fds[MAXCONNS];
+    int n;
+};
+
+/*
+ * One thread serving several connections from one epoll set (--epoll):
+ * a wake-up answers every connection that is ready, where the thread per
+ * connection of serve() takes one wake-up per connection.
+ */
+static void *
+serve_epoll(void *arg)
+{
+    struct eset *set = arg;
+    struct econn *cs = calloc((size_t)set->n, sizeof(*cs));
+    uint8_t *out = calloc(1, MAXBYTES);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int live = set->n;
+
+    if (cs == NULL || out == NULL || ep < 0) {
+        exit(1);
+    }
+    for (int i = 0; i < set->n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
+
+        cs[i].fd = set->fds[i];
+        cs[i].in = malloc(MAXBYTES + 8);
+        if (cs[i].in == NULL ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0) {
+            exit(1);
+        }
+    }
+    while (live > 0) {
+        struct epoll_event evs[MAXCONNS];
+        int n = epoll_wait(ep, evs, MAXCONNS, -1);
+
+        if (n < 0 && errno != EINTR) {
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            struct econn *c = evs[i].data.ptr;
+
+            if (!econn_serve(c, out)) {
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                live--;
+            }
+        }
+    }
+    for (int i = 0; i < set->n; i++) {
+        free(cs[i].in);
+    }
+    free(cs);
+    free(out);
+    close(ep);
     return NULL;
 }
 
@@ -402,7 +509,8 @@ usage(int code)
 {
     fprintf(code ? stderr : stdout,
             "usage: floor [-T tcp|unix] [-c CONNS] [-t SECONDS] "
-            "[--req BYTES] [--reply BYTES] [--spin USEC] [--uring]\n");
+            "[--req BYTES] [--reply BYTES] [--spin USEC] [--uring] "
+            "[--epoll THREADS]\n");
     exit(code);
 }
 
@@ -414,6 +522,7 @@ main(int argc, char **argv)
         {"reply", required_argument, NULL, 'r'},
         {"spin", required_argument, NULL, 's'},
         {"uring", no_argument, NULL, 'U'},
+        {"epoll", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -431,6 +540,7 @@ main(int argc, char **argv)
     uint64_t t0;
     double dt;
     pid_t pid;
+    char io[32] = "";
     int o;
 
     while ((o = getopt_long(argc, argv, "T:c:t:h", opts, NULL)) != -1) {
@@ -449,13 +559,16 @@ main(int argc, char **argv)
             fprintf(stderr, "floor: built without liburing\n");
             return 2;
 #endif
+        case 'E': epoll_threads = atoi(optarg); break;
         case 'h': usage(0); break;
         default: usage(2);
         }
     }
     if (conns < 1 || conns > MAXCONNS || secs <= 0 || req_len < 8 ||
         req_len > MAXBYTES || reply_len < 8 || reply_len > MAXBYTES ||
-        spin_us < 0 || (use_uring && spin_us > 0)) {
+        spin_us < 0 || (use_uring && spin_us > 0) || epoll_threads < 0 ||
+        epoll_threads > conns ||
+        (epoll_threads > 0 && (use_uring || spin_us > 0))) {
         usage(2);
     }
 #ifdef HAVE_LIBURING
@@ -516,7 +629,28 @@ main(int argc, char **argv)
     }
     if (pid == 0) {
         pthread_t th[MAXCONNS];
+        static struct eset sets[MAXCONNS];
 
+        if (epoll_threads > 0) {
+            for (int i = 0; i < conns; i++) {
+                struct eset *e = &sets[i % epoll_threads];
+
+                close(cl[i].fd);
+                if (fcntl(sfd[i], F_SETFL, O_NONBLOCK) < 0) {
+                    _exit(1);
+                }
+                e->fds[e->n++] = sfd[i];
+            }
+            for (int i = 0; i < epoll_threads; i++) {
+                if (pthread_create(&th[i], NULL, serve_epoll, &sets[i])) {
+                    _exit(1);
+                }
+            }
+            for (int i = 0; i < epoll_threads; i++) {
+                pthread_join(th[i], NULL);
+            }
+            _exit(0);
+        }
         for (int i = 0; i < conns; i++) {
             close(cl[i].fd);
             /* non-blocking, as virtfsd's sockets */
@@ -577,9 +711,14 @@ main(int argc, char **argv)
         return 1;
     }
     qsort(all, nall, sizeof(uint32_t), cmp_u32);
+    if (epoll_threads > 0) {
+        snprintf(io, sizeof(io), " io=epoll%d", epoll_threads);
+    } else if (use_uring) {
+        snprintf(io, sizeof(io), " io=uring");
+    }
     printf("floor tr=%s%s conns=%d req=%zu reply=%zu rtts=%llu rtt/s=%.0f "
            "MiB/s=%.1f p50_us=%u p99_us=%u cpu_us_per_rtt=%.2f\n",
-           tcp ? "tcp" : "unix", use_uring ? " io=uring" : "", conns, req_len,
+           tcp ? "tcp" : "unix", io, conns, req_len,
            reply_len, (unsigned long long)total, (double)total / dt,
            (double)total * (double)(req_len > reply_len ? req_len : reply_len) /
                dt / (1024.0 * 1024.0),
