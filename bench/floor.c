@@ -718,8 +718,8 @@ main(int argc, char **argv)
     }
     printf("floor tr=%s%s conns=%d req=%zu reply=%zu rtts=%llu rtt/s=%.0f "
            "MiB/s=%.1f p50_us=%u p99_us=%u cpu_us_per_rtt=%.2f\n",
-           tcp ? "tcp" : "unix", io, conns, req_len,
-           reply_len, (unsigned long long)total, (double)total / dt,
+           tcp ? "tcp" : "unix", io, conns, req_len, reply_len,
+           (unsigned long long)total, (double)total / dt,
            (double)total * (double)(req_len > reply_len ? req_len : reply_len) /
                dt / (1024.0 * 1024.0),
            all[nall / 2], all[nall * 99 / 100],
