@@ -671,8 +671,9 @@ test_read_spliced(const char *exdir)
      * The server's end of this socket takes 8 KiB (the kernel doubles
      * it): a reply does not go out whole; what the socket did not take is
      * read out of the pipe into the output queue.  The client sends one
-     * Tread at a time, 5 ms apart so that each arrives alone, and reads no
-     * reply until the 24th is sent; then every reply is checked.
+     * Tread at a time, each when the one before has been staged (so that
+     * each arrives alone), and reads no reply until the 24th is sent; then
+     * every reply is checked.
      */
     fd = open_spliced(8192);
     tap_ok(fd >= 0, "splice/full_socket_open");
@@ -682,7 +683,13 @@ test_read_spliced(const char *exdir)
     s0 = xp_loop_spliced_reads(srv->loop);
     for (int i = 0; i < 24; i++) {
         send_tread(fd, 20, (uint64_t)i * 40960, 40960, (uint16_t)(100 + i));
-        usleep(5000);
+        /* the next goes when this one has been staged, so that each
+         * arrives alone however slowly a loaded machine runs the server */
+        for (int w = 0; w < 10000 && xp_loop_spliced_reads(srv->loop) - s0 <
+                                         (unsigned long)i + 1;
+             w++) {
+            usleep(1000);
+        }
     }
     ok = 0;
     for (int i = 0; i < 24; i++) {
